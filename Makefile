@@ -1,0 +1,30 @@
+# The two commands a fresh machine needs: `make demo` and `make test`.
+GO ?= go
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: all build test lint demo bench fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o bin/stanch ./cmd/stanch
+
+# Starts the local PostgreSQL (when this machine has one) so the runner's
+# tests run on both stores; without it those tests say why they skip.
+test:
+	@bash -c 'source .ci/postgres.sh; start_postgres || echo "make test: PostgreSQL unavailable; its tests will be skipped" >&2; \
+		exec $(GO) test -race -count=1 ./...'
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+demo:
+	$(GO) run ./cmd/stanch demo
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf bin

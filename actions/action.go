@@ -1,0 +1,132 @@
+package actions
+
+import (
+	"context"
+	"log/slog"
+	"reflect"
+	"time"
+)
+
+// Action is one typed, idempotent unit of response, such as
+// aws.deactivate_key. Implementations are built with New.
+type Action interface {
+	// Spec describes the action: name, parameters, outputs, permissions.
+	Spec() Spec
+	// Decode turns a step's `with:` values (after templates are expanded)
+	// into the action's parameter struct, strictly.
+	Decode(with map[string]any) (any, error)
+	// Check reports every problem with a step's `with:` at once (unknown,
+	// missing or mistyped parameters), as *ParamError values. Parameters
+	// named in deferred hold templates and are only checked for presence.
+	Check(with map[string]any, deferred map[string]bool) []error
+	// Plan says what Do would do, running every read-only check Do runs and
+	// changing nothing. Outputs that reads alone determine are filled in, so
+	// later steps can be planned too.
+	Plan(ctx context.Context, env Env, params any) (Plan, error)
+	// Do performs the action: check the current state, act only if needed,
+	// verify the effect. Calling it again after success changes nothing.
+	Do(ctx context.Context, env Env, params any) (Result, error)
+}
+
+// Env is what the runner tells an action about the step it runs in.
+type Env struct {
+	RunID   string
+	StepID  string
+	Attempt int // 1 for the first attempt of this step
+	// IdempotencyKey is stable across retries and resumes of this step in
+	// this run; actions pass it to APIs that take a client token.
+	IdempotencyKey string
+	Logger         *slog.Logger
+	// Progress, when set, receives short human-readable progress lines for
+	// long actions. Never a secret.
+	Progress func(msg string)
+}
+
+// Log returns the step's logger, or a discarding one.
+func (e Env) Log() *slog.Logger {
+	if e.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return e.Logger
+}
+
+// Spec is an action's public description, printed by `stanch actions` and
+// used by the playbook validator.
+type Spec struct {
+	Name        string
+	Summary     string
+	Params      []Param
+	Outputs     []Output
+	Permissions []Permission
+	// Example is a playbook step using the action, in YAML.
+	Example string
+}
+
+// Param describes one parameter, derived from the parameter struct.
+type Param struct {
+	Name     string
+	Type     string // string, int, bool, duration, list, map
+	Required bool
+	Doc      string
+	Kind     reflect.Kind
+}
+
+// Output describes one output value.
+type Output struct {
+	Name string
+	Type string
+	Doc  string
+	// Secret outputs are handed to later steps in memory only: never
+	// written to the store, the logs or any report.
+	Secret bool
+}
+
+// Permission is one permission the action needs, such as iam:UpdateAccessKey.
+type Permission struct {
+	Name string // e.g. "iam:UpdateAccessKey", "chat:write", "secret_scanning_alerts:write"
+	Why  string
+}
+
+// Outcome says what Do did.
+type Outcome string
+
+const (
+	// Done: the action made its change and verified it.
+	Done Outcome = "done"
+	// Already: the state was already as wanted; nothing was changed.
+	Already Outcome = "already"
+	// NoOp: there was nothing to do for other reasons (reported in Message).
+	NoOp Outcome = "noop"
+)
+
+// Result is what Do returns on success.
+type Result struct {
+	Outcome Outcome
+	// Message is one line for people: "AKIA… deactivated (was Active)".
+	Message string
+	Outputs map[string]any
+}
+
+// Plan is what Plan returns.
+type Plan struct {
+	// Summary is one line: what would happen.
+	Summary string
+	// Calls are the API calls Do would make, reads and writes, in order.
+	Calls []Call
+	// Outputs are those outputs that the reads determine.
+	Outputs map[string]any
+}
+
+// Call is one API call, with its parameters.
+type Call struct {
+	Service   string         // "iam", "sts", "slack", …
+	Operation string         // "UpdateAccessKey"
+	Params    map[string]any // exact parameters; never secrets
+	// Mutates is true for calls that change state; Plan never makes those.
+	Mutates bool
+	// Made is true when Plan actually made this (read-only) call.
+	Made bool
+}
+
+// Duration is a time.Duration that decodes from strings such as "30s".
+type Duration time.Duration

@@ -1,0 +1,195 @@
+package alert
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Sources an alert can come from.
+const (
+	SourceGitHub     = "github"
+	SourceGuardDuty  = "guardduty"
+	SourceHealth     = "health"
+	SourceTruffleHog = "trufflehog"
+	SourceGitleaks   = "gitleaks"
+	SourceManual     = "manual"
+)
+
+// Kinds of alert. A playbook's `on.kinds` selects among them.
+const (
+	// KindCredentialExposed: the credential was seen where it should not be
+	// (a repository, a paste, AWS's own scan of public code).
+	KindCredentialExposed = "credential_exposed"
+	// KindCredentialMisused: the credential is being used suspiciously
+	// (GuardDuty).
+	KindCredentialMisused = "credential_misused"
+	// KindCredentialResolved: the source says the exposure is closed.
+	KindCredentialResolved = "credential_resolved"
+)
+
+// Credential kinds.
+const (
+	CredentialAccessKey   = "access_key"   // long-term IAM user key, AKIA…
+	CredentialRoleSession = "role_session" // STS temporary credentials, ASIA…
+	CredentialToken       = "token"        // any other bearer secret
+)
+
+// Severities, lowest first.
+var severities = []string{"info", "low", "medium", "high", "critical"}
+
+// Alert is one normalised report that a credential leaked or is misused.
+type Alert struct {
+	// Source is where the alert came from: github, guardduty, health,
+	// trufflehog, gitleaks or manual.
+	Source string `json:"source" expr:"source"`
+	// Kind is what the alert says happened (credential_exposed, …).
+	Kind string `json:"kind" expr:"kind"`
+	// ReceivedAt is when stanch received the alert, in UTC.
+	ReceivedAt time.Time `json:"received_at" expr:"received_at"`
+	// DedupKey identifies the alert across redeliveries: two alerts with the
+	// same key are the same alert and start one run per playbook.
+	DedupKey string `json:"dedup_key" expr:"dedup_key"`
+	// Credential is the leaked credential.
+	Credential Credential `json:"credential" expr:"credential"`
+	// Location is where it leaked, when the source knows.
+	Location Location `json:"location" expr:"location"`
+	// Severity is one of info, low, medium, high, critical.
+	Severity string `json:"severity" expr:"severity"`
+	// Title is a one-line human summary.
+	Title string `json:"title" expr:"title"`
+	// Test marks sample or synthetic alerts (such as GuardDuty's generated
+	// findings) that must not contain anything real unless a playbook opts in.
+	Test bool `json:"test,omitempty" expr:"test"`
+	// Raw is the source's payload with every secret value redacted.
+	Raw json.RawMessage `json:"raw,omitempty" expr:"-"`
+}
+
+// Credential identifies the leaked secret without carrying it.
+type Credential struct {
+	// Provider is whose credential it is: aws, github, slack, …
+	Provider string `json:"provider" expr:"provider"`
+	// Kind is access_key, role_session or token.
+	Kind string `json:"kind" expr:"kind"`
+	// ID is the public identifier, such as an AWS access key id (AKIA…/ASIA…).
+	// Never the secret.
+	ID string `json:"id" expr:"id"`
+	// Account is the provider account that owns it (12-digit AWS account id).
+	Account string `json:"account,omitempty" expr:"account"`
+	// Principal is the user or role it belongs to, when known.
+	Principal string `json:"principal,omitempty" expr:"principal"`
+}
+
+// Location is where the credential was found.
+type Location struct {
+	Repo   string `json:"repo,omitempty" expr:"repo"` // owner/name
+	Path   string `json:"path,omitempty" expr:"path"`
+	Line   int    `json:"line,omitempty" expr:"line"`
+	Commit string `json:"commit,omitempty" expr:"commit"`
+	URL    string `json:"url,omitempty" expr:"url"`
+}
+
+// AWSKeyID matches an AWS access key id: AKIA for IAM user keys, ASIA for
+// STS temporary credentials.
+var AWSKeyID = regexp.MustCompile(`\b(AKIA|ASIA)[A-Z0-9]{16}\b`)
+
+// ErrInvalid is wrapped by every validation error of Parse and Validate.
+var ErrInvalid = errors.New("invalid alert")
+
+// Parse decodes a stanch Alert JSON document strictly (unknown fields are
+// errors), fills defaults and validates it. now is used when received_at is
+// missing.
+func Parse(data []byte, now time.Time) (Alert, error) {
+	var a Alert
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&a); err != nil {
+		return Alert{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if dec.More() {
+		return Alert{}, fmt.Errorf("%w: more than one JSON document", ErrInvalid)
+	}
+	a.Normalise(now)
+	if err := a.Validate(); err != nil {
+		return Alert{}, err
+	}
+	if len(a.Raw) > 0 {
+		a.Raw = RedactJSON(a.Raw)
+	}
+	return a, nil
+}
+
+// Normalise fills fields that can be derived: received time, credential kind
+// from the key prefix, severity and the dedup key.
+func (a *Alert) Normalise(now time.Time) {
+	if a.ReceivedAt.IsZero() {
+		a.ReceivedAt = now
+	}
+	a.ReceivedAt = a.ReceivedAt.UTC()
+	if a.Credential.Provider == "" && AWSKeyID.MatchString(a.Credential.ID) {
+		a.Credential.Provider = "aws"
+	}
+	if a.Credential.Kind == "" {
+		switch {
+		case strings.HasPrefix(a.Credential.ID, "AKIA"):
+			a.Credential.Kind = CredentialAccessKey
+		case strings.HasPrefix(a.Credential.ID, "ASIA"):
+			a.Credential.Kind = CredentialRoleSession
+		default:
+			a.Credential.Kind = CredentialToken
+		}
+	}
+	if a.Kind == "" {
+		a.Kind = KindCredentialExposed
+	}
+	if a.Severity == "" {
+		a.Severity = "high"
+	}
+	if a.DedupKey == "" {
+		a.DedupKey = a.Source + ":" + a.Credential.Provider + ":" + a.Credential.ID
+	}
+}
+
+// Validate reports every problem with the alert at once.
+func (a Alert) Validate() error {
+	var errs []error
+	add := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...))
+	}
+	if a.Source == "" {
+		add("source is required (github, guardduty, health, trufflehog, gitleaks or manual)")
+	}
+	if a.Credential.ID == "" {
+		add("credential.id is required (for AWS, the access key id AKIA…/ASIA…)")
+	}
+	if a.Credential.Provider == "aws" && a.Credential.ID != "" && !AWSKeyID.MatchString(a.Credential.ID) {
+		add("credential.id %q is not an AWS access key id (AKIA or ASIA followed by 16 characters)", a.Credential.ID)
+	}
+	if a.Credential.Account != "" && a.Credential.Provider == "aws" && !awsAccount.MatchString(a.Credential.Account) {
+		add("credential.account %q is not a 12-digit AWS account id", a.Credential.Account)
+	}
+	switch a.Credential.Kind {
+	case CredentialAccessKey, CredentialRoleSession, CredentialToken:
+	default:
+		add("credential.kind %q is not one of access_key, role_session, token", a.Credential.Kind)
+	}
+	if !validSeverity(a.Severity) {
+		add("severity %q is not one of %s", a.Severity, strings.Join(severities, ", "))
+	}
+	return errors.Join(errs...)
+}
+
+var awsAccount = regexp.MustCompile(`^[0-9]{12}$`)
+
+func validSeverity(s string) bool {
+	for _, v := range severities {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
