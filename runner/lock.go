@@ -1,0 +1,49 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// ErrBusy is returned when another stanch process already runs the workers
+// of an embedded SQLite store.
+var ErrBusy = errors.New("database in use by another stanch process")
+
+// processLock is an exclusive advisory lock beside a SQLite database. The
+// embedded store is for one process; holding the lock is also what lets a
+// starting process treat jobs left "running" as orphans of a crash.
+type processLock struct {
+	f *os.File
+}
+
+func lockDatabase(path string) (*processLock, error) {
+	f, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock database: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(path + ".lock")
+		f.Close()
+		pid := strings.TrimSpace(string(holder))
+		if pid == "" {
+			pid = "unknown"
+		}
+		return nil, fmt.Errorf("%w (pid %s holds %s.lock); stop it, use another --database, or use PostgreSQL for several processes", ErrBusy, pid, path)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return &processLock{f: f}, nil
+}
+
+func (l *processLock) release() {
+	if l == nil || l.f == nil {
+		return
+	}
+	_ = syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)
+	_ = l.f.Close()
+}

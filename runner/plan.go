@@ -1,0 +1,97 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/alert"
+	"github.com/stanchhq/stanch/playbooks"
+)
+
+// PlannedStep is what a run would do at one step.
+type PlannedStep struct {
+	ID     string
+	Action string
+	// WillRun is false when the step's condition is false (Reason says why)
+	// or when it cannot be planned (Error says why).
+	WillRun bool
+	Reason  string
+	// Approval, when set, says who must approve first.
+	Approval string
+	Summary  string
+	Calls    []actions.Call
+	Error    string
+}
+
+// PlanReport is the plan of one playbook for one alert.
+type PlanReport struct {
+	Playbook string
+	Matched  bool
+	Reason   string
+	Steps    []PlannedStep
+}
+
+// Plan evaluates pb against a the way a run would, calling every action's
+// read-only Plan, and changes nothing. Outputs that a step's reads determine
+// feed the conditions and parameters of the steps after it.
+func Plan(ctx context.Context, reg *actions.Registry, pb *playbooks.Playbook, a alert.Alert) (PlanReport, error) {
+	rep := PlanReport{Playbook: pb.Name}
+	ok, reason, err := pb.Match(a)
+	if err != nil {
+		return rep, fmt.Errorf("match playbook %s: %w", pb.Name, err)
+	}
+	rep.Matched, rep.Reason = ok, reason
+	if !ok {
+		return rep, nil
+	}
+	scope := pb.Scope(a, playbooks.RunInfo{ID: "run_plan", Playbook: pb.Name, StartedAt: time.Now().UTC()})
+	for _, step := range pb.Steps {
+		ps := PlannedStep{ID: step.ID, Action: step.Action}
+		state := playbooks.StepState{Status: StepSucceeded, Outcome: string(actions.Done), Outputs: map[string]any{}}
+		ps.WillRun, ps.Reason, err = step.Enabled(scope)
+		switch {
+		case err != nil:
+			ps.Error = err.Error()
+			state = playbooks.StepState{Status: StepFailed, Outcome: "failed"}
+		case !ps.WillRun:
+			state = playbooks.StepState{Status: StepSkipped, Outcome: "skipped"}
+		default:
+			if step.Approval != nil {
+				ps.Approval = fmt.Sprintf("waits for approval by %v (times out after %s, then %s)", step.Approval.Approvers, step.Approval.Timeout, step.Approval.OnTimeout)
+			}
+			planned, perr := planStep(ctx, reg, step, scope)
+			if perr != nil {
+				ps.Error = perr.Error()
+				state = playbooks.StepState{Status: StepFailed, Outcome: "failed"}
+			} else {
+				ps.Summary, ps.Calls = planned.Summary, planned.Calls
+				if planned.Outputs != nil {
+					state.Outputs = planned.Outputs
+				}
+			}
+		}
+		scope.Steps[step.ID] = state
+		rep.Steps = append(rep.Steps, ps)
+	}
+	return rep, nil
+}
+
+func planStep(ctx context.Context, reg *actions.Registry, step *playbooks.Step, scope playbooks.Scope) (actions.Plan, error) {
+	action, ok := reg.Lookup(step.Action)
+	if !ok {
+		return actions.Plan{}, fmt.Errorf("action %s is not in this build of stanch", step.Action)
+	}
+	with, err := step.Params(scope)
+	if err != nil {
+		return actions.Plan{}, err
+	}
+	params, err := action.Decode(with)
+	if err != nil {
+		return actions.Plan{}, fmt.Errorf("step %s: %w", step.ID, err)
+	}
+	actx, cancel := context.WithTimeout(ctx, step.Timeout)
+	defer cancel()
+	return action.Plan(actx, actions.Env{RunID: "run_plan", StepID: step.ID, Attempt: 1, IdempotencyKey: "plan/" + step.ID}, params)
+}

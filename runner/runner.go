@@ -1,0 +1,365 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+	"github.com/riverqueue/river/rivermigrate"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/alert"
+	"github.com/stanchhq/stanch/internal/crashpoint"
+	"github.com/stanchhq/stanch/playbooks"
+)
+
+// QueueContainment runs playbook runs. Slow work (impact queries) will get a
+// queue of its own so it never delays containment.
+const QueueContainment = "containment"
+
+// RunArgs is the River job that executes one run. The run's state lives in
+// stanch's tables; the job only says which run to advance.
+type RunArgs struct {
+	RunID string `json:"run_id"`
+}
+
+// Kind is the job kind stored by River.
+func (RunArgs) Kind() string { return "stanch.run" }
+
+// InsertOpts makes a second enqueue of the same run a no-op.
+func (RunArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{
+		Queue:       QueueContainment,
+		MaxAttempts: 25,
+		UniqueOpts: river.UniqueOpts{
+			ByArgs: true,
+			// Completed jobs count too: a finished run is never re-run.
+			ByState: []rivertype.JobState{
+				rivertype.JobStateAvailable, rivertype.JobStateCompleted, rivertype.JobStatePending,
+				rivertype.JobStateRetryable, rivertype.JobStateRunning, rivertype.JobStateScheduled,
+			},
+		},
+	}
+}
+
+// Config configures a Runner.
+type Config struct {
+	DB       *Database
+	Registry *actions.Registry
+	Logger   *slog.Logger
+	// Observer receives progress events. It is called from workers and must
+	// not block for long.
+	Observer func(Event)
+	// Workers is the number of runs executed at once (default 20).
+	Workers int
+	Now     func() time.Time
+}
+
+// queue is the part of *river.Client the runner uses; it does not depend on
+// the driver's transaction type, so the rest of the runner is the same code
+// on SQLite and PostgreSQL.
+type queue interface {
+	Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
+	JobRetry(ctx context.Context, id int64) (*rivertype.JobRow, error)
+	Start(ctx context.Context) error
+	Stop(ctx context.Context) error
+}
+
+// Runner executes playbook runs.
+type Runner struct {
+	cfg    Config
+	store  *Store
+	log    *slog.Logger
+	client queue
+	// rescueOrphans makes jobs left running by a dead process available
+	// again; only safe while holding the process lock.
+	rescueOrphans func(ctx context.Context) (int, error)
+	lock          *processLock
+	started       bool
+}
+
+// New migrates the database (River's tables and stanch's) and returns a
+// runner that is not yet working.
+func New(ctx context.Context, cfg Config) (*Runner, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 20
+	}
+	r := &Runner{cfg: cfg, store: NewStore(cfg.DB, cfg.Now), log: cfg.Logger}
+	workers := river.NewWorkers()
+	if err := river.AddWorkerSafely(workers, &runWorker{r: r}); err != nil {
+		return nil, fmt.Errorf("register run worker: %w", err)
+	}
+	rcfg := &river.Config{
+		Queues:  map[string]river.QueueConfig{QueueContainment: {MaxWorkers: cfg.Workers}},
+		Workers: workers,
+		Logger:  cfg.Logger.With("component", "river"),
+		// Steps have their own timeouts; a run waiting on a slow step must
+		// not be cut off or rescued while its process is alive.
+		JobTimeout:           -1,
+		RescueStuckJobsAfter: 10 * time.Minute,
+		// Containment is measured in milliseconds; poll quickly for work
+		// inserted by other processes.
+		FetchCooldown:     5 * time.Millisecond,
+		FetchPollInterval: 50 * time.Millisecond,
+	}
+	var err error
+	switch cfg.DB.Dialect {
+	case SQLite:
+		err = r.setup(ctx, rcfg, riversqlite.New(cfg.DB.SQL))
+	case Postgres:
+		err = setupPG(ctx, r, rcfg, cfg.DB)
+	default:
+		err = fmt.Errorf("unknown database dialect %q", cfg.DB.Dialect)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := r.store.Migrate(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func setupPG(ctx context.Context, r *Runner, rcfg *river.Config, db *Database) error {
+	return setup[pgx.Tx](ctx, r, rcfg, riverpgxv5.New(db.Pool))
+}
+
+func (r *Runner) setup(ctx context.Context, rcfg *river.Config, d *riversqlite.Driver) error {
+	return setup(ctx, r, rcfg, d)
+}
+
+func setup[TTx any](ctx context.Context, r *Runner, rcfg *river.Config, driver riverdriver.Driver[TTx]) error {
+	migrator, err := rivermigrate.New(driver, nil)
+	if err != nil {
+		return fmt.Errorf("river migrator: %w", err)
+	}
+	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return fmt.Errorf("migrate river tables: %w", err)
+	}
+	client, err := river.NewClient(driver, rcfg)
+	if err != nil {
+		return fmt.Errorf("river client: %w", err)
+	}
+	r.client = client
+	r.rescueOrphans = func(ctx context.Context) (int, error) {
+		exec := driver.GetExecutor()
+		stuck, err := exec.JobGetStuck(ctx, &riverdriver.JobGetStuckParams{Max: 10000, StuckHorizon: time.Now().Add(time.Minute)})
+		if err != nil {
+			return 0, fmt.Errorf("find orphaned jobs: %w", err)
+		}
+		if len(stuck) == 0 {
+			return 0, nil
+		}
+		now := time.Now().UTC()
+		p := &riverdriver.JobRescueManyParams{StuckHorizon: now.Add(time.Minute)}
+		for _, j := range stuck {
+			p.ID = append(p.ID, j.ID)
+			p.Error = append(p.Error, []byte(fmt.Sprintf(`{"at":%q,"attempt":%d,"error":"process died while running the job; resumed by the next stanch process"}`, now.Format(time.RFC3339Nano), j.Attempt)))
+			p.FinalizedAt = append(p.FinalizedAt, nil)
+			p.ScheduledAt = append(p.ScheduledAt, now)
+			p.State = append(p.State, string(rivertype.JobStateAvailable))
+		}
+		if _, err := exec.JobRescueMany(ctx, p); err != nil {
+			return 0, fmt.Errorf("resume orphaned jobs: %w", err)
+		}
+		return len(stuck), nil
+	}
+	return nil
+}
+
+// Store returns the runner's store.
+func (r *Runner) Store() *Store { return r.store }
+
+// Start begins working runs. On the embedded SQLite store it first takes the
+// process lock, so it fails with ErrBusy when another process works the same
+// database; jobs a crashed process left running are then resumed at once.
+// Every unfinished run is (re-)enqueued, which is a no-op for runs that
+// already have a job.
+func (r *Runner) Start(ctx context.Context) error {
+	if r.cfg.DB.Dialect == SQLite {
+		lock, err := lockDatabase(r.cfg.DB.Path)
+		if err != nil {
+			return err
+		}
+		r.lock = lock
+		n, err := r.rescueOrphans(ctx)
+		if err != nil {
+			r.lock.release()
+			return err
+		}
+		if n > 0 {
+			r.log.Info("resuming runs left by a process that died", "jobs", n)
+		}
+	}
+	if err := r.client.Start(ctx); err != nil {
+		r.lock.release()
+		return fmt.Errorf("start workers: %w", err)
+	}
+	r.started = true
+	runs, err := r.store.UnfinishedRuns(ctx)
+	if err != nil {
+		return err
+	}
+	for _, run := range runs {
+		if run.Status == RunWaitingApproval {
+			continue // its job is snoozed until a decision or the deadline
+		}
+		if err := r.enqueue(ctx, run.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Stop waits for running steps to finish (or ctx to end) and stops.
+func (r *Runner) Stop(ctx context.Context) error {
+	defer r.lock.release()
+	if !r.started {
+		return nil
+	}
+	r.started = false
+	if err := r.client.Stop(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("stop workers: %w", err)
+	}
+	return nil
+}
+
+func (r *Runner) enqueue(ctx context.Context, runID string) error {
+	res, err := r.client.Insert(ctx, RunArgs{RunID: runID}, nil)
+	if err != nil {
+		return fmt.Errorf("enqueue run %s: %w", runID, err)
+	}
+	// A duplicate insert returns the existing job, whose id is recorded too:
+	// a process may have died between inserting it and recording it.
+	return r.store.SetJob(ctx, runID, res.Job.ID)
+}
+
+// Submission is what Submit did with an alert.
+type Submission struct {
+	Alert alert.Alert
+	// Started are the runs created for this alert.
+	Started []Run
+	// Existing are runs the alert's dedup key already had: no second run
+	// starts for the same alert and playbook.
+	Existing []Run
+	// NotMatched says, per playbook that did not match, why.
+	NotMatched []NotMatched
+}
+
+// NotMatched is a playbook that an alert did not select.
+type NotMatched struct {
+	Playbook string
+	Reason   string
+}
+
+// Submit durably records the alert and a run for each matching playbook,
+// then enqueues the runs. When Submit returns nil the alert is committed.
+func (r *Runner) Submit(ctx context.Context, a alert.Alert, books []*playbooks.Playbook) (Submission, error) {
+	sub := Submission{Alert: a}
+	var want []NewRun
+	now := r.cfg.Now()
+	for _, pb := range books {
+		ok, reason, err := pb.Match(a)
+		if err != nil {
+			return sub, fmt.Errorf("match playbook %s: %w", pb.Name, err)
+		}
+		if !ok {
+			sub.NotMatched = append(sub.NotMatched, NotMatched{Playbook: pb.Name, Reason: reason})
+			continue
+		}
+		want = append(want, NewRun{ID: newRunID(now), Playbook: pb.Name, PlaybookFile: pb.File, PlaybookSource: pb.Source})
+	}
+	created, existing, err := r.store.CreateRuns(ctx, a, want)
+	if err != nil {
+		return sub, err
+	}
+	sub.Started, sub.Existing = created, existing
+	crashpoint.Hit("submitted") // runs committed, jobs not yet enqueued
+	for _, run := range append(append([]Run{}, created...), existing...) {
+		if Terminal(run.Status) || run.Status == RunWaitingApproval {
+			continue
+		}
+		// Existing unfinished runs are enqueued again: if the process that
+		// created them died before it could, this is where they continue.
+		if err := r.enqueue(ctx, run.ID); err != nil {
+			return sub, err
+		}
+	}
+	return sub, nil
+}
+
+// ErrNotApprover is returned when someone outside a step's approvers tries
+// to decide it. The attempt is journalled.
+var ErrNotApprover = errors.New("not an approver")
+
+// ErrNotWaiting is returned when an approval names a step that is not
+// waiting for one.
+var ErrNotWaiting = errors.New("not waiting for approval")
+
+// Decide records an approval decision for a waiting step and wakes the run.
+// The first decision wins; first is false when one was already recorded.
+func (r *Runner) Decide(ctx context.Context, runID, stepID, decision, by, via string) (Approval, bool, error) {
+	run, err := r.store.Run(ctx, runID)
+	if err != nil {
+		return Approval{}, false, err
+	}
+	if _, err := r.store.Approval(ctx, runID, stepID); errors.Is(err, ErrNotFound) {
+		if run.WaitingStep != "" {
+			return Approval{}, false, fmt.Errorf("run %s is waiting for approval of step %q, not %q: %w", runID, run.WaitingStep, stepID, ErrNotWaiting)
+		}
+		return Approval{}, false, fmt.Errorf("run %s (%s) has no approval request for step %q: %w", runID, run.Status, stepID, ErrNotWaiting)
+	} else if err != nil {
+		return Approval{}, false, err
+	}
+	if pending, err := r.store.Approval(ctx, runID, stepID); err == nil && via != "timeout" && !slices.Contains(pending.Approvers, by) {
+		_ = r.store.Refuse(ctx, runID, stepID, by, via)
+		return Approval{}, false, fmt.Errorf("%q may not decide step %s of run %s; approvers are %s: %w", by, stepID, runID, strings.Join(pending.Approvers, ", "), ErrNotApprover)
+	}
+	a, first, err := r.store.Decide(ctx, runID, stepID, decision, by, via)
+	if err != nil {
+		return Approval{}, false, err
+	}
+	if first && run.JobID != 0 {
+		if err := r.wake(ctx, runID, run.JobID); err != nil {
+			return a, first, err
+		}
+	}
+	return a, first, nil
+}
+
+// wake makes a run's sleeping job available now. A job still running (it
+// is about to go to sleep) is left alone by River, so wait for it to settle
+// and try again; the worker also re-reads the decision before sleeping.
+func (r *Runner) wake(ctx context.Context, runID string, jobID int64) error {
+	for range 200 {
+		job, err := r.client.JobRetry(ctx, jobID)
+		if err != nil {
+			return fmt.Errorf("wake run %s: %w", runID, err)
+		}
+		if job.State != rivertype.JobStateRunning {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil
+}

@@ -1,0 +1,480 @@
+package runner
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx" for creating per-test databases
+	"github.com/stretchr/testify/require"
+
+	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/alert"
+	"github.com/stanchhq/stanch/playbooks"
+)
+
+// testWorld holds real actions whose effects tests can count: each records
+// its calls in memory the way the sandbox records API calls.
+type testWorld struct {
+	mu      sync.Mutex
+	effects map[string]int // effect name → times applied
+	fails   map[string]int // step id → retryable failures left
+}
+
+func (w *testWorld) effect(name string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.effects[name]
+}
+
+type markParams struct {
+	Name string `json:"name" required:"true"`
+	// Fail makes the first N attempts fail with a retryable error.
+	Fail int `json:"fail"`
+	// Permanent makes every attempt fail permanently with this message.
+	Permanent string `json:"permanent"`
+}
+
+const plantedSecret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzPLANTED12"
+
+func (w *testWorld) registry(t *testing.T) *actions.Registry {
+	t.Helper()
+	mark := actions.New(actions.Definition[markParams]{
+		Name:    "test.mark",
+		Summary: "record an effect once (idempotent)",
+		Outputs: []actions.Output{{Name: "name", Type: "string"}, {Name: "count", Type: "int"}, {Name: "secret", Type: "string", Secret: true}},
+		PlanFunc: func(_ context.Context, _ actions.Env, p *markParams) (actions.Plan, error) {
+			return actions.Plan{Summary: "would mark " + p.Name}, nil
+		},
+		DoFunc: func(_ context.Context, env actions.Env, p *markParams) (actions.Result, error) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			if p.Permanent != "" {
+				return actions.Result{}, actions.Permanentf("mark %s: %s", p.Name, p.Permanent)
+			}
+			key := env.RunID + "/" + env.StepID
+			if w.fails[key] < p.Fail {
+				w.fails[key]++
+				return actions.Result{}, actions.Retryable(fmt.Errorf("mark %s: throttled", p.Name))
+			}
+			out := map[string]any{"name": p.Name, "count": w.effects[p.Name] + 1, "secret": plantedSecret}
+			if w.effects[p.Name+"@"+env.RunID] > 0 { // check: already done for this run
+				return actions.Result{Outcome: actions.Already, Message: p.Name + " already marked", Outputs: out}, nil
+			}
+			w.effects[p.Name]++
+			w.effects[p.Name+"@"+env.RunID]++
+			return actions.Result{Outcome: actions.Done, Message: p.Name + " marked", Outputs: out}, nil
+		},
+	})
+	reg, err := actions.NewRegistry(mark)
+	require.NoError(t, err)
+	return reg
+}
+
+// testDatabases returns the stores the runner's tests run on: SQLite
+// always, PostgreSQL when STANCH_TEST_POSTGRES names a server (make test and
+// CI start one).
+func testDatabases(t *testing.T) map[string]func(t *testing.T) *Database {
+	out := map[string]func(t *testing.T) *Database{
+		"sqlite": func(t *testing.T) *Database {
+			db, err := OpenDatabase(context.Background(), "file:"+filepath.Join(t.TempDir(), "stanch.db"))
+			require.NoError(t, err)
+			t.Cleanup(func() { db.Close() })
+			return db
+		},
+	}
+	base := os.Getenv("STANCH_TEST_POSTGRES")
+	if base == "" {
+		t.Log("STANCH_TEST_POSTGRES is not set: PostgreSQL variants skipped (make test sets it)")
+		return out
+	}
+	out["postgres"] = func(t *testing.T) *Database {
+		return freshPostgres(t, base)
+	}
+	return out
+}
+
+var pgCounter atomic.Int64
+
+// freshPostgres creates a database of its own for one test, so River's
+// tables and workers of parallel tests never meet.
+func freshPostgres(t *testing.T, base string) *Database {
+	t.Helper()
+	ctx := context.Background()
+	admin, err := sql.Open("pgx", base)
+	require.NoError(t, err)
+	defer admin.Close()
+	name := fmt.Sprintf("stanch_t_%d_%d", os.Getpid(), pgCounter.Add(1))
+	_, err = admin.ExecContext(ctx, "CREATE DATABASE "+name)
+	require.NoError(t, err)
+	u, err := url.Parse(base)
+	require.NoError(t, err)
+	u.Path = "/" + name
+	db, err := OpenDatabase(ctx, u.String())
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		db.Close()
+		a, err := sql.Open("pgx", base)
+		if err == nil {
+			_, _ = a.ExecContext(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			a.Close()
+		}
+	})
+	return db
+}
+
+type bundle struct {
+	db     *Database
+	world  *testWorld
+	reg    *actions.Registry
+	runner *Runner
+	events chan Event
+}
+
+func newBundle(t *testing.T, open func(t *testing.T) *Database) *bundle {
+	t.Helper()
+	b := &bundle{db: open(t), world: &testWorld{effects: map[string]int{}, fails: map[string]int{}}, events: make(chan Event, 1000)}
+	b.reg = b.world.registry(t)
+	b.runner = b.start(t)
+	return b
+}
+
+func (b *bundle) start(t *testing.T) *Runner {
+	t.Helper()
+	ctx := context.Background()
+	r, err := New(ctx, Config{DB: b.db, Registry: b.reg, Observer: func(e Event) {
+		select {
+		case b.events <- e:
+		default:
+		}
+	}})
+	require.NoError(t, err)
+	require.NoError(t, r.Start(ctx))
+	t.Cleanup(func() { _ = r.Stop(context.Background()) })
+	return r
+}
+
+func (b *bundle) playbook(t *testing.T, src string) *playbooks.Playbook {
+	t.Helper()
+	pb, err := playbooks.Parse("test.yaml", []byte(src), b.reg)
+	require.NoError(t, err)
+	return pb
+}
+
+func testAlert(id string) alert.Alert {
+	a := alert.Alert{Source: alert.SourceManual, Credential: alert.Credential{ID: id}}
+	a.Normalise(time.Now())
+	return a
+}
+
+// waitStatus waits until the run reaches one of the statuses.
+func (b *bundle) waitStatus(t *testing.T, runID string, statuses ...string) Run {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		run, err := b.runner.Store().Run(context.Background(), runID)
+		require.NoError(t, err)
+		for _, s := range statuses {
+			if run.Status == s {
+				return run
+			}
+		}
+		require.True(t, time.Now().Before(deadline), "run %s stuck in %s, want %v", runID, run.Status, statuses)
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func submitOne(t *testing.T, b *bundle, pb *playbooks.Playbook, a alert.Alert) Run {
+	t.Helper()
+	sub, err := b.runner.Submit(context.Background(), a, []*playbooks.Playbook{pb})
+	require.NoError(t, err)
+	require.Len(t, sub.Started, 1)
+	return sub.Started[0]
+}
+
+const twoSteps = `
+name: two-steps
+steps:
+  - id: first
+    action: test.mark
+    with: {name: first}
+  - id: second
+    action: test.mark
+    with:
+      name: ${{ "second-after-" + steps.first.outputs.name }}
+`
+
+func TestRunExecutesStepsInOrderAndJournals(t *testing.T) {
+	t.Parallel()
+	for name, open := range testDatabases(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			b := newBundle(t, open)
+			run := submitOne(t, b, b.playbook(t, twoSteps), testAlert("AKIAIOSFODNN7EXAMPLE"))
+			run = b.waitStatus(t, run.ID, RunSucceeded, RunFailed)
+			require.Equal(t, RunSucceeded, run.Status)
+			require.Equal(t, 1, b.world.effect("first"))
+			require.Equal(t, 1, b.world.effect("second-after-first"))
+
+			steps, err := b.runner.Store().Steps(context.Background(), run.ID)
+			require.NoError(t, err)
+			require.Equal(t, StepSucceeded, steps["first"].Status)
+			require.Equal(t, "done", steps["first"].Outcome)
+			require.Equal(t, "first", steps["first"].Outputs["name"])
+			require.NotContains(t, steps["first"].Outputs, "secret", "secret outputs are never stored")
+
+			journal, err := b.runner.Store().Journal(context.Background(), run.ID)
+			require.NoError(t, err)
+			var events []string
+			for _, e := range journal {
+				events = append(events, e.Event+":"+e.StepID)
+			}
+			require.Equal(t, []string{"run_created:", "run_started:", "attempt_started:first", "step_succeeded:first", "attempt_started:second", "step_succeeded:second", "run_succeeded:"}, events)
+		})
+	}
+}
+
+func TestDuplicateAlertStartsNoSecondRun(t *testing.T) {
+	t.Parallel()
+	for name, open := range testDatabases(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			b := newBundle(t, open)
+			pb := b.playbook(t, twoSteps)
+			a := testAlert("AKIAIOSFODNN7EXAMPLE")
+			first := submitOne(t, b, pb, a)
+			b.waitStatus(t, first.ID, RunSucceeded)
+
+			again, err := b.runner.Submit(context.Background(), a, []*playbooks.Playbook{pb})
+			require.NoError(t, err)
+			require.Empty(t, again.Started)
+			require.Len(t, again.Existing, 1)
+			require.Equal(t, first.ID, again.Existing[0].ID)
+			require.Equal(t, 1, b.world.effect("first"))
+			runs, err := b.runner.Store().ListRuns(context.Background(), ListFilter{})
+			require.NoError(t, err)
+			require.Len(t, runs, 1)
+		})
+	}
+}
+
+func TestRetryableErrorsAreRetriedAndPermanentOnesFailTheStep(t *testing.T) {
+	t.Parallel()
+	for name, open := range testDatabases(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			b := newBundle(t, open)
+			pb := b.playbook(t, `
+name: flaky
+steps:
+  - id: flaky
+    action: test.mark
+    with: {name: flaky, fail: 2}
+    retry: {attempts: 3, backoff: 1ms, max_backoff: 5ms}
+  - id: broken
+    action: test.mark
+    with: {name: broken, permanent: "access denied for `+plantedSecret+`"}
+    retry: {attempts: 5, backoff: 1ms}
+  - id: never
+    action: test.mark
+    with: {name: never}
+`)
+			run := submitOne(t, b, pb, testAlert("AKIAIOSFODNN7EXAMPLE"))
+			run = b.waitStatus(t, run.ID, RunFailed, RunSucceeded)
+			require.Equal(t, RunFailed, run.Status)
+			require.Equal(t, "broken", run.FailedStep)
+			require.Contains(t, run.Error, "access denied")
+			require.Contains(t, run.Error, "permanent, attempt 1 of 5")
+			require.NotContains(t, run.Error, plantedSecret)
+			require.Equal(t, 1, b.world.effect("flaky"))
+			require.Equal(t, 0, b.world.effect("never"))
+
+			steps, err := b.runner.Store().Steps(context.Background(), run.ID)
+			require.NoError(t, err)
+			require.Equal(t, 3, steps["flaky"].Attempts)
+			require.Equal(t, 1, steps["broken"].Attempts, "permanent errors are not retried")
+			require.NotContains(t, steps, "never")
+
+			journal, err := b.runner.Store().Journal(context.Background(), run.ID)
+			require.NoError(t, err)
+			failed := 0
+			for _, e := range journal {
+				require.NotContains(t, e.Detail, plantedSecret)
+				if e.Event == "attempt_failed" {
+					failed++
+					require.Contains(t, e.Detail, "throttled")
+				}
+			}
+			require.Equal(t, 2, failed)
+		})
+	}
+}
+
+func TestOnErrorContinue(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t, testDatabases(t)["sqlite"])
+	pb := b.playbook(t, `
+name: keep-going
+steps:
+  - id: broken
+    action: test.mark
+    with: {name: broken, permanent: nope}
+    on_error: continue
+  - id: after
+    action: test.mark
+    if: steps.broken.outcome == "failed"
+    with: {name: after}
+`)
+	run := submitOne(t, b, pb, testAlert("AKIAIOSFODNN7EXAMPLE"))
+	run = b.waitStatus(t, run.ID, RunFailed, RunSucceeded)
+	require.Equal(t, RunSucceeded, run.Status)
+	require.Equal(t, 1, b.world.effect("after"))
+}
+
+const approvalPlaybook = `
+name: approve-me
+steps:
+  - id: contain
+    action: test.mark
+    with: {name: contain}
+  - id: destroy
+    action: test.mark
+    approval:
+      approvers: [alice, bob]
+      timeout: %s
+      on_timeout: %s
+      message: "Destroy ${{ alert.credential.id }}?"
+    with: {name: destroy}
+`
+
+func TestApprovalParksRunAndDecisionResumesIt(t *testing.T) {
+	t.Parallel()
+	for name, open := range testDatabases(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			b := newBundle(t, open)
+			pb := b.playbook(t, fmt.Sprintf(approvalPlaybook, "1h", "deny"))
+			run := submitOne(t, b, pb, testAlert("AKIAIOSFODNN7EXAMPLE"))
+			run = b.waitStatus(t, run.ID, RunWaitingApproval)
+			require.Equal(t, "destroy", run.WaitingStep)
+			require.Equal(t, 1, b.world.effect("contain"))
+			require.Equal(t, 0, b.world.effect("destroy"))
+
+			pending, err := b.runner.Store().Approval(ctx, run.ID, "destroy")
+			require.NoError(t, err)
+			require.Equal(t, "Destroy AKIAIOSFODNN7EXAMPLE?", pending.Message)
+			require.Equal(t, []string{"alice", "bob"}, pending.Approvers)
+
+			_, _, err = b.runner.Decide(ctx, run.ID, "destroy", Approved, "mallory", "cli")
+			require.ErrorIs(t, err, ErrNotApprover)
+			_, _, err = b.runner.Decide(ctx, run.ID, "contain", Approved, "alice", "cli")
+			require.ErrorIs(t, err, ErrNotWaiting)
+
+			a, first, err := b.runner.Decide(ctx, run.ID, "destroy", Approved, "alice", "cli")
+			require.NoError(t, err)
+			require.True(t, first)
+			require.Equal(t, "alice", a.DecidedBy)
+			run = b.waitStatus(t, run.ID, RunSucceeded, RunFailed)
+			require.Equal(t, RunSucceeded, run.Status)
+			require.Equal(t, 1, b.world.effect("destroy"))
+
+			a, first, err = b.runner.Decide(ctx, run.ID, "destroy", Denied, "bob", "cli")
+			require.NoError(t, err)
+			require.False(t, first, "the first decision wins")
+			require.Equal(t, Approved, a.Decision)
+
+			journal, err := b.runner.Store().Journal(ctx, run.ID)
+			require.NoError(t, err)
+			var seen []string
+			for _, e := range journal {
+				if strings.HasPrefix(e.Event, "approval_") {
+					seen = append(seen, e.Event+" "+e.Detail)
+				}
+			}
+			require.Equal(t, []string{
+				"approval_requested approvers alice, bob; times out " + pending.Deadline.Format(time.RFC3339),
+				"approval_refused mallory is not an approver (via cli)",
+				"approval_approved by alice via cli",
+			}, seen)
+		})
+	}
+}
+
+func TestApprovalSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	for name, open := range testDatabases(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			b := newBundle(t, open)
+			pb := b.playbook(t, fmt.Sprintf(approvalPlaybook, "1h", "deny"))
+			run := submitOne(t, b, pb, testAlert("AKIAIOSFODNN7EXAMPLE"))
+			b.waitStatus(t, run.ID, RunWaitingApproval)
+			require.NoError(t, b.runner.Stop(ctx))
+
+			b.runner = b.start(t) // a new process on the same store
+			_, _, err := b.runner.Decide(ctx, run.ID, "destroy", Denied, "bob", "cli")
+			require.NoError(t, err)
+			run = b.waitStatus(t, run.ID, RunCancelled, RunSucceeded, RunFailed)
+			require.Equal(t, RunCancelled, run.Status)
+			require.Equal(t, "destroy", run.FailedStep)
+			require.Contains(t, run.Error, "denied by bob")
+			require.Equal(t, 0, b.world.effect("destroy"))
+			require.Equal(t, 1, b.world.effect("contain"), "finished steps are not repeated after a restart")
+		})
+	}
+}
+
+func TestApprovalTimesOutByPolicy(t *testing.T) {
+	t.Parallel()
+	for _, policy := range []string{"deny", "approve"} {
+		t.Run(policy, func(t *testing.T) {
+			t.Parallel()
+			b := newBundle(t, testDatabases(t)["sqlite"])
+			pb := b.playbook(t, fmt.Sprintf(approvalPlaybook, "1s", policy))
+			run := submitOne(t, b, pb, testAlert("AKIAIOSFODNN7EXAMPLE"))
+			b.waitStatus(t, run.ID, RunWaitingApproval)
+			run = b.waitStatus(t, run.ID, RunSucceeded, RunCancelled, RunFailed)
+			a, err := b.runner.Store().Approval(context.Background(), run.ID, "destroy")
+			require.NoError(t, err)
+			require.Equal(t, "timeout", a.DecidedBy)
+			if policy == "approve" {
+				require.Equal(t, RunSucceeded, run.Status)
+				require.Equal(t, 1, b.world.effect("destroy"))
+			} else {
+				require.Equal(t, RunCancelled, run.Status)
+				require.Equal(t, 0, b.world.effect("destroy"))
+			}
+		})
+	}
+}
+
+func TestSecondProcessOnSQLiteIsRefused(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t, testDatabases(t)["sqlite"])
+	other, err := OpenDatabase(context.Background(), "file:"+b.db.Path)
+	require.NoError(t, err)
+	defer other.Close()
+	r, err := New(context.Background(), Config{DB: other, Registry: b.reg})
+	require.NoError(t, err)
+	err = r.Start(context.Background())
+	require.True(t, errors.Is(err, ErrBusy), "got %v", err)
+	require.Contains(t, err.Error(), fmt.Sprint(os.Getpid()))
+}
+
+func TestOpenDatabaseRejectsUnknownURLs(t *testing.T) {
+	t.Parallel()
+	_, err := OpenDatabase(context.Background(), "mysql://x")
+	require.ErrorIs(t, err, ErrDatabaseURL)
+	require.Contains(t, err.Error(), "want file:PATH")
+}

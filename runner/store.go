@@ -1,0 +1,615 @@
+package runner
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/stanchhq/stanch/alert"
+)
+
+// Run statuses. A run moves pending → running → (waiting_approval ↔
+// running)* → succeeded | failed | cancelled.
+const (
+	RunPending         = "pending"
+	RunRunning         = "running"
+	RunWaitingApproval = "waiting_approval"
+	RunSucceeded       = "succeeded"
+	RunFailed          = "failed"
+	RunCancelled       = "cancelled"
+)
+
+// Step statuses.
+const (
+	StepRunning         = "running"
+	StepSucceeded       = "succeeded"
+	StepFailed          = "failed"
+	StepSkipped         = "skipped"
+	StepWaitingApproval = "waiting_approval"
+	StepDenied          = "denied"
+)
+
+// Terminal reports whether a run status is final.
+func Terminal(status string) bool {
+	return status == RunSucceeded || status == RunFailed || status == RunCancelled
+}
+
+// stepFinished reports whether a step needs no more work on resume.
+func stepFinished(status string) bool {
+	return status == StepSucceeded || status == StepSkipped || status == StepFailed || status == StepDenied
+}
+
+// ErrNotFound is returned when a run or approval does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Run is one execution of one playbook for one alert.
+type Run struct {
+	ID             string
+	DedupKey       string
+	Playbook       string
+	PlaybookFile   string
+	PlaybookSource []byte
+	Alert          alert.Alert
+	Status         string
+	WaitingStep    string
+	FailedStep     string
+	Error          string
+	JobID          int64
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+	FinishedAt     time.Time
+}
+
+// StepRecord is the journal's current view of one step of a run.
+type StepRecord struct {
+	RunID     string
+	StepID    string
+	Seq       int
+	Action    string
+	Status    string
+	Outcome   string
+	Message   string
+	Attempts  int
+	Outputs   map[string]any
+	Error     string
+	StartedAt time.Time
+	EndedAt   time.Time
+}
+
+// Entry is one line of a run's append-only journal.
+type Entry struct {
+	Seq     int
+	At      time.Time
+	StepID  string
+	Attempt int
+	Event   string
+	Detail  string
+}
+
+// Approval is a pending or decided approval of one step.
+type Approval struct {
+	RunID       string
+	StepID      string
+	Approvers   []string
+	Message     string
+	RequestedAt time.Time
+	Deadline    time.Time
+	Decision    string // "", "approved", "denied"
+	DecidedBy   string
+	DecidedAt   time.Time
+	Via         string // "cli", "slack", "timeout"
+}
+
+// Decisions.
+const (
+	Approved = "approved"
+	Denied   = "denied"
+)
+
+// Store keeps alerts, runs, steps, the journal and approvals in the same
+// database as River's jobs.
+type Store struct {
+	db  *Database
+	now func() time.Time
+}
+
+// NewStore returns a store on db. now defaults to time.Now.
+func NewStore(db *Database, now func() time.Time) *Store {
+	if now == nil {
+		now = time.Now
+	}
+	return &Store{db: db, now: now}
+}
+
+var schema = []string{
+	`CREATE TABLE IF NOT EXISTS stanch_alerts (
+		dedup_key TEXT PRIMARY KEY,
+		source TEXT NOT NULL,
+		alert TEXT NOT NULL,
+		received_at BIGINT NOT NULL
+	)`,
+	`CREATE TABLE IF NOT EXISTS stanch_runs (
+		id TEXT PRIMARY KEY,
+		dedup_key TEXT NOT NULL,
+		playbook TEXT NOT NULL,
+		playbook_file TEXT NOT NULL,
+		playbook_source TEXT NOT NULL,
+		alert TEXT NOT NULL,
+		status TEXT NOT NULL,
+		waiting_step TEXT NOT NULL DEFAULT '',
+		failed_step TEXT NOT NULL DEFAULT '',
+		error TEXT NOT NULL DEFAULT '',
+		job_id BIGINT NOT NULL DEFAULT 0,
+		created_at BIGINT NOT NULL,
+		updated_at BIGINT NOT NULL,
+		finished_at BIGINT NOT NULL DEFAULT 0,
+		UNIQUE (dedup_key, playbook)
+	)`,
+	`CREATE INDEX IF NOT EXISTS stanch_runs_status ON stanch_runs (status)`,
+	`CREATE TABLE IF NOT EXISTS stanch_steps (
+		run_id TEXT NOT NULL,
+		step_id TEXT NOT NULL,
+		seq INTEGER NOT NULL,
+		action TEXT NOT NULL,
+		status TEXT NOT NULL,
+		outcome TEXT NOT NULL DEFAULT '',
+		message TEXT NOT NULL DEFAULT '',
+		attempts INTEGER NOT NULL DEFAULT 0,
+		outputs TEXT NOT NULL DEFAULT '{}',
+		error TEXT NOT NULL DEFAULT '',
+		started_at BIGINT NOT NULL DEFAULT 0,
+		ended_at BIGINT NOT NULL DEFAULT 0,
+		PRIMARY KEY (run_id, step_id)
+	)`,
+	`CREATE TABLE IF NOT EXISTS stanch_journal (
+		run_id TEXT NOT NULL,
+		seq INTEGER NOT NULL,
+		at BIGINT NOT NULL,
+		step_id TEXT NOT NULL DEFAULT '',
+		attempt INTEGER NOT NULL DEFAULT 0,
+		event TEXT NOT NULL,
+		detail TEXT NOT NULL DEFAULT '',
+		PRIMARY KEY (run_id, seq)
+	)`,
+	`CREATE TABLE IF NOT EXISTS stanch_approvals (
+		run_id TEXT NOT NULL,
+		step_id TEXT NOT NULL,
+		approvers TEXT NOT NULL DEFAULT '',
+		message TEXT NOT NULL DEFAULT '',
+		requested_at BIGINT NOT NULL,
+		deadline BIGINT NOT NULL,
+		decision TEXT NOT NULL DEFAULT '',
+		decided_by TEXT NOT NULL DEFAULT '',
+		decided_at BIGINT NOT NULL DEFAULT 0,
+		via TEXT NOT NULL DEFAULT '',
+		PRIMARY KEY (run_id, step_id)
+	)`,
+}
+
+// Migrate creates stanch's tables if they are missing.
+func (s *Store) Migrate(ctx context.Context) error {
+	for _, q := range schema {
+		if _, err := s.db.SQL.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("migrate store: %w", err)
+		}
+	}
+	return nil
+}
+
+func micros(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMicro()
+}
+
+func fromMicros(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(v).UTC()
+}
+
+func (s *Store) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
+	return tx.ExecContext(ctx, s.db.rebind(q), args...)
+}
+
+// inTx runs fn in a transaction and commits it.
+func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.db.SQL.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// NewRun describes a run to create.
+type NewRun struct {
+	ID             string
+	Playbook       string
+	PlaybookFile   string
+	PlaybookSource []byte
+}
+
+// CreateRuns durably records the alert and one pending run per playbook, in
+// one transaction. A run whose (dedup key, playbook) already exists is not
+// created again; it comes back in existing.
+func (s *Store) CreateRuns(ctx context.Context, a alert.Alert, runs []NewRun) (created, existing []Run, err error) {
+	alertJSON, err := json.Marshal(a)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode alert: %w", err)
+	}
+	now := micros(s.now())
+	var ids []string
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := s.exec(ctx, tx, `INSERT INTO stanch_alerts (dedup_key, source, alert, received_at) VALUES (?, ?, ?, ?) ON CONFLICT (dedup_key) DO NOTHING`,
+			a.DedupKey, a.Source, string(alertJSON), micros(a.ReceivedAt)); err != nil {
+			return fmt.Errorf("record alert: %w", err)
+		}
+		for _, r := range runs {
+			res, err := s.exec(ctx, tx, `INSERT INTO stanch_runs (id, dedup_key, playbook, playbook_file, playbook_source, alert, status, created_at, updated_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedup_key, playbook) DO NOTHING`,
+				r.ID, a.DedupKey, r.Playbook, r.PlaybookFile, string(r.PlaybookSource), string(alertJSON), RunPending, now, now)
+			if err != nil {
+				return fmt.Errorf("record run: %w", err)
+			}
+			if n, _ := res.RowsAffected(); n == 1 {
+				ids = append(ids, r.ID)
+				if err := s.appendJournal(ctx, tx, r.ID, "", 0, "run_created", "alert "+a.DedupKey+" matched playbook "+r.Playbook); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	isNew := map[string]bool{}
+	for _, id := range ids {
+		isNew[id] = true
+	}
+	for _, r := range runs {
+		got, err := s.RunByDedup(ctx, a.DedupKey, r.Playbook)
+		if err != nil {
+			return nil, nil, err
+		}
+		if isNew[got.ID] {
+			created = append(created, got)
+		} else {
+			existing = append(existing, got)
+		}
+	}
+	return created, existing, nil
+}
+
+const runColumns = `id, dedup_key, playbook, playbook_file, playbook_source, alert, status, waiting_step, failed_step, error, job_id, created_at, updated_at, finished_at`
+
+func scanRun(row interface{ Scan(...any) error }) (Run, error) {
+	var r Run
+	var src, alertJSON string
+	var created, updated, finished int64
+	if err := row.Scan(&r.ID, &r.DedupKey, &r.Playbook, &r.PlaybookFile, &src, &alertJSON, &r.Status, &r.WaitingStep, &r.FailedStep, &r.Error, &r.JobID, &created, &updated, &finished); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return Run{}, ErrNotFound
+		}
+		return Run{}, err
+	}
+	r.PlaybookSource = []byte(src)
+	if err := json.Unmarshal([]byte(alertJSON), &r.Alert); err != nil {
+		return Run{}, fmt.Errorf("decode stored alert of run %s: %w", r.ID, err)
+	}
+	r.CreatedAt, r.UpdatedAt, r.FinishedAt = fromMicros(created), fromMicros(updated), fromMicros(finished)
+	return r, nil
+}
+
+// Run returns the run with id.
+func (s *Store) Run(ctx context.Context, id string) (Run, error) {
+	r, err := scanRun(s.db.SQL.QueryRowContext(ctx, s.db.rebind(`SELECT `+runColumns+` FROM stanch_runs WHERE id = ?`), id))
+	if err != nil {
+		return Run{}, fmt.Errorf("run %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// RunByDedup returns the run of playbook for the alert with dedupKey.
+func (s *Store) RunByDedup(ctx context.Context, dedupKey, playbook string) (Run, error) {
+	r, err := scanRun(s.db.SQL.QueryRowContext(ctx, s.db.rebind(`SELECT `+runColumns+` FROM stanch_runs WHERE dedup_key = ? AND playbook = ?`), dedupKey, playbook))
+	if err != nil {
+		return Run{}, fmt.Errorf("run of %s for alert %s: %w", playbook, dedupKey, err)
+	}
+	return r, nil
+}
+
+// ListFilter narrows ListRuns.
+type ListFilter struct {
+	Status string
+	Limit  int
+}
+
+// ListRuns returns runs, newest first.
+func (s *Store) ListRuns(ctx context.Context, f ListFilter) ([]Run, error) {
+	q := `SELECT ` + runColumns + ` FROM stanch_runs`
+	var args []any
+	if f.Status != "" {
+		q += ` WHERE status = ?`
+		args = append(args, f.Status)
+	}
+	q += ` ORDER BY created_at DESC, id DESC`
+	if f.Limit > 0 {
+		q += fmt.Sprintf(` LIMIT %d`, f.Limit)
+	}
+	return s.queryRuns(ctx, q, args...)
+}
+
+// UnfinishedRuns returns every run that is not terminal, oldest first.
+func (s *Store) UnfinishedRuns(ctx context.Context) ([]Run, error) {
+	return s.queryRuns(ctx, `SELECT `+runColumns+` FROM stanch_runs WHERE status NOT IN (?, ?, ?) ORDER BY created_at, id`, RunSucceeded, RunFailed, RunCancelled)
+}
+
+func (s *Store) queryRuns(ctx context.Context, q string, args ...any) ([]Run, error) {
+	rows, err := s.db.SQL.QueryContext(ctx, s.db.rebind(q), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	defer rows.Close()
+	var out []Run
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list runs: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// SetJob records the River job that executes the run.
+func (s *Store) SetJob(ctx context.Context, runID string, jobID int64) error {
+	_, err := s.db.SQL.ExecContext(ctx, s.db.rebind(`UPDATE stanch_runs SET job_id = ? WHERE id = ?`), jobID, runID)
+	if err != nil {
+		return fmt.Errorf("record job of run %s: %w", runID, err)
+	}
+	return nil
+}
+
+// RunUpdate changes a run's status and journals why.
+type RunUpdate struct {
+	Status      string
+	WaitingStep string
+	FailedStep  string
+	Error       string
+	Event       string
+	Detail      string
+}
+
+// UpdateRun sets a run's status (and the fields that go with it) and appends
+// the event to its journal in the same transaction.
+func (s *Store) UpdateRun(ctx context.Context, runID string, u RunUpdate) error {
+	now := s.now()
+	finished := int64(0)
+	if Terminal(u.Status) {
+		finished = micros(now)
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := s.exec(ctx, tx, `UPDATE stanch_runs SET status = ?, waiting_step = ?, failed_step = ?, error = ?, updated_at = ?, finished_at = ? WHERE id = ?`,
+			u.Status, u.WaitingStep, u.FailedStep, alert.RedactText(u.Error), micros(now), finished, runID); err != nil {
+			return fmt.Errorf("update run %s: %w", runID, err)
+		}
+		if u.Event == "" {
+			return nil
+		}
+		return s.appendJournal(ctx, tx, runID, u.WaitingStep+u.FailedStep, 0, u.Event, u.Detail)
+	})
+}
+
+func (s *Store) appendJournal(ctx context.Context, tx *sql.Tx, runID, stepID string, attempt int, event, detail string) error {
+	var next int
+	if err := tx.QueryRowContext(ctx, s.db.rebind(`SELECT COALESCE(MAX(seq), 0) + 1 FROM stanch_journal WHERE run_id = ?`), runID).Scan(&next); err != nil {
+		return fmt.Errorf("journal run %s: %w", runID, err)
+	}
+	if _, err := s.exec(ctx, tx, `INSERT INTO stanch_journal (run_id, seq, at, step_id, attempt, event, detail) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		runID, next, micros(s.now()), stepID, attempt, event, alert.RedactText(detail)); err != nil {
+		return fmt.Errorf("journal run %s: %w", runID, err)
+	}
+	return nil
+}
+
+// Journal returns a run's journal in order.
+func (s *Store) Journal(ctx context.Context, runID string) ([]Entry, error) {
+	rows, err := s.db.SQL.QueryContext(ctx, s.db.rebind(`SELECT seq, at, step_id, attempt, event, detail FROM stanch_journal WHERE run_id = ? ORDER BY seq`), runID)
+	if err != nil {
+		return nil, fmt.Errorf("journal of run %s: %w", runID, err)
+	}
+	defer rows.Close()
+	var out []Entry
+	for rows.Next() {
+		var e Entry
+		var at int64
+		if err := rows.Scan(&e.Seq, &at, &e.StepID, &e.Attempt, &e.Event, &e.Detail); err != nil {
+			return nil, fmt.Errorf("journal of run %s: %w", runID, err)
+		}
+		e.At = fromMicros(at)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// Steps returns a run's step records keyed by step id.
+func (s *Store) Steps(ctx context.Context, runID string) (map[string]StepRecord, error) {
+	rows, err := s.db.SQL.QueryContext(ctx, s.db.rebind(`SELECT step_id, seq, action, status, outcome, message, attempts, outputs, error, started_at, ended_at FROM stanch_steps WHERE run_id = ?`), runID)
+	if err != nil {
+		return nil, fmt.Errorf("steps of run %s: %w", runID, err)
+	}
+	defer rows.Close()
+	out := map[string]StepRecord{}
+	for rows.Next() {
+		r := StepRecord{RunID: runID}
+		var outputs string
+		var started, ended int64
+		if err := rows.Scan(&r.StepID, &r.Seq, &r.Action, &r.Status, &r.Outcome, &r.Message, &r.Attempts, &outputs, &r.Error, &started, &ended); err != nil {
+			return nil, fmt.Errorf("steps of run %s: %w", runID, err)
+		}
+		if err := json.Unmarshal([]byte(outputs), &r.Outputs); err != nil {
+			return nil, fmt.Errorf("outputs of step %s of run %s: %w", r.StepID, runID, err)
+		}
+		r.StartedAt, r.EndedAt = fromMicros(started), fromMicros(ended)
+		out[r.StepID] = r
+	}
+	return out, rows.Err()
+}
+
+// BeginAttempt journals the start of the next attempt of a step and returns
+// its number. Attempts count across crashes, so a step that keeps killing
+// its process still runs out of attempts.
+func (s *Store) BeginAttempt(ctx context.Context, runID, stepID string, seq int, action string) (int, error) {
+	now := micros(s.now())
+	var attempt int
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := s.exec(ctx, tx, `INSERT INTO stanch_steps (run_id, step_id, seq, action, status, started_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, step_id) DO NOTHING`,
+			runID, stepID, seq, action, StepRunning, now); err != nil {
+			return fmt.Errorf("begin step %s: %w", stepID, err)
+		}
+		if _, err := s.exec(ctx, tx, `UPDATE stanch_steps SET attempts = attempts + 1, status = ? WHERE run_id = ? AND step_id = ?`, StepRunning, runID, stepID); err != nil {
+			return fmt.Errorf("begin step %s: %w", stepID, err)
+		}
+		if err := tx.QueryRowContext(ctx, s.db.rebind(`SELECT attempts FROM stanch_steps WHERE run_id = ? AND step_id = ?`), runID, stepID).Scan(&attempt); err != nil {
+			return fmt.Errorf("begin step %s: %w", stepID, err)
+		}
+		return s.appendJournal(ctx, tx, runID, stepID, attempt, "attempt_started", action)
+	})
+	return attempt, err
+}
+
+// AttemptFailed journals a failed attempt that will be retried.
+func (s *Store) AttemptFailed(ctx context.Context, runID, stepID string, attempt int, cause error, retryIn time.Duration) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		return s.appendJournal(ctx, tx, runID, stepID, attempt, "attempt_failed", fmt.Sprintf("%v (retrying in %s)", cause, retryIn.Round(time.Millisecond)))
+	})
+}
+
+// StepEnd is the outcome of a step to record.
+type StepEnd struct {
+	Seq     int
+	Action  string
+	Attempt int
+	Status  string
+	Outcome string
+	Message string
+	Outputs map[string]any // never secrets: the runner strips them
+	Error   string
+}
+
+// FinishStep records a step's final state and journals it, atomically: once
+// this commits, a resumed run skips the step.
+func (s *Store) FinishStep(ctx context.Context, runID, stepID string, e StepEnd) error {
+	outputs := e.Outputs
+	if outputs == nil {
+		outputs = map[string]any{}
+	}
+	data, err := json.Marshal(outputs)
+	if err != nil {
+		return fmt.Errorf("encode outputs of step %s: %w", stepID, err)
+	}
+	now := micros(s.now())
+	errText := alert.RedactText(e.Error)
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := s.exec(ctx, tx, `INSERT INTO stanch_steps (run_id, step_id, seq, action, status, started_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, step_id) DO NOTHING`,
+			runID, stepID, e.Seq, e.Action, e.Status, now); err != nil {
+			return fmt.Errorf("finish step %s: %w", stepID, err)
+		}
+		if _, err := s.exec(ctx, tx, `UPDATE stanch_steps SET status = ?, outcome = ?, message = ?, outputs = ?, error = ?, ended_at = ? WHERE run_id = ? AND step_id = ?`,
+			e.Status, e.Outcome, alert.RedactText(e.Message), string(data), errText, now, runID, stepID); err != nil {
+			return fmt.Errorf("finish step %s: %w", stepID, err)
+		}
+		detail := e.Message
+		if errText != "" {
+			detail = errText
+		}
+		return s.appendJournal(ctx, tx, runID, stepID, e.Attempt, "step_"+e.Status, detail)
+	})
+}
+
+// RequestApproval records that a step waits for a decision, once: a second
+// call returns the first request with its original deadline, so restarts do
+// not extend the timeout.
+func (s *Store) RequestApproval(ctx context.Context, runID, stepID string, approvers []string, message string, deadline time.Time) (Approval, error) {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := s.exec(ctx, tx, `INSERT INTO stanch_approvals (run_id, step_id, approvers, message, requested_at, deadline) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, step_id) DO NOTHING`,
+			runID, stepID, strings.Join(approvers, ","), alert.RedactText(message), micros(s.now()), micros(deadline))
+		if err != nil {
+			return fmt.Errorf("request approval of %s: %w", stepID, err)
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			return s.appendJournal(ctx, tx, runID, stepID, 0, "approval_requested", fmt.Sprintf("approvers %s; times out %s", strings.Join(approvers, ", "), deadline.UTC().Format(time.RFC3339)))
+		}
+		return nil
+	})
+	if err != nil {
+		return Approval{}, err
+	}
+	return s.Approval(ctx, runID, stepID)
+}
+
+// Approval returns the approval request of a step.
+func (s *Store) Approval(ctx context.Context, runID, stepID string) (Approval, error) {
+	a := Approval{RunID: runID, StepID: stepID}
+	var approvers string
+	var requested, deadline, decided int64
+	err := s.db.SQL.QueryRowContext(ctx, s.db.rebind(`SELECT approvers, message, requested_at, deadline, decision, decided_by, decided_at, via FROM stanch_approvals WHERE run_id = ? AND step_id = ?`), runID, stepID).
+		Scan(&approvers, &a.Message, &requested, &deadline, &a.Decision, &a.DecidedBy, &decided, &a.Via)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Approval{}, fmt.Errorf("approval of step %s of run %s: %w", stepID, runID, ErrNotFound)
+	}
+	if err != nil {
+		return Approval{}, fmt.Errorf("approval of step %s of run %s: %w", stepID, runID, err)
+	}
+	if approvers != "" {
+		a.Approvers = strings.Split(approvers, ",")
+	}
+	a.RequestedAt, a.Deadline, a.DecidedAt = fromMicros(requested), fromMicros(deadline), fromMicros(decided)
+	return a, nil
+}
+
+// Decide records a decision on a requested approval. The first decision
+// wins: later ones change nothing, and first is false.
+func (s *Store) Decide(ctx context.Context, runID, stepID, decision, by, via string) (a Approval, first bool, err error) {
+	if decision != Approved && decision != Denied {
+		return Approval{}, false, fmt.Errorf("decision %q: want %s or %s", decision, Approved, Denied)
+	}
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := s.exec(ctx, tx, `UPDATE stanch_approvals SET decision = ?, decided_by = ?, decided_at = ?, via = ? WHERE run_id = ? AND step_id = ? AND decision = ''`,
+			decision, by, micros(s.now()), via, runID, stepID)
+		if err != nil {
+			return fmt.Errorf("decide approval of %s: %w", stepID, err)
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			first = true
+			return s.appendJournal(ctx, tx, runID, stepID, 0, "approval_"+decision, "by "+by+" via "+via)
+		}
+		return nil
+	})
+	if err != nil {
+		return Approval{}, false, err
+	}
+	a, err = s.Approval(ctx, runID, stepID)
+	return a, first, err
+}
+
+// Refuse journals a decision attempt by someone who is not an approver.
+func (s *Store) Refuse(ctx context.Context, runID, stepID, by, via string) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		return s.appendJournal(ctx, tx, runID, stepID, 0, "approval_refused", by+" is not an approver (via "+via+")")
+	})
+}
