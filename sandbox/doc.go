@@ -1,0 +1,7 @@
+// Package sandbox is a local stand-in for the AWS APIs stanch calls. It
+// speaks the real wire protocols (IAM and STS over the Query protocol, with
+// XML answers) so that the unmodified AWS SDKs and CLI work against it, keeps
+// state seeded from a file (accounts, users, access keys, policies), and
+// logs every call so that tests can count effects. Tests, benchmarks,
+// `stanch demo` and people rehearsing playbooks use it.
+package sandbox

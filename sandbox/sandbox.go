@@ -1,0 +1,359 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+const (
+	statusActive   = "Active"
+	statusInactive = "Inactive"
+)
+
+// Options tune a sandbox.
+type Options struct {
+	// Latency is added to every AWS call before it is answered, to rehearse
+	// against realistic round trips.
+	Latency time.Duration
+	Logger  *slog.Logger
+}
+
+// Sandbox is an http.Handler that answers AWS API calls from its state.
+type Sandbox struct {
+	log *slog.Logger
+
+	mu       sync.Mutex
+	latency  time.Duration
+	accounts map[string]*account
+	order    []string        // account ids in seed order
+	keys     map[string]*key // every access key and session key by id
+	calls    []Call
+}
+
+type account struct {
+	id    string
+	users map[string]*user
+	roles map[string]*role
+}
+
+type user struct {
+	name     string
+	id       string
+	created  time.Time
+	keys     []*key
+	policies map[string]string
+}
+
+type role struct {
+	name     string
+	id       string
+	policies map[string]string
+}
+
+type key struct {
+	id       string
+	secret   string
+	status   string
+	created  time.Time
+	lastUsed *SeedLastUsed
+	account  *account
+	user     *user // nil for role sessions
+	role     *role // set for role sessions
+}
+
+// Call is one request the sandbox received.
+type Call struct {
+	Time      time.Time         `json:"time"`
+	Service   string            `json:"service"`
+	Action    string            `json:"action"`
+	Account   string            `json:"account,omitempty"`
+	CallerKey string            `json:"caller_key,omitempty"`
+	Params    map[string]string `json:"params,omitempty"`
+	Status    int               `json:"status"`
+	// Effective is true when the call changed state.
+	Effective bool `json:"effective"`
+}
+
+// New returns a sandbox holding seed's state.
+func New(seed Seed, opts Options) (*Sandbox, error) {
+	if err := seed.validate(); err != nil {
+		return nil, fmt.Errorf("seed: %w", err)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Sandbox{log: log, latency: opts.Latency, accounts: map[string]*account{}, keys: map[string]*key{}}
+	epoch := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, sa := range seed.Accounts {
+		a := &account{id: sa.ID, users: map[string]*user{}, roles: map[string]*role{}}
+		s.accounts[a.id] = a
+		s.order = append(s.order, a.id)
+		for _, su := range sa.Users {
+			u := &user{name: su.Name, id: newID("AIDA", 17), created: epoch, policies: map[string]string{}}
+			for n, d := range su.Policies {
+				u.policies[n] = d
+			}
+			a.users[u.name] = u
+			for _, sk := range su.Keys {
+				k := &key{id: sk.ID, secret: sk.Secret, status: sk.Status, created: sk.Created, lastUsed: sk.LastUsed, account: a, user: u}
+				if k.status == "" {
+					k.status = statusActive
+				}
+				if k.created.IsZero() {
+					k.created = epoch
+				}
+				u.keys = append(u.keys, k)
+				s.keys[k.id] = k
+			}
+		}
+		for _, sr := range sa.Roles {
+			r := &role{name: sr.Name, id: newID("AROA", 17), policies: map[string]string{}}
+			for n, d := range sr.Policies {
+				r.policies[n] = d
+			}
+			a.roles[r.name] = r
+		}
+		for _, ss := range sa.Sessions {
+			s.keys[ss.ID] = &key{id: ss.ID, secret: ss.Secret, status: statusActive, created: epoch, account: a, role: a.roles[ss.Role]}
+		}
+	}
+	return s, nil
+}
+
+// SetLatency changes the latency added to every AWS call.
+func (s *Sandbox) SetLatency(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.latency = d
+}
+
+// ServeHTTP dispatches a request to the service it is for.
+func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.URL.Path == "/_sandbox/calls" && r.Method == http.MethodGet:
+		writeJSON(w, s.Calls())
+	case r.URL.Path == "/_sandbox/state" && r.Method == http.MethodGet:
+		writeJSON(w, s.State())
+	case r.Method == http.MethodPost && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded"):
+		s.serveQuery(w, r)
+	default:
+		http.Error(w, "the sandbox answers AWS Query-protocol POSTs (IAM, STS), GET /_sandbox/calls and GET /_sandbox/state", http.StatusNotFound)
+	}
+}
+
+// wait applies the configured latency, honouring the request's context.
+func (s *Sandbox) wait(ctx context.Context) error {
+	s.mu.Lock()
+	d := s.latency
+	s.mu.Unlock()
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Calls returns a copy of the call log.
+func (s *Sandbox) Calls() []Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Call(nil), s.calls...)
+}
+
+// Count returns how many calls of action were received.
+func (s *Sandbox) Count(action string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, c := range s.calls {
+		if c.Action == action {
+			n++
+		}
+	}
+	return n
+}
+
+// EffectiveCount returns how many calls of action changed state.
+func (s *Sandbox) EffectiveCount(action string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, c := range s.calls {
+		if c.Action == action && c.Effective {
+			n++
+		}
+	}
+	return n
+}
+
+// Reset empties the call log.
+func (s *Sandbox) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = nil
+}
+
+// KeyStatus returns the status of a key of account.
+func (s *Sandbox) KeyStatus(accountID, keyID string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k, ok := s.keys[keyID]
+	if !ok || k.account.id != accountID {
+		return "", false
+	}
+	return k.status, true
+}
+
+// Key returns who owns a key and its status.
+func (s *Sandbox) Key(keyID string) (accountID, userName, status string, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k, ok := s.keys[keyID]
+	if !ok {
+		return "", "", "", false
+	}
+	if k.user != nil {
+		userName = k.user.name
+	}
+	return k.account.id, userName, k.status, true
+}
+
+// StateView is the sandbox's state without secrets.
+type StateView struct {
+	Accounts []AccountView `json:"accounts"`
+}
+
+// AccountView is one account's users and roles.
+type AccountView struct {
+	ID    string     `json:"id"`
+	Users []UserView `json:"users"`
+	Roles []RoleView `json:"roles,omitempty"`
+}
+
+// UserView is a user's keys and inline policy names.
+type UserView struct {
+	Name     string    `json:"name"`
+	Keys     []KeyView `json:"keys"`
+	Policies []string  `json:"policies,omitempty"`
+}
+
+// RoleView is a role's inline policy names.
+type RoleView struct {
+	Name     string   `json:"name"`
+	Policies []string `json:"policies,omitempty"`
+}
+
+// KeyView is a key's id and status.
+type KeyView struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
+}
+
+// State returns the current state, never secrets.
+func (s *Sandbox) State() StateView {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var v StateView
+	for _, id := range s.order {
+		a := s.accounts[id]
+		av := AccountView{ID: id}
+		for _, name := range sortedKeys(a.users) {
+			u := a.users[name]
+			uv := UserView{Name: u.name, Keys: []KeyView{}, Policies: sortedKeys(u.policies)}
+			for _, k := range u.keys {
+				uv.Keys = append(uv.Keys, KeyView{ID: k.id, Status: k.status})
+			}
+			av.Users = append(av.Users, uv)
+		}
+		for _, name := range sortedKeys(a.roles) {
+			av.Roles = append(av.Roles, RoleView{Name: name, Policies: sortedKeys(a.roles[name].policies)})
+		}
+		v.Accounts = append(v.Accounts, av)
+	}
+	return v
+}
+
+// Serve runs a sandbox for seed on addr until ctx ends. It writes to out the
+// shell lines that point the AWS SDKs and CLI at it, with the responder's
+// credentials (the first account's first user's first key).
+func Serve(ctx context.Context, seed Seed, addr string, out io.Writer, ready func(url string)) error {
+	sb, err := New(seed, Options{})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("sandbox listen %s: %w", addr, err)
+	}
+	url := "http://" + ln.Addr().String()
+	responder := seed.Accounts[0].Users[0].Keys[0]
+	fmt.Fprintf(out, "export AWS_ENDPOINT_URL=%s\nexport AWS_REGION=us-east-1\nexport AWS_ACCESS_KEY_ID=%s\nexport AWS_SECRET_ACCESS_KEY=%s\n",
+		url, responder.ID, responder.Secret)
+	fmt.Fprintf(out, "# sandbox: accounts %s; calls at %s/_sandbox/calls, state at %s/_sandbox/state\n", strings.Join(sb.order, ", "), url, url)
+	srv := &http.Server{Handler: sb, ReadHeaderTimeout: 10 * time.Second}
+	if ready != nil {
+		ready(url)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(shutdown)
+	case err := <-errc:
+		return err
+	}
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+const idAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+
+// newID returns prefix followed by n random upper-case letters and digits,
+// the shape of AWS access key and unique ids.
+func newID(prefix string, n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = idAlphabet[int(b[i])%len(idAlphabet)]
+	}
+	return prefix + string(b)
+}
+
+func newSecret() string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	b := make([]byte, 40)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
+}
+
+func newRequestID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}

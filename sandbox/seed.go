@@ -1,0 +1,147 @@
+package sandbox
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+)
+
+// Seed is the sandbox's initial state. The first account's first user's
+// first key is "the responder": the credentials stanch itself uses, which
+// Serve prints as AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+type Seed struct {
+	Accounts []SeedAccount `yaml:"accounts" json:"accounts"`
+}
+
+// SeedAccount is one AWS account.
+type SeedAccount struct {
+	ID    string     `yaml:"id" json:"id"`
+	Users []SeedUser `yaml:"users" json:"users"`
+	Roles []SeedRole `yaml:"roles" json:"roles"`
+	// Sessions are STS temporary credentials (ASIA…) of roles.
+	Sessions []SeedSession `yaml:"sessions" json:"sessions"`
+}
+
+// SeedUser is an IAM user with its access keys and inline policies.
+type SeedUser struct {
+	Name     string            `yaml:"name" json:"name"`
+	Keys     []SeedKey         `yaml:"keys" json:"keys"`
+	Policies map[string]string `yaml:"policies" json:"policies"`
+}
+
+// SeedKey is an access key.
+type SeedKey struct {
+	ID       string        `yaml:"id" json:"id"`
+	Secret   string        `yaml:"secret" json:"secret"`
+	Status   string        `yaml:"status" json:"status"`
+	Created  time.Time     `yaml:"created" json:"created"`
+	LastUsed *SeedLastUsed `yaml:"last_used" json:"last_used"`
+}
+
+// SeedLastUsed is when and where a key was last used.
+type SeedLastUsed struct {
+	Date    time.Time `yaml:"date" json:"date"`
+	Service string    `yaml:"service" json:"service"`
+	Region  string    `yaml:"region" json:"region"`
+}
+
+// SeedRole is an IAM role with inline policies.
+type SeedRole struct {
+	Name     string            `yaml:"name" json:"name"`
+	Policies map[string]string `yaml:"policies" json:"policies"`
+}
+
+// SeedSession is a role session's temporary credentials.
+type SeedSession struct {
+	ID     string `yaml:"id" json:"id"`
+	Secret string `yaml:"secret" json:"secret"`
+	Role   string `yaml:"role" json:"role"`
+}
+
+// LoadSeed reads a seed file (YAML or JSON).
+func LoadSeed(path string) (Seed, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Seed{}, fmt.Errorf("read seed: %w", err)
+	}
+	return ParseSeed(path, data)
+}
+
+// ParseSeed decodes a seed strictly: unknown keys are errors that name the
+// file and line.
+func ParseSeed(name string, data []byte) (Seed, error) {
+	var s Seed
+	trimmed := bytes.TrimSpace(data)
+	if bytes.HasPrefix(trimmed, []byte("{")) {
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&s); err != nil {
+			return Seed{}, fmt.Errorf("seed %s: %w", name, err)
+		}
+	} else if err := yaml.UnmarshalWithOptions(data, &s, yaml.DisallowUnknownField()); err != nil {
+		return Seed{}, fmt.Errorf("seed %s: %s", name, strings.TrimSpace(yaml.FormatError(err, false, false)))
+	}
+	if err := s.validate(); err != nil {
+		return Seed{}, fmt.Errorf("seed %s: %w", name, err)
+	}
+	return s, nil
+}
+
+func (s Seed) validate() error {
+	if len(s.Accounts) == 0 || len(s.Accounts[0].Users) == 0 || len(s.Accounts[0].Users[0].Keys) == 0 {
+		return fmt.Errorf("the first account needs a user with a key: the responder whose credentials stanch uses")
+	}
+	keys := map[string]bool{}
+	for _, a := range s.Accounts {
+		if len(a.ID) != 12 || strings.Trim(a.ID, "0123456789") != "" {
+			return fmt.Errorf("account id %q is not 12 digits", a.ID)
+		}
+		users := map[string]bool{}
+		for _, u := range a.Users {
+			if u.Name == "" || users[u.Name] {
+				return fmt.Errorf("account %s: user name %q is empty or repeated", a.ID, u.Name)
+			}
+			users[u.Name] = true
+			if len(u.Keys) > 2 {
+				return fmt.Errorf("user %s has %d keys; IAM allows 2", u.Name, len(u.Keys))
+			}
+			for _, k := range u.Keys {
+				if !validKeyID(k.ID, "AKIA") || k.Secret == "" || keys[k.ID] {
+					return fmt.Errorf("user %s: key %q needs a unique AKIA… id (20 characters) and a secret", u.Name, k.ID)
+				}
+				keys[k.ID] = true
+				if k.Status != "" && k.Status != statusActive && k.Status != statusInactive {
+					return fmt.Errorf("key %s: status %q is not Active or Inactive", k.ID, k.Status)
+				}
+			}
+		}
+		roles := map[string]bool{}
+		for _, r := range a.Roles {
+			roles[r.Name] = true
+		}
+		for _, ses := range a.Sessions {
+			if !validKeyID(ses.ID, "ASIA") || keys[ses.ID] || !roles[ses.Role] {
+				return fmt.Errorf("account %s: session %q needs a unique ASIA… id and a seeded role (got role %q)", a.ID, ses.ID, ses.Role)
+			}
+			keys[ses.ID] = true
+		}
+	}
+	return nil
+}
+
+func validKeyID(id, prefix string) bool {
+	if len(id) != 20 || !strings.HasPrefix(id, prefix) {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
