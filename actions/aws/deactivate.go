@@ -1,0 +1,178 @@
+package aws
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	awssdk "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
+
+	"github.com/stanchhq/stanch/actions"
+)
+
+// DeactivateKeyParams are the parameters of aws.deactivate_key.
+type DeactivateKeyParams struct {
+	AccessKeyID string `json:"access_key_id" required:"true" doc:"the access key to deactivate (AKIA…)"`
+	UserName    string `json:"user_name" doc:"the IAM user owning the key; found with GetAccessKeyLastUsed when empty"`
+	Account     string `json:"account" doc:"the account the key must be in; refused when stanch's credentials act elsewhere"`
+}
+
+func deactivateKey(p *Provider) actions.Action {
+	return actions.New(actions.Definition[DeactivateKeyParams]{
+		Name:    "aws.deactivate_key",
+		Summary: "Make an IAM user's access key Inactive (reversible), touching no other key.",
+		Outputs: []actions.Output{
+			{Name: "user_name", Type: "string", Doc: "the user owning the key"},
+			{Name: "previous_status", Type: "string", Doc: "Active or Inactive, before the step"},
+			{Name: "status", Type: "string", Doc: "Inactive"},
+		},
+		Permissions: []actions.Permission{
+			{Name: "iam:GetAccessKeyLastUsed", Why: "find the key's owner when user_name is not given"},
+			{Name: "iam:ListAccessKeys", Why: "check the key's status before and after"},
+			{Name: "iam:UpdateAccessKey", Why: "set the key Inactive"},
+			{Name: "sts:GetCallerIdentity", Why: "refuse to act in an account other than the one asked for"},
+		},
+		Example: `- id: deactivate
+  action: aws.deactivate_key
+  with:
+    access_key_id: ${{ alert.credential.id }}
+    user_name: ${{ steps.identify.outputs.user_name }}
+`,
+		Validate: func(in *DeactivateKeyParams) error {
+			if strings.HasPrefix(in.AccessKeyID, "ASIA") {
+				return fmt.Errorf("access_key_id %s is a temporary (role session) credential: IAM cannot deactivate it; revoke the role's sessions instead", in.AccessKeyID)
+			}
+			return checkKeyID(in.AccessKeyID)
+		},
+		PlanFunc: func(ctx context.Context, _ actions.Env, in *DeactivateKeyParams) (actions.Plan, error) {
+			st, err := p.keyState(ctx, in)
+			if err != nil {
+				return actions.Plan{}, err
+			}
+			plan := actions.Plan{Calls: st.calls, Outputs: map[string]any{"user_name": st.user, "previous_status": st.status, "status": statusInactive}}
+			if st.status == statusInactive {
+				plan.Summary = fmt.Sprintf("%s of %s is already Inactive: nothing to change", in.AccessKeyID, st.user)
+				return plan, nil
+			}
+			plan.Summary = fmt.Sprintf("would deactivate %s of %s (now %s), then re-read it until it reads Inactive", in.AccessKeyID, st.user, st.status)
+			plan.Calls = append(plan.Calls,
+				actions.Call{Service: "iam", Operation: "UpdateAccessKey", Params: map[string]any{"AccessKeyId": in.AccessKeyID, "Status": statusInactive, "UserName": st.user}, Mutates: true},
+				actions.Call{Service: "iam", Operation: "ListAccessKeys", Params: map[string]any{"UserName": st.user}})
+			return plan, nil
+		},
+		DoFunc: func(ctx context.Context, env actions.Env, in *DeactivateKeyParams) (actions.Result, error) {
+			return p.deactivate(ctx, env, in)
+		},
+	})
+}
+
+const (
+	statusActive   = string(iamtypes.StatusTypeActive)
+	statusInactive = string(iamtypes.StatusTypeInactive)
+)
+
+type keyState struct {
+	iam    *iam.Client
+	user   string
+	status string
+	calls  []actions.Call
+}
+
+// keyState is the check half of deactivate: who owns the key and what its
+// status is now. Every call it makes is read-only.
+func (p *Provider) keyState(ctx context.Context, in *DeactivateKeyParams) (keyState, error) {
+	fail := func(err error) (keyState, error) {
+		return keyState{}, fmt.Errorf("deactivate key %s: %w", in.AccessKeyID, err)
+	}
+	var st keyState
+	if in.Account != "" {
+		ambient, err := p.ambientAccount(ctx)
+		if err != nil {
+			return fail(err)
+		}
+		st.calls = append(st.calls, actions.Call{Service: "sts", Operation: "GetCallerIdentity", Params: map[string]any{}, Made: true})
+		if ambient != in.Account {
+			return fail(actions.Permanentf("the key is in account %s, but stanch's credentials act in account %s and no response role is configured for %s", in.Account, ambient, in.Account))
+		}
+	}
+	c, err := p.iam(ctx, in.Account)
+	if err != nil {
+		return fail(actions.Permanent(err))
+	}
+	st.iam, st.user = c, in.UserName
+	if st.user == "" {
+		st.calls = append(st.calls, actions.Call{Service: "iam", Operation: "GetAccessKeyLastUsed", Params: map[string]any{"AccessKeyId": in.AccessKeyID}, Made: true})
+		last, err := c.GetAccessKeyLastUsed(ctx, &iam.GetAccessKeyLastUsedInput{AccessKeyId: awssdk.String(in.AccessKeyID)})
+		if err != nil {
+			return fail(classify(fmt.Errorf("find the key's owner: iam:GetAccessKeyLastUsed: %w", err)))
+		}
+		st.user = awssdk.ToString(last.UserName)
+	}
+	st.calls = append(st.calls, actions.Call{Service: "iam", Operation: "ListAccessKeys", Params: map[string]any{"UserName": st.user}, Made: true})
+	status, err := listedStatus(ctx, c, st.user, in.AccessKeyID)
+	if err != nil {
+		return fail(err)
+	}
+	st.status = status
+	return st, nil
+}
+
+// listedStatus returns the status of keyID among user's keys. A key that is
+// not the user's is a permanent error: stanch never touches another key.
+func listedStatus(ctx context.Context, c *iam.Client, user, keyID string) (string, error) {
+	pages := iam.NewListAccessKeysPaginator(c, &iam.ListAccessKeysInput{UserName: awssdk.String(user)})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return "", classify(fmt.Errorf("iam:ListAccessKeys for user %s: %w", user, err))
+		}
+		for _, k := range page.AccessKeyMetadata {
+			if awssdk.ToString(k.AccessKeyId) == keyID {
+				return string(k.Status), nil
+			}
+		}
+	}
+	return "", actions.Permanentf("IAM user %s has no access key %s; nothing was changed", user, keyID)
+}
+
+func (p *Provider) deactivate(ctx context.Context, env actions.Env, in *DeactivateKeyParams) (actions.Result, error) {
+	st, err := p.keyState(ctx, in)
+	if err != nil {
+		return actions.Result{}, err
+	}
+	out := map[string]any{"user_name": st.user, "previous_status": st.status, "status": statusInactive}
+	if st.status == statusInactive {
+		return actions.Result{Outcome: actions.Already, Message: fmt.Sprintf("%s of %s was already Inactive; nothing changed", in.AccessKeyID, st.user), Outputs: out}, nil
+	}
+	_, err = st.iam.UpdateAccessKey(ctx, &iam.UpdateAccessKeyInput{
+		AccessKeyId: awssdk.String(in.AccessKeyID),
+		Status:      iamtypes.StatusTypeInactive,
+		UserName:    awssdk.String(st.user),
+	})
+	if err != nil {
+		return actions.Result{}, fmt.Errorf("deactivate key %s: iam:UpdateAccessKey: %w", in.AccessKeyID, classify(err))
+	}
+	env.Log().Info("access key deactivated", "key", in.AccessKeyID, "user", st.user)
+	// Verify: IAM is eventually consistent, so re-read a few times.
+	for attempt := 1; ; attempt++ {
+		status, err := listedStatus(ctx, st.iam, st.user, in.AccessKeyID)
+		if err != nil {
+			return actions.Result{}, fmt.Errorf("deactivate key %s: verify: %w", in.AccessKeyID, err)
+		}
+		if status == statusInactive {
+			break
+		}
+		if attempt >= p.opts.VerifyAttempts {
+			return actions.Result{}, actions.Retryable(fmt.Errorf("deactivate key %s: still reads %s after UpdateAccessKey", in.AccessKeyID, status))
+		}
+		select {
+		case <-ctx.Done():
+			return actions.Result{}, actions.Retryable(fmt.Errorf("deactivate key %s: verify: %w", in.AccessKeyID, ctx.Err()))
+		case <-time.After(p.opts.VerifyDelay):
+		}
+	}
+	return actions.Result{Outcome: actions.Done, Message: fmt.Sprintf("%s of %s deactivated (was %s); verified Inactive", in.AccessKeyID, st.user, st.status), Outputs: out}, nil
+}

@@ -1,0 +1,116 @@
+package aws
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	awssdk "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/stanchhq/stanch/actions"
+)
+
+// IdentifyKeyParams are the parameters of aws.identify_key.
+type IdentifyKeyParams struct {
+	AccessKeyID string `json:"access_key_id" required:"true" doc:"the leaked access key id (AKIA… or ASIA…)"`
+}
+
+func identifyKey(p *Provider) actions.Action {
+	return actions.New(actions.Definition[IdentifyKeyParams]{
+		Name:    "aws.identify_key",
+		Summary: "Find the account and IAM user an access key belongs to, and when it was last used.",
+		Outputs: []actions.Output{
+			{Name: "account", Type: "string", Doc: "the 12-digit account that owns the key"},
+			{Name: "user_name", Type: "string", Doc: `the IAM user that owns the key; "" for role-session (ASIA) keys`},
+			{Name: "key_kind", Type: "string", Doc: "access_key (AKIA) or role_session (ASIA)"},
+			{Name: "last_used_date", Type: "string", Doc: `RFC 3339 time of last use, "" if never used`},
+			{Name: "last_used_service", Type: "string", Doc: `service of last use, "N/A" if never used`},
+			{Name: "last_used_region", Type: "string", Doc: `region of last use, "N/A" if never used`},
+		},
+		Permissions: []actions.Permission{
+			{Name: "sts:GetAccessKeyInfo", Why: "find the account that owns the key"},
+			{Name: "sts:GetCallerIdentity", Why: "know which account stanch's own credentials act in"},
+			{Name: "iam:GetAccessKeyLastUsed", Why: "find the key's owner and its last use"},
+		},
+		Example: `- id: identify
+  action: aws.identify_key
+  with:
+    access_key_id: ${{ alert.credential.id }}
+`,
+		Validate: func(in *IdentifyKeyParams) error { return checkKeyID(in.AccessKeyID) },
+		PlanFunc: func(ctx context.Context, _ actions.Env, in *IdentifyKeyParams) (actions.Plan, error) {
+			res, calls, err := p.identify(ctx, in.AccessKeyID)
+			if err != nil {
+				return actions.Plan{}, err
+			}
+			return actions.Plan{Summary: res.Message, Calls: calls, Outputs: res.Outputs}, nil
+		},
+		DoFunc: func(ctx context.Context, _ actions.Env, in *IdentifyKeyParams) (actions.Result, error) {
+			res, _, err := p.identify(ctx, in.AccessKeyID)
+			return res, err
+		},
+	})
+}
+
+// identify is read-only, so Plan and Do share it.
+func (p *Provider) identify(ctx context.Context, keyID string) (actions.Result, []actions.Call, error) {
+	fail := func(err error) (actions.Result, []actions.Call, error) {
+		return actions.Result{}, nil, fmt.Errorf("identify key %s: %w", keyID, err)
+	}
+	stsc, err := p.sts(ctx, "")
+	if err != nil {
+		return fail(actions.Permanent(err))
+	}
+	calls := []actions.Call{{Service: "sts", Operation: "GetAccessKeyInfo", Params: map[string]any{"AccessKeyId": keyID}, Made: true}}
+	info, err := stsc.GetAccessKeyInfo(ctx, &sts.GetAccessKeyInfoInput{AccessKeyId: awssdk.String(keyID)})
+	if err != nil {
+		return fail(classify(fmt.Errorf("sts:GetAccessKeyInfo: %w", err)))
+	}
+	account := awssdk.ToString(info.Account)
+	ambient, err := p.ambientAccount(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	calls = append(calls, actions.Call{Service: "sts", Operation: "GetCallerIdentity", Params: map[string]any{}, Made: true})
+	if account != ambient {
+		return fail(actions.Permanentf("the key belongs to account %s, but stanch's credentials act in account %s and no response role is configured for %s; configure one or run stanch with credentials of that account", account, ambient, account))
+	}
+	out := map[string]any{"account": account, "user_name": "", "key_kind": "access_key", "last_used_date": "", "last_used_service": "N/A", "last_used_region": "N/A"}
+	if strings.HasPrefix(keyID, "ASIA") {
+		// Temporary credentials have no IAM owner to look up: the role they
+		// were issued for is found in CloudTrail.
+		out["key_kind"] = "role_session"
+		return actions.Result{Outcome: actions.Done, Message: fmt.Sprintf("%s is a role-session credential of account %s", keyID, account), Outputs: out}, calls, nil
+	}
+	iamc, err := p.iam(ctx, account)
+	if err != nil {
+		return fail(actions.Permanent(err))
+	}
+	calls = append(calls, actions.Call{Service: "iam", Operation: "GetAccessKeyLastUsed", Params: map[string]any{"AccessKeyId": keyID}, Made: true})
+	last, err := iamc.GetAccessKeyLastUsed(ctx, &iam.GetAccessKeyLastUsedInput{AccessKeyId: awssdk.String(keyID)})
+	if err != nil {
+		return fail(classify(fmt.Errorf("iam:GetAccessKeyLastUsed: %w", err)))
+	}
+	user := awssdk.ToString(last.UserName)
+	out["user_name"] = user
+	used := "never used"
+	if u := last.AccessKeyLastUsed; u != nil {
+		out["last_used_service"] = awssdk.ToString(u.ServiceName)
+		out["last_used_region"] = awssdk.ToString(u.Region)
+		if u.LastUsedDate != nil {
+			out["last_used_date"] = u.LastUsedDate.UTC().Format(time.RFC3339)
+			used = fmt.Sprintf("last used %s (%s, %s)", out["last_used_date"], out["last_used_service"], out["last_used_region"])
+		}
+	}
+	return actions.Result{Outcome: actions.Done, Message: fmt.Sprintf("%s belongs to IAM user %s in account %s; %s", keyID, user, account, used), Outputs: out}, calls, nil
+}
+
+func checkKeyID(id string) error {
+	if len(id) != 20 || !(strings.HasPrefix(id, "AKIA") || strings.HasPrefix(id, "ASIA")) {
+		return fmt.Errorf("access_key_id %q is not an AWS access key id (AKIA… or ASIA…, 20 characters)", id)
+	}
+	return nil
+}

@@ -1,0 +1,108 @@
+package aws
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/stanchhq/stanch/actions"
+)
+
+// ProviderOptions configure how actions reach AWS.
+type ProviderOptions struct {
+	// Config returns the configuration for acting in account ("" means the
+	// ambient account). By default the SDK's own configuration is loaded
+	// once, on first use.
+	Config func(ctx context.Context, account string) (aws.Config, error)
+	// VerifyAttempts and VerifyDelay bound the re-reads that confirm a
+	// change took effect (IAM is eventually consistent).
+	VerifyAttempts int
+	VerifyDelay    time.Duration
+}
+
+// Provider gives actions AWS clients. Nothing touches the network until an
+// action runs, so building actions needs no credentials.
+type Provider struct {
+	opts ProviderOptions
+
+	mu       sync.Mutex
+	ambient  *aws.Config
+	identity string // the ambient credentials' account, once known
+}
+
+// NewProvider returns a provider.
+func NewProvider(opts ProviderOptions) *Provider {
+	if opts.VerifyAttempts <= 0 {
+		opts.VerifyAttempts = 5
+	}
+	if opts.VerifyDelay <= 0 {
+		opts.VerifyDelay = 200 * time.Millisecond
+	}
+	return &Provider{opts: opts}
+}
+
+func (p *Provider) config(ctx context.Context, account string) (aws.Config, error) {
+	if p.opts.Config != nil {
+		return p.opts.Config(ctx, account)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ambient == nil {
+		cfg, err := config.LoadDefaultConfig(ctx)
+		if err != nil {
+			return aws.Config{}, fmt.Errorf("load AWS configuration: %w", err)
+		}
+		p.ambient = &cfg
+	}
+	return *p.ambient, nil
+}
+
+func (p *Provider) iam(ctx context.Context, account string) (*iam.Client, error) {
+	cfg, err := p.config(ctx, account)
+	if err != nil {
+		return nil, err
+	}
+	return iam.NewFromConfig(cfg), nil
+}
+
+func (p *Provider) sts(ctx context.Context, account string) (*sts.Client, error) {
+	cfg, err := p.config(ctx, account)
+	if err != nil {
+		return nil, err
+	}
+	return sts.NewFromConfig(cfg), nil
+}
+
+// ambientAccount returns the account the ambient credentials act in,
+// asking STS once.
+func (p *Provider) ambientAccount(ctx context.Context) (string, error) {
+	p.mu.Lock()
+	known := p.identity
+	p.mu.Unlock()
+	if known != "" {
+		return known, nil
+	}
+	c, err := p.sts(ctx, "")
+	if err != nil {
+		return "", err
+	}
+	out, err := c.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	if err != nil {
+		return "", classify(fmt.Errorf("sts:GetCallerIdentity: %w", err))
+	}
+	p.mu.Lock()
+	p.identity = aws.ToString(out.Account)
+	p.mu.Unlock()
+	return aws.ToString(out.Account), nil
+}
+
+// Actions returns every AWS action, sharing p.
+func Actions(p *Provider) []actions.Action {
+	return []actions.Action{identifyKey(p), deactivateKey(p)}
+}

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	awsactions "github.com/stanchhq/stanch/actions/aws"
+)
+
+func newActionsCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "actions [NAME...]",
+		Short: "List every action with its parameters, outputs and permissions",
+		RunE: func(_ *cobra.Command, args []string) error {
+			reg, err := newRegistry(awsactions.ProviderOptions{})
+			if err != nil {
+				return err
+			}
+			specs := reg.Specs()
+			if len(args) > 0 {
+				specs = specs[:0]
+				for _, name := range args {
+					a, ok := reg.Lookup(name)
+					if !ok {
+						return usageError{fmt.Errorf("no action %q; known actions: %s", name, strings.Join(reg.Names(), ", "))}
+					}
+					specs = append(specs, a.Spec())
+				}
+			}
+			if asJSON {
+				return writeJSON(g, specs)
+			}
+			for i, s := range specs {
+				if i > 0 {
+					fmt.Fprintln(g.stdout)
+				}
+				fmt.Fprintf(g.stdout, "%s\n  %s\n", s.Name, s.Summary)
+				fmt.Fprintln(g.stdout, "  parameters:")
+				for _, p := range s.Params {
+					req := ""
+					if p.Required {
+						req = ", required"
+					}
+					fmt.Fprintf(g.stdout, "    %-18s %s%s  %s\n", p.Name, p.Type, req, p.Doc)
+				}
+				fmt.Fprintln(g.stdout, "  outputs:")
+				for _, o := range s.Outputs {
+					secret := ""
+					if o.Secret {
+						secret = " (secret: never stored or shown)"
+					}
+					fmt.Fprintf(g.stdout, "    %-18s %s  %s%s\n", o.Name, o.Type, o.Doc, secret)
+				}
+				fmt.Fprintln(g.stdout, "  permissions:")
+				for _, p := range s.Permissions {
+					fmt.Fprintf(g.stdout, "    %-28s %s\n", p.Name, p.Why)
+				}
+				if s.Example != "" {
+					fmt.Fprintln(g.stdout, "  example:")
+					for _, line := range strings.Split(strings.TrimRight(s.Example, "\n"), "\n") {
+						fmt.Fprintf(g.stdout, "    %s\n", line)
+					}
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	awsactions "github.com/stanchhq/stanch/actions/aws"
+	"github.com/stanchhq/stanch/runner"
+)
+
+func newApproveCmd(g *globals) *cobra.Command {
+	var by, dbURL string
+	var deny bool
+	cmd := &cobra.Command{
+		Use:   "approve RUN STEP --by NAME [--deny]",
+		Short: "Approve (or deny) a step that waits for approval, and resume its run",
+		Long: `Record a decision on a step that waits for approval, then resume the run.
+
+NAME must be one of the step's approvers. The first decision wins: a second one changes
+nothing and says who decided first. When no other stanch process works this database, the
+run continues here and is followed like 'stanch run' (same exit codes); otherwise the
+process that works it (for example 'stanch serve') resumes it at once.`,
+		Args: exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if by == "" {
+				return usageError{fmt.Errorf("approve needs --by NAME (who decides; must be one of the step's approvers)")}
+			}
+			return approve(cmd.Context(), g, args[0], args[1], by, deny, dbURL)
+		},
+	}
+	cmd.Flags().StringVar(&by, "by", "", "who decides (required; must be one of the step's approvers)")
+	cmd.Flags().BoolVar(&deny, "deny", false, "deny instead of approve: the step does not run and the run is cancelled")
+	cmd.Flags().StringVar(&dbURL, "database", runner.DefaultDatabaseURL(), "store: file:PATH (embedded SQLite) or postgres://USER@HOST/DB")
+	return cmd
+}
+
+func approve(ctx context.Context, g *globals, runID, stepID, by string, deny bool, dbURL string) error {
+	reg, err := newRegistry(awsactions.ProviderOptions{})
+	if err != nil {
+		return err
+	}
+	prog := newProgress(g.stdout)
+	r, db, err := openRunner(ctx, g, dbURL, reg, prog.observe)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	// Work the run here unless another process already works this store.
+	local := true
+	if err := r.Start(ctx); errors.Is(err, runner.ErrBusy) {
+		local = false
+	} else if err != nil {
+		return err
+	} else {
+		defer func() {
+			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			_ = r.Stop(stopCtx)
+		}()
+	}
+	decision := runner.Approved
+	if deny {
+		decision = runner.Denied
+	}
+	a, first, err := r.Decide(ctx, runID, stepID, decision, by, "cli")
+	if err != nil {
+		return err
+	}
+	if !first {
+		fmt.Fprintf(g.stdout, "step %s of %s was already %s by %s at %s (via %s); nothing changed\n",
+			stepID, runID, a.Decision, a.DecidedBy, a.DecidedAt.Format(time.RFC3339), a.Via)
+		return nil
+	}
+	fmt.Fprintf(g.stdout, "step %s of %s %s by %s\n", stepID, runID, decision, by)
+	if !local {
+		fmt.Fprintln(g.stdout, "another stanch process works this database; it resumes the run now")
+		return nil
+	}
+	run, err := prog.waitRun(ctx, r.Store(), runID, stepID)
+	if err != nil {
+		return err
+	}
+	return conclude(g, run, databaseFlag(dbURL))
+}

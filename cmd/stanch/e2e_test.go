@@ -1,0 +1,296 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/stanchhq/stanch/sandbox"
+)
+
+// The end-to-end tests run the real stanch binary as a subprocess against
+// the sandbox, so that a SIGKILL really kills a process mid-run.
+
+const (
+	leakedKey   = "AKIAIOSFODNN7EXAMPLE"
+	otherKey    = "AKIAI44QH8DHBEXAMPLE"
+	account     = "111122223333"
+	respondKey  = "AKIAIOSFODNN7RESPOND"
+	respondPass = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYRESPONDER1"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+func stanchBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "stanch-e2e-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "stanch")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = errors.New(string(out))
+		}
+	})
+	require.NoError(t, buildErr)
+	return binPath
+}
+
+type e2e struct {
+	t    *testing.T
+	bin  string
+	sb   *sandbox.Sandbox
+	url  string
+	dir  string
+	db   string
+	root string // repository root, for examples/
+}
+
+func newE2E(t *testing.T) *e2e {
+	t.Helper()
+	seedData, err := os.ReadFile("testdata/seed.yaml")
+	require.NoError(t, err)
+	seed, err := sandbox.ParseSeed("testdata/seed.yaml", seedData)
+	require.NoError(t, err)
+	sb, err := sandbox.New(seed, sandbox.Options{})
+	require.NoError(t, err)
+	srv := httptest.NewServer(sb)
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	root, err := filepath.Abs("../..")
+	require.NoError(t, err)
+	return &e2e{t: t, bin: stanchBinary(t), sb: sb, url: srv.URL, dir: dir, db: "file:" + filepath.Join(dir, "stanch.db"), root: root}
+}
+
+type result struct {
+	code   int
+	killed bool
+	stdout string
+	stderr string
+}
+
+func (e *e2e) stanch(env []string, args ...string) result {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, e.bin, args...)
+	cmd.Env = append([]string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + e.dir,
+		"AWS_ENDPOINT_URL=" + e.url,
+		"AWS_REGION=us-east-1",
+		"AWS_ACCESS_KEY_ID=" + respondKey,
+		"AWS_SECRET_ACCESS_KEY=" + respondPass,
+		"AWS_CONFIG_FILE=/dev/null",
+		"AWS_SHARED_CREDENTIALS_FILE=/dev/null",
+		"AWS_EC2_METADATA_DISABLED=true",
+	}, env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	var exitErr *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exitErr):
+		r.code = exitErr.ExitCode()
+		if ws, ok := exitErr.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL {
+			r.killed = true
+		}
+	default:
+		require.NoError(e.t, err)
+	}
+	return r
+}
+
+var runIDPattern = regexp.MustCompile(`run_[0-9a-z]{26}`)
+
+func (e *e2e) example(path string) string { return filepath.Join(e.root, "examples", path) }
+
+func (e *e2e) runExample(env ...string) result {
+	return e.stanch(env, "run", "--playbook", e.example("playbooks/aws-key-leaked.yaml"), "--alert", e.example("alerts/manual-aws-key.json"), "--database", e.db)
+}
+
+func (e *e2e) runCount() int {
+	res := e.stanch(nil, "runs", "list", "--json", "--database", e.db)
+	require.Equal(e.t, 0, res.code, res.stderr)
+	var runs []map[string]any
+	require.NoError(e.t, json.Unmarshal([]byte(res.stdout), &runs), res.stdout)
+	return len(runs)
+}
+
+func (e *e2e) requireContained() {
+	e.t.Helper()
+	status, ok := e.sb.KeyStatus(account, leakedKey)
+	require.True(e.t, ok)
+	require.Equal(e.t, "Inactive", status)
+	status, ok = e.sb.KeyStatus(account, otherKey)
+	require.True(e.t, ok)
+	require.Equal(e.t, "Active", status, "only the leaked key is touched")
+	require.Equal(e.t, 1, e.sb.EffectiveCount("UpdateAccessKey"), "exactly one effective UpdateAccessKey")
+	require.Equal(e.t, 1, e.runCount(), "exactly one run for the alert")
+}
+
+func TestRunContainsLeakedKey(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t)
+	res := e.runExample()
+	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+	require.Contains(t, res.stdout, "✓ identify")
+	require.Contains(t, res.stdout, "✓ deactivate")
+	require.Contains(t, res.stdout, "succeeded")
+	e.requireContained()
+
+	again := e.runExample()
+	require.Equal(t, 0, again.code, again.stderr)
+	require.Contains(t, again.stdout, "already has run")
+	require.Contains(t, again.stdout, "no second run started")
+	e.requireContained()
+
+	runID := runIDPattern.FindString(res.stdout)
+	require.NotEmpty(t, runID, res.stdout)
+	show := e.stanch(nil, "runs", "show", runID, "--database", e.db)
+	require.Equal(t, 0, show.code, show.stderr)
+	require.Contains(t, show.stdout, "step_succeeded")
+	require.NotContains(t, show.stdout+res.stdout+res.stderr, respondPass)
+}
+
+// TestCrashAnywhereLosesNothingAndRepeatsNothing kills stanch with SIGKILL
+// at every step boundary and in the middle of steps, then runs the same
+// command again: the run completes, with one effective UpdateAccessKey and
+// one run.
+func TestCrashAnywhereLosesNothingAndRepeatsNothing(t *testing.T) {
+	t.Parallel()
+	points := []string{
+		"submitted",         // alert and run committed, job not enqueued
+		"before:identify",   // job running, nothing done
+		"done:identify",     // reads done, not journalled
+		"after:identify",    // step boundary
+		"before:deactivate", // step boundary
+		"done:deactivate",   // key deactivated, journal does not know
+		"after:deactivate",  // last step journalled, run not finished
+	}
+	for _, point := range points {
+		t.Run(point, func(t *testing.T) {
+			t.Parallel()
+			e := newE2E(t)
+			crashed := e.runExample("STANCH_CRASHPOINT=" + point)
+			require.True(t, crashed.killed, "want SIGKILL at %s; exit %d\n%s%s", point, crashed.code, crashed.stdout, crashed.stderr)
+
+			resumed := e.runExample()
+			require.Equal(t, 0, resumed.code, "stdout:\n%s\nstderr:\n%s", resumed.stdout, resumed.stderr)
+			require.Contains(t, resumed.stdout, "already has run")
+			require.Contains(t, resumed.stdout, "succeeded")
+			e.requireContained()
+		})
+	}
+}
+
+// TestCrashDuringAPICall kills stanch while its UpdateAccessKey request is in
+// flight at the sandbox.
+func TestCrashDuringAPICall(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t)
+	e.sb.SetLatency(3 * time.Second)
+	cmd := exec.Command(e.bin, "run", "--playbook", e.example("playbooks/aws-key-leaked.yaml"), "--alert", e.example("alerts/manual-aws-key.json"), "--database", e.db)
+	cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL="+e.url, "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID="+respondKey, "AWS_SECRET_ACCESS_KEY="+respondPass,
+		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "HOME="+e.dir)
+	require.NoError(t, cmd.Start())
+	deadline := time.Now().Add(60 * time.Second)
+	for e.sb.Count("ListAccessKeys") == 0 {
+		require.True(t, time.Now().Before(deadline), "stanch never reached deactivate")
+		time.Sleep(10 * time.Millisecond)
+	}
+	// ListAccessKeys (the check) has been answered; UpdateAccessKey is next
+	// and takes 3 s to answer: kill inside it.
+	time.Sleep(4 * time.Second)
+	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+	_ = cmd.Wait()
+
+	e.sb.SetLatency(0)
+	resumed := e.runExample()
+	require.Equal(t, 0, resumed.code, "stdout:\n%s\nstderr:\n%s", resumed.stdout, resumed.stderr)
+	e.requireContained()
+}
+
+func TestApprovalEndToEnd(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t)
+	waiting := e.stanch(nil, "run", "--playbook", "testdata/approve-deactivate.yaml", "--alert", e.example("alerts/manual-aws-key.json"), "--database", e.db)
+	require.Equal(t, 3, waiting.code, "stdout:\n%s\nstderr:\n%s", waiting.stdout, waiting.stderr)
+	require.Contains(t, waiting.stdout, "waiting for approval")
+	idx := strings.Index(waiting.stdout, "stanch approve ")
+	require.GreaterOrEqual(t, idx, 0, waiting.stdout)
+	fields := strings.Fields(waiting.stdout[idx:])
+	runID, step := fields[2], fields[3]
+	require.Equal(t, "deactivate", step)
+	status, _ := e.sb.KeyStatus(account, leakedKey)
+	require.Equal(t, "Active", status, "nothing happens before approval")
+
+	refused := e.stanch(nil, "approve", runID, step, "--by", "mallory", "--database", e.db)
+	require.Equal(t, 1, refused.code)
+	require.Contains(t, refused.stderr, "not an approver")
+
+	approved := e.stanch(nil, "approve", runID, step, "--by", "alice", "--database", e.db)
+	require.Equal(t, 0, approved.code, "stdout:\n%s\nstderr:\n%s", approved.stdout, approved.stderr)
+	require.Contains(t, approved.stdout, "approved by alice")
+	e.requireContained()
+
+	twice := e.stanch(nil, "approve", runID, step, "--by", "alice", "--deny", "--database", e.db)
+	require.Equal(t, 0, twice.code)
+	require.Contains(t, twice.stdout, "already approved by alice")
+}
+
+func TestValidateAndPlan(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t)
+	ok := e.stanch(nil, "validate", e.example("playbooks/aws-key-leaked.yaml"), "testdata/approve-deactivate.yaml")
+	require.Equal(t, 0, ok.code, ok.stdout+ok.stderr)
+	require.Equal(t, "ok\n", ok.stdout)
+
+	bad := e.stanch(nil, "validate", "testdata/broken.yaml")
+	require.Equal(t, 1, bad.code)
+	require.Contains(t, bad.stdout, "testdata/broken.yaml:4:")
+	require.Contains(t, bad.stdout, "aws.deactivate_key")
+
+	usage := e.stanch(nil, "run", "--playbook", "x.yaml")
+	require.Equal(t, 2, usage.code)
+
+	plan := e.stanch(nil, "plan", "--playbook", e.example("playbooks/aws-key-leaked.yaml"), "--alert", e.example("alerts/manual-aws-key.json"))
+	require.Equal(t, 0, plan.code, plan.stdout+plan.stderr)
+	require.Contains(t, plan.stdout, "UpdateAccessKey")
+	require.Contains(t, plan.stdout, leakedKey)
+	require.Zero(t, e.sb.Count("UpdateAccessKey"), "plan changes nothing")
+	status, _ := e.sb.KeyStatus(account, leakedKey)
+	require.Equal(t, "Active", status)
+}
+
+func TestActionsListsEveryAction(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t)
+	res := e.stanch(nil, "actions")
+	require.Equal(t, 0, res.code, res.stderr)
+	for _, want := range []string{"aws.identify_key", "aws.deactivate_key", "iam:UpdateAccessKey", "sts:GetAccessKeyInfo", "access_key_id"} {
+		require.Contains(t, res.stdout, want)
+	}
+}

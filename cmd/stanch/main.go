@@ -1,0 +1,134 @@
+// Command stanch responds to leaked credentials by running playbooks.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes scripts can rely on.
+const (
+	exitOK      = 0
+	exitFailed  = 1 // a run failed, a playbook is invalid, a command failed
+	exitUsage   = 2 // bad flags or arguments
+	exitWaiting = 3 // a run waits for approval
+)
+
+// exitError carries an exit code; its message, if any, was already printed
+// or is printed by main.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	root := newRoot(stdin, stdout, stderr)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.msg != "" {
+			fmt.Fprintln(stderr, "stanch:", ee.msg)
+		}
+		return ee.code
+	}
+	fmt.Fprintln(stderr, "stanch:", err)
+	if isUsage(err) {
+		fmt.Fprintln(stderr, "Run 'stanch --help' for usage.")
+		return exitUsage
+	}
+	return exitFailed
+}
+
+type usageError struct{ error }
+
+func isUsage(err error) bool {
+	var u usageError
+	return errors.As(err, &u)
+}
+
+// globals are the flags every command shares.
+type globals struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	logLevel       string
+}
+
+func (g *globals) logger() *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
+		level = slog.LevelWarn
+	}
+	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level}))
+}
+
+func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+	g := &globals{stdin: stdin, stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:   "stanch",
+		Short: "Contain leaked credentials by running declarative playbooks",
+		Long: `stanch responds to leaked credentials. When an AWS access key leaks, it runs a playbook:
+contain the key within seconds, find what it was used for, rotate it, tell people, and ask
+them before anything destructive.
+
+Exit codes: 0 success, 1 failure (a failed run, an invalid playbook), 2 usage error,
+3 a run is waiting for approval.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "warn", "log level: debug, info, warn or error (logs go to stderr)")
+	root.AddCommand(
+		newValidateCmd(g),
+		newPlanCmd(g),
+		newRunCmd(g),
+		newApproveCmd(g),
+		newRunsCmd(g),
+		newActionsCmd(g),
+		newSandboxCmd(g),
+		newDemoCmd(g),
+	)
+	return root
+}
+
+// exactArgs is cobra.ExactArgs with errors marked as usage errors.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.ExactArgs(n)(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}
+
+func minArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.MinimumNArgs(n)(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}

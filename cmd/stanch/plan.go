@@ -1,0 +1,123 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stanchhq/stanch/actions"
+	awsactions "github.com/stanchhq/stanch/actions/aws"
+	"github.com/stanchhq/stanch/runner"
+)
+
+func newPlanCmd(g *globals) *cobra.Command {
+	var playbookPath, alertPath string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "plan --playbook FILE --alert FILE",
+		Short: "Show what a run would do, changing nothing",
+		Long: `Show, for every step, whether it would run and why, and the exact API calls it would make
+with their parameters. plan makes the same read-only calls a run makes first (for example
+ListAccessKeys), so it reports what a run would really do now; it never makes a call that
+changes anything and stores nothing.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if playbookPath == "" || alertPath == "" {
+				return usageError{fmt.Errorf("plan needs --playbook FILE and --alert FILE")}
+			}
+			reg, err := newRegistry(awsactions.ProviderOptions{})
+			if err != nil {
+				return err
+			}
+			pb, err := loadPlaybook(g, reg, playbookPath)
+			if err != nil {
+				return err
+			}
+			a, err := readAlert(g, alertPath)
+			if err != nil {
+				return err
+			}
+			rep, err := runner.Plan(cmd.Context(), reg, pb, a)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(g.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(rep)
+			}
+			printPlan(g, rep)
+			for _, s := range rep.Steps {
+				if s.Error != "" {
+					return &exitError{code: exitFailed, msg: "some steps cannot be planned; see above"}
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&playbookPath, "playbook", "", "playbook YAML file (required)")
+	cmd.Flags().StringVar(&alertPath, "alert", "", "alert JSON file, or - for stdin (required)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON")
+	return cmd
+}
+
+func printPlan(g *globals, rep runner.PlanReport) {
+	if !rep.Matched {
+		fmt.Fprintf(g.stdout, "playbook %s does not apply to this alert: %s\n", rep.Playbook, rep.Reason)
+		return
+	}
+	fmt.Fprintf(g.stdout, "playbook %s applies: %s\n", rep.Playbook, rep.Reason)
+	for i, s := range rep.Steps {
+		fmt.Fprintf(g.stdout, "\n%d. %s (%s)\n", i+1, s.ID, s.Action)
+		switch {
+		case s.Error != "":
+			fmt.Fprintf(g.stdout, "   cannot plan: %s\n", s.Error)
+			continue
+		case !s.WillRun:
+			fmt.Fprintf(g.stdout, "   would be skipped: %s\n", s.Reason)
+			continue
+		}
+		if s.Reason != "" {
+			fmt.Fprintf(g.stdout, "   would run: %s\n", s.Reason)
+		} else {
+			fmt.Fprintln(g.stdout, "   would run")
+		}
+		if s.Approval != "" {
+			fmt.Fprintf(g.stdout, "   %s\n", s.Approval)
+		}
+		if s.Summary != "" {
+			fmt.Fprintf(g.stdout, "   %s\n", s.Summary)
+		}
+		for _, c := range s.Calls {
+			fmt.Fprintf(g.stdout, "   %s %s:%s(%s)\n", callMark(c), c.Service, c.Operation, formatParams(c.Params))
+		}
+	}
+}
+
+func callMark(c actions.Call) string {
+	switch {
+	case c.Mutates:
+		return "would call"
+	case c.Made:
+		return "read     "
+	default:
+		return "would read"
+	}
+}
+
+func formatParams(p map[string]any) string {
+	keys := make([]string, 0, len(p))
+	for k := range p {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		v, _ := json.Marshal(p[k])
+		parts[i] = k + "=" + string(v)
+	}
+	return strings.Join(parts, ", ")
+}

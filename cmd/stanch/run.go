@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	awsactions "github.com/stanchhq/stanch/actions/aws"
+	"github.com/stanchhq/stanch/playbooks"
+	"github.com/stanchhq/stanch/runner"
+)
+
+func newRunCmd(g *globals) *cobra.Command {
+	var playbookPath, alertPath, dbURL string
+	cmd := &cobra.Command{
+		Use:   "run --playbook FILE --alert FILE",
+		Short: "Run a playbook against an alert and follow it",
+		Long: `Run a playbook against an alert, printing each step as it happens.
+
+The alert is a stanch Alert JSON document (docs/alerts.md), or - for stdin. It is stored
+before anything runs; an alert whose dedup key already has a run of this playbook starts no
+second run: stanch says which run exists and, if it is unfinished (for example because the
+process running it was killed), resumes it without repeating finished steps.
+
+Exit codes: 0 the run succeeded, 1 it failed (the failing step and its error are printed),
+3 it waits for approval (the exact 'stanch approve' command is printed).`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if playbookPath == "" || alertPath == "" {
+				return usageError{fmt.Errorf("run needs --playbook FILE and --alert FILE")}
+			}
+			return runPlaybook(cmd.Context(), g, playbookPath, alertPath, dbURL)
+		},
+	}
+	cmd.Flags().StringVar(&playbookPath, "playbook", "", "playbook YAML file (required)")
+	cmd.Flags().StringVar(&alertPath, "alert", "", "alert JSON file, or - for stdin (required)")
+	cmd.Flags().StringVar(&dbURL, "database", runner.DefaultDatabaseURL(), "store: file:PATH (embedded SQLite) or postgres://USER@HOST/DB")
+	return cmd
+}
+
+func runPlaybook(ctx context.Context, g *globals, playbookPath, alertPath, dbURL string) error {
+	reg, err := newRegistry(awsactions.ProviderOptions{})
+	if err != nil {
+		return err
+	}
+	pb, err := loadPlaybook(g, reg, playbookPath)
+	if err != nil {
+		return err
+	}
+	a, err := readAlert(g, alertPath)
+	if err != nil {
+		return err
+	}
+	read := time.Now()
+	prog := newProgress(g.stdout)
+	r, db, err := openRunner(ctx, g, dbURL, reg, prog.observe)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := r.Start(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_ = r.Stop(stopCtx)
+	}()
+	sub, err := r.Submit(ctx, a, []*playbooks.Playbook{pb})
+	if err != nil {
+		return err
+	}
+	var runID string
+	switch {
+	case len(sub.Started) == 1:
+		runID = sub.Started[0].ID
+		fmt.Fprintf(g.stdout, "run %s: playbook %s, alert %s (%s %s)\n", runID, pb.Name, a.DedupKey, a.Credential.Kind, a.Credential.ID)
+	case len(sub.Existing) == 1:
+		ex := sub.Existing[0]
+		runID = ex.ID
+		fmt.Fprintf(g.stdout, "alert %s already has run %s of playbook %s (%s, created %s); no second run started\n",
+			a.DedupKey, ex.ID, ex.Playbook, ex.Status, ex.CreatedAt.Format(time.RFC3339))
+		if runner.Terminal(ex.Status) || ex.Status == runner.RunWaitingApproval {
+			return conclude(g, ex, databaseFlag(dbURL))
+		}
+		fmt.Fprintf(g.stdout, "run %s is unfinished; continuing it\n", ex.ID)
+	default:
+		fmt.Fprintf(g.stdout, "playbook %s does not apply to alert %s: %s; nothing was run\n", pb.Name, a.DedupKey, sub.NotMatched[0].Reason)
+		return nil
+	}
+	run, err := prog.waitRun(ctx, r.Store(), runID, "")
+	if err != nil {
+		return err
+	}
+	g.logger().Debug("run stopped", "run", run.ID, "status", run.Status, "since_alert_read", time.Since(read))
+	return conclude(g, run, databaseFlag(dbURL))
+}

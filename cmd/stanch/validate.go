@@ -1,0 +1,47 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	awsactions "github.com/stanchhq/stanch/actions/aws"
+	"github.com/stanchhq/stanch/playbooks"
+)
+
+func newValidateCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate FILE...",
+		Short: "Check playbooks without running anything",
+		Long: `Check playbooks: YAML syntax, keys, actions and their parameters, expressions and step
+references. Every problem in every file is reported at once as file:line:col with a hint.
+Prints ok and exits 0 when all are valid; exits 1 otherwise.`,
+		Args: minArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			reg, err := newRegistry(awsactions.ProviderOptions{})
+			if err != nil {
+				return err
+			}
+			bad := 0
+			for _, path := range args {
+				_, err := playbooks.Load(path, reg)
+				if err == nil {
+					continue
+				}
+				bad++
+				var perrs playbooks.Errors
+				if errors.As(err, &perrs) {
+					fmt.Fprintln(g.stdout, perrs.Error())
+				} else {
+					fmt.Fprintf(g.stdout, "%s: %v\n", path, err)
+				}
+			}
+			if bad > 0 {
+				return &exitError{code: exitFailed, msg: fmt.Sprintf("%d of %d playbook(s) invalid", bad, len(args))}
+			}
+			fmt.Fprintln(g.stdout, "ok")
+			return nil
+		},
+	}
+}

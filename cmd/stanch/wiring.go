@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/stanchhq/stanch/actions"
+	awsactions "github.com/stanchhq/stanch/actions/aws"
+	"github.com/stanchhq/stanch/alert"
+	"github.com/stanchhq/stanch/playbooks"
+	"github.com/stanchhq/stanch/runner"
+	"github.com/stanchhq/stanch/triggers"
+)
+
+// newRegistry returns every action this build has. AWS actions use the SDK's
+// own configuration (credential chain, AWS_REGION, AWS_ENDPOINT_URL…),
+// loaded on first use.
+func newRegistry(aws awsactions.ProviderOptions) (*actions.Registry, error) {
+	return actions.NewRegistry(awsactions.Actions(awsactions.NewProvider(aws))...)
+}
+
+// loadPlaybook loads and validates one playbook; an invalid one is reported
+// in full and becomes exit code 1.
+func loadPlaybook(g *globals, reg *actions.Registry, path string) (*playbooks.Playbook, error) {
+	pb, err := playbooks.Load(path, reg)
+	if err != nil {
+		var perrs playbooks.Errors
+		if errors.As(err, &perrs) {
+			fmt.Fprintln(g.stderr, perrs.Error())
+			return nil, &exitError{code: exitFailed, msg: fmt.Sprintf("%s: %d problem(s); fix them and run again (stanch validate %s)", path, len(perrs), path)}
+		}
+		return nil, err
+	}
+	return pb, nil
+}
+
+// readAlert reads an alert from a file or "-" (stdin).
+func readAlert(g *globals, path string) (alert.Alert, error) {
+	var data []byte
+	var err error
+	if path == "-" {
+		data, err = io.ReadAll(io.LimitReader(g.stdin, 32<<20))
+	} else {
+		data, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return alert.Alert{}, fmt.Errorf("read alert: %w", err)
+	}
+	a, err := triggers.ParseDocument(data, time.Now())
+	if err != nil {
+		return alert.Alert{}, fmt.Errorf("alert %s: %w", path, err)
+	}
+	return a, nil
+}
+
+// openRunner opens the database and a runner on it.
+func openRunner(ctx context.Context, g *globals, dbURL string, reg *actions.Registry, observer func(runner.Event)) (*runner.Runner, *runner.Database, error) {
+	db, err := runner.OpenDatabase(ctx, dbURL)
+	if err != nil {
+		if errors.Is(err, runner.ErrDatabaseURL) {
+			return nil, nil, usageError{err}
+		}
+		return nil, nil, err
+	}
+	r, err := runner.New(ctx, runner.Config{DB: db, Registry: reg, Logger: g.logger(), Observer: observer})
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return r, db, nil
+}
