@@ -8,21 +8,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stanchhq/stanch/actions"
+	awsactions "github.com/stanchhq/stanch/actions/aws"
 )
 
-// errNotCalled is what the test actions return: these tests only load
+// errNotCalled is what the test action returns: these tests only load
 // playbooks and never run an action.
 var errNotCalled = errors.New("playbooks tests never plan or run actions")
-
-type identifyKeyParams struct {
-	AccessKeyID string `json:"access_key_id" required:"true" doc:"the access key id, AKIA…"`
-}
-
-type deactivateKeyParams struct {
-	AccessKeyID string `json:"access_key_id" required:"true" doc:"the access key id, AKIA…"`
-	UserName    string `json:"user_name" doc:"the IAM user that owns the key"`
-	Account     string `json:"account" doc:"the 12-digit AWS account id"`
-}
 
 type secretMakerParams struct {
 	Name  string           `json:"name" doc:"what to call the secret"`
@@ -30,42 +21,21 @@ type secretMakerParams struct {
 	Wait  actions.Duration `json:"wait" doc:"how long to wait"`
 }
 
-func notCalled[P any]() actions.Definition[P] {
-	return actions.Definition[P]{
-		PlanFunc: func(context.Context, actions.Env, *P) (actions.Plan, error) { return actions.Plan{}, errNotCalled },
-		DoFunc:   func(context.Context, actions.Env, *P) (actions.Result, error) { return actions.Result{}, errNotCalled },
-	}
-}
-
-// testRegistry mirrors the real aws.identify_key and aws.deactivate_key
-// (names, parameters, outputs), plus test.secret_maker for the rules about
-// secret outputs and parameter types.
+// testRegistry holds the real AWS actions (built without credentials: no
+// test here runs them) and test.secret_maker, which has a secret output and
+// int and duration parameters for the rules about those.
 func testRegistry(t *testing.T) *actions.Registry {
 	t.Helper()
-	identify := notCalled[identifyKeyParams]()
-	identify.Name = "aws.identify_key"
-	identify.Outputs = []actions.Output{
-		{Name: "account", Type: "string"},
-		{Name: "user_name", Type: "string"},
-		{Name: "key_kind", Type: "string"},
-		{Name: "last_used_date", Type: "string"},
-		{Name: "last_used_service", Type: "string"},
-		{Name: "last_used_region", Type: "string"},
-	}
-	deactivate := notCalled[deactivateKeyParams]()
-	deactivate.Name = "aws.deactivate_key"
-	deactivate.Outputs = []actions.Output{
-		{Name: "user_name", Type: "string"},
-		{Name: "previous_status", Type: "string"},
-		{Name: "status", Type: "string"},
-	}
-	secret := notCalled[secretMakerParams]()
-	secret.Name = "test.secret_maker"
-	secret.Outputs = []actions.Output{
-		{Name: "id", Type: "string"},
-		{Name: "secret", Type: "string", Secret: true},
-	}
-	reg, err := actions.NewRegistry(actions.New(identify), actions.New(deactivate), actions.New(secret))
+	secret := actions.New(actions.Definition[secretMakerParams]{
+		Name: "test.secret_maker",
+		Outputs: []actions.Output{
+			{Name: "id", Type: "string"},
+			{Name: "secret", Type: "string", Secret: true},
+		},
+		PlanFunc: func(context.Context, actions.Env, *secretMakerParams) (actions.Plan, error) { return actions.Plan{}, errNotCalled },
+		DoFunc:   func(context.Context, actions.Env, *secretMakerParams) (actions.Result, error) { return actions.Result{}, errNotCalled },
+	})
+	reg, err := actions.NewRegistry(append(awsactions.Actions(awsactions.NewProvider(awsactions.ProviderOptions{})), secret)...)
 	require.NoError(t, err)
 	return reg
 }
