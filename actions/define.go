@@ -93,7 +93,7 @@ func (a *defined[P]) Check(with map[string]any, deferred map[string]bool) []erro
 			continue
 		}
 		if _, err := decodeStrict[P](map[string]any{k: with[k]}); err != nil {
-			errs = append(errs, &ParamError{Param: k, Msg: fmt.Sprintf("parameter %q wants %s: %v", k, p.Type, shortJSONError(err)), Hint: paramHint(p)})
+			errs = append(errs, &ParamError{Param: k, Msg: fmt.Sprintf("parameter %q wants %s: %v", k, p.Type, shortJSONError(err)), Hint: p.Hint()})
 		}
 	}
 	for _, p := range a.params {
@@ -102,7 +102,7 @@ func (a *defined[P]) Check(with map[string]any, deferred map[string]bool) []erro
 		}
 		v, ok := with[p.Name]
 		if !ok || v == nil || v == "" {
-			errs = append(errs, &ParamError{Param: p.Name, Missing: true, Msg: fmt.Sprintf("missing required parameter %q for %s", p.Name, a.def.Name), Hint: paramHint(p)})
+			errs = append(errs, &ParamError{Param: p.Name, Missing: true, Msg: fmt.Sprintf("missing required parameter %q for %s", p.Name, a.def.Name), Hint: p.Hint()})
 		}
 	}
 	return errs
@@ -142,7 +142,8 @@ type ParamError struct {
 
 func (e *ParamError) Error() string { return e.Msg }
 
-func paramHint(p Param) string {
+// Hint describes a parameter for error hints: name (type, required): doc.
+func (p Param) Hint() string {
 	h := p.Name + " (" + p.Type
 	if p.Required {
 		h += ", required"

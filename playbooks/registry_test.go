@@ -32,8 +32,12 @@ func testRegistry(t *testing.T) *actions.Registry {
 			{Name: "id", Type: "string"},
 			{Name: "secret", Type: "string", Secret: true},
 		},
-		PlanFunc: func(context.Context, actions.Env, *secretMakerParams) (actions.Plan, error) { return actions.Plan{}, errNotCalled },
-		DoFunc:   func(context.Context, actions.Env, *secretMakerParams) (actions.Result, error) { return actions.Result{}, errNotCalled },
+		PlanFunc: func(context.Context, actions.Env, *secretMakerParams) (actions.Plan, error) {
+			return actions.Plan{}, errNotCalled
+		},
+		DoFunc: func(context.Context, actions.Env, *secretMakerParams) (actions.Result, error) {
+			return actions.Result{}, errNotCalled
+		},
 	})
 	reg, err := actions.NewRegistry(append(awsactions.Actions(awsactions.NewProvider(awsactions.ProviderOptions{})), secret)...)
 	require.NoError(t, err)

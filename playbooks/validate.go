@@ -308,25 +308,12 @@ func (l *loader) templateType(at pos, p actions.Param, v value) {
 		return
 	}
 	if !fits {
-		l.add(at, paramHint(p), "parameter %q wants %s, but %s gives %s", p.Name, p.Type, src, got)
+		l.add(at, p.Hint(), "parameter %q wants %s, but %s gives %s", p.Name, p.Type, src, got)
 	}
 }
 
 func isInt(k reflect.Kind) bool {
 	return k >= reflect.Int && k <= reflect.Uint64
-}
-
-// paramHint describes a parameter the way the actions package does.
-func paramHint(p actions.Param) string {
-	h := p.Name + " (" + p.Type
-	if p.Required {
-		h += ", required"
-	}
-	h += ")"
-	if p.Doc != "" {
-		h += ": " + p.Doc
-	}
-	return h
 }
 
 func (l *loader) compileAt(p piece, where site) *expression {

@@ -101,19 +101,11 @@ func demo(ctx context.Context, g *globals, keep bool) error {
 	}
 	dbURL := "file:" + filepath.Join(dir, "stanch.db")
 	prog := newProgress(out)
-	r, db, err := openRunner(ctx, g, dbURL, reg, prog.observe)
+	r, stop, err := startRunner(ctx, g, dbURL, reg, prog.observe, 10*time.Second)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	if err := r.Start(ctx); err != nil {
-		return err
-	}
-	defer func() {
-		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		_ = r.Stop(stopCtx)
-	}()
+	defer stop()
 
 	fmt.Fprintf(out, "sandbox   AWS (IAM, STS) at %s, account %s\n", endpoint, seed.Accounts[0].ID)
 	alertData, err := examples.FS.ReadFile(demoAlert)

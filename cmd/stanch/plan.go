@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stanchhq/stanch/actions"
-	awsactions "github.com/stanchhq/stanch/actions/aws"
 	"github.com/stanchhq/stanch/runner"
 )
 
@@ -28,15 +27,7 @@ changes anything and stores nothing.`,
 			if playbookPath == "" || alertPath == "" {
 				return usageError{fmt.Errorf("plan needs --playbook FILE and --alert FILE")}
 			}
-			reg, err := newRegistry(awsactions.ProviderOptions{})
-			if err != nil {
-				return err
-			}
-			pb, err := loadPlaybook(g, reg, playbookPath)
-			if err != nil {
-				return err
-			}
-			a, err := readAlert(g, alertPath)
+			reg, pb, a, err := loadInputs(g, playbookPath, alertPath)
 			if err != nil {
 				return err
 			}

@@ -7,7 +7,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	awsactions "github.com/stanchhq/stanch/actions/aws"
 	"github.com/stanchhq/stanch/playbooks"
 	"github.com/stanchhq/stanch/runner"
 )
@@ -41,33 +40,17 @@ Exit codes: 0 the run succeeded, 1 it failed (the failing step and its error are
 }
 
 func runPlaybook(ctx context.Context, g *globals, playbookPath, alertPath, dbURL string) error {
-	reg, err := newRegistry(awsactions.ProviderOptions{})
-	if err != nil {
-		return err
-	}
-	pb, err := loadPlaybook(g, reg, playbookPath)
-	if err != nil {
-		return err
-	}
-	a, err := readAlert(g, alertPath)
+	reg, pb, a, err := loadInputs(g, playbookPath, alertPath)
 	if err != nil {
 		return err
 	}
 	read := time.Now()
 	prog := newProgress(g.stdout)
-	r, db, err := openRunner(ctx, g, dbURL, reg, prog.observe)
+	r, stop, err := startRunner(ctx, g, dbURL, reg, prog.observe, 30*time.Second)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	if err := r.Start(ctx); err != nil {
-		return err
-	}
-	defer func() {
-		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		_ = r.Stop(stopCtx)
-	}()
+	defer stop()
 	sub, err := r.Submit(ctx, a, []*playbooks.Playbook{pb})
 	if err != nil {
 		return err

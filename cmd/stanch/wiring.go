@@ -73,3 +73,41 @@ func openRunner(ctx context.Context, g *globals, dbURL string, reg *actions.Regi
 	}
 	return r, db, nil
 }
+
+// loadInputs builds the registry, loads the playbook and reads the alert:
+// what plan and run both start with.
+func loadInputs(g *globals, playbookPath, alertPath string) (*actions.Registry, *playbooks.Playbook, alert.Alert, error) {
+	reg, err := newRegistry(awsactions.ProviderOptions{})
+	if err != nil {
+		return nil, nil, alert.Alert{}, err
+	}
+	pb, err := loadPlaybook(g, reg, playbookPath)
+	if err != nil {
+		return nil, nil, alert.Alert{}, err
+	}
+	a, err := readAlert(g, alertPath)
+	if err != nil {
+		return nil, nil, alert.Alert{}, err
+	}
+	return reg, pb, a, nil
+}
+
+// startRunner opens the store and starts working runs; stop waits up to
+// grace for running steps, then closes everything.
+func startRunner(ctx context.Context, g *globals, dbURL string, reg *actions.Registry, observer func(runner.Event), grace time.Duration) (*runner.Runner, func(), error) {
+	r, db, err := openRunner(ctx, g, dbURL, reg, observer)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := r.Start(ctx); err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	stop := func() {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+		defer cancel()
+		_ = r.Stop(stopCtx)
+		db.Close()
+	}
+	return r, stop, nil
+}
