@@ -162,7 +162,7 @@ func (p *Playbook) Match(a alert.Alert) (ok bool, reason string, err error) {
 		}
 	}
 	if p.when == nil {
-		return true, "the alert matches on:", nil
+		return true, "the alert matches its `on:` filters", nil
 	}
 	v, err := p.when.eval(p.Scope(a, RunInfo{Playbook: p.Name}))
 	if err != nil {
@@ -175,7 +175,7 @@ func (p *Playbook) Match(a alert.Alert) (ok bool, reason string, err error) {
 	if !b {
 		return false, fmt.Sprintf("when: %s was false", p.when.src), nil
 	}
-	return true, fmt.Sprintf("the alert matches on: and when: %s", p.when.src), nil
+	return true, fmt.Sprintf("the alert matches its `on:` filters and `when: %s`", p.when.src), nil
 }
 
 // Scope returns the scope a run of this playbook starts with: the alert,

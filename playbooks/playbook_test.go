@@ -94,7 +94,7 @@ steps:
 		ok     bool
 		reason string
 	}{
-		{"matches", func(*alert.Alert) {}, true, `the alert matches on: and when: alert.severity in ["high", "critical"] && !alert.test`},
+		{"matches", func(*alert.Alert) {}, true, "the alert matches its `on:` filters and `when: alert.severity in [\"high\", \"critical\"] && !alert.test`"},
 		{"source", func(a *alert.Alert) { a.Source = alert.SourceGuardDuty }, false, `"guardduty" is not in on.sources [github, manual]`},
 		{"kind", func(a *alert.Alert) { a.Kind = alert.KindCredentialResolved }, false, `"credential_resolved" is not in on.kinds [credential_exposed]`},
 		{"provider", func(a *alert.Alert) { a.Credential.Provider = "github" }, false, `"github" is not in on.providers [aws]`},
@@ -127,7 +127,7 @@ steps:
 	ok, reason, err := pb.Match(alert.Alert{Source: "manual", Credential: alert.Credential{ID: "tok"}})
 	require.NoError(t, err)
 	require.True(t, ok)
-	require.Equal(t, "the alert matches on:", reason)
+	require.Equal(t, "the alert matches its `on:` filters", reason)
 }
 
 func TestMatchReportsNonBoolAtRunTime(t *testing.T) {

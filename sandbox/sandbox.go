@@ -303,7 +303,8 @@ func Serve(ctx context.Context, seed Seed, addr string, out io.Writer, ready fun
 	}
 	url := "http://" + ln.Addr().String()
 	responder := seed.Accounts[0].Users[0].Keys[0]
-	fmt.Fprintf(out, "export AWS_ENDPOINT_URL=%s\nexport AWS_REGION=us-east-1\nexport AWS_ACCESS_KEY_ID=%s\nexport AWS_SECRET_ACCESS_KEY=%s\n",
+	// AWS_DEFAULT_REGION too: version 1 of the AWS CLI reads only that one.
+	fmt.Fprintf(out, "export AWS_ENDPOINT_URL=%s\nexport AWS_REGION=us-east-1\nexport AWS_DEFAULT_REGION=us-east-1\nexport AWS_ACCESS_KEY_ID=%s\nexport AWS_SECRET_ACCESS_KEY=%s\n",
 		url, responder.ID, responder.Secret)
 	fmt.Fprintf(out, "# sandbox: accounts %s; calls at %s/_sandbox/calls, state at %s/_sandbox/state\n", strings.Join(sb.order, ", "), url, url)
 	srv := &http.Server{Handler: sb, ReadHeaderTimeout: 10 * time.Second}
