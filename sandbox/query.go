@@ -37,11 +37,14 @@ func errValidation(format string, args ...any) *apiError {
 	return &apiError{http.StatusBadRequest, "ValidationError", fmt.Sprintf(format, args...)}
 }
 
-// request is one Query-protocol call being served.
+// request is one call being served, of either protocol.
 type request struct {
 	service string
 	action  string
-	form    url.Values
+	region  string     // from the signature's credential scope
+	form    url.Values // Query protocol parameters
+	body    []byte     // JSON protocol body
+	params  map[string]string
 	caller  *key // the key that signed the request
 }
 
@@ -58,7 +61,7 @@ func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request) {
 		writeQueryError(w, iamNamespace, &apiError{http.StatusBadRequest, "MalformedQueryString", "cannot parse the form body"})
 		return
 	}
-	req := &request{action: r.PostForm.Get("Action"), form: r.PostForm}
+	req := &request{action: r.PostForm.Get("Action"), form: r.PostForm, params: formParams(r.PostForm)}
 	var ns string
 	var op func(*request) (result, *apiError)
 	switch r.PostForm.Get("Version") {
@@ -70,30 +73,43 @@ func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request) {
 		writeQueryError(w, iamNamespace, &apiError{http.StatusBadRequest, "InvalidAction", fmt.Sprintf("version %q is not IAM (%s) or STS (%s)", r.PostForm.Get("Version"), iamVersion, stsVersion)})
 		return
 	}
-	if err := s.wait(r.Context()); err != nil {
-		s.record(req, "", 499, false) // the client went away before the answer
+	res, apiErr, ok := s.serve(r, req, op)
+	if !ok {
 		return
 	}
-
-	s.mu.Lock()
-	res, apiErr := s.handle(r, req, op)
-	account := ""
-	if req.caller != nil {
-		account = req.caller.account.id
-	}
-	status := http.StatusOK
 	if apiErr != nil {
-		status = apiErr.status
-	}
-	s.recordLocked(req, account, status, apiErr == nil && res.effective)
-	s.mu.Unlock()
-
-	if apiErr != nil {
-		s.log.Debug("sandbox call refused", "service", req.service, "action", req.action, "code", apiErr.code)
 		writeQueryError(w, ns, apiErr)
 		return
 	}
 	writeQueryResult(w, ns, req.action, res.body)
+}
+
+// serve runs one call of any protocol: latency and injected faults first,
+// then the caller's authentication and the operation, all recorded in the
+// call log. ok is false when the client went away before the answer.
+func (s *Sandbox) serve(r *http.Request, req *request, op func(*request) (result, *apiError)) (result, *apiError, bool) {
+	req.region = signingRegion(r)
+	fault := s.fault(req.service)
+	if err := s.wait(r.Context(), fault.Latency); err != nil {
+		s.mu.Lock()
+		s.recordLocked(req, 499, false) // the client went away before the answer
+		s.mu.Unlock()
+		return result{}, nil, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var res result
+	apiErr := fault.inject()
+	if apiErr == nil {
+		res, apiErr = s.handle(r, req, op)
+	}
+	status := http.StatusOK
+	if apiErr != nil {
+		status = apiErr.status
+		s.log.Debug("sandbox call refused", "service", req.service, "action", req.action, "code", apiErr.code)
+	}
+	s.recordLocked(req, status, apiErr == nil && res.effective)
+	return res, apiErr, true
 }
 
 // handle authenticates the caller and runs the operation; s.mu is held.
@@ -107,6 +123,20 @@ func (s *Sandbox) handle(r *http.Request, req *request, op func(*request) (resul
 		return result{}, &apiError{http.StatusBadRequest, "InvalidAction", fmt.Sprintf("the sandbox does not implement %s %s", req.service, req.action)}
 	}
 	return op(req)
+}
+
+// signingRegion reads the region from the SigV4 credential scope
+// (Credential=AKID/DATE/REGION/SERVICE/aws4_request).
+func signingRegion(r *http.Request) string {
+	_, cred, ok := strings.Cut(r.Header.Get("Authorization"), "Credential=")
+	if !ok {
+		return ""
+	}
+	parts := strings.SplitN(cred, "/", 5)
+	if len(parts) < 3 {
+		return ""
+	}
+	return parts[2]
 }
 
 // callerLocked finds the access key in the SigV4 Authorization header. The
@@ -126,29 +156,35 @@ func (s *Sandbox) callerLocked(r *http.Request) (*key, *apiError) {
 	return k, nil
 }
 
-func (s *Sandbox) record(req *request, account string, status int, effective bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.recordLocked(req, account, status, effective)
+func (s *Sandbox) recordLocked(req *request, status int, effective bool) {
+	c := Call{Time: time.Now(), Service: req.service, Action: req.action, Region: req.region, Params: req.params, Status: status, Effective: effective}
+	if req.caller != nil {
+		c.CallerKey = req.caller.id
+		c.Account = req.caller.account.id
+	}
+	s.calls = append(s.calls, c)
 }
 
-func (s *Sandbox) recordLocked(req *request, account string, status int, effective bool) {
+// formParams flattens a Query-protocol form for the call log, hiding any
+// parameter whose name says it is a secret.
+func formParams(form url.Values) map[string]string {
 	params := map[string]string{}
-	for k, v := range req.form {
+	for k, v := range form {
 		if k == "Action" || k == "Version" {
-			continue
-		}
-		if strings.Contains(strings.ToLower(k), "secret") {
-			params[k] = "[REDACTED]"
 			continue
 		}
 		params[k] = strings.Join(v, ",")
 	}
-	c := Call{Time: time.Now(), Service: req.service, Action: req.action, Account: account, Params: params, Status: status, Effective: effective}
-	if req.caller != nil {
-		c.CallerKey = req.caller.id
+	return redactParams(params)
+}
+
+func redactParams(params map[string]string) map[string]string {
+	for k := range params {
+		if l := strings.ToLower(k); strings.Contains(l, "secret") && !strings.Contains(l, "id") {
+			params[k] = "[REDACTED]"
+		}
 	}
-	s.calls = append(s.calls, c)
+	return params
 }
 
 type responseMetadata struct {

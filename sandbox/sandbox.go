@@ -33,6 +33,7 @@ type Sandbox struct {
 
 	mu       sync.Mutex
 	latency  time.Duration
+	faults   map[string]Fault // by service
 	accounts map[string]*account
 	order    []string        // account ids in seed order
 	keys     map[string]*key // every access key and session key by id
@@ -76,6 +77,7 @@ type Call struct {
 	Service   string            `json:"service"`
 	Action    string            `json:"action"`
 	Account   string            `json:"account,omitempty"`
+	Region    string            `json:"region,omitempty"`
 	CallerKey string            `json:"caller_key,omitempty"`
 	Params    map[string]string `json:"params,omitempty"`
 	Status    int               `json:"status"`
@@ -92,7 +94,7 @@ func New(seed Seed, opts Options) (*Sandbox, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Sandbox{log: log, latency: opts.Latency, accounts: map[string]*account{}, keys: map[string]*key{}}
+	s := &Sandbox{log: log, latency: opts.Latency, faults: map[string]Fault{}, accounts: map[string]*account{}, keys: map[string]*key{}}
 	epoch := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, sa := range seed.Accounts {
 		a := &account{id: sa.ID, users: map[string]*user{}, roles: map[string]*role{}}
@@ -146,15 +148,18 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, s.State())
 	case r.Method == http.MethodPost && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded"):
 		s.serveQuery(w, r)
+	case r.Method == http.MethodPost && r.Header.Get("X-Amz-Target") != "":
+		s.serveJSON(w, r)
 	default:
 		http.Error(w, "the sandbox answers AWS Query-protocol POSTs (IAM, STS), GET /_sandbox/calls and GET /_sandbox/state", http.StatusNotFound)
 	}
 }
 
-// wait applies the configured latency, honouring the request's context.
-func (s *Sandbox) wait(ctx context.Context) error {
+// wait applies the configured latency (the sandbox-wide one, or extra for
+// the service), honouring the request's context.
+func (s *Sandbox) wait(ctx context.Context, extra time.Duration) error {
 	s.mu.Lock()
-	d := s.latency
+	d := s.latency + extra
 	s.mu.Unlock()
 	if d <= 0 {
 		return nil

@@ -315,3 +315,42 @@ func TestAWSCLIParsesResponses(t *testing.T) {
 	user := awsCLI("iam", "get-user", "--user-name", "ci-bot")
 	require.Equal(t, "arn:aws:iam::111122223333:user/ci-bot", user["User"].(map[string]any)["Arn"])
 }
+
+func TestFaultsPerService(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	f.sb.SetFault("sts", Fault{ErrorRate: 1})
+	c := sts.New(sts.Options{Region: "us-east-1", BaseEndpoint: aws.String(f.url), Credentials: credentials.NewStaticCredentialsProvider(responderKey, responderSecret, ""), RetryMaxAttempts: 1})
+	_, err := c.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	require.Equal(t, "ServiceUnavailable", apiCode(t, err))
+	_, err = f.iam(responderKey, responderSecret).ListAccessKeys(ctx, &iam.ListAccessKeysInput{})
+	require.NoError(t, err, "other services are unaffected")
+
+	f.sb.SetFault("sts", Fault{ThrottleRate: 1})
+	_, err = c.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	require.Equal(t, "Throttling", apiCode(t, err))
+	f.sb.SetFault("sts", Fault{})
+	_, err = c.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	require.NoError(t, err)
+
+	calls := f.sb.Calls()
+	require.Equal(t, "us-east-1", calls[0].Region, "the region comes from the signature")
+	require.Equal(t, 503, calls[0].Status)
+}
+
+func TestUnknownJSONTarget(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	req, err := http.NewRequest(http.MethodPost, f.url, strings.NewReader(`{}`))
+	require.NoError(t, err)
+	req.Header.Set("X-Amz-Target", "Nope_2020.DoThing")
+	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	require.Equal(t, http.StatusBadRequest, res.StatusCode)
+	var body map[string]string
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&body))
+	require.Equal(t, "UnknownOperationException", body["__type"])
+}
