@@ -36,7 +36,11 @@ type Env struct {
 	// IdempotencyKey is stable across retries and resumes of this step in
 	// this run; actions pass it to APIs that take a client token.
 	IdempotencyKey string
-	Logger         *slog.Logger
+	// StepStartedAt is when the first attempt of this step started, stable
+	// across retries and resumes: anything an action finds created after it
+	// may be the action's own work from an attempt that died.
+	StepStartedAt time.Time
+	Logger        *slog.Logger
 	// Progress, when set, receives short human-readable progress lines for
 	// long actions. Never a secret.
 	Progress func(msg string)

@@ -473,10 +473,10 @@ func (s *Store) Steps(ctx context.Context, runID string) (map[string]StepRecord,
 // BeginAttempt journals the start of the next attempt of a step and returns
 // its number. Attempts count across crashes, so a step that keeps killing
 // its process still runs out of attempts.
-func (s *Store) BeginAttempt(ctx context.Context, runID, stepID string, seq int, action string) (int, error) {
+func (s *Store) BeginAttempt(ctx context.Context, runID, stepID string, seq int, action string) (attempt int, stepStarted time.Time, err error) {
 	now := micros(s.now())
-	var attempt int
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	var started int64
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
 		if _, err := s.exec(ctx, tx, `INSERT INTO stanch_steps (run_id, step_id, seq, action, status, started_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, step_id) DO NOTHING`,
 			runID, stepID, seq, action, StepRunning, now); err != nil {
 			return fmt.Errorf("begin step %s: %w", stepID, err)
@@ -484,12 +484,12 @@ func (s *Store) BeginAttempt(ctx context.Context, runID, stepID string, seq int,
 		if _, err := s.exec(ctx, tx, `UPDATE stanch_steps SET attempts = attempts + 1, status = ? WHERE run_id = ? AND step_id = ?`, StepRunning, runID, stepID); err != nil {
 			return fmt.Errorf("begin step %s: %w", stepID, err)
 		}
-		if err := tx.QueryRowContext(ctx, s.db.rebind(`SELECT attempts FROM stanch_steps WHERE run_id = ? AND step_id = ?`), runID, stepID).Scan(&attempt); err != nil {
+		if err := tx.QueryRowContext(ctx, s.db.rebind(`SELECT attempts, started_at FROM stanch_steps WHERE run_id = ? AND step_id = ?`), runID, stepID).Scan(&attempt, &started); err != nil {
 			return fmt.Errorf("begin step %s: %w", stepID, err)
 		}
 		return s.appendJournal(ctx, tx, runID, stepID, attempt, "attempt_started", action)
 	})
-	return attempt, err
+	return attempt, fromMicros(started), err
 }
 
 // AttemptFailed journals a failed attempt that will be retried.

@@ -203,7 +203,8 @@ func (r *Runner) runStep(ctx context.Context, log *slog.Logger, run Run, seq int
 	var lastErr error
 	attempt := 0
 	for {
-		attempt, err = r.store.BeginAttempt(ctx, run.ID, step.ID, seq, step.Action)
+		var stepStarted time.Time
+		attempt, stepStarted, err = r.store.BeginAttempt(ctx, run.ID, step.ID, seq, step.Action)
 		if err != nil {
 			return playbooks.StepState{}, err
 		}
@@ -218,7 +219,7 @@ func (r *Runner) runStep(ctx context.Context, log *slog.Logger, run Run, seq int
 		}
 		r.emit(Event{Kind: EventStepStarted, RunID: run.ID, StepID: step.ID, Action: step.Action, Attempt: attempt})
 		started := time.Now()
-		res, err := r.doAttempt(ctx, run, step, action, params, attempt)
+		res, err := r.doAttempt(ctx, run, step, action, params, attempt, stepStarted)
 		if err == nil {
 			crashpoint.Hit("done:" + step.ID) // the effect happened; the journal does not know yet
 			outputs := publicOutputs(spec, res.Outputs)
@@ -254,7 +255,7 @@ func (r *Runner) runStep(ctx context.Context, log *slog.Logger, run Run, seq int
 	}
 }
 
-func (r *Runner) doAttempt(ctx context.Context, run Run, step *playbooks.Step, action actions.Action, params any, attempt int) (res actions.Result, err error) {
+func (r *Runner) doAttempt(ctx context.Context, run Run, step *playbooks.Step, action actions.Action, params any, attempt int, stepStarted time.Time) (res actions.Result, err error) {
 	actx, cancel := context.WithTimeout(ctx, step.Timeout)
 	defer cancel()
 	defer func() {
@@ -268,6 +269,7 @@ func (r *Runner) doAttempt(ctx context.Context, run Run, step *playbooks.Step, a
 		StepID:         step.ID,
 		Attempt:        attempt,
 		IdempotencyKey: run.ID + "/" + step.ID,
+		StepStartedAt:  stepStarted,
 		Logger:         r.log.With("run", run.ID, "step", step.ID, "action", step.Action),
 	}
 	res, err = action.Do(actx, env, params)
