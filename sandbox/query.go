@@ -153,6 +153,14 @@ func (s *Sandbox) callerLocked(r *http.Request) (*key, *apiError) {
 	if !ok || k.status != statusActive {
 		return nil, &apiError{http.StatusForbidden, "InvalidClientTokenId", "The security token included in the request is invalid."}
 	}
+	if !k.expires.IsZero() {
+		if r.Header.Get("X-Amz-Security-Token") != k.token {
+			return nil, &apiError{http.StatusForbidden, "InvalidClientTokenId", "The security token included in the request is invalid."}
+		}
+		if time.Now().After(k.expires) {
+			return nil, &apiError{http.StatusForbidden, "ExpiredToken", "The security token included in the request is expired"}
+		}
+	}
 	return k, nil
 }
 

@@ -55,9 +55,11 @@ type user struct {
 }
 
 type role struct {
-	name     string
-	id       string
-	policies map[string]string
+	name       string
+	id         string
+	policies   map[string]string
+	trusted    []string
+	externalID string
 }
 
 type key struct {
@@ -69,6 +71,9 @@ type key struct {
 	account  *account
 	user     *user // nil for role sessions
 	role     *role // set for role sessions
+	// expires is set for temporary credentials minted by STS.
+	expires time.Time
+	token   string
 }
 
 // Call is one request the sandbox received.
@@ -119,7 +124,7 @@ func New(seed Seed, opts Options) (*Sandbox, error) {
 			}
 		}
 		for _, sr := range sa.Roles {
-			r := &role{name: sr.Name, id: newID("AROA", 17), policies: map[string]string{}}
+			r := &role{name: sr.Name, id: newID("AROA", 17), policies: map[string]string{}, trusted: sr.TrustedAccounts, externalID: sr.ExternalID}
 			for n, d := range sr.Policies {
 				r.policies[n] = d
 			}

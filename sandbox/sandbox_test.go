@@ -354,3 +354,56 @@ func TestUnknownJSONTarget(t *testing.T) {
 	require.NoError(t, json.NewDecoder(res.Body).Decode(&body))
 	require.Equal(t, "UnknownOperationException", body["__type"])
 }
+
+func TestAssumeRoleAcrossAccounts(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	c := f.sts(responderKey, responderSecret)
+	roleARN := "arn:aws:iam::444455556666:role/stanch-responder"
+
+	_, err := c.AssumeRole(ctx, &sts.AssumeRoleInput{RoleArn: aws.String(roleARN), RoleSessionName: aws.String("stanch")})
+	require.Equal(t, "AccessDenied", apiCode(t, err), "the external id is required")
+
+	out, err := c.AssumeRole(ctx, &sts.AssumeRoleInput{RoleArn: aws.String(roleARN), RoleSessionName: aws.String("stanch"), ExternalId: aws.String("ext-4f1c9d2a")})
+	require.NoError(t, err)
+	creds := out.Credentials
+	require.Regexp(t, `^ASIA[A-Z0-9]{16}$`, aws.ToString(creds.AccessKeyId))
+	require.True(t, aws.ToTime(creds.Expiration).After(time.Now()))
+
+	assumed := aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(f.url),
+		Credentials: credentials.NewStaticCredentialsProvider(aws.ToString(creds.AccessKeyId), aws.ToString(creds.SecretAccessKey), aws.ToString(creds.SessionToken))}
+	who, err := sts.NewFromConfig(assumed).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	require.NoError(t, err)
+	require.Equal(t, "444455556666", aws.ToString(who.Account))
+	require.Equal(t, "arn:aws:sts::444455556666:assumed-role/stanch-responder/stanch-sandbox", aws.ToString(who.Arn))
+	last, err := iam.NewFromConfig(assumed).GetAccessKeyLastUsed(ctx, &iam.GetAccessKeyLastUsedInput{AccessKeyId: aws.String("AKIADEPLOYBOTKEY0001")})
+	require.NoError(t, err, "the role acts in its own account")
+	require.Equal(t, "deploy-bot", aws.ToString(last.UserName))
+
+	// Without its session token, the session key is refused.
+	bare := assumed
+	bare.Credentials = credentials.NewStaticCredentialsProvider(aws.ToString(creds.AccessKeyId), aws.ToString(creds.SecretAccessKey), "")
+	_, err = sts.NewFromConfig(bare).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	require.Equal(t, "InvalidClientTokenId", apiCode(t, err))
+
+	other := f.sts(otherAcctKey, otherAcctSecret)
+	_, err = other.AssumeRole(ctx, &sts.AssumeRoleInput{RoleArn: aws.String("arn:aws:iam::111122223333:role/app-server"), RoleSessionName: aws.String("x")})
+	require.Equal(t, "AccessDenied", apiCode(t, err), "untrusted accounts are refused")
+}
+
+func TestGetSessionTokenOutlivesNothingButIsUsable(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	out, err := f.sts(leakedKey, leakedSecret).GetSessionToken(ctx, &sts.GetSessionTokenInput{DurationSeconds: aws.Int32(3600)})
+	require.NoError(t, err)
+	c := out.Credentials
+	session := sts.NewFromConfig(aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(f.url),
+		Credentials: credentials.NewStaticCredentialsProvider(aws.ToString(c.AccessKeyId), aws.ToString(c.SecretAccessKey), aws.ToString(c.SessionToken))})
+	who, err := session.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	require.NoError(t, err)
+	require.Equal(t, "arn:aws:iam::111122223333:user/ci-bot", aws.ToString(who.Arn))
+	_, err = session.GetSessionToken(ctx, &sts.GetSessionTokenInput{})
+	require.Equal(t, "AccessDenied", apiCode(t, err))
+}

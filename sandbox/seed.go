@@ -54,6 +54,11 @@ type SeedLastUsed struct {
 type SeedRole struct {
 	Name     string            `yaml:"name" json:"name"`
 	Policies map[string]string `yaml:"policies" json:"policies"`
+	// TrustedAccounts may assume the role with sts:AssumeRole (its trust
+	// policy, reduced to what stanch needs); ExternalID, when set, must be
+	// presented.
+	TrustedAccounts []string `yaml:"trusted_accounts" json:"trusted_accounts"`
+	ExternalID      string   `yaml:"external_id" json:"external_id"`
 }
 
 // SeedSession is a role session's temporary credentials.

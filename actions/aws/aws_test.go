@@ -328,7 +328,7 @@ func TestDeactivateRefusesOtherAccountsAndSessions(t *testing.T) {
 	_, err := do(t, deactivate, map[string]any{"access_key_id": b.leaked, "account": "444455556666"})
 	require.Error(t, err)
 	require.Equal(t, actions.KindPermanent, actions.KindOf(err))
-	require.Contains(t, err.Error(), "no response role is configured for 444455556666")
+	require.Contains(t, err.Error(), "no response role is configured for account 444455556666")
 	require.Zero(t, sb.Count("UpdateAccessKey"))
 
 	_, err = deactivate.Decode(map[string]any{"access_key_id": "ASIAIOSFODNN7SESSION"})

@@ -33,7 +33,7 @@ func deactivateKey(p *Provider) actions.Action {
 			{Name: "iam:GetAccessKeyLastUsed", Why: "find the key's owner when user_name is not given"},
 			{Name: "iam:ListAccessKeys", Why: "check the key's status before and after"},
 			{Name: "iam:UpdateAccessKey", Why: "set the key Inactive"},
-			{Name: "sts:GetCallerIdentity", Why: "refuse to act in an account other than the one asked for"},
+			{Name: "sts:GetCallerIdentity", Why: "know whether the key's account needs a response role"},
 		},
 		Example: `- id: deactivate
   action: aws.deactivate_key
@@ -88,19 +88,9 @@ func (p *Provider) keyState(ctx context.Context, in *DeactivateKeyParams) (keySt
 		return keyState{}, fmt.Errorf("deactivate key %s: %w", in.AccessKeyID, err)
 	}
 	var st keyState
-	if in.Account != "" {
-		ambient, err := p.ambientAccount(ctx)
-		if err != nil {
-			return fail(err)
-		}
-		st.calls = append(st.calls, actions.Call{Service: "sts", Operation: "GetCallerIdentity", Params: map[string]any{}, Made: true})
-		if ambient != in.Account {
-			return fail(actions.Permanentf("the key is in account %s, but stanch's credentials act in account %s and no response role is configured for %s", in.Account, ambient, in.Account))
-		}
-	}
 	c, err := p.iam(ctx, in.Account)
 	if err != nil {
-		return fail(actions.Permanent(err))
+		return fail(err)
 	}
 	st.iam, st.user = c, in.UserName
 	if st.user == "" {

@@ -75,9 +75,6 @@ func (p *Provider) identify(ctx context.Context, keyID string) (actions.Result, 
 		return fail(err)
 	}
 	calls = append(calls, actions.Call{Service: "sts", Operation: "GetCallerIdentity", Params: map[string]any{}, Made: true})
-	if account != ambient {
-		return fail(actions.Permanentf("the key belongs to account %s, but stanch's credentials act in account %s and no response role is configured for %s; configure one or run stanch with credentials of that account", account, ambient, account))
-	}
 	out := map[string]any{"account": account, "user_name": "", "key_kind": "access_key", "last_used_date": "", "last_used_service": "N/A", "last_used_region": "N/A"}
 	if strings.HasPrefix(keyID, "ASIA") {
 		// Temporary credentials have no IAM owner to look up: the role they
@@ -87,7 +84,10 @@ func (p *Provider) identify(ctx context.Context, keyID string) (actions.Result, 
 	}
 	iamc, err := p.iam(ctx, account)
 	if err != nil {
-		return fail(actions.Permanent(err))
+		return fail(fmt.Errorf("the key belongs to account %s: %w", account, err))
+	}
+	if account != ambient {
+		calls = append(calls, actions.Call{Service: "sts", Operation: "AssumeRole", Params: map[string]any{"Account": account}, Made: true})
 	}
 	calls = append(calls, actions.Call{Service: "iam", Operation: "GetAccessKeyLastUsed", Params: map[string]any{"AccessKeyId": keyID}, Made: true})
 	last, err := iamc.GetAccessKeyLastUsed(ctx, &iam.GetAccessKeyLastUsedInput{AccessKeyId: awssdk.String(keyID)})

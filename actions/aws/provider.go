@@ -16,10 +16,13 @@ import (
 
 // ProviderOptions configure how actions reach AWS.
 type ProviderOptions struct {
-	// Config returns the configuration for acting in account ("" means the
-	// ambient account). By default the SDK's own configuration is loaded
-	// once, on first use.
+	// Config returns stanch's own (ambient) configuration. By default the
+	// SDK's own configuration is loaded once, on first use. account is the
+	// account an action wants to act in; other accounts are reached through
+	// Roles on top of what Config returns.
 	Config func(ctx context.Context, account string) (aws.Config, error)
+	// Roles, when set, are assumed to act in other accounts.
+	Roles *ResponseRoles
 	// VerifyAttempts and VerifyDelay bound the re-reads that confirm a
 	// change took effect (IAM is eventually consistent).
 	VerifyAttempts int
@@ -33,7 +36,8 @@ type Provider struct {
 
 	mu       sync.Mutex
 	ambient  *aws.Config
-	identity string // the ambient credentials' account, once known
+	identity string                // the ambient credentials' account, once known
+	assumed  map[string]aws.Config // by account, with cached role credentials
 }
 
 // NewProvider returns a provider.
@@ -44,10 +48,20 @@ func NewProvider(opts ProviderOptions) *Provider {
 	if opts.VerifyDelay <= 0 {
 		opts.VerifyDelay = 200 * time.Millisecond
 	}
-	return &Provider{opts: opts}
+	return &Provider{opts: opts, assumed: map[string]aws.Config{}}
 }
 
+// config returns the configuration for acting in account ("" means
+// stanch's own account).
 func (p *Provider) config(ctx context.Context, account string) (aws.Config, error) {
+	base, err := p.baseConfig(ctx, account)
+	if err != nil || account == "" {
+		return base, err
+	}
+	return p.accountConfig(ctx, base, account)
+}
+
+func (p *Provider) baseConfig(ctx context.Context, account string) (aws.Config, error) {
 	if p.opts.Config != nil {
 		return p.opts.Config(ctx, account)
 	}
@@ -56,7 +70,7 @@ func (p *Provider) config(ctx context.Context, account string) (aws.Config, erro
 	if p.ambient == nil {
 		cfg, err := config.LoadDefaultConfig(ctx)
 		if err != nil {
-			return aws.Config{}, fmt.Errorf("load AWS configuration: %w", err)
+			return aws.Config{}, actions.Permanent(fmt.Errorf("load AWS configuration: %w", err))
 		}
 		p.ambient = &cfg
 	}
