@@ -5,8 +5,6 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-
-	awsactions "github.com/stanchhq/stanch/actions/aws"
 )
 
 func newActionsCmd(g *globals) *cobra.Command {
@@ -15,7 +13,7 @@ func newActionsCmd(g *globals) *cobra.Command {
 		Use:   "actions [NAME...]",
 		Short: "List every action with its parameters, outputs and permissions",
 		RunE: func(_ *cobra.Command, args []string) error {
-			reg, err := newRegistry(awsactions.ProviderOptions{})
+			reg, err := g.registry()
 			if err != nil {
 				return err
 			}

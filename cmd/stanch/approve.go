@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	awsactions "github.com/stanchhq/stanch/actions/aws"
 	"github.com/stanchhq/stanch/runner"
 )
 
@@ -39,7 +38,7 @@ process that works it (for example 'stanch serve') resumes it at once.`,
 }
 
 func approve(ctx context.Context, g *globals, runID, stepID, by string, deny bool, dbURL string) error {
-	reg, err := newRegistry(awsactions.ProviderOptions{})
+	reg, err := g.registry()
 	if err != nil {
 		return err
 	}

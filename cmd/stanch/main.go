@@ -72,6 +72,7 @@ type globals struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	logLevel       string
+	configPath     string
 }
 
 func (g *globals) logger() *slog.Logger {
@@ -101,6 +102,7 @@ Exit codes: 0 success, 1 failure (a failed run, an invalid playbook), 2 usage er
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "warn", "log level: debug, info, warn or error (logs go to stderr)")
+	root.PersistentFlags().StringVar(&g.configPath, "config", os.Getenv("STANCH_CONFIG"), "configuration file (response roles for other AWS accounts, …); default $STANCH_CONFIG; see docs/configuration.md")
 	root.AddCommand(
 		newValidateCmd(g),
 		newPlanCmd(g),
@@ -108,6 +110,7 @@ Exit codes: 0 success, 1 failure (a failed run, an invalid playbook), 2 usage er
 		newApproveCmd(g),
 		newRunsCmd(g),
 		newActionsCmd(g),
+		newPermissionsCmd(g),
 		newSandboxCmd(g),
 		newDemoCmd(g),
 	)

@@ -6,7 +6,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	awsactions "github.com/stanchhq/stanch/actions/aws"
 	"github.com/stanchhq/stanch/playbooks"
 )
 
@@ -19,7 +18,7 @@ references. Every problem in every file is reported at once as file:line:col wit
 Prints ok and exits 0 when all are valid; exits 1 otherwise.`,
 		Args: minArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			reg, err := newRegistry(awsactions.ProviderOptions{})
+			reg, err := g.registry()
 			if err != nil {
 				return err
 			}

@@ -23,6 +23,19 @@ func newRegistry(aws awsactions.ProviderOptions) (*actions.Registry, error) {
 	return actions.NewRegistry(awsactions.Actions(awsactions.NewProvider(aws))...)
 }
 
+// registry returns every action, configured from --config.
+func (g *globals) registry() (*actions.Registry, error) {
+	cfg, err := loadConfig(g.configPath)
+	if err != nil {
+		return nil, err
+	}
+	opts, err := cfg.providerOptions(g.configPath)
+	if err != nil {
+		return nil, err
+	}
+	return newRegistry(opts)
+}
+
 // loadPlaybook loads and validates one playbook; an invalid one is reported
 // in full and becomes exit code 1.
 func loadPlaybook(g *globals, reg *actions.Registry, path string) (*playbooks.Playbook, error) {
@@ -77,7 +90,7 @@ func openRunner(ctx context.Context, g *globals, dbURL string, reg *actions.Regi
 // loadInputs builds the registry, loads the playbook and reads the alert:
 // what plan and run both start with.
 func loadInputs(g *globals, playbookPath, alertPath string) (*actions.Registry, *playbooks.Playbook, alert.Alert, error) {
-	reg, err := newRegistry(awsactions.ProviderOptions{})
+	reg, err := g.registry()
 	if err != nil {
 		return nil, nil, alert.Alert{}, err
 	}
