@@ -37,7 +37,7 @@ type loader struct {
 var (
 	topKeys      = []string{"name", "description", "on", "when", "vars", "steps"}
 	onKeys       = []string{"sources", "kinds", "providers", "credential_kinds"}
-	stepKeys     = []string{"id", "action", "if", "with", "timeout", "retry", "on_error", "approval"}
+	stepKeys     = []string{"id", "action", "if", "with", "delay", "timeout", "retry", "on_error", "approval"}
 	retryKeys    = []string{"attempts", "backoff", "max_backoff"}
 	approvalKeys = []string{"approvers", "timeout", "on_timeout", "message"}
 

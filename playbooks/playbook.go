@@ -59,6 +59,10 @@ type On struct {
 type Step struct {
 	ID     string
 	Action string
+	// Delay makes the step wait this long after the steps before it
+	// finished; the run sleeps without holding a worker. Used to repeat a
+	// CloudTrail query once late events have been delivered.
+	Delay time.Duration
 	// Timeout bounds each attempt.
 	Timeout time.Duration
 	Retry   Retry

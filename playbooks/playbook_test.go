@@ -355,10 +355,31 @@ func TestExpressionColumns(t *testing.T) {
 
 func TestNearest(t *testing.T) {
 	t.Parallel()
-	keys := []string{"id", "action", "if", "with", "timeout", "retry", "on_error", "approval"}
+	keys := []string{"id", "action", "if", "with", "delay", "timeout", "retry", "on_error", "approval"}
 	require.Equal(t, "with", nearest("wiht", keys))
 	require.Equal(t, "timeout", nearest("timout", keys))
 	require.Equal(t, "approval", nearest("aproval", keys))
 	require.Empty(t, nearest("retries_count", keys))
 	require.Equal(t, "aws.deactivate_key", nearest("aws.deactivate_keys", []string{"aws.identify_key", "aws.deactivate_key"}))
+}
+
+func TestStepDelay(t *testing.T) {
+	t.Parallel()
+	pb, err := Parse("delay.yaml", []byte(`
+name: sweep-again
+steps:
+  - id: identify
+    action: aws.identify_key
+    with: {access_key_id: "${{ alert.credential.id }}"}
+  - id: again
+    action: aws.identify_key
+    delay: 15m
+    with: {access_key_id: "${{ alert.credential.id }}"}
+`), testRegistry(t))
+	require.NoError(t, err)
+	require.Zero(t, pb.Steps[0].Delay)
+	require.Equal(t, 15*time.Minute, pb.Steps[1].Delay)
+
+	_, err = Parse("delay.yaml", []byte("name: x\nsteps:\n  - id: a\n    action: aws.identify_key\n    delay: soon\n    with: {access_key_id: AKIAIOSFODNN7EXAMPLE}\n"), testRegistry(t))
+	require.ErrorContains(t, err, "delay.yaml:5:12: `delay`: \"soon\" is not a duration")
 }

@@ -109,6 +109,11 @@ func (l *loader) stepBody(i int, sn *stepNode) {
 		st.cond = l.condition(mv.Value, i)
 	}
 	st.with = l.with(i, sn, fs["with"])
+	if mv := fs["delay"]; mv != nil {
+		if d, ok := l.duration(mv.Value, "delay"); ok {
+			st.Delay = d
+		}
+	}
 	if mv := fs["timeout"]; mv != nil {
 		if d, ok := l.duration(mv.Value, "timeout"); ok {
 			st.Timeout = d

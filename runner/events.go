@@ -19,6 +19,7 @@ const (
 	EventStepSkipped   EventKind = "step_skipped"
 	EventStepWaiting   EventKind = "step_waiting_approval"
 	EventStepDenied    EventKind = "step_denied"
+	EventStepDelayed   EventKind = "step_delayed"
 	EventRunFinished   EventKind = "run_finished"
 	EventRunParked     EventKind = "run_parked"
 )
@@ -37,7 +38,8 @@ type Event struct {
 	Message  string
 	Error    string
 	Duration time.Duration
-	// Deadline is when a waiting approval times out.
+	// Deadline is when a waiting approval times out, or when a delayed
+	// step is due.
 	Deadline time.Time
 }
 

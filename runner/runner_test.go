@@ -149,9 +149,13 @@ func newBundle(t *testing.T, open func(t *testing.T) *Database) *bundle {
 }
 
 func (b *bundle) start(t *testing.T) *Runner {
+	return b.startWith(t, 0)
+}
+
+func (b *bundle) startWith(t *testing.T, workers int) *Runner {
 	t.Helper()
 	ctx := context.Background()
-	r, err := New(ctx, Config{DB: b.db, Registry: b.reg, Observer: func(e Event) {
+	r, err := New(ctx, Config{DB: b.db, Registry: b.reg, Workers: workers, Observer: func(e Event) {
 		select {
 		case b.events <- e:
 		default:
@@ -477,4 +481,54 @@ func TestOpenDatabaseRejectsUnknownURLs(t *testing.T) {
 	_, err := OpenDatabase(context.Background(), "mysql://x")
 	require.ErrorIs(t, err, ErrDatabaseURL)
 	require.Contains(t, err.Error(), "want file:PATH")
+}
+
+func TestDelayedStepSleepsWithoutHoldingAWorker(t *testing.T) {
+	t.Parallel()
+	for name, open := range testDatabases(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			b := newBundle(t, open)
+			require.NoError(t, b.runner.Stop(ctx))
+			b.runner = b.startWith(t, 1) // one worker: a held worker would block the second run
+
+			delayed := b.playbook(t, `
+name: sweep-later
+steps:
+  - id: first
+    action: test.mark
+    with: {name: first}
+  - id: again
+    action: test.mark
+    delay: 2s
+    with: {name: again}
+`)
+			slow := submitOne(t, b, delayed, testAlert("AKIAIOSFODNN7EXAMPLE"))
+			deadline := time.Now().Add(20 * time.Second)
+			for b.world.effect("first") == 0 {
+				require.True(t, time.Now().Before(deadline))
+				time.Sleep(10 * time.Millisecond)
+			}
+			quick := submitOne(t, b, b.playbook(t, twoSteps), testAlert("AKIAI44QH8DHBEXAMPLE"))
+			b.waitStatus(t, quick.ID, RunSucceeded)
+			run, err := b.runner.Store().Run(ctx, slow.ID)
+			require.NoError(t, err)
+			require.Equal(t, RunRunning, run.Status, "the delayed run is still sleeping")
+			require.Zero(t, b.world.effect("again"))
+
+			run = b.waitStatus(t, slow.ID, RunSucceeded, RunFailed)
+			require.Equal(t, RunSucceeded, run.Status)
+			steps, err := b.runner.Store().Steps(ctx, run.ID)
+			require.NoError(t, err)
+			require.GreaterOrEqual(t, steps["again"].StartedAt.Sub(steps["first"].EndedAt), 2*time.Second)
+			journal, err := b.runner.Store().Journal(ctx, run.ID)
+			require.NoError(t, err)
+			var delayedSeen bool
+			for _, e := range journal {
+				delayedSeen = delayedSeen || (e.Event == "step_delayed" && e.StepID == "again")
+			}
+			require.True(t, delayedSeen)
+		})
+	}
 }

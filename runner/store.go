@@ -31,6 +31,7 @@ const (
 	StepSkipped         = "skipped"
 	StepWaitingApproval = "waiting_approval"
 	StepDenied          = "denied"
+	StepDelayed         = "delayed"
 )
 
 // Terminal reports whether a run status is final.
@@ -163,6 +164,7 @@ var schema = []string{
 		error TEXT NOT NULL DEFAULT '',
 		started_at BIGINT NOT NULL DEFAULT 0,
 		ended_at BIGINT NOT NULL DEFAULT 0,
+		not_before BIGINT NOT NULL DEFAULT 0,
 		PRIMARY KEY (run_id, step_id)
 	)`,
 	`CREATE TABLE IF NOT EXISTS stanch_journal (
@@ -481,7 +483,8 @@ func (s *Store) BeginAttempt(ctx context.Context, runID, stepID string, seq int,
 			runID, stepID, seq, action, StepRunning, now); err != nil {
 			return fmt.Errorf("begin step %s: %w", stepID, err)
 		}
-		if _, err := s.exec(ctx, tx, `UPDATE stanch_steps SET attempts = attempts + 1, status = ? WHERE run_id = ? AND step_id = ?`, StepRunning, runID, stepID); err != nil {
+		// A delayed step's row exists without a start time until now.
+		if _, err := s.exec(ctx, tx, `UPDATE stanch_steps SET attempts = attempts + 1, status = ?, started_at = CASE WHEN started_at = 0 THEN ? ELSE started_at END WHERE run_id = ? AND step_id = ?`, StepRunning, now, runID, stepID); err != nil {
 			return fmt.Errorf("begin step %s: %w", stepID, err)
 		}
 		if err := tx.QueryRowContext(ctx, s.db.rebind(`SELECT attempts, started_at FROM stanch_steps WHERE run_id = ? AND step_id = ?`), runID, stepID).Scan(&attempt, &started); err != nil {
@@ -539,6 +542,26 @@ func (s *Store) FinishStep(ctx context.Context, runID, stepID string, e StepEnd)
 		}
 		return s.appendJournal(ctx, tx, runID, stepID, e.Attempt, "step_"+e.Status, detail)
 	})
+}
+
+// DelayStep records, once, that a step may not start before notBefore and
+// returns the recorded time: a resumed run keeps its original schedule.
+func (s *Store) DelayStep(ctx context.Context, runID, stepID string, seq int, action string, notBefore time.Time) (time.Time, error) {
+	var due int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := s.exec(ctx, tx, `INSERT INTO stanch_steps (run_id, step_id, seq, action, status, not_before) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, step_id) DO NOTHING`,
+			runID, stepID, seq, action, StepDelayed, micros(notBefore))
+		if err != nil {
+			return fmt.Errorf("delay step %s: %w", stepID, err)
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			if err := s.appendJournal(ctx, tx, runID, stepID, 0, "step_delayed", "until "+notBefore.UTC().Format(time.RFC3339)); err != nil {
+				return err
+			}
+		}
+		return tx.QueryRowContext(ctx, s.db.rebind(`SELECT not_before FROM stanch_steps WHERE run_id = ? AND step_id = ?`), runID, stepID).Scan(&due)
+	})
+	return fromMicros(due), err
 }
 
 // RequestApproval records that a step waits for a decision, once: a second

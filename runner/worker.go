@@ -93,6 +93,17 @@ func (r *Runner) advance(ctx context.Context, runID string) error {
 			}
 			continue
 		}
+		if step.Delay > 0 {
+			due, err := r.store.DelayStep(ctx, run.ID, step.ID, seq, step.Action, r.cfg.Now().Add(step.Delay))
+			if err != nil {
+				return err
+			}
+			if wait := due.Sub(r.cfg.Now()); wait > 0 {
+				// Sleep without holding a worker; River wakes the job.
+				r.emit(Event{Kind: EventStepDelayed, RunID: run.ID, StepID: step.ID, Action: step.Action, Deadline: due})
+				return river.JobSnooze(wait)
+			}
+		}
 		crashpoint.Hit("before:" + step.ID)
 		st, err := r.runStep(ctx, log, run, seq, step, scope)
 		var park *parked

@@ -61,6 +61,8 @@ func (p *progress) observe(e runner.Event) {
 		fmt.Fprintf(p.w, "  ✗ %-14s failed: %s\n", e.StepID, oneLine(e.Error))
 	case runner.EventStepDenied:
 		fmt.Fprintf(p.w, "  ✗ %-14s %s\n", e.StepID, oneLine(e.Message))
+	case runner.EventStepDelayed:
+		fmt.Fprintf(p.w, "  ⏲ %-14s waits until %s (delay); the run sleeps without holding a worker\n", e.StepID, e.Deadline.Local().Format(time.TimeOnly))
 	case runner.EventStepWaiting:
 		fmt.Fprintf(p.w, "  ⏸ %-14s waiting for approval until %s: %s\n", e.StepID, e.Deadline.UTC().Format(time.RFC3339), oneLine(e.Message))
 	}
