@@ -14,15 +14,27 @@ import (
 // build does not turn into an Alert yet.
 var ErrUnsupportedFormat = errors.New("payload format not supported")
 
-// ParseDocument reads what a person hands to `stanch run --alert`: a stanch
-// Alert JSON document (docs/alerts.md). Payloads of other sources are
-// recognised so that the error can say what was given and what to do.
-func ParseDocument(data []byte, now time.Time) (alert.Alert, error) {
-	format := Recognise(data)
-	if format != FormatAlert {
-		return alert.Alert{}, fmt.Errorf("%w: this looks like %s; give a stanch Alert JSON document instead (docs/alerts.md)", ErrUnsupportedFormat, format)
+// ParseDocument reads what is handed to `stanch run --alert` or
+// `stanch ingest`: a stanch Alert, an EventBridge event or batch (GuardDuty,
+// AWS Health), truffleHog JSON lines or a gitleaks JSON report. It returns
+// one alert per finding.
+func ParseDocument(data []byte, now time.Time) ([]alert.Alert, error) {
+	switch format := Recognise(data); format {
+	case FormatAlert:
+		a, err := alert.Parse(data, now)
+		if err != nil {
+			return nil, err
+		}
+		return []alert.Alert{a}, nil
+	case FormatEventBridge:
+		return ParseEventBridge(data, now)
+	case FormatTruffleHog:
+		return ParseTruffleHog(data, now)
+	case FormatGitleaks:
+		return ParseGitleaks(data, now)
+	default:
+		return nil, fmt.Errorf("%w: this looks like %s; give a stanch Alert (docs/alerts.md), an EventBridge event from GuardDuty or AWS Health, truffleHog JSON lines or a gitleaks JSON report", ErrUnsupportedFormat, format)
 	}
-	return alert.Parse(data, now)
 }
 
 // Formats Recognise tells apart.
@@ -42,8 +54,12 @@ func Recognise(data []byte) string {
 	trimmed := strings.TrimSpace(string(data))
 	if strings.HasPrefix(trimmed, "[") {
 		var arr []map[string]json.RawMessage
-		if json.Unmarshal(data, &arr) == nil && len(arr) > 0 && has(arr[0], "RuleID") {
+		switch {
+		case json.Unmarshal(data, &arr) != nil || len(arr) == 0:
+		case has(arr[0], "RuleID"):
 			return FormatGitleaks
+		case has(arr[0], "detail-type"):
+			return FormatEventBridge
 		}
 		return FormatUnknown
 	}

@@ -294,3 +294,20 @@ func TestActionsListsEveryAction(t *testing.T) {
 		require.Contains(t, res.stdout, want)
 	}
 }
+
+func TestRunRecognisesRawPayloads(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t)
+	for _, payload := range []string{"health-credentials-exposed.json", "gitleaks.json"} {
+		res := e.stanch(nil, "run", "--playbook", e.example("playbooks/aws-key-leaked.yaml"), "--alert", filepath.Join(e.root, "triggers/testdata", payload), "--database", e.db)
+		require.Contains(t, []int{0, 3}, res.code, "%s\nstdout:\n%s\nstderr:\n%s", payload, res.stdout, res.stderr)
+		require.Contains(t, res.stdout, "✓ deactivate", payload)
+	}
+	status, _ := e.sb.KeyStatus(account, leakedKey)
+	require.Equal(t, "Inactive", status)
+	require.Equal(t, 1, e.sb.EffectiveCount("UpdateAccessKey"), "the second alert about the same key finds it already inactive")
+
+	sample := e.stanch(nil, "run", "--playbook", e.example("playbooks/aws-key-leaked.yaml"), "--alert", filepath.Join(e.root, "triggers/testdata/guardduty-sample.json"), "--database", e.db)
+	require.Equal(t, 0, sample.code, sample.stdout+sample.stderr)
+	require.Contains(t, sample.stdout, "does not apply", "the example playbook ignores sample findings")
+}

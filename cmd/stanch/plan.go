@@ -27,31 +27,43 @@ changes anything and stores nothing.`,
 			if playbookPath == "" || alertPath == "" {
 				return usageError{fmt.Errorf("plan needs --playbook FILE and --alert FILE")}
 			}
-			reg, pb, a, err := loadInputs(g, playbookPath, alertPath)
+			reg, pb, alerts, err := loadInputs(g, playbookPath, alertPath)
 			if err != nil {
 				return err
 			}
-			rep, err := runner.Plan(cmd.Context(), reg, pb, a)
-			if err != nil {
-				return err
+			var reports []runner.PlanReport
+			for _, a := range alerts {
+				rep, err := runner.Plan(cmd.Context(), reg, pb, a)
+				if err != nil {
+					return err
+				}
+				reports = append(reports, rep)
 			}
 			if asJSON {
-				enc := json.NewEncoder(g.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(rep)
+				return writeJSON(g, reports)
 			}
-			printPlan(g, rep)
-			for _, s := range rep.Steps {
-				if s.Error != "" {
-					return &exitError{code: exitFailed, msg: "some steps cannot be planned; see above"}
+			failed := false
+			for i, rep := range reports {
+				if len(reports) > 1 {
+					if i > 0 {
+						fmt.Fprintln(g.stdout)
+					}
+					fmt.Fprintf(g.stdout, "alert %d of %d: %s\n", i+1, len(reports), alerts[i].DedupKey)
 				}
+				printPlan(g, rep)
+				for _, s := range rep.Steps {
+					failed = failed || s.Error != ""
+				}
+			}
+			if failed {
+				return &exitError{code: exitFailed, msg: "some steps cannot be planned; see above"}
 			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&playbookPath, "playbook", "", "playbook YAML file (required)")
 	cmd.Flags().StringVar(&alertPath, "alert", "", "alert JSON file, or - for stdin (required)")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the plans as a JSON list (one per alert in the file)")
 	return cmd
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -18,13 +19,17 @@ func newRunCmd(g *globals) *cobra.Command {
 		Short: "Run a playbook against an alert and follow it",
 		Long: `Run a playbook against an alert, printing each step as it happens.
 
-The alert is a stanch Alert JSON document (docs/alerts.md), or - for stdin. It is stored
-before anything runs; an alert whose dedup key already has a run of this playbook starts no
-second run: stanch says which run exists and, if it is unfinished (for example because the
-process running it was killed), resumes it without repeating finished steps.
+The alert file (or - for stdin) is a stanch Alert JSON document (docs/alerts.md), a GuardDuty
+finding or AWS Health event as EventBridge delivers it (one, or a batch), truffleHog JSON lines
+or a gitleaks JSON report: the format is recognised. A file with several findings starts a run
+for each. Every alert is stored before anything runs. An alert whose dedup key already has a
+run of this playbook starts no second run: stanch says which run exists and, if it is
+unfinished (for example because the process running it was killed), resumes it without
+repeating finished steps.
 
 Exit codes: 0 the run succeeded, 1 it failed (the failing step and its error are printed),
-3 it waits for approval (the exact 'stanch approve' command is printed).`,
+3 it waits for approval (the exact 'stanch approve' command is printed). With several alerts,
+a failure outranks waiting, which outranks success.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if playbookPath == "" || alertPath == "" {
@@ -40,21 +45,45 @@ Exit codes: 0 the run succeeded, 1 it failed (the failing step and its error are
 }
 
 func runPlaybook(ctx context.Context, g *globals, playbookPath, alertPath, dbURL string) error {
-	reg, pb, a, err := loadInputs(g, playbookPath, alertPath)
+	reg, pb, alerts, err := loadInputs(g, playbookPath, alertPath)
 	if err != nil {
 		return err
 	}
-	read := time.Now()
 	prog := newProgress(g.stdout)
 	r, stop, err := startRunner(ctx, g, dbURL, reg, prog.observe, 30*time.Second)
 	if err != nil {
 		return err
 	}
 	defer stop()
-	sub, err := r.Submit(ctx, a, []*playbooks.Playbook{pb})
-	if err != nil {
-		return err
+	// Every alert is committed before any runs, so that a crash loses none.
+	subs := make([]runner.Submission, len(alerts))
+	for i, a := range alerts {
+		if subs[i], err = r.Submit(ctx, a, []*playbooks.Playbook{pb}); err != nil {
+			return err
+		}
 	}
+	var worst *exitError
+	for _, sub := range subs {
+		if err := follow(ctx, g, r, prog, pb, sub, dbURL); err != nil {
+			var ee *exitError
+			if !errors.As(err, &ee) {
+				return err
+			}
+			// A failure (1) outranks waiting (3): scripts must see it.
+			if worst == nil || ee.code < worst.code {
+				worst = ee
+			}
+		}
+	}
+	if worst == nil {
+		return nil
+	}
+	return worst
+}
+
+// follow prints one submitted alert's run until it finishes or waits.
+func follow(ctx context.Context, g *globals, r *runner.Runner, prog *progress, pb *playbooks.Playbook, sub runner.Submission, dbURL string) error {
+	a := sub.Alert
 	var runID string
 	switch {
 	case len(sub.Started) == 1:
@@ -77,6 +106,5 @@ func runPlaybook(ctx context.Context, g *globals, playbookPath, alertPath, dbURL
 	if err != nil {
 		return err
 	}
-	g.logger().Debug("run stopped", "run", run.ID, "status", run.Status, "since_alert_read", time.Since(read))
 	return conclude(g, run, databaseFlag(dbURL))
 }

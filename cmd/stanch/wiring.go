@@ -51,8 +51,9 @@ func loadPlaybook(g *globals, reg *actions.Registry, path string) (*playbooks.Pl
 	return pb, nil
 }
 
-// readAlert reads an alert from a file or "-" (stdin).
-func readAlert(g *globals, path string) (alert.Alert, error) {
+// readAlerts reads alerts from a file or "-" (stdin): a stanch Alert or any
+// payload a trigger understands.
+func readAlerts(g *globals, path string) ([]alert.Alert, error) {
 	var data []byte
 	var err error
 	if path == "-" {
@@ -61,13 +62,16 @@ func readAlert(g *globals, path string) (alert.Alert, error) {
 		data, err = os.ReadFile(path)
 	}
 	if err != nil {
-		return alert.Alert{}, fmt.Errorf("read alert: %w", err)
+		return nil, fmt.Errorf("read alert: %w", err)
 	}
-	a, err := triggers.ParseDocument(data, time.Now())
+	alerts, err := triggers.ParseDocument(data, time.Now())
 	if err != nil {
-		return alert.Alert{}, fmt.Errorf("alert %s: %w", path, err)
+		return nil, fmt.Errorf("alert %s: %w", path, err)
 	}
-	return a, nil
+	if len(alerts) == 0 {
+		return nil, fmt.Errorf("alert %s: no findings in it", path)
+	}
+	return alerts, nil
 }
 
 // openRunner opens the database and a runner on it.
@@ -87,22 +91,22 @@ func openRunner(ctx context.Context, g *globals, dbURL string, reg *actions.Regi
 	return r, db, nil
 }
 
-// loadInputs builds the registry, loads the playbook and reads the alert:
+// loadInputs builds the registry, loads the playbook and reads the alerts:
 // what plan and run both start with.
-func loadInputs(g *globals, playbookPath, alertPath string) (*actions.Registry, *playbooks.Playbook, alert.Alert, error) {
+func loadInputs(g *globals, playbookPath, alertPath string) (*actions.Registry, *playbooks.Playbook, []alert.Alert, error) {
 	reg, err := g.registry()
 	if err != nil {
-		return nil, nil, alert.Alert{}, err
+		return nil, nil, nil, err
 	}
 	pb, err := loadPlaybook(g, reg, playbookPath)
 	if err != nil {
-		return nil, nil, alert.Alert{}, err
+		return nil, nil, nil, err
 	}
-	a, err := readAlert(g, alertPath)
+	alerts, err := readAlerts(g, alertPath)
 	if err != nil {
-		return nil, nil, alert.Alert{}, err
+		return nil, nil, nil, err
 	}
-	return reg, pb, a, nil
+	return reg, pb, alerts, nil
 }
 
 // startRunner opens the store and starts working runs; stop waits up to
