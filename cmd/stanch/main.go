@@ -107,6 +107,7 @@ Exit codes: 0 success, 1 failure (a failed run, an invalid playbook), 2 usage er
 		newValidateCmd(g),
 		newPlanCmd(g),
 		newRunCmd(g),
+		newServeCmd(g),
 		newApproveCmd(g),
 		newRunsCmd(g),
 		newActionsCmd(g),

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stanchhq/stanch/playbooks"
+	"github.com/stanchhq/stanch/runner"
+	"github.com/stanchhq/stanch/triggers"
+)
+
+type serveFlags struct {
+	listen, dbURL        string
+	playbooks            []string
+	tlsCert, tlsKey      string
+	ebHeader, ebSecretEv string
+	shutdownGrace        time.Duration
+}
+
+func newServeCmd(g *globals) *cobra.Command {
+	f := serveFlags{}
+	cmd := &cobra.Command{
+		Use:   "serve --playbooks GLOB [--listen ADDR]",
+		Short: "Receive alerts over HTTP and run the matching playbooks",
+		Long: `Run the HTTP endpoints that receive alerts and the workers that run playbooks.
+
+Endpoints:
+  POST /hooks/aws/eventbridge   GuardDuty findings and AWS Health AWS_RISK_* events from an
+                                EventBridge API destination; the connection's API-key header
+                                (--eventbridge-header) must carry the secret read from the
+                                environment variable named by --eventbridge-secret-env.
+  GET  /healthz                 200 when the store answers.
+
+An alert is committed to the store before the sender gets its 2xx; the answer never waits on
+AWS. Bodies are limited to 1 MiB, each source address is rate-limited, and every rejection is
+logged (reason and source address, never the body). SIGTERM or Ctrl-C drains in-flight
+requests, then lets running steps finish (up to --shutdown-grace).`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return serve(cmd.Context(), g, f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.listen, "listen", "127.0.0.1:8080", "address to listen on")
+	fl.StringArrayVar(&f.playbooks, "playbooks", nil, "playbook files or globs (repeatable; required), e.g. 'playbooks/*.yaml'")
+	fl.StringVar(&f.dbURL, "database", runner.DefaultDatabaseURL(), "store: file:PATH (embedded SQLite) or postgres://USER@HOST/DB")
+	fl.StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS with this certificate file (with --tls-key)")
+	fl.StringVar(&f.tlsKey, "tls-key", "", "private key file for --tls-cert")
+	fl.StringVar(&f.ebHeader, "eventbridge-header", "X-Stanch-Token", "header the EventBridge connection sends its API key in")
+	fl.StringVar(&f.ebSecretEv, "eventbridge-secret-env", "STANCH_EVENTBRIDGE_SECRET", "environment variable holding the EventBridge API key; the endpoint is off when it is unset")
+	fl.DurationVar(&f.shutdownGrace, "shutdown-grace", 30*time.Second, "how long to wait for in-flight requests and running steps on shutdown")
+	return cmd
+}
+
+func serve(ctx context.Context, g *globals, f serveFlags) error {
+	if len(f.playbooks) == 0 {
+		return usageError{errors.New("serve needs --playbooks GLOB (the playbooks alerts are matched against)")}
+	}
+	if (f.tlsCert == "") != (f.tlsKey == "") {
+		return usageError{errors.New("--tls-cert and --tls-key go together")}
+	}
+	reg, err := g.registry()
+	if err != nil {
+		return err
+	}
+	var books []*playbooks.Playbook
+	for _, pattern := range f.playbooks {
+		paths, err := filepath.Glob(pattern)
+		if err != nil || len(paths) == 0 {
+			return fmt.Errorf("--playbooks %q matches no file", pattern)
+		}
+		for _, p := range paths {
+			pb, err := loadPlaybook(g, reg, p)
+			if err != nil {
+				return err
+			}
+			books = append(books, pb)
+		}
+	}
+	log := g.logger()
+	prog := newProgress(g.stderr)
+	prog.quiet = true
+	r, stop, err := startRunner(ctx, g, f.dbURL, reg, prog.observe, f.shutdownGrace)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	sink := &runner.Dispatcher{Runner: r, Playbooks: books, Log: log}
+
+	mux := http.NewServeMux()
+	if secret := os.Getenv(f.ebSecretEv); secret != "" {
+		mux.Handle("/hooks/aws/eventbridge", triggers.NewEventBridge(f.ebHeader, []byte(secret), sink, log))
+	} else {
+		log.Warn("EventBridge endpoint off: its secret variable is not set", "variable", f.ebSecretEv)
+	}
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, req *http.Request) {
+		if _, err := r.Store().ListRuns(req.Context(), runner.ListFilter{Limit: 1}); err != nil {
+			http.Error(w, "store unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      15 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", f.listen, err)
+	}
+	scheme := "http"
+	if f.tlsCert != "" {
+		scheme = "https"
+	}
+	names := make([]string, len(books))
+	for i, pb := range books {
+		names[i] = pb.Name
+	}
+	fmt.Fprintf(g.stdout, "stanch serve: %s://%s, playbooks %s, store %s\n", scheme, ln.Addr(), strings.Join(names, ", "), f.dbURL)
+
+	errc := make(chan error, 1)
+	go func() {
+		if f.tlsCert != "" {
+			errc <- srv.ServeTLS(ln, f.tlsCert, f.tlsKey)
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	fmt.Fprintln(g.stdout, "stanch serve: shutting down; draining requests")
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}

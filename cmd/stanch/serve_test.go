@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// startServe runs `stanch serve` against the test's sandbox and returns its
+// base URL.
+func (e *e2e) startServe(t *testing.T, secret string) (string, *exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(e.bin, "serve", "--listen", "127.0.0.1:0", "--playbooks", e.example("playbooks/aws-key-leaked.yaml"), "--database", e.db, "--log-level", "info")
+	cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL="+e.url, "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID="+respondKey, "AWS_SECRET_ACCESS_KEY="+respondPass,
+		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "HOME="+e.dir, "STANCH_EVENTBRIDGE_SECRET="+secret)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	require.NoError(t, err, stderr.String())
+	_, rest, ok := strings.Cut(line, "http://")
+	require.True(t, ok, line)
+	addr, _, _ := strings.Cut(rest, ",")
+	go func() { _, _ = bufio.NewReader(stdout).WriteTo(new(bytes.Buffer)) }()
+	return "http://" + addr, cmd, &stderr
+}
+
+func post(t *testing.T, url, header, secret string, body []byte) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	if header != "" {
+		req.Header.Set(header, secret)
+	}
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	return res.StatusCode
+}
+
+func TestServeContainsKeyFromEventBridge(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t)
+	const secret = "eventbridge-connection-api-key"
+	base, cmd, stderr := e.startServe(t, secret)
+	event, err := os.ReadFile(filepath.Join(e.root, "triggers/testdata/health-credentials-exposed.json"))
+	require.NoError(t, err)
+	hook := base + "/hooks/aws/eventbridge"
+
+	require.Equal(t, http.StatusUnauthorized, post(t, hook, "X-Stanch-Token", "wrong", event))
+	require.Equal(t, http.StatusUnauthorized, post(t, hook, "", "", event))
+	require.Equal(t, http.StatusRequestEntityTooLarge, post(t, hook, "X-Stanch-Token", secret, bytes.Repeat([]byte(" "), 2<<20)))
+	require.Equal(t, http.StatusBadRequest, post(t, hook, "X-Stanch-Token", secret, []byte(`{"source":"aws.ec2","detail-type":"x","detail":{}}`)))
+	require.Zero(t, e.sb.Count("UpdateAccessKey"), "nothing rejected reaches AWS")
+
+	require.Equal(t, http.StatusOK, post(t, hook, "X-Stanch-Token", secret, event))
+	require.Equal(t, http.StatusOK, post(t, hook, "X-Stanch-Token", secret, event), "a redelivery is accepted and deduplicated")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if status, _ := e.sb.KeyStatus(account, leakedKey); status == "Inactive" {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "key never deactivated; serve log:\n%s", stderr.String())
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		require.NoError(t, err, "graceful shutdown exits 0; log:\n%s", stderr.String())
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop on SIGTERM")
+	}
+	log := stderr.String()
+	require.Contains(t, log, "reason=\"missing or wrong X-Stanch-Token\"")
+	require.NotContains(t, log, "AWS_RISK_CREDENTIALS_EXPOSED-1a2b3c4d\",\"service", "rejections never log the body")
+	require.Equal(t, 1, e.sb.EffectiveCount("UpdateAccessKey"))
+	require.Equal(t, 1, e.runCount(), "the redelivery started no second run")
+}
