@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -43,24 +42,11 @@ func approve(ctx context.Context, g *globals, runID, stepID, by string, deny boo
 		return err
 	}
 	prog := newProgress(g.stdout)
-	r, db, err := openRunner(ctx, g, dbURL, reg, prog.observe)
+	r, local, stop, err := joinRunner(ctx, g, dbURL, reg, prog.observe)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	// Work the run here unless another process already works this store.
-	local := true
-	if err := r.Start(ctx); errors.Is(err, runner.ErrBusy) {
-		local = false
-	} else if err != nil {
-		return err
-	} else {
-		defer func() {
-			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			defer cancel()
-			_ = r.Stop(stopCtx)
-		}()
-	}
+	defer stop()
 	decision := runner.Approved
 	if deny {
 		decision = runner.Denied

@@ -62,6 +62,27 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 type usageError struct{ error }
 
+// worse returns the exit error scripts must see of two: a failure (1)
+// outranks waiting for approval (3), which outranks success (nil).
+func worse(a, b *exitError) *exitError {
+	switch {
+	case a == nil:
+		return b
+	case b == nil:
+		return a
+	case b.code < a.code:
+		return b
+	}
+	return a
+}
+
+// exitOf returns the exit error of err, if that is what it is.
+func exitOf(err error) (*exitError, bool) {
+	var ee *exitError
+	ok := errors.As(err, &ee)
+	return ee, ok
+}
+
 func isUsage(err error) bool {
 	var u usageError
 	return errors.As(err, &u)
@@ -108,6 +129,7 @@ Exit codes: 0 success, 1 failure (a failed run, an invalid playbook), 2 usage er
 		newPlanCmd(g),
 		newRunCmd(g),
 		newServeCmd(g),
+		newIngestCmd(g),
 		newApproveCmd(g),
 		newRunsCmd(g),
 		newActionsCmd(g),

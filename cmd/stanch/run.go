@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -65,14 +64,11 @@ func runPlaybook(ctx context.Context, g *globals, playbookPath, alertPath, dbURL
 	var worst *exitError
 	for _, sub := range subs {
 		if err := follow(ctx, g, r, prog, pb, sub, dbURL); err != nil {
-			var ee *exitError
-			if !errors.As(err, &ee) {
+			ee, ok := exitOf(err)
+			if !ok {
 				return err
 			}
-			// A failure (1) outranks waiting (3): scripts must see it.
-			if worst == nil || ee.code < worst.code {
-				worst = ee
-			}
+			worst = worse(worst, ee)
 		}
 	}
 	if worst == nil {

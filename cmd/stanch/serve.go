@@ -7,13 +7,11 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/stanchhq/stanch/playbooks"
 	"github.com/stanchhq/stanch/runner"
 	"github.com/stanchhq/stanch/triggers"
 )
@@ -72,19 +70,9 @@ func serve(ctx context.Context, g *globals, f serveFlags) error {
 	if err != nil {
 		return err
 	}
-	var books []*playbooks.Playbook
-	for _, pattern := range f.playbooks {
-		paths, err := filepath.Glob(pattern)
-		if err != nil || len(paths) == 0 {
-			return fmt.Errorf("--playbooks %q matches no file", pattern)
-		}
-		for _, p := range paths {
-			pb, err := loadPlaybook(g, reg, p)
-			if err != nil {
-				return err
-			}
-			books = append(books, pb)
-		}
+	books, err := loadPlaybooks(g, reg, f.playbooks)
+	if err != nil {
+		return err
 	}
 	log := g.logger()
 	prog := newProgress(g.stderr)

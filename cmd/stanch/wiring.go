@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/stanchhq/stanch/actions"
@@ -127,4 +128,45 @@ func startRunner(ctx context.Context, g *globals, dbURL string, reg *actions.Reg
 		db.Close()
 	}
 	return r, stop, nil
+}
+
+// loadPlaybooks loads every playbook the globs name.
+func loadPlaybooks(g *globals, reg *actions.Registry, globs []string) ([]*playbooks.Playbook, error) {
+	var books []*playbooks.Playbook
+	for _, pattern := range globs {
+		paths, err := filepath.Glob(pattern)
+		if err != nil || len(paths) == 0 {
+			return nil, fmt.Errorf("--playbooks %q matches no file", pattern)
+		}
+		for _, p := range paths {
+			pb, err := loadPlaybook(g, reg, p)
+			if err != nil {
+				return nil, err
+			}
+			books = append(books, pb)
+		}
+	}
+	return books, nil
+}
+
+// joinRunner opens the store and works its runs here unless another
+// process already does (local is then false: what is submitted is queued
+// for that process). stop closes what was opened.
+func joinRunner(ctx context.Context, g *globals, dbURL string, reg *actions.Registry, observer func(runner.Event)) (r *runner.Runner, local bool, stop func(), err error) {
+	r, db, err := openRunner(ctx, g, dbURL, reg, observer)
+	if err != nil {
+		return nil, false, nil, err
+	}
+	if err := r.Start(ctx); errors.Is(err, runner.ErrBusy) {
+		return r, false, func() { db.Close() }, nil
+	} else if err != nil {
+		db.Close()
+		return nil, false, nil, err
+	}
+	return r, true, func() {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_ = r.Stop(stopCtx)
+		db.Close()
+	}, nil
 }
