@@ -26,5 +26,16 @@ demo:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+# Runs every fuzz target for FUZZTIME each (go test -fuzz takes one target at
+# a time).
+FUZZTIME ?= 30s
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$target ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
 clean:
 	rm -rf bin
