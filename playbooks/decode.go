@@ -35,7 +35,7 @@ type loader struct {
 }
 
 var (
-	topKeys      = []string{"name", "description", "on", "when", "vars", "steps"}
+	topKeys      = []string{"name", "description", "on", "when", "correlate", "vars", "steps"}
 	onKeys       = []string{"sources", "kinds", "providers", "credential_kinds"}
 	stepKeys     = []string{"id", "action", "if", "with", "delay", "timeout", "retry", "on_error", "approval"}
 	retryKeys    = []string{"attempts", "backoff", "max_backoff"}
@@ -83,6 +83,14 @@ func (l *loader) load(data []byte) *Playbook {
 	}
 	if mv := top["on"]; mv != nil {
 		pb.On = l.on(mv.Value)
+	}
+	pb.Correlate = true
+	if mv := top["correlate"]; mv != nil {
+		if b, ok := mv.Value.(*yast.BoolNode); ok {
+			pb.Correlate = b.Value
+		} else {
+			l.add(posOf(mv.Value), "write correlate: true or correlate: false", "`correlate` must be true or false, not %s", describe(mv.Value))
+		}
 	}
 	l.vars = map[string]any{}
 	if mv := top["vars"]; mv != nil {

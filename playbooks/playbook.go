@@ -41,9 +41,13 @@ type Playbook struct {
 	// exactly the playbook it started with.
 	Source []byte
 	On     On
-	Vars   map[string]any
-	Steps  []*Step
-	when   *expression
+	// Correlate (the default) makes an alert about a credential that
+	// already has an open run of this playbook join that run instead of
+	// starting a second containment.
+	Correlate bool
+	Vars      map[string]any
+	Steps     []*Step
+	when      *expression
 }
 
 // On selects the alerts that start a playbook. An empty list matches

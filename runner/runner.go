@@ -258,6 +258,10 @@ type Submission struct {
 	// Existing are runs the alert's dedup key already had: no second run
 	// starts for the same alert and playbook.
 	Existing []Run
+	// Joined are open runs for the same credential that this alert joined
+	// (from another source, or a new finding about the same key) instead
+	// of starting a second containment.
+	Joined []Run
 	// NotMatched says, per playbook that did not match, why.
 	NotMatched []NotMatched
 }
@@ -283,15 +287,15 @@ func (r *Runner) Submit(ctx context.Context, a alert.Alert, books []*playbooks.P
 			sub.NotMatched = append(sub.NotMatched, NotMatched{Playbook: pb.Name, Reason: reason})
 			continue
 		}
-		want = append(want, NewRun{ID: newRunID(now), Playbook: pb.Name, PlaybookFile: pb.File, PlaybookSource: pb.Source})
+		want = append(want, NewRun{ID: newRunID(now), Playbook: pb.Name, PlaybookFile: pb.File, PlaybookSource: pb.Source, Correlate: pb.Correlate})
 	}
-	created, existing, err := r.store.CreateRuns(ctx, a, want)
+	created, existing, joined, err := r.store.CreateRuns(ctx, a, want)
 	if err != nil {
 		return sub, err
 	}
-	sub.Started, sub.Existing = created, existing
+	sub.Started, sub.Existing, sub.Joined = created, existing, joined
 	crashpoint.Hit("submitted") // runs committed, jobs not yet enqueued
-	for _, run := range append(append([]Run{}, created...), existing...) {
+	for _, run := range slices.Concat(created, existing, joined) {
 		if Terminal(run.Status) || run.Status == RunWaitingApproval {
 			continue
 		}

@@ -532,3 +532,56 @@ steps:
 		})
 	}
 }
+
+func TestAlertsAboutTheSameCredentialJoinTheOpenRun(t *testing.T) {
+	t.Parallel()
+	for name, open := range testDatabases(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			b := newBundle(t, open)
+			pb := b.playbook(t, fmt.Sprintf(approvalPlaybook, "1h", "deny"))
+			github := testAlert("AKIAIOSFODNN7EXAMPLE")
+			first := submitOne(t, b, pb, github)
+			b.waitStatus(t, first.ID, RunWaitingApproval)
+
+			health := alert.Alert{Source: alert.SourceHealth, DedupKey: "health:arn:event/1", Credential: alert.Credential{ID: "AKIAIOSFODNN7EXAMPLE"}}
+			health.Normalise(time.Now())
+			sub, err := b.runner.Submit(ctx, health, []*playbooks.Playbook{pb})
+			require.NoError(t, err)
+			require.Empty(t, sub.Started, "no second containment")
+			require.Len(t, sub.Joined, 1)
+			require.Equal(t, first.ID, sub.Joined[0].ID)
+			require.Equal(t, 1, b.world.effect("contain"))
+
+			journal, err := b.runner.Store().Journal(ctx, first.ID)
+			require.NoError(t, err)
+			var joined bool
+			for _, e := range journal {
+				joined = joined || (e.Event == "alert_joined" && strings.Contains(e.Detail, "health:arn:event/1 from health"))
+			}
+			require.True(t, joined, "the join is in the incident's timeline")
+
+			// Once the run is over, a new alert about the key starts a new run.
+			_, _, err = b.runner.Decide(ctx, first.ID, "destroy", Denied, "alice", "cli")
+			require.NoError(t, err)
+			b.waitStatus(t, first.ID, RunCancelled)
+			later := alert.Alert{Source: alert.SourceGuardDuty, DedupKey: "guardduty:x", Credential: alert.Credential{ID: "AKIAIOSFODNN7EXAMPLE"}}
+			later.Normalise(time.Now())
+			sub, err = b.runner.Submit(ctx, later, []*playbooks.Playbook{pb})
+			require.NoError(t, err)
+			require.Len(t, sub.Started, 1)
+
+			// A playbook can opt out.
+			solo := b.playbook(t, "name: solo\ncorrelate: false\nsteps:\n  - id: m\n    action: test.mark\n    with: {name: solo}\n    approval: {approvers: [alice]}\n")
+			s1, err := b.runner.Submit(ctx, testAlert("AKIAI44QH8DHBEXAMPLE"), []*playbooks.Playbook{solo})
+			require.NoError(t, err)
+			other := alert.Alert{Source: alert.SourceHealth, DedupKey: "health:2", Credential: alert.Credential{ID: "AKIAI44QH8DHBEXAMPLE"}}
+			other.Normalise(time.Now())
+			s2, err := b.runner.Submit(ctx, other, []*playbooks.Playbook{solo})
+			require.NoError(t, err)
+			require.Len(t, s1.Started, 1)
+			require.Len(t, s2.Started, 1, "correlate: false starts a run per alert")
+		})
+	}
+}

@@ -140,6 +140,7 @@ var schema = []string{
 		playbook_file TEXT NOT NULL,
 		playbook_source TEXT NOT NULL,
 		alert TEXT NOT NULL,
+		credential TEXT NOT NULL DEFAULT '',
 		status TEXT NOT NULL,
 		waiting_step TEXT NOT NULL DEFAULT '',
 		failed_step TEXT NOT NULL DEFAULT '',
@@ -151,6 +152,10 @@ var schema = []string{
 		UNIQUE (dedup_key, playbook)
 	)`,
 	`CREATE INDEX IF NOT EXISTS stanch_runs_status ON stanch_runs (status)`,
+	// One open run per playbook and credential: an alert about a credential
+	// that is already being handled joins that run (correlation).
+	`CREATE UNIQUE INDEX IF NOT EXISTS stanch_runs_open_credential ON stanch_runs (playbook, credential)
+		WHERE credential <> '' AND status NOT IN ('succeeded', 'failed', 'cancelled')`,
 	`CREATE TABLE IF NOT EXISTS stanch_steps (
 		run_id TEXT NOT NULL,
 		step_id TEXT NOT NULL,
@@ -242,58 +247,103 @@ type NewRun struct {
 	Playbook       string
 	PlaybookFile   string
 	PlaybookSource []byte
+	// Correlate makes an open run of the same playbook for the same
+	// credential take this alert instead.
+	Correlate bool
+}
+
+// credentialKey identifies a credential across sources.
+func credentialKey(a alert.Alert) string {
+	return a.Credential.Provider + ":" + a.Credential.ID
 }
 
 // CreateRuns durably records the alert and one pending run per playbook, in
 // one transaction. A run whose (dedup key, playbook) already exists is not
-// created again; it comes back in existing.
-func (s *Store) CreateRuns(ctx context.Context, a alert.Alert, runs []NewRun) (created, existing []Run, err error) {
+// created again; it comes back in existing. When the playbook correlates and
+// the credential already has an open run of it, the alert joins that run
+// (journalled there) and the run comes back in joined.
+func (s *Store) CreateRuns(ctx context.Context, a alert.Alert, runs []NewRun) (created, existing, joined []Run, err error) {
 	alertJSON, err := json.Marshal(a)
 	if err != nil {
-		return nil, nil, fmt.Errorf("encode alert: %w", err)
+		return nil, nil, nil, fmt.Errorf("encode alert: %w", err)
 	}
 	now := micros(s.now())
-	var ids []string
+	const (
+		isNew = iota + 1
+		isExisting
+		isJoined
+	)
+	outcome := map[string]int{}     // playbook → what happened
+	joinedTo := map[string]string{} // playbook → run id
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
 		if _, err := s.exec(ctx, tx, `INSERT INTO stanch_alerts (dedup_key, source, alert, received_at) VALUES (?, ?, ?, ?) ON CONFLICT (dedup_key) DO NOTHING`,
 			a.DedupKey, a.Source, string(alertJSON), micros(a.ReceivedAt)); err != nil {
 			return fmt.Errorf("record alert: %w", err)
 		}
 		for _, r := range runs {
-			res, err := s.exec(ctx, tx, `INSERT INTO stanch_runs (id, dedup_key, playbook, playbook_file, playbook_source, alert, status, created_at, updated_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedup_key, playbook) DO NOTHING`,
-				r.ID, a.DedupKey, r.Playbook, r.PlaybookFile, string(r.PlaybookSource), string(alertJSON), RunPending, now, now)
+			cred := ""
+			if r.Correlate {
+				cred = credentialKey(a)
+			}
+			// No conflict target: either uniqueness (same alert, or an open
+			// run for the credential) means no new run.
+			res, err := s.exec(ctx, tx, `INSERT INTO stanch_runs (id, dedup_key, playbook, playbook_file, playbook_source, alert, credential, status, created_at, updated_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+				r.ID, a.DedupKey, r.Playbook, r.PlaybookFile, string(r.PlaybookSource), string(alertJSON), cred, RunPending, now, now)
 			if err != nil {
 				return fmt.Errorf("record run: %w", err)
 			}
 			if n, _ := res.RowsAffected(); n == 1 {
-				ids = append(ids, r.ID)
+				outcome[r.Playbook] = isNew
 				if err := s.appendJournal(ctx, tx, r.ID, "", 0, "run_created", "alert "+a.DedupKey+" matched playbook "+r.Playbook); err != nil {
 					return err
 				}
+				continue
+			}
+			var open string
+			err = tx.QueryRowContext(ctx, s.db.rebind(`SELECT id FROM stanch_runs WHERE dedup_key = ? AND playbook = ?`), a.DedupKey, r.Playbook).Scan(&open)
+			if err == nil {
+				outcome[r.Playbook] = isExisting
+				continue
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("find run: %w", err)
+			}
+			if err := tx.QueryRowContext(ctx, s.db.rebind(`SELECT id FROM stanch_runs WHERE playbook = ? AND credential = ? AND status NOT IN (?, ?, ?)`),
+				r.Playbook, cred, RunSucceeded, RunFailed, RunCancelled).Scan(&open); err != nil {
+				return fmt.Errorf("find the open run of credential %s: %w", cred, err)
+			}
+			outcome[r.Playbook], joinedTo[r.Playbook] = isJoined, open
+			if err := s.appendJournal(ctx, tx, open, "", 0, "alert_joined", fmt.Sprintf("alert %s from %s about the same credential joined this run", a.DedupKey, a.Source)); err != nil {
+				return err
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, nil, err
-	}
-	isNew := map[string]bool{}
-	for _, id := range ids {
-		isNew[id] = true
+		return nil, nil, nil, err
 	}
 	for _, r := range runs {
-		got, err := s.RunByDedup(ctx, a.DedupKey, r.Playbook)
-		if err != nil {
-			return nil, nil, err
-		}
-		if isNew[got.ID] {
-			created = append(created, got)
+		var got Run
+		var err error
+		if outcome[r.Playbook] == isJoined {
+			got, err = s.Run(ctx, joinedTo[r.Playbook])
 		} else {
+			got, err = s.RunByDedup(ctx, a.DedupKey, r.Playbook)
+		}
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		switch outcome[r.Playbook] {
+		case isNew:
+			created = append(created, got)
+		case isExisting:
 			existing = append(existing, got)
+		case isJoined:
+			joined = append(joined, got)
 		}
 	}
-	return created, existing, nil
+	return created, existing, joined, nil
 }
 
 const runColumns = `id, dedup_key, playbook, playbook_file, playbook_source, alert, status, waiting_step, failed_step, error, job_id, created_at, updated_at, finished_at`

@@ -318,7 +318,7 @@ func TestIngestScannerReports(t *testing.T) {
 	res := e.stanch(nil, "ingest", "--format", "gitleaks", "--playbooks", e.example("playbooks/aws-key-leaked.yaml"), "--database", e.db, filepath.Join(e.root, "triggers/testdata/gitleaks.json"))
 	require.Contains(t, []int{0, 3}, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
 	require.Contains(t, res.stdout, "access_key AKIAIOSFODNN7EXAMPLE at deploy/settings.py:12: 1 run(s) started")
-	require.Contains(t, res.stdout, "0 run(s) started, 0 already existed, 1 playbook(s) did not apply", "the generic API key matches no AWS playbook")
+	require.Contains(t, res.stdout, "0 run(s) started, 0 already existed, 0 joined an open run, 1 playbook(s) did not apply", "the generic API key matches no AWS playbook")
 	status, _ := e.sb.KeyStatus(account, leakedKey)
 	require.Equal(t, "Inactive", status)
 

@@ -105,7 +105,7 @@ func ingest(ctx context.Context, g *globals, format, path string, globs []string
 		if a.Location.Path != "" {
 			fmt.Fprintf(g.stdout, " at %s:%d", a.Location.Path, a.Location.Line)
 		}
-		fmt.Fprintf(g.stdout, ": %d run(s) started, %d already existed, %d playbook(s) did not apply\n", len(sub.Started), len(sub.Existing), len(sub.NotMatched))
+		fmt.Fprintf(g.stdout, ": %d run(s) started, %d already existed, %d joined an open run, %d playbook(s) did not apply\n", len(sub.Started), len(sub.Existing), len(sub.Joined), len(sub.NotMatched))
 		started = append(started, sub.Started...)
 	}
 	if !local {

@@ -94,6 +94,14 @@ func follow(ctx context.Context, g *globals, r *runner.Runner, prog *progress, p
 			return conclude(g, ex, databaseFlag(dbURL))
 		}
 		fmt.Fprintf(g.stdout, "run %s is unfinished; continuing it\n", ex.ID)
+	case len(sub.Joined) == 1:
+		open := sub.Joined[0]
+		runID = open.ID
+		fmt.Fprintf(g.stdout, "alert %s is about %s, which run %s (%s) is already handling: it joined that run instead of starting a second containment\n",
+			a.DedupKey, a.Credential.ID, open.ID, open.Status)
+		if open.Status == runner.RunWaitingApproval {
+			return conclude(g, open, databaseFlag(dbURL))
+		}
 	default:
 		fmt.Fprintf(g.stdout, "playbook %s does not apply to alert %s: %s; nothing was run\n", pb.Name, a.DedupKey, sub.NotMatched[0].Reason)
 		return nil
