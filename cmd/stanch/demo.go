@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -128,19 +129,23 @@ func demo(ctx context.Context, g *globals, keep bool) error {
 	if len(sub.Started) != 1 {
 		return errors.New("the demo alert did not start a run")
 	}
-	run, err := prog.waitRun(ctx, r.Store(), sub.Started[0].ID, "")
+	run, err := demoFollow(ctx, g, r, prog, sub.Started[0].ID, dbURL)
 	if err != nil {
 		return err
 	}
 
-	after, _ := sb.KeyStatus(a.Credential.Account, a.Credential.ID)
-	fmt.Fprintf(out, "\n%s %s: %s → %s", a.Credential.ID, "status", before, after)
+	fmt.Fprintln(out)
 	for _, c := range sb.Calls() {
 		if c.Action == "UpdateAccessKey" && c.Effective {
-			fmt.Fprintf(out, " (%s after the alert was read)", c.Time.Sub(read).Round(time.Millisecond))
+			fmt.Fprintf(out, "contained %s %s after the alert was read (Active → Inactive)\n", a.Credential.ID, c.Time.Sub(read).Round(time.Millisecond))
+			break
 		}
 	}
-	fmt.Fprintln(out)
+	after, ok := sb.KeyStatus(a.Credential.Account, a.Credential.ID)
+	if !ok {
+		after = "deleted"
+	}
+	fmt.Fprintf(out, "%s: %s → %s\n", a.Credential.ID, before, after)
 
 	steps, err := r.Store().Steps(ctx, run.ID)
 	if err != nil {
@@ -151,14 +156,7 @@ func demo(ctx context.Context, g *globals, keep bool) error {
 		return err
 	}
 	fmt.Fprintln(out, "\nwhat the sandbox received (through the real AWS SDK):")
-	for _, c := range sb.Calls() {
-		mark := " "
-		if c.Effective {
-			mark = "*"
-		}
-		fmt.Fprintf(out, "  %s +%-8s %s %s %v\n", mark, c.Time.Sub(read).Round(time.Millisecond), c.Service, c.Action, c.Params)
-	}
-	fmt.Fprintln(out, "  (* changed state)")
+	printCalls(out, sb.Calls(), read)
 	fmt.Fprintln(out)
 	printRun(g, run, steps, journal)
 	if keep {
@@ -168,4 +166,48 @@ func demo(ctx context.Context, g *globals, keep bool) error {
 		return conclude(g, run, "")
 	}
 	return nil
+}
+
+// demoApprover is who the demo approves as: the approver the example
+// playbook names.
+const demoApprover = "security-oncall"
+
+// demoFollow follows the run, approving each step that waits for approval
+// the way a person would with stanch approve.
+func demoFollow(ctx context.Context, g *globals, r *runner.Runner, prog *progress, runID, dbURL string) (runner.Run, error) {
+	decided := ""
+	for {
+		run, err := prog.waitRun(ctx, r.Store(), runID, decided)
+		if err != nil || run.Status != runner.RunWaitingApproval {
+			return run, err
+		}
+		fmt.Fprintf(g.stdout, "  $ stanch approve %s %s --by %s --database %s    # the demo approves as the on-call engineer\n", run.ID, run.WaitingStep, demoApprover, dbURL)
+		if _, _, err := r.Decide(ctx, run.ID, run.WaitingStep, runner.Approved, demoApprover, "cli"); err != nil {
+			return run, err
+		}
+		decided = run.WaitingStep
+	}
+}
+
+// printCalls lists the sandbox's call log, folding repeats of the same call
+// (pages of a CloudTrail query) into one line.
+func printCalls(out io.Writer, calls []sandbox.Call, since time.Time) {
+	for i := 0; i < len(calls); {
+		c := calls[i]
+		j := i + 1
+		for j < len(calls) && calls[j].Service == c.Service && calls[j].Action == c.Action && !calls[j].Effective && !c.Effective {
+			j++
+		}
+		mark := " "
+		if c.Effective {
+			mark = "*"
+		}
+		detail := fmt.Sprint(c.Params)
+		if n := j - i; n > 1 {
+			detail = fmt.Sprintf("×%d", n)
+		}
+		fmt.Fprintf(out, "  %s +%-8s %s %s %s\n", mark, c.Time.Sub(since).Round(time.Millisecond), c.Service, c.Action, detail)
+		i = j
+	}
+	fmt.Fprintln(out, "  (* changed state)")
 }
