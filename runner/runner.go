@@ -113,10 +113,14 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 		// not be cut off or rescued while its process is alive.
 		JobTimeout:           -1,
 		RescueStuckJobsAfter: 10 * time.Minute,
-		// Containment is measured in milliseconds; poll quickly for work
-		// inserted by other processes.
-		FetchCooldown:     5 * time.Millisecond,
-		FetchPollInterval: 50 * time.Millisecond,
+		// Containment is measured in milliseconds: a new job must be picked
+		// up at once. PostgreSQL wakes workers with LISTEN/NOTIFY; SQLite
+		// has no notifications, so it polls (a cheap indexed query).
+		FetchCooldown:     2 * time.Millisecond,
+		FetchPollInterval: 250 * time.Millisecond,
+	}
+	if cfg.DB.Dialect == SQLite {
+		rcfg.FetchPollInterval = 10 * time.Millisecond
 	}
 	var err error
 	switch cfg.DB.Dialect {
