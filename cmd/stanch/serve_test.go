@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,15 +18,15 @@ import (
 
 // startServe runs `stanch serve` against the test's sandbox and returns its
 // base URL.
-func (e *e2e) startServe(t *testing.T, secret string) (string, *exec.Cmd, *bytes.Buffer) {
+func (e *e2e) startServe(t *testing.T, secret string) (string, *exec.Cmd, *syncBuffer) {
 	t.Helper()
 	cmd := exec.Command(e.bin, "serve", "--listen", "127.0.0.1:0", "--playbooks", e.example("playbooks/aws-key-leaked.yaml"), "--database", e.db, "--log-level", "info")
 	cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL="+e.url, "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID="+respondKey, "AWS_SECRET_ACCESS_KEY="+respondPass,
 		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "HOME="+e.dir, "STANCH_EVENTBRIDGE_SECRET="+secret)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	line, err := bufio.NewReader(stdout).ReadString('\n')
@@ -34,7 +35,26 @@ func (e *e2e) startServe(t *testing.T, secret string) (string, *exec.Cmd, *bytes
 	require.True(t, ok, line)
 	addr, _, _ := strings.Cut(rest, ",")
 	go func() { _, _ = bufio.NewReader(stdout).WriteTo(new(bytes.Buffer)) }()
-	return "http://" + addr, cmd, &stderr
+	return "http://" + addr, cmd, stderr
+}
+
+// syncBuffer is a bytes.Buffer that the process's output copier and the
+// test may use at the same time.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func post(t *testing.T, url, header, secret string, body []byte) int {
