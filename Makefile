@@ -23,7 +23,10 @@ lint:
 demo:
 	$(GO) run ./cmd/stanch demo
 
+# Figures are measured here, never asserted by tests; the table is also
+# written to docs/benchmarks.md.
 bench:
+	$(GO) run ./bench -out docs/benchmarks.md
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 # Runs every fuzz target for FUZZTIME each (go test -fuzz takes one target at

@@ -1,0 +1,290 @@
+// Command bench measures stanch against the sandbox and prints one table:
+// time-to-contain from the moment a webhook request arrives to the moment
+// the sandbox receives the UpdateAccessKey that makes the key Inactive,
+// and its overhead over the same AWS calls made directly with the SDK.
+// `make bench` runs it and writes docs/benchmarks.md.
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/stanchhq/stanch/actions"
+	awsactions "github.com/stanchhq/stanch/actions/aws"
+	"github.com/stanchhq/stanch/playbooks"
+	"github.com/stanchhq/stanch/runner"
+	"github.com/stanchhq/stanch/sandbox"
+	"github.com/stanchhq/stanch/triggers"
+)
+
+const (
+	account         = "111122223333"
+	responderKey    = "AKIAIOSFODNN7RESPOND"
+	responderSecret = "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"
+	hookSecret      = "bench-eventbridge-secret"
+)
+
+// containment is the hot path measured: the containment steps of the
+// example playbook.
+const containment = `
+name: contain
+steps:
+  - id: identify
+    action: aws.identify_key
+    with: {access_key_id: "${{ alert.credential.id }}"}
+  - id: deactivate
+    action: aws.deactivate_key
+    with:
+      access_key_id: ${{ alert.credential.id }}
+      user_name: ${{ steps.identify.outputs.user_name }}
+      account: ${{ steps.identify.outputs.account }}
+`
+
+func main() {
+	alerts := flag.Int("alerts", 200, "alerts per latency")
+	latencies := flag.String("latencies", "0ms,50ms", "injected latency per AWS call, comma-separated")
+	out := flag.String("out", "", "also write the report to this markdown file")
+	flag.Parse()
+	ctx := context.Background()
+
+	var rows []row
+	for _, l := range strings.Split(*latencies, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(l))
+		if err != nil {
+			fail(err)
+		}
+		r, err := timeToContain(ctx, *alerts, d)
+		if err != nil {
+			fail(err)
+		}
+		rows = append(rows, r)
+	}
+	report := render(rows, *alerts)
+	fmt.Print(report)
+	if *out != "" {
+		if err := os.WriteFile(*out, []byte(report), 0o644); err != nil {
+			fail(err)
+		}
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}
+
+type row struct {
+	latency       time.Duration
+	p50, p95, p99 time.Duration
+	floor         time.Duration // median summed SDK round trips
+	lost          int
+}
+
+func keyID(i int) string { return fmt.Sprintf("AKIABENCH%011d", i) }
+
+func seed(n int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "accounts:\n  - id: %q\n    users:\n      - name: stanch-responder\n        keys: [{id: %s, secret: %s}]\n", account, responderKey, responderSecret)
+	for i := range n {
+		fmt.Fprintf(&b, "      - name: user%05d\n        keys: [{id: %s, secret: benchSecretBenchSecretBenchSecret%07d}]\n", i, keyID(i), i)
+	}
+	return b.String()
+}
+
+func healthEvent(key string, i int) []byte {
+	return []byte(fmt.Sprintf(`{"version":"0","id":"bench-%d","detail-type":"AWS Health Event","source":"aws.health","account":%q,"time":"2026-11-28T12:00:00Z","region":"us-east-1","resources":[%q],
+"detail":{"eventArn":"arn:aws:health:us-east-1::event/RISK/AWS_RISK_CREDENTIALS_EXPOSED/bench-%d","service":"RISK","eventTypeCode":"AWS_RISK_CREDENTIALS_EXPOSED","eventTypeCategory":"issue",
+"eventMetadata":{"accountId":%q,"publicKey":%q},"affectedEntities":[{"entityValue":%q}]}}`, i, account, key, i, account, key, key))
+}
+
+// timeToContain sends n alerts one after another through the EventBridge
+// endpoint and measures each from just before its request is sent to the
+// sandbox's receipt of the effective UpdateAccessKey.
+func timeToContain(ctx context.Context, n int, latency time.Duration) (row, error) {
+	sd, err := sandbox.ParseSeed("bench", []byte(seed(n+40)))
+	if err != nil {
+		return row{}, err
+	}
+	sb, err := sandbox.New(sd, sandbox.Options{Latency: latency})
+	if err != nil {
+		return row{}, err
+	}
+	awsSrv := httptest.NewServer(sb)
+	defer awsSrv.Close()
+	cfg := awsConfig(awsSrv.URL)
+
+	reg, err := actions.NewRegistry(awsactions.Actions(awsactions.NewProvider(awsactions.ProviderOptions{
+		Config: func(context.Context, string) (aws.Config, error) { return cfg, nil },
+	}))...)
+	if err != nil {
+		return row{}, err
+	}
+	pb, err := playbooks.Parse("contain.yaml", []byte(containment), reg)
+	if err != nil {
+		return row{}, err
+	}
+	dir, err := os.MkdirTemp("", "stanch-bench-")
+	if err != nil {
+		return row{}, err
+	}
+	defer os.RemoveAll(dir)
+	db, err := runner.OpenDatabase(ctx, "file:"+filepath.Join(dir, "stanch.db"))
+	if err != nil {
+		return row{}, err
+	}
+	defer db.Close()
+	r, err := runner.New(ctx, runner.Config{DB: db, Registry: reg})
+	if err != nil {
+		return row{}, err
+	}
+	if err := r.Start(ctx); err != nil {
+		return row{}, err
+	}
+	defer r.Stop(context.WithoutCancel(ctx))
+	hook := httptest.NewServer(triggers.NewEventBridge("X-Stanch-Token", []byte(hookSecret), &runner.Dispatcher{Runner: r, Playbooks: []*playbooks.Playbook{pb}}, slog.New(slog.DiscardHandler)))
+	defer hook.Close()
+
+	// Warm up: the first alert pays for connections and the identity cache.
+	if _, err := sendAndWait(hook.URL, sb, n+10, n+10); err != nil {
+		return row{}, err
+	}
+	var samples []time.Duration
+	lost := 0
+	for i := range n {
+		d, err := sendAndWait(hook.URL, sb, i, i)
+		if err != nil {
+			lost++
+			continue
+		}
+		samples = append(samples, d)
+	}
+	floor, err := sdkFloor(ctx, cfg, n+11, 15)
+	if err != nil {
+		return row{}, err
+	}
+	sort.Slice(samples, func(i, j int) bool { return samples[i] < samples[j] })
+	return row{latency: latency, p50: pct(samples, 50), p95: pct(samples, 95), p99: pct(samples, 99), floor: floor, lost: lost}, nil
+}
+
+func sendAndWait(url string, sb *sandbox.Sandbox, i, event int) (time.Duration, error) {
+	key := keyID(i)
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(healthEvent(key, event)))
+	req.Header.Set("X-Stanch-Token", hookSecret)
+	req.Header.Set("Content-Type", "application/json")
+	start := time.Now()
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("alert %d: HTTP %d", i, res.StatusCode)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if at, ok := deactivatedAt(sb, key); ok {
+			return at.Sub(start), nil
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	return 0, fmt.Errorf("alert %d: key never deactivated", i)
+}
+
+func deactivatedAt(sb *sandbox.Sandbox, key string) (time.Time, bool) {
+	calls := sb.Calls()
+	for i := len(calls) - 1; i >= 0; i-- {
+		c := calls[i]
+		if c.Action == "UpdateAccessKey" && c.Effective && c.Params["AccessKeyId"] == key {
+			return c.Time, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// sdkFloor is the median, over repeats, of the summed round trips of the
+// calls the containment steps make, made directly with the SDK.
+func sdkFloor(ctx context.Context, cfg aws.Config, firstKey, repeats int) (time.Duration, error) {
+	stsc, iamc := sts.NewFromConfig(cfg), iam.NewFromConfig(cfg)
+	var totals []time.Duration
+	for i := range repeats {
+		key := keyID(firstKey + i)
+		start := time.Now()
+		if _, err := stsc.GetAccessKeyInfo(ctx, &sts.GetAccessKeyInfoInput{AccessKeyId: aws.String(key)}); err != nil {
+			return 0, err
+		}
+		last, err := iamc.GetAccessKeyLastUsed(ctx, &iam.GetAccessKeyLastUsedInput{AccessKeyId: aws.String(key)})
+		if err != nil {
+			return 0, err
+		}
+		if _, err := iamc.ListAccessKeys(ctx, &iam.ListAccessKeysInput{UserName: last.UserName}); err != nil {
+			return 0, err
+		}
+		if _, err := iamc.UpdateAccessKey(ctx, &iam.UpdateAccessKeyInput{AccessKeyId: aws.String(key), Status: iamtypes.StatusTypeInactive, UserName: last.UserName}); err != nil {
+			return 0, err
+		}
+		totals = append(totals, time.Since(start))
+	}
+	sort.Slice(totals, func(i, j int) bool { return totals[i] < totals[j] })
+	return totals[len(totals)/2], nil
+}
+
+func awsConfig(url string) aws.Config {
+	return aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(url),
+		Credentials: aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider(responderKey, responderSecret, ""))}
+}
+
+func pct(sorted []time.Duration, p int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := (len(sorted)*p + 99) / 100
+	return sorted[min(max(i-1, 0), len(sorted)-1)]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
+
+func render(rows []row, n int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Benchmarks\n\n")
+	fmt.Fprintf(&b, "Measured by `make bench` (`go run ./bench -out docs/benchmarks.md`) on %s, %d cores, Go %s, %s.\n\n",
+		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), strings.TrimPrefix(runtime.Version(), "go"), memory())
+	fmt.Fprintf(&b, "## Time to contain\n\nFrom just before an authenticated EventBridge webhook request is sent to stanch to the moment the sandbox receives the\n`UpdateAccessKey` that makes the leaked key Inactive; %d alerts one after another, embedded SQLite store. The floor is the\nsummed round trips of the same AWS calls (GetAccessKeyInfo, GetAccessKeyLastUsed, ListAccessKeys, UpdateAccessKey) made\ndirectly with the SDK against the same sandbox; the overhead ratio is p50 ÷ floor.\n\n", n)
+	fmt.Fprintf(&b, "| injected latency per AWS call | p50 | p95 | p99 | SDK floor | overhead ratio (p50) | alerts lost |\n|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		ratio := "-"
+		if r.floor > 0 {
+			ratio = fmt.Sprintf("%.2f", float64(r.p50)/float64(r.floor))
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %d |\n", r.latency, ms(r.p50), ms(r.p95), ms(r.p99), ms(r.floor), ratio, r.lost)
+	}
+	return b.String()
+}
+
+func memory() string {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return "memory unknown"
+	}
+	var kb int
+	fmt.Sscanf(strings.TrimSpace(strings.SplitN(string(data), "\n", 2)[0]), "MemTotal: %d kB", &kb)
+	return fmt.Sprintf("%.0f GiB memory", float64(kb)/1024/1024)
+}
