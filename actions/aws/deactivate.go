@@ -2,6 +2,7 @@ package aws
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -125,8 +126,11 @@ func listedStatus(ctx context.Context, c *iam.Client, user, keyID string) (strin
 			}
 		}
 	}
-	return "", actions.Permanentf("IAM user %s has no access key %s; nothing was changed", user, keyID)
+	return "", actions.Permanent(fmt.Errorf("IAM user %s has no access key %s: %w; nothing was changed", user, keyID, errKeyNotListed))
 }
+
+// errKeyNotListed says a key is not among its user's keys.
+var errKeyNotListed = errors.New("key not listed")
 
 func (p *Provider) deactivate(ctx context.Context, env actions.Env, in *DeactivateKeyParams) (actions.Result, error) {
 	st, err := p.keyState(ctx, in)

@@ -1,0 +1,279 @@
+package aws
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	awssdk "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
+
+	"github.com/stanchhq/stanch/actions"
+)
+
+// RevokeSessionsParams are the parameters of aws.revoke_sessions.
+type RevokeSessionsParams struct {
+	UserName   string `json:"user_name" doc:"the IAM user whose sessions to revoke (give this or role_name)"`
+	RoleName   string `json:"role_name" doc:"the IAM role whose sessions to revoke (give this or user_name)"`
+	Account    string `json:"account" doc:"the account of the user or role; its response role is used when it is not stanch's own"`
+	PolicyName string `json:"policy_name" doc:"name of the inline deny policy (default AWSRevokeOlderSessions)"`
+	NotBefore  string `json:"not_before" doc:"RFC 3339 cutoff: credentials issued before it are denied (default: when the step first ran)"`
+}
+
+const defaultRevokePolicy = "AWSRevokeOlderSessions"
+
+func revokeSessions(p *Provider) actions.Action {
+	return actions.New(actions.Definition[RevokeSessionsParams]{
+		Name:    "aws.revoke_sessions",
+		Summary: "Deny every temporary credential issued before a cutoff to a user or role (AWSRevokeOlderSessions); never loosens an existing cutoff.",
+		Outputs: []actions.Output{
+			{Name: "principal", Type: "string", Doc: "user/NAME or role/NAME"},
+			{Name: "policy_name", Type: "string", Doc: "the inline policy holding the cutoff"},
+			{Name: "cutoff", Type: "string", Doc: "RFC 3339 time in force: sessions issued before it are denied"},
+		},
+		Permissions: []actions.Permission{
+			{Name: "iam:GetUserPolicy", Why: "read the cutoff already in force on a user"},
+			{Name: "iam:PutUserPolicy", Why: "put the session cutoff on a user"},
+			{Name: "iam:GetRolePolicy", Why: "read the cutoff already in force on a role"},
+			{Name: "iam:PutRolePolicy", Why: "put the session cutoff on a role"},
+		},
+		Example: `- id: revoke_sessions
+  action: aws.revoke_sessions
+  with:
+    user_name: ${{ steps.identify.outputs.user_name }}
+    account: ${{ steps.identify.outputs.account }}
+`,
+		Validate: func(in *RevokeSessionsParams) error {
+			if (in.UserName == "") == (in.RoleName == "") {
+				return errors.New("give exactly one of user_name and role_name")
+			}
+			if in.NotBefore != "" {
+				if _, err := time.Parse(time.RFC3339, in.NotBefore); err != nil {
+					return fmt.Errorf("not_before %q is not an RFC 3339 time such as 2026-11-28T12:00:00Z", in.NotBefore)
+				}
+			}
+			return nil
+		},
+		PlanFunc: func(ctx context.Context, env actions.Env, in *RevokeSessionsParams) (actions.Plan, error) {
+			st, err := p.sessionCutoff(ctx, env, in)
+			if err != nil {
+				return actions.Plan{}, err
+			}
+			plan := actions.Plan{Calls: st.calls, Outputs: st.outputs()}
+			if st.kept() {
+				plan.Summary = fmt.Sprintf("%s already denies sessions issued before %s; nothing to change", st.principal(), st.current.Format(time.RFC3339))
+				return plan, nil
+			}
+			plan.Summary = fmt.Sprintf("would deny every session of %s issued before %s", st.principal(), st.cutoff.Format(time.RFC3339))
+			plan.Calls = append(plan.Calls, actions.Call{Service: "iam", Operation: st.putOp(), Params: st.putParams(), Mutates: true})
+			return plan, nil
+		},
+		DoFunc: func(ctx context.Context, env actions.Env, in *RevokeSessionsParams) (actions.Result, error) {
+			st, err := p.sessionCutoff(ctx, env, in)
+			if err != nil {
+				return actions.Result{}, err
+			}
+			if st.kept() {
+				return actions.Result{Outcome: actions.Already, Message: fmt.Sprintf("%s already denies sessions issued before %s", st.principal(), st.current.Format(time.RFC3339)), Outputs: st.outputs()}, nil
+			}
+			if err := st.put(ctx); err != nil {
+				return actions.Result{}, fmt.Errorf("revoke sessions of %s: %w", st.principal(), err)
+			}
+			// Verify: read the policy back.
+			got, err := st.read(ctx)
+			if err != nil {
+				return actions.Result{}, fmt.Errorf("revoke sessions of %s: verify: %w", st.principal(), err)
+			}
+			if got.Before(st.cutoff) {
+				return actions.Result{}, actions.Retryable(fmt.Errorf("revoke sessions of %s: the policy still reads cutoff %s", st.principal(), got.Format(time.RFC3339)))
+			}
+			msg := fmt.Sprintf("every session of %s issued before %s is denied", st.principal(), st.cutoff.Format(time.RFC3339))
+			if !st.current.IsZero() {
+				msg += fmt.Sprintf(" (the earlier cutoff was %s)", st.current.Format(time.RFC3339))
+			}
+			return actions.Result{Outcome: actions.Done, Message: msg, Outputs: st.outputs()}, nil
+		},
+	})
+}
+
+// cutoffState is the check half of revoke_sessions.
+type cutoffState struct {
+	iam     *iam.Client
+	in      *RevokeSessionsParams
+	policy  string
+	cutoff  time.Time // the one this step wants
+	current time.Time // the one in force, zero if none
+	calls   []actions.Call
+}
+
+func (p *Provider) sessionCutoff(ctx context.Context, env actions.Env, in *RevokeSessionsParams) (*cutoffState, error) {
+	st := &cutoffState{in: in, policy: in.PolicyName}
+	if st.policy == "" {
+		st.policy = defaultRevokePolicy
+	}
+	// The cutoff is fixed when the step first runs, so that a retry or a
+	// resumed run writes the same policy (and a later one never moves it
+	// backwards).
+	switch {
+	case in.NotBefore != "":
+		st.cutoff, _ = time.Parse(time.RFC3339, in.NotBefore)
+	case !env.StepStartedAt.IsZero():
+		st.cutoff = env.StepStartedAt
+	default:
+		st.cutoff = time.Now()
+	}
+	st.cutoff = st.cutoff.UTC().Truncate(time.Second).Add(time.Second)
+	c, err := p.iam(ctx, in.Account)
+	if err != nil {
+		return nil, fmt.Errorf("revoke sessions of %s: %w", st.principal(), err)
+	}
+	st.iam = c
+	st.calls = append(st.calls, actions.Call{Service: "iam", Operation: st.getOp(), Params: st.getParams(), Made: true})
+	if st.current, err = st.read(ctx); err != nil {
+		return nil, fmt.Errorf("revoke sessions of %s: %w", st.principal(), err)
+	}
+	return st, nil
+}
+
+func (st *cutoffState) kept() bool { return !st.current.IsZero() && !st.current.Before(st.cutoff) }
+
+func (st *cutoffState) principal() string {
+	if st.in.RoleName != "" {
+		return "role/" + st.in.RoleName
+	}
+	return "user/" + st.in.UserName
+}
+
+func (st *cutoffState) outputs() map[string]any {
+	cutoff := st.cutoff
+	if st.kept() {
+		cutoff = st.current
+	}
+	return map[string]any{"principal": st.principal(), "policy_name": st.policy, "cutoff": cutoff.Format(time.RFC3339)}
+}
+
+func (st *cutoffState) getOp() string {
+	if st.in.RoleName != "" {
+		return "GetRolePolicy"
+	}
+	return "GetUserPolicy"
+}
+
+func (st *cutoffState) putOp() string {
+	if st.in.RoleName != "" {
+		return "PutRolePolicy"
+	}
+	return "PutUserPolicy"
+}
+
+func (st *cutoffState) getParams() map[string]any {
+	if st.in.RoleName != "" {
+		return map[string]any{"RoleName": st.in.RoleName, "PolicyName": st.policy}
+	}
+	return map[string]any{"UserName": st.in.UserName, "PolicyName": st.policy}
+}
+
+func (st *cutoffState) putParams() map[string]any {
+	p := st.getParams()
+	p["PolicyDocument"] = revokeDocument(st.cutoff)
+	return p
+}
+
+// read returns the cutoff of the policy in force, zero when there is none.
+func (st *cutoffState) read(ctx context.Context) (time.Time, error) {
+	var doc *string
+	var err error
+	if st.in.RoleName != "" {
+		var out *iam.GetRolePolicyOutput
+		if out, err = st.iam.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: awssdk.String(st.in.RoleName), PolicyName: awssdk.String(st.policy)}); err == nil {
+			doc = out.PolicyDocument
+		}
+	} else {
+		var out *iam.GetUserPolicyOutput
+		if out, err = st.iam.GetUserPolicy(ctx, &iam.GetUserPolicyInput{UserName: awssdk.String(st.in.UserName), PolicyName: awssdk.String(st.policy)}); err == nil {
+			doc = out.PolicyDocument
+		}
+	}
+	var nse *iamtypes.NoSuchEntityException
+	if errors.As(err, &nse) {
+		// No such policy is no cutoff — unless the principal itself is
+		// missing, which the put reports.
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, classify(fmt.Errorf("iam:%s: %w", st.getOp(), err))
+	}
+	return cutoffOf(awssdk.ToString(doc))
+}
+
+func (st *cutoffState) put(ctx context.Context) error {
+	doc := awssdk.String(revokeDocument(st.cutoff))
+	var err error
+	if st.in.RoleName != "" {
+		_, err = st.iam.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: awssdk.String(st.in.RoleName), PolicyName: awssdk.String(st.policy), PolicyDocument: doc})
+	} else {
+		_, err = st.iam.PutUserPolicy(ctx, &iam.PutUserPolicyInput{UserName: awssdk.String(st.in.UserName), PolicyName: awssdk.String(st.policy), PolicyDocument: doc})
+	}
+	if err != nil {
+		return classify(fmt.Errorf("iam:%s: %w", st.putOp(), err))
+	}
+	return nil
+}
+
+// revokeDocument denies everything to credentials issued before cutoff: the
+// AWSRevokeOlderSessions pattern of the IAM console.
+func revokeDocument(cutoff time.Time) string {
+	doc := map[string]any{
+		"Version": "2012-10-17",
+		"Statement": []any{map[string]any{
+			"Effect":    "Deny",
+			"Action":    []string{"*"},
+			"Resource":  []string{"*"},
+			"Condition": map[string]any{"DateLessThan": map[string]string{"aws:TokenIssueTime": cutoff.UTC().Format(time.RFC3339)}},
+		}},
+	}
+	out, _ := json.Marshal(doc)
+	return string(out)
+}
+
+// cutoffOf reads the latest aws:TokenIssueTime cutoff from a policy
+// document, which IAM returns URL-encoded.
+func cutoffOf(doc string) (time.Time, error) {
+	if unescaped, err := url.QueryUnescape(doc); err == nil {
+		doc = unescaped
+	}
+	var policy struct {
+		Statement json.RawMessage `json:"Statement"`
+	}
+	if err := json.Unmarshal([]byte(doc), &policy); err != nil {
+		return time.Time{}, actions.Permanentf("the existing session policy is not JSON; fix or delete it: %v", err)
+	}
+	type statement struct {
+		Effect    string                       `json:"Effect"`
+		Condition map[string]map[string]string `json:"Condition"`
+	}
+	var statements []statement
+	if err := json.Unmarshal(policy.Statement, &statements); err != nil {
+		var one statement
+		if err := json.Unmarshal(policy.Statement, &one); err != nil {
+			return time.Time{}, actions.Permanentf("the existing session policy has an unexpected shape: %v", err)
+		}
+		statements = []statement{one}
+	}
+	var latest time.Time
+	for _, s := range statements {
+		if s.Effect != "Deny" {
+			continue
+		}
+		if v, ok := s.Condition["DateLessThan"]["aws:TokenIssueTime"]; ok {
+			if t, err := time.Parse(time.RFC3339, v); err == nil && t.After(latest) {
+				latest = t
+			}
+		}
+	}
+	return latest.UTC(), nil
+}
