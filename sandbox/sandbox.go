@@ -52,12 +52,14 @@ type user struct {
 	created  time.Time
 	keys     []*key
 	policies map[string]string
+	managed  []string // attached managed policy ARNs
 }
 
 type role struct {
 	name       string
 	id         string
 	policies   map[string]string
+	managed    []string
 	trusted    []string
 	externalID string
 }

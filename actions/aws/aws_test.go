@@ -46,6 +46,9 @@ func startMoto() func() {
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	cmd := exec.Command("moto_server", "-H", "127.0.0.1", "-p", strconv.Itoa(port))
+	// moto knows AWS's managed policies (the quarantine ones among them)
+	// only when asked to load them.
+	cmd.Env = append(os.Environ(), "MOTO_IAM_LOAD_MANAGED_POLICIES=true")
 	if err := cmd.Start(); err != nil {
 		return func() {}
 	}

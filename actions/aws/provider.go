@@ -118,5 +118,5 @@ func (p *Provider) ambientAccount(ctx context.Context) (string, error) {
 
 // Actions returns every AWS action, sharing p.
 func Actions(p *Provider) []actions.Action {
-	return []actions.Action{identifyKey(p), deactivateKey(p), revokeSessions(p), deleteKey(p)}
+	return []actions.Action{identifyKey(p), deactivateKey(p), revokeSessions(p), quarantine(p, false), quarantine(p, true), deleteKey(p)}
 }
