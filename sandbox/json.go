@@ -13,7 +13,14 @@ import (
 // {"__type": code, "message": text}.
 
 func (s *Sandbox) serveJSON(w http.ResponseWriter, r *http.Request) {
-	prefix, action, _ := strings.Cut(r.Header.Get("X-Amz-Target"), ".")
+	// Match the suffix: the Go SDK sends "CloudTrail_20131101.LookupEvents",
+	// botocore "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.LookupEvents".
+	target := r.Header.Get("X-Amz-Target")
+	prefix, action := "", target
+	if i := strings.LastIndexByte(target, '.'); i >= 0 {
+		prefix, action = target[:i], target[i+1:]
+		prefix = prefix[strings.LastIndexByte(prefix, '.')+1:]
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4<<20))
 	if err != nil {
 		writeJSONError(w, &apiError{http.StatusBadRequest, "SerializationException", "cannot read the request body"})
@@ -49,6 +56,8 @@ func (s *Sandbox) serveJSON(w http.ResponseWriter, r *http.Request) {
 // jsonOperation finds the service and operation for an X-Amz-Target.
 func (s *Sandbox) jsonOperation(prefix, action string) (string, func(*request) (result, *apiError)) {
 	switch prefix {
+	case "CloudTrail_20131101":
+		return "cloudtrail", s.cloudTrailOperation(action)
 	default:
 		return "", nil
 	}

@@ -69,6 +69,17 @@ func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request) {
 		req.service, ns, op = "iam", iamNamespace, s.iamOperation(req.action)
 	case stsVersion:
 		req.service, ns, op = "sts", stsNamespace, s.stsOperation(req.action)
+	case ec2Version:
+		req.service = "ec2"
+		res, apiErr, ok := s.serve(r, req, s.ec2Operation(req.action))
+		switch {
+		case !ok:
+		case apiErr != nil:
+			writeEC2Error(w, apiErr)
+		default:
+			writeEC2Result(w, res.body)
+		}
+		return
 	default:
 		writeQueryError(w, iamNamespace, &apiError{http.StatusBadRequest, "InvalidAction", fmt.Sprintf("version %q is not IAM (%s) or STS (%s)", r.PostForm.Get("Version"), iamVersion, stsVersion)})
 		return

@@ -41,9 +41,11 @@ type Sandbox struct {
 }
 
 type account struct {
-	id    string
-	users map[string]*user
-	roles map[string]*role
+	id      string
+	users   map[string]*user
+	roles   map[string]*role
+	regions []string
+	trail   *trail
 }
 
 type user struct {
@@ -134,6 +136,15 @@ func New(seed Seed, opts Options) (*Sandbox, error) {
 		}
 		for _, ss := range sa.Sessions {
 			s.keys[ss.ID] = &key{id: ss.ID, secret: ss.Secret, status: statusActive, created: epoch, account: a, role: a.roles[ss.Role]}
+		}
+		a.regions = sa.Regions
+		if len(a.regions) == 0 {
+			a.regions = defaultRegions
+		}
+		a.trail = newTrail()
+		a.trail.add(a.id, sa.Events...)
+		for _, g := range sa.EventGenerators {
+			a.trail.add(a.id, g.generate()...)
 		}
 	}
 	return s, nil

@@ -25,6 +25,11 @@ type SeedAccount struct {
 	Roles []SeedRole `yaml:"roles" json:"roles"`
 	// Sessions are STS temporary credentials (ASIA…) of roles.
 	Sessions []SeedSession `yaml:"sessions" json:"sessions"`
+	// Regions are the account's enabled regions (default: five common ones).
+	Regions []string `yaml:"regions" json:"regions"`
+	// Events and EventGenerators are the account's CloudTrail history.
+	Events          []SeedEvent          `yaml:"events" json:"events"`
+	EventGenerators []SeedEventGenerator `yaml:"event_generators" json:"event_generators"`
 }
 
 // SeedUser is an IAM user with its access keys and inline policies.

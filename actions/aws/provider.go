@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"golang.org/x/time/rate"
 
 	"github.com/stanchhq/stanch/actions"
 )
@@ -36,8 +37,9 @@ type Provider struct {
 
 	mu       sync.Mutex
 	ambient  *aws.Config
-	identity string                // the ambient credentials' account, once known
-	assumed  map[string]aws.Config // by account, with cached role credentials
+	identity string                   // the ambient credentials' account, once known
+	assumed  map[string]aws.Config    // by account, with cached role credentials
+	limiters map[string]*rate.Limiter // CloudTrail lookups, by account/region
 }
 
 // NewProvider returns a provider.
@@ -118,5 +120,5 @@ func (p *Provider) ambientAccount(ctx context.Context) (string, error) {
 
 // Actions returns every AWS action, sharing p.
 func Actions(p *Provider) []actions.Action {
-	return []actions.Action{identifyKey(p), deactivateKey(p), revokeSessions(p), quarantine(p, false), quarantine(p, true), deleteKey(p)}
+	return []actions.Action{identifyKey(p), deactivateKey(p), revokeSessions(p), cloudTrailImpact(p), quarantine(p, false), quarantine(p, true), deleteKey(p)}
 }

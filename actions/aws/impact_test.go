@@ -1,0 +1,180 @@
+package aws
+
+import (
+	"context"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	awssdk "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/stretchr/testify/require"
+
+	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/sandbox"
+)
+
+const (
+	backdoorKey     = "AKIABACKDOORKEY00001"
+	attackerSession = "ASIAATTACKERSESSION1"
+)
+
+// attackScenario: the leaked key is used in three regions; the attacker
+// creates a user with its own access key and mints a session token; both
+// derived credentials are used too.
+func attackScenario(now time.Time) []sandbox.SeedEvent {
+	at := func(m int) time.Time { return now.Add(time.Duration(-m) * time.Minute) }
+	leaked := "AKIAIOSFODNN7EXAMPLE"
+	return []sandbox.SeedEvent{
+		{Region: "us-east-1", Time: at(50), Name: "GetCallerIdentity", Source: "sts.amazonaws.com", AccessKeyID: leaked, User: "ci-bot", SourceIP: "198.51.100.7", UserAgent: "aws-cli/2.15.0", ReadOnly: true},
+		{Region: "us-east-1", Time: at(49), Name: "CreateUser", AccessKeyID: leaked, User: "ci-bot", SourceIP: "198.51.100.7", RequestParameters: map[string]any{"userName": "backdoor"},
+			Resources: []sandbox.SeedResource{{Type: "AWS::IAM::User", Name: "backdoor"}}},
+		{Region: "us-east-1", Time: at(48), Name: "CreateAccessKey", AccessKeyID: leaked, User: "ci-bot", SourceIP: "198.51.100.7",
+			ResponseElements: map[string]any{"accessKey": map[string]any{"accessKeyId": backdoorKey, "userName": "backdoor", "status": "Active"}}},
+		{Region: "us-east-1", Time: at(47), Name: "GetSessionToken", Source: "sts.amazonaws.com", AccessKeyID: leaked, User: "ci-bot", SourceIP: "198.51.100.7",
+			ResponseElements: map[string]any{"credentials": map[string]any{"accessKeyId": attackerSession, "expiration": "Nov 29, 2026 12:00:00 AM"}}},
+		{Region: "us-west-2", Time: at(46), Name: "ListBuckets", Source: "s3.amazonaws.com", AccessKeyID: leaked, User: "ci-bot", SourceIP: "198.51.100.7", ReadOnly: true},
+		{Region: "eu-west-1", Time: at(45), Name: "RunInstances", Source: "ec2.amazonaws.com", AccessKeyID: leaked, User: "ci-bot", SourceIP: "198.51.100.7", ErrorCode: "Client.UnauthorizedOperation"},
+		{Region: "us-east-1", Time: at(40), Name: "StopLogging", Source: "cloudtrail.amazonaws.com", AccessKeyID: backdoorKey, User: "backdoor", SourceIP: "203.0.113.9"},
+		{Region: "us-west-2", Time: at(39), Name: "GetSecretValue", Source: "secretsmanager.amazonaws.com", AccessKeyID: attackerSession, User: "ci-bot", SourceIP: "203.0.113.9", ReadOnly: true},
+		// Someone else's activity, which must not be counted.
+		{Region: "us-east-1", Time: at(30), Name: "ListUsers", AccessKeyID: "AKIAI44QH8DHBEXAMPLE", User: "ci-bot", ReadOnly: true},
+	}
+}
+
+func impactBackend(t *testing.T) (backend, *sandbox.Sandbox) {
+	t.Helper()
+	b, sb := sandboxBackend(t)
+	now := time.Now().UTC()
+	require.NoError(t, sb.AddEvents("111122223333", attackScenario(now)...))
+	// Enough history in one region to need several pages.
+	var more []sandbox.SeedEvent
+	for i := range 120 {
+		more = append(more, sandbox.SeedEvent{Region: "us-west-2", Time: now.Add(-time.Duration(2+i) * time.Hour), Name: "DescribeInstances", Source: "ec2.amazonaws.com",
+			AccessKeyID: "AKIAIOSFODNN7EXAMPLE", User: "ci-bot", SourceIP: "192.0.2.1", ReadOnly: true})
+	}
+	require.NoError(t, sb.AddEvents("111122223333", more...))
+	return b, sb
+}
+
+func TestImpactFollowsDerivedCredentials(t *testing.T) {
+	t.Parallel()
+	b, sb := impactBackend(t)
+	var mu sync.Mutex
+	var progress []string
+	p, err := b.actions(t)["aws.cloudtrail_impact"].Decode(map[string]any{"access_key_id": b.leaked, "regions": "all"})
+	require.NoError(t, err)
+	res, err := b.actions(t)["aws.cloudtrail_impact"].Do(context.Background(), actions.Env{Progress: func(s string) {
+		mu.Lock()
+		progress = append(progress, s)
+		mu.Unlock()
+	}}, p)
+	require.NoError(t, err)
+	out := res.Outputs
+
+	// Every seeded event of the three credentials was read: 8 + 120.
+	require.Equal(t, 128, out["events"])
+	require.Equal(t, map[string]int{"us-east-1": 5, "us-west-2": 122, "eu-west-1": 1}, out["by_region"])
+	require.Equal(t, 1, out["denied"])
+	require.Equal(t, []string{"eu-west-1", "us-east-1", "us-east-2", "us-west-1", "us-west-2"}, out["regions"])
+	require.Empty(t, out["regions_failed"])
+
+	derived := out["derived_credentials"].([]map[string]any)
+	require.Len(t, derived, 2)
+	byID := map[string]map[string]any{}
+	for _, d := range derived {
+		byID[d["access_key_id"].(string)] = d
+	}
+	require.Equal(t, "access_key", byID[backdoorKey]["kind"])
+	require.Equal(t, "backdoor", byID[backdoorKey]["user_name"])
+	require.Equal(t, "session", byID[attackerSession]["kind"])
+
+	counts := out["finding_counts"].(map[string]int)
+	require.Equal(t, 1, counts["defence_evasion"])
+	require.Equal(t, 3, counts["persistence"]) // CreateUser, CreateAccessKey, GetSessionToken
+	require.Equal(t, 2, counts["data_access"]) // ListBuckets, GetSecretValue
+	findings := out["findings"].([]map[string]any)
+	require.Equal(t, "StopLogging", findings[0]["event"], "the most urgent category comes first")
+	require.Equal(t, backdoorKey, findings[0]["access_key_id"])
+
+	// No throttle escaped: the limiter kept every region at 2 requests/s.
+	for _, c := range sb.Calls() {
+		if c.Action == "LookupEvents" {
+			require.Equal(t, 200, c.Status, "a LookupEvents call was throttled")
+		}
+	}
+	require.Equal(t, 5*3+2, sb.Count("LookupEvents"), "one page per region per credential, three in us-west-2 for the leaked key")
+	require.NotEmpty(t, progress)
+	require.Contains(t, res.Message, "2 derived credential(s)")
+}
+
+func TestImpactSurvivesAFailedRegion(t *testing.T) {
+	t.Parallel()
+	b, _ := impactBackend(t)
+	// The account has not enabled ap-east-1: that region fails, the other
+	// is still read.
+	res, err := do(t, b.actions(t)["aws.cloudtrail_impact"], map[string]any{"access_key_id": b.leaked, "regions": []any{"us-east-1", "ap-east-1"}})
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{"us-east-1": 5}, res.Outputs["by_region"], "the leaked key's four events and the backdoor key's StopLogging")
+	require.Contains(t, res.Outputs["regions_failed"], "ap-east-1")
+	require.Contains(t, res.Message, "1 region(s) could not be read: ap-east-1")
+}
+
+func TestImpactPlanMakesNoLookup(t *testing.T) {
+	t.Parallel()
+	b, sb := impactBackend(t)
+	a := b.actions(t)["aws.cloudtrail_impact"]
+	p, err := a.Decode(map[string]any{"access_key_id": b.leaked})
+	require.NoError(t, err)
+	plan, err := a.Plan(context.Background(), actions.Env{}, p)
+	require.NoError(t, err)
+	require.Zero(t, sb.Count("LookupEvents"))
+	require.Equal(t, 1, sb.Count("DescribeRegions"))
+	require.Contains(t, plan.Summary, "in 5 region(s)")
+}
+
+// BenchmarkImpact10kEvents4Regions measures the impact query against the
+// rate-limit bound: 2,500 events (50 pages) per region at 2 requests/s, the
+// regions in parallel, is 25 s at best.
+func BenchmarkImpact10kEvents4Regions(b *testing.B) {
+	seed, err := sandbox.ParseSeed("bench.yaml", []byte(seedYAML))
+	if err != nil {
+		b.Fatal(err)
+	}
+	seed.Accounts[0].Regions = []string{"us-east-1", "us-west-2", "eu-west-1", "ap-southeast-2"}
+	seed.Accounts[0].EventGenerators = []sandbox.SeedEventGenerator{{AccessKeyID: "AKIAIOSFODNN7EXAMPLE", User: "ci-bot", Regions: seed.Accounts[0].Regions, Count: 2500,
+		Start: time.Now().Add(-48 * time.Hour), End: time.Now().Add(-time.Hour), Seed: 1}}
+	sb, err := sandbox.New(seed, sandbox.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(sb)
+	defer srv.Close()
+	cfg := staticConfig(srv.URL, "AKIAIOSFODNN7RESPOND", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYRESPONDER1")
+	const bound = 25 * time.Second // 50 pages ÷ 2 per second
+	for b.Loop() {
+		p := NewProvider(ProviderOptions{Config: func(context.Context, string) (awssdk.Config, error) { return cfg, nil }})
+		a := Actions(p)
+		var impact actions.Action
+		for _, x := range a {
+			if x.Spec().Name == "aws.cloudtrail_impact" {
+				impact = x
+			}
+		}
+		params, err := impact.Decode(map[string]any{"access_key_id": "AKIAIOSFODNN7EXAMPLE", "regions": "all"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		res, err := impact.Do(context.Background(), actions.Env{}, params)
+		if err != nil {
+			b.Fatal(err)
+		}
+		elapsed := time.Since(start)
+		if res.Outputs["events"] != 10000 {
+			b.Fatalf("read %v events, want 10000", res.Outputs["events"])
+		}
+		b.ReportMetric(elapsed.Seconds(), "s/query")
+		b.ReportMetric(float64(elapsed)/float64(bound), "x-bound")
+	}
+}
