@@ -58,6 +58,8 @@ func (s *Sandbox) jsonOperation(prefix, action string) (string, func(*request) (
 	switch prefix {
 	case "CloudTrail_20131101":
 		return "cloudtrail", s.cloudTrailOperation(action)
+	case "secretsmanager":
+		return "secretsmanager", s.secretsManagerOperation(action)
 	default:
 		return "", nil
 	}

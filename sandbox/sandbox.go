@@ -46,6 +46,7 @@ type account struct {
 	roles   map[string]*role
 	regions []string
 	trail   *trail
+	secrets map[string]*secret // by region + "/" + name
 }
 
 type user struct {
@@ -140,6 +141,10 @@ func New(seed Seed, opts Options) (*Sandbox, error) {
 		a.regions = sa.Regions
 		if len(a.regions) == 0 {
 			a.regions = defaultRegions
+		}
+		a.secrets = map[string]*secret{}
+		for _, ss := range sa.Secrets {
+			a.addSecret(ss)
 		}
 		a.trail = newTrail()
 		a.trail.add(a.id, sa.Events...)

@@ -30,6 +30,8 @@ type SeedAccount struct {
 	// Events and EventGenerators are the account's CloudTrail history.
 	Events          []SeedEvent          `yaml:"events" json:"events"`
 	EventGenerators []SeedEventGenerator `yaml:"event_generators" json:"event_generators"`
+	// Secrets are Secrets Manager secrets, each with one AWSCURRENT version.
+	Secrets []SeedSecret `yaml:"secrets" json:"secrets"`
 }
 
 // SeedUser is an IAM user with its access keys and inline policies.

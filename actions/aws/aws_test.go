@@ -155,9 +155,14 @@ func staticConfig(url, id, secret string) awssdk.Config {
 	}
 }
 
+func (b backend) provider(t *testing.T) *Provider {
+	t.Helper()
+	return NewProvider(ProviderOptions{Config: func(context.Context, string) (awssdk.Config, error) { return b.cfg, nil }, VerifyDelay: 10 * time.Millisecond})
+}
+
 func (b backend) actions(t *testing.T) map[string]actions.Action {
 	t.Helper()
-	p := NewProvider(ProviderOptions{Config: func(context.Context, string) (awssdk.Config, error) { return b.cfg, nil }, VerifyDelay: 10 * time.Millisecond})
+	p := b.provider(t)
 	out := map[string]actions.Action{}
 	for _, a := range Actions(p) {
 		out[a.Spec().Name] = a
