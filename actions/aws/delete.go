@@ -60,27 +60,31 @@ func deleteKey(p *Provider) actions.Action {
 			return plan, nil
 		},
 		DoFunc: func(ctx context.Context, _ actions.Env, in *DeleteKeyParams) (actions.Result, error) {
-			st, err := p.deleteState(ctx, in)
-			if err != nil {
-				return actions.Result{}, err
-			}
-			switch {
-			case st.status == "":
-				return actions.Result{Outcome: actions.Already, Message: in.AccessKeyID + " was already deleted", Outputs: map[string]any{"user_name": st.user, "deleted": false}}, nil
-			case st.status == statusActive && !in.AllowActive:
-				return actions.Result{}, actions.Permanentf("delete key %s: it is still Active; deactivate it first (or set allow_active)", in.AccessKeyID)
-			}
-			_, err = st.iam.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{AccessKeyId: awssdk.String(in.AccessKeyID), UserName: awssdk.String(st.user)})
-			var nse *iamtypes.NoSuchEntityException
-			if err != nil && !errors.As(err, &nse) {
-				return actions.Result{}, fmt.Errorf("delete key %s: iam:DeleteAccessKey: %w", in.AccessKeyID, classify(err))
-			}
-			if _, err := listedStatus(ctx, st.iam, st.user, in.AccessKeyID); err == nil {
-				return actions.Result{}, actions.Retryable(fmt.Errorf("delete key %s: it is still listed after DeleteAccessKey", in.AccessKeyID))
-			}
-			return actions.Result{Outcome: actions.Done, Message: fmt.Sprintf("%s of %s deleted (was %s)", in.AccessKeyID, st.user, st.status), Outputs: map[string]any{"user_name": st.user, "deleted": true}}, nil
+			return p.delete(ctx, in)
 		},
 	})
+}
+
+func (p *Provider) delete(ctx context.Context, in *DeleteKeyParams) (actions.Result, error) {
+	st, err := p.deleteState(ctx, in)
+	if err != nil {
+		return actions.Result{}, err
+	}
+	switch {
+	case st.status == "":
+		return actions.Result{Outcome: actions.Already, Message: in.AccessKeyID + " was already deleted", Outputs: map[string]any{"user_name": st.user, "deleted": false}}, nil
+	case st.status == statusActive && !in.AllowActive:
+		return actions.Result{}, actions.Permanentf("delete key %s: it is still Active; deactivate it first (or set allow_active)", in.AccessKeyID)
+	}
+	_, err = st.iam.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{AccessKeyId: awssdk.String(in.AccessKeyID), UserName: awssdk.String(st.user)})
+	var nse *iamtypes.NoSuchEntityException
+	if err != nil && !errors.As(err, &nse) {
+		return actions.Result{}, fmt.Errorf("delete key %s: iam:DeleteAccessKey: %w", in.AccessKeyID, classify(err))
+	}
+	if _, err := listedStatus(ctx, st.iam, st.user, in.AccessKeyID); err == nil {
+		return actions.Result{}, actions.Retryable(fmt.Errorf("delete key %s: it is still listed after DeleteAccessKey", in.AccessKeyID))
+	}
+	return actions.Result{Outcome: actions.Done, Message: fmt.Sprintf("%s of %s deleted (was %s)", in.AccessKeyID, st.user, st.status), Outputs: map[string]any{"user_name": st.user, "deleted": true}}, nil
 }
 
 type deleteCheck struct {

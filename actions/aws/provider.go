@@ -120,5 +120,5 @@ func (p *Provider) ambientAccount(ctx context.Context) (string, error) {
 
 // Actions returns every AWS action, sharing p.
 func Actions(p *Provider) []actions.Action {
-	return []actions.Action{identifyKey(p), deactivateKey(p), revokeSessions(p), cloudTrailImpact(p), rotateKey(p), quarantine(p, false), quarantine(p, true), deleteKey(p)}
+	return []actions.Action{identifyKey(p), deactivateKey(p), revokeSessions(p), cloudTrailImpact(p), rotateKey(p), quarantine(p, false), quarantine(p, true), deleteKey(p), containDerived(p)}
 }

@@ -73,31 +73,35 @@ func revokeSessions(p *Provider) actions.Action {
 			return plan, nil
 		},
 		DoFunc: func(ctx context.Context, env actions.Env, in *RevokeSessionsParams) (actions.Result, error) {
-			st, err := p.sessionCutoff(ctx, env, in)
-			if err != nil {
-				return actions.Result{}, err
-			}
-			if st.kept() {
-				return actions.Result{Outcome: actions.Already, Message: fmt.Sprintf("%s already denies sessions issued before %s", st.principal(), st.current.Format(time.RFC3339)), Outputs: st.outputs()}, nil
-			}
-			if err := st.put(ctx); err != nil {
-				return actions.Result{}, fmt.Errorf("revoke sessions of %s: %w", st.principal(), err)
-			}
-			// Verify: read the policy back.
-			got, err := st.read(ctx)
-			if err != nil {
-				return actions.Result{}, fmt.Errorf("revoke sessions of %s: verify: %w", st.principal(), err)
-			}
-			if got.Before(st.cutoff) {
-				return actions.Result{}, actions.Retryable(fmt.Errorf("revoke sessions of %s: the policy still reads cutoff %s", st.principal(), got.Format(time.RFC3339)))
-			}
-			msg := fmt.Sprintf("every session of %s issued before %s is denied", st.principal(), st.cutoff.Format(time.RFC3339))
-			if !st.current.IsZero() {
-				msg += fmt.Sprintf(" (the earlier cutoff was %s)", st.current.Format(time.RFC3339))
-			}
-			return actions.Result{Outcome: actions.Done, Message: msg, Outputs: st.outputs()}, nil
+			return p.revoke(ctx, env, in)
 		},
 	})
+}
+
+func (p *Provider) revoke(ctx context.Context, env actions.Env, in *RevokeSessionsParams) (actions.Result, error) {
+	st, err := p.sessionCutoff(ctx, env, in)
+	if err != nil {
+		return actions.Result{}, err
+	}
+	if st.kept() {
+		return actions.Result{Outcome: actions.Already, Message: fmt.Sprintf("%s already denies sessions issued before %s", st.principal(), st.current.Format(time.RFC3339)), Outputs: st.outputs()}, nil
+	}
+	if err := st.put(ctx); err != nil {
+		return actions.Result{}, fmt.Errorf("revoke sessions of %s: %w", st.principal(), err)
+	}
+	// Verify: read the policy back.
+	got, err := st.read(ctx)
+	if err != nil {
+		return actions.Result{}, fmt.Errorf("revoke sessions of %s: verify: %w", st.principal(), err)
+	}
+	if got.Before(st.cutoff) {
+		return actions.Result{}, actions.Retryable(fmt.Errorf("revoke sessions of %s: the policy still reads cutoff %s", st.principal(), got.Format(time.RFC3339)))
+	}
+	msg := fmt.Sprintf("every session of %s issued before %s is denied", st.principal(), st.cutoff.Format(time.RFC3339))
+	if !st.current.IsZero() {
+		msg += fmt.Sprintf(" (the earlier cutoff was %s)", st.current.Format(time.RFC3339))
+	}
+	return actions.Result{Outcome: actions.Done, Message: msg, Outputs: st.outputs()}, nil
 }
 
 // cutoffState is the check half of revoke_sessions.
