@@ -2,7 +2,9 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/stanchhq/stanch/actions"
@@ -22,7 +24,9 @@ type PlannedStep struct {
 	Approval string
 	Summary  string
 	Calls    []actions.Call
-	Error    string
+	// Pending says why the step can only be decided or planned at run time.
+	Pending string
+	Error   string
 }
 
 // PlanReport is the plan of one playbook for one alert.
@@ -47,11 +51,18 @@ func Plan(ctx context.Context, reg *actions.Registry, pb *playbooks.Playbook, a 
 		return rep, nil
 	}
 	scope := pb.Scope(a, playbooks.RunInfo{ID: "run_plan", Playbook: pb.Name, StartedAt: time.Now().UTC()})
+	// Steps whose outputs only a real run produces (their Plan cannot
+	// compute them): later steps that need them are planned at run time.
+	var unknown []string
 	for _, step := range pb.Steps {
 		ps := PlannedStep{ID: step.ID, Action: step.Action}
 		state := playbooks.StepState{Status: StepSucceeded, Outcome: string(actions.Done), Outputs: map[string]any{}}
 		ps.WillRun, ps.Reason, err = step.Enabled(scope)
 		switch {
+		case err != nil && len(unknown) > 0:
+			// Most likely it reads an output that only a real run produces.
+			ps.Pending = fmt.Sprintf("decided at run time: it depends on what %s return", strings.Join(unknown, ", "))
+			state = playbooks.StepState{Status: StepSucceeded, Outcome: string(actions.Done)}
 		case err != nil:
 			ps.Error = err.Error()
 			state = playbooks.StepState{Status: StepFailed, Outcome: "failed"}
@@ -61,14 +72,22 @@ func Plan(ctx context.Context, reg *actions.Registry, pb *playbooks.Playbook, a 
 			if step.Approval != nil {
 				ps.Approval = fmt.Sprintf("waits for approval by %v (times out after %s, then %s)", step.Approval.Approvers, step.Approval.Timeout, step.Approval.OnTimeout)
 			}
+			if step.Delay > 0 {
+				ps.Approval = strings.TrimSpace(ps.Approval + fmt.Sprintf(" starts %s after the steps before it", step.Delay))
+			}
 			planned, perr := planStep(ctx, reg, step, scope)
-			if perr != nil {
+			switch {
+			case perr != nil && len(unknown) > 0 && !isPermanentPlanError(perr):
+				ps.Pending = fmt.Sprintf("planned at run time: its parameters depend on what %s return (%v)", strings.Join(unknown, ", "), perr)
+			case perr != nil:
 				ps.Error = perr.Error()
 				state = playbooks.StepState{Status: StepFailed, Outcome: "failed"}
-			} else {
+			default:
 				ps.Summary, ps.Calls = planned.Summary, planned.Calls
 				if planned.Outputs != nil {
 					state.Outputs = planned.Outputs
+				} else {
+					unknown = append(unknown, step.ID)
 				}
 			}
 		}
@@ -94,4 +113,11 @@ func planStep(ctx context.Context, reg *actions.Registry, step *playbooks.Step, 
 	actx, cancel := context.WithTimeout(ctx, step.Timeout)
 	defer cancel()
 	return action.Plan(actx, actions.Env{RunID: "run_plan", StepID: step.ID, Attempt: 1, IdempotencyKey: "plan/" + step.ID}, params)
+}
+
+// isPermanentPlanError reports errors that no run-time value could fix,
+// such as an access denial: those are real problems in a plan.
+func isPermanentPlanError(err error) bool {
+	var ae *actions.Error
+	return errors.As(err, &ae) && ae.Kind == actions.KindPermanent
 }

@@ -22,8 +22,12 @@ var defaultRegions = []string{"us-east-1", "us-east-2", "us-west-1", "us-west-2"
 
 // SeedEvent is one CloudTrail management event.
 type SeedEvent struct {
-	Region            string         `yaml:"region" json:"region"`
-	Time              time.Time      `yaml:"time" json:"time"`
+	Region string    `yaml:"region" json:"region"`
+	Time   time.Time `yaml:"time" json:"time"`
+	// Ago, instead of Time, places the event this long before the sandbox
+	// starts (a Go duration such as 50m), so a seed stays inside
+	// CloudTrail's 90-day window whenever it is used.
+	Ago               string         `yaml:"ago" json:"ago"`
 	Name              string         `yaml:"name" json:"name"`
 	Source            string         `yaml:"source" json:"source"` // e.g. iam.amazonaws.com
 	AccessKeyID       string         `yaml:"access_key_id" json:"access_key_id"`
@@ -104,6 +108,9 @@ func (t *trail) add(account string, events ...SeedEvent) {
 	for _, e := range events {
 		if e.Region == "" {
 			e.Region = "us-east-1"
+		}
+		if d, err := time.ParseDuration(e.Ago); err == nil && e.Time.IsZero() {
+			e.Time = time.Now().Add(-d).UTC()
 		}
 		if e.Source == "" {
 			e.Source = "iam.amazonaws.com"

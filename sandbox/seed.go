@@ -132,6 +132,13 @@ func (s Seed) validate() error {
 				}
 			}
 		}
+		for _, e := range a.Events {
+			if e.Ago != "" {
+				if _, err := time.ParseDuration(e.Ago); err != nil {
+					return fmt.Errorf("account %s: event %s: ago %q is not a duration such as 50m", a.ID, e.Name, e.Ago)
+				}
+			}
+		}
 		roles := map[string]bool{}
 		for _, r := range a.Roles {
 			roles[r.Name] = true

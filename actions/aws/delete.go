@@ -52,7 +52,9 @@ func deleteKey(p *Provider) actions.Action {
 			case st.status == "":
 				plan.Summary = fmt.Sprintf("%s is already gone: nothing to delete", in.AccessKeyID)
 			case st.status == statusActive && !in.AllowActive:
-				return plan, actions.Permanentf("delete key %s: it is still Active; deactivate it first (or set allow_active)", in.AccessKeyID)
+				// An earlier step of the run usually deactivates it first.
+				plan.Summary = fmt.Sprintf("would delete %s of %s once it is Inactive (it is Active now, and an Active key is refused)", in.AccessKeyID, st.user)
+				plan.Calls = append(plan.Calls, actions.Call{Service: "iam", Operation: "DeleteAccessKey", Params: map[string]any{"AccessKeyId": in.AccessKeyID, "UserName": st.user}, Mutates: true})
 			default:
 				plan.Summary = fmt.Sprintf("would delete %s of %s (now %s)", in.AccessKeyID, st.user, st.status)
 				plan.Calls = append(plan.Calls, actions.Call{Service: "iam", Operation: "DeleteAccessKey", Params: map[string]any{"AccessKeyId": in.AccessKeyID, "UserName": st.user}, Mutates: true})

@@ -55,12 +55,22 @@ func approve(ctx context.Context, g *globals, runID, stepID, by string, deny boo
 	if err != nil {
 		return err
 	}
-	if !first {
+	if first {
+		fmt.Fprintf(g.stdout, "step %s of %s %s by %s\n", stepID, runID, decision, by)
+	} else {
 		fmt.Fprintf(g.stdout, "step %s of %s was already %s by %s at %s (via %s); nothing changed\n",
 			stepID, runID, a.Decision, a.DecidedBy, a.DecidedAt.Format(time.RFC3339), a.Via)
-		return nil
+		run, err := r.Store().Run(ctx, runID)
+		if err != nil {
+			return err
+		}
+		if runner.Terminal(run.Status) || !local {
+			return nil
+		}
+		// The process that had the decision may have died before the run
+		// finished: continue it here.
+		fmt.Fprintf(g.stdout, "%s is %s; continuing it\n", runID, run.Status)
 	}
-	fmt.Fprintf(g.stdout, "step %s of %s %s by %s\n", stepID, runID, decision, by)
 	if !local {
 		fmt.Fprintln(g.stdout, "another stanch process works this database; it resumes the run now")
 		return nil

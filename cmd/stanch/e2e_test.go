@@ -127,8 +127,9 @@ var runIDPattern = regexp.MustCompile(`run_[0-9a-z]{26}`)
 
 func (e *e2e) example(path string) string { return filepath.Join(e.root, "examples", path) }
 
-func (e *e2e) runExample(env ...string) result {
-	return e.stanch(env, "run", "--playbook", e.example("playbooks/aws-key-leaked.yaml"), "--alert", e.example("alerts/manual-aws-key.json"), "--database", e.db)
+// runContain runs the containment steps of the example playbook.
+func (e *e2e) runContain(env ...string) result {
+	return e.stanch(env, "run", "--playbook", "testdata/contain.yaml", "--alert", e.example("alerts/manual-aws-key.json"), "--database", e.db)
 }
 
 func (e *e2e) runCount() int {
@@ -154,14 +155,14 @@ func (e *e2e) requireContained() {
 func TestRunContainsLeakedKey(t *testing.T) {
 	t.Parallel()
 	e := newE2E(t)
-	res := e.runExample()
+	res := e.runContain()
 	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
 	require.Contains(t, res.stdout, "✓ identify")
 	require.Contains(t, res.stdout, "✓ deactivate")
 	require.Contains(t, res.stdout, "succeeded")
 	e.requireContained()
 
-	again := e.runExample()
+	again := e.runContain()
 	require.Equal(t, 0, again.code, again.stderr)
 	require.Contains(t, again.stdout, "already has run")
 	require.Contains(t, again.stdout, "no second run started")
@@ -194,10 +195,10 @@ func TestCrashAnywhereLosesNothingAndRepeatsNothing(t *testing.T) {
 		t.Run(point, func(t *testing.T) {
 			t.Parallel()
 			e := newE2E(t)
-			crashed := e.runExample("STANCH_CRASHPOINT=" + point)
+			crashed := e.runContain("STANCH_CRASHPOINT=" + point)
 			require.True(t, crashed.killed, "want SIGKILL at %s; exit %d\n%s%s", point, crashed.code, crashed.stdout, crashed.stderr)
 
-			resumed := e.runExample()
+			resumed := e.runContain()
 			require.Equal(t, 0, resumed.code, "stdout:\n%s\nstderr:\n%s", resumed.stdout, resumed.stderr)
 			require.Contains(t, resumed.stdout, "already has run")
 			require.Contains(t, resumed.stdout, "succeeded")
@@ -212,7 +213,7 @@ func TestCrashDuringAPICall(t *testing.T) {
 	t.Parallel()
 	e := newE2E(t)
 	e.sb.SetLatency(3 * time.Second)
-	cmd := exec.Command(e.bin, "run", "--playbook", e.example("playbooks/aws-key-leaked.yaml"), "--alert", e.example("alerts/manual-aws-key.json"), "--database", e.db)
+	cmd := exec.Command(e.bin, "run", "--playbook", "testdata/contain.yaml", "--alert", e.example("alerts/manual-aws-key.json"), "--database", e.db)
 	cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL="+e.url, "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID="+respondKey, "AWS_SECRET_ACCESS_KEY="+respondPass,
 		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "HOME="+e.dir)
 	require.NoError(t, cmd.Start())
@@ -228,7 +229,7 @@ func TestCrashDuringAPICall(t *testing.T) {
 	_ = cmd.Wait()
 
 	e.sb.SetLatency(0)
-	resumed := e.runExample()
+	resumed := e.runContain()
 	require.Equal(t, 0, resumed.code, "stdout:\n%s\nstderr:\n%s", resumed.stdout, resumed.stderr)
 	e.requireContained()
 }
@@ -264,7 +265,7 @@ func TestApprovalEndToEnd(t *testing.T) {
 func TestValidateAndPlan(t *testing.T) {
 	t.Parallel()
 	e := newE2E(t)
-	ok := e.stanch(nil, "validate", e.example("playbooks/aws-key-leaked.yaml"), "testdata/approve-deactivate.yaml")
+	ok := e.stanch(nil, "validate", e.example("playbooks/aws-key-leaked.yaml"), e.example("playbooks/aws-key-leaked-second-sweep.yaml"), e.example("playbooks/aws-role-credentials-exfiltrated.yaml"), "testdata/approve-deactivate.yaml", "testdata/contain.yaml", "testdata/rotate.yaml")
 	require.Equal(t, 0, ok.code, ok.stdout+ok.stderr)
 	require.Equal(t, "ok\n", ok.stdout)
 
@@ -299,7 +300,7 @@ func TestRunRecognisesRawPayloads(t *testing.T) {
 	t.Parallel()
 	e := newE2E(t)
 	for _, payload := range []string{"health-credentials-exposed.json", "gitleaks.json"} {
-		res := e.stanch(nil, "run", "--playbook", e.example("playbooks/aws-key-leaked.yaml"), "--alert", filepath.Join(e.root, "triggers/testdata", payload), "--database", e.db)
+		res := e.stanch(nil, "run", "--playbook", "testdata/contain.yaml", "--alert", filepath.Join(e.root, "triggers/testdata", payload), "--database", e.db)
 		require.Contains(t, []int{0, 3}, res.code, "%s\nstdout:\n%s\nstderr:\n%s", payload, res.stdout, res.stderr)
 		require.Contains(t, res.stdout, "✓ deactivate", payload)
 	}

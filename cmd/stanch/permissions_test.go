@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -42,8 +43,22 @@ func TestResponderPolicyIsUpToDate(t *testing.T) {
 func TestResponderPolicyCoversEveryCall(t *testing.T) {
 	t.Parallel()
 	e := newE2E(t)
-	run := e.runExample()
+	run := e.runToEnd(t, e.example("playbooks/aws-key-leaked.yaml"))
 	require.Equal(t, 0, run.code, run.stdout+run.stderr)
+	show := e.stanch(nil, "runs", "show", runIDPattern.FindString(run.stdout), "--json", "--database", e.db)
+	require.Equal(t, 0, show.code, show.stderr)
+	var shown struct {
+		Steps []struct{ StepID, Status string }
+	}
+	require.NoError(t, json.Unmarshal([]byte(show.stdout), &shown))
+	statuses := map[string]string{}
+	for _, s := range shown.Steps {
+		statuses[s.StepID] = s.Status
+	}
+	for _, step := range []string{"identify", "deactivate", "revoke_sessions", "impact", "rotate", "delete", "contain_derived"} {
+		require.Contains(t, []string{"succeeded", "skipped"}, statuses[step], "step %s", step)
+	}
+	require.Equal(t, "succeeded", statuses["rotate"])
 
 	res := e.stanch(nil, permissionsArgs(examplePlaybooks(t))...)
 	require.Equal(t, 0, res.code, res.stderr)
@@ -74,4 +89,22 @@ func TestPermissionsAddsAssumeRoleForResponseRoles(t *testing.T) {
 	require.Len(t, doc.Statement, 2)
 	require.Equal(t, []string{"sts:AssumeRole"}, doc.Statement[1].Action)
 	require.Equal(t, []any{"arn:aws:iam::*:role/stanch-responder"}, doc.Statement[1].Resource)
+}
+
+// runToEnd runs a playbook and approves every step that waits, as
+// security-oncall, until the run ends; it returns the last result.
+func (e *e2e) runToEnd(t *testing.T, playbook string, env ...string) result {
+	t.Helper()
+	res := e.stanch(env, "run", "--playbook", playbook, "--alert", e.example("alerts/manual-aws-key.json"), "--database", e.db)
+	for range 10 {
+		if res.code != 3 {
+			return res
+		}
+		idx := strings.Index(res.stdout, "stanch approve ")
+		require.GreaterOrEqual(t, idx, 0, res.stdout)
+		fields := strings.Fields(res.stdout[idx:])
+		res = e.stanch(env, "approve", fields[2], fields[3], "--by", "security-oncall", "--database", e.db)
+	}
+	t.Fatalf("the run kept waiting:\n%s", res.stdout)
+	return res
 }

@@ -79,6 +79,12 @@ func printPlan(g *globals, rep runner.PlanReport) {
 		case s.Error != "":
 			fmt.Fprintf(g.stdout, "   cannot plan: %s\n", s.Error)
 			continue
+		case s.Pending != "":
+			fmt.Fprintf(g.stdout, "   %s\n", s.Pending)
+			if s.Approval != "" {
+				fmt.Fprintf(g.stdout, "   %s\n", s.Approval)
+			}
+			continue
 		case !s.WillRun:
 			fmt.Fprintf(g.stdout, "   would be skipped: %s\n", s.Reason)
 			continue
