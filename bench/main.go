@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -77,7 +78,11 @@ func main() {
 		}
 		rows = append(rows, r)
 	}
-	report := render(rows, *alerts)
+	impact, err := impactQuery(ctx)
+	if err != nil {
+		fail(err)
+	}
+	report := render(rows, *alerts) + impact.render()
 	fmt.Print(report)
 	if *out != "" {
 		if err := os.WriteFile(*out, []byte(report), 0o644); err != nil {
@@ -265,8 +270,8 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Micros
 func render(rows []row, n int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Benchmarks\n\n")
-	fmt.Fprintf(&b, "Measured by `make bench` (`go run ./bench -out docs/benchmarks.md`) on %s, %d cores, Go %s, %s.\n\n",
-		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), strings.TrimPrefix(runtime.Version(), "go"), memory())
+	fmt.Fprintf(&b, "Measured by `make bench` (`go run ./bench -out docs/benchmarks.md`) on %s at commit %s, %d cores, Go %s, %s.\n\n",
+		time.Now().UTC().Format("2006-01-02"), commit(), runtime.NumCPU(), strings.TrimPrefix(runtime.Version(), "go"), memory())
 	fmt.Fprintf(&b, "## Time to contain\n\nFrom just before an authenticated EventBridge webhook request is sent to stanch to the moment the sandbox receives the\n`UpdateAccessKey` that makes the leaked key Inactive; %d alerts one after another, embedded SQLite store. The floor is the\nsummed round trips of the same AWS calls (GetAccessKeyInfo, GetAccessKeyLastUsed, ListAccessKeys, UpdateAccessKey) made\ndirectly with the SDK against the same sandbox; the overhead ratio is p50 ÷ floor.\n\n", n)
 	fmt.Fprintf(&b, "| injected latency per AWS call | p50 | p95 | p99 | SDK floor | overhead ratio (p50) | alerts lost |\n|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
@@ -287,4 +292,64 @@ func memory() string {
 	var kb int
 	fmt.Sscanf(strings.TrimSpace(strings.SplitN(string(data), "\n", 2)[0]), "MemTotal: %d kB", &kb)
 	return fmt.Sprintf("%.0f GiB memory", float64(kb)/1024/1024)
+}
+
+func commit() string {
+	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+type impactResult struct {
+	events  int
+	regions int
+	elapsed time.Duration
+	bound   time.Duration
+}
+
+// impactQuery runs aws.cloudtrail_impact over 10,000 events in 4 regions
+// against the sandbox's real 2 requests/s limit. The bound is the pages of
+// one region divided by 2 per second, the regions being read in parallel.
+func impactQuery(ctx context.Context) (impactResult, error) {
+	const perRegion, pageSize = 2500, 50
+	regions := []string{"us-east-1", "us-west-2", "eu-west-1", "ap-southeast-2"}
+	sd, err := sandbox.ParseSeed("bench", []byte(seed(0)))
+	if err != nil {
+		return impactResult{}, err
+	}
+	sd.Accounts[0].Regions = regions
+	sd.Accounts[0].EventGenerators = []sandbox.SeedEventGenerator{{AccessKeyID: keyID(0), User: "user00000", Regions: regions, Count: perRegion,
+		Start: time.Now().Add(-48 * time.Hour), End: time.Now().Add(-time.Hour), Seed: 1}}
+	sb, err := sandbox.New(sd, sandbox.Options{})
+	if err != nil {
+		return impactResult{}, err
+	}
+	srv := httptest.NewServer(sb)
+	defer srv.Close()
+	cfg := awsConfig(srv.URL)
+	reg, err := actions.NewRegistry(awsactions.Actions(awsactions.NewProvider(awsactions.ProviderOptions{
+		Config: func(context.Context, string) (aws.Config, error) { return cfg, nil },
+	}))...)
+	if err != nil {
+		return impactResult{}, err
+	}
+	impact, _ := reg.Lookup("aws.cloudtrail_impact")
+	params, err := impact.Decode(map[string]any{"access_key_id": keyID(0), "regions": "all"})
+	if err != nil {
+		return impactResult{}, err
+	}
+	start := time.Now()
+	res, err := impact.Do(ctx, actions.Env{}, params)
+	if err != nil {
+		return impactResult{}, err
+	}
+	pages := (perRegion + pageSize - 1) / pageSize
+	return impactResult{events: res.Outputs["events"].(int), regions: len(regions), elapsed: time.Since(start), bound: time.Duration(pages) * time.Second / 2}, nil
+}
+
+func (r impactResult) render() string {
+	return fmt.Sprintf("\n## CloudTrail impact query\n\naws.cloudtrail_impact over %d events in %d regions (%d per region, 50 per page) against the sandbox's\nreal limit of 2 LookupEvents per second per account and region. The bound is one region's pages ÷ 2 per second\n(the regions are read in parallel).\n\n| events read | time | rate-limit bound | ratio |\n|---|---|---|---|\n| %d | %.1f s | %.1f s | %.2f× |\n",
+		r.events, r.regions, r.events/max(r.regions, 1), r.events, r.elapsed.Seconds(), r.bound.Seconds(), float64(r.elapsed)/float64(r.bound))
 }

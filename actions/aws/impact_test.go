@@ -2,12 +2,10 @@ package aws
 
 import (
 	"context"
-	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
 
-	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/stretchr/testify/require"
 
 	"github.com/stanchhq/stanch/actions"
@@ -131,50 +129,4 @@ func TestImpactPlanMakesNoLookup(t *testing.T) {
 	require.Zero(t, sb.Count("LookupEvents"))
 	require.Equal(t, 1, sb.Count("DescribeRegions"))
 	require.Contains(t, plan.Summary, "in 5 region(s)")
-}
-
-// BenchmarkImpact10kEvents4Regions measures the impact query against the
-// rate-limit bound: 2,500 events (50 pages) per region at 2 requests/s, the
-// regions in parallel, is 25 s at best.
-func BenchmarkImpact10kEvents4Regions(b *testing.B) {
-	seed, err := sandbox.ParseSeed("bench.yaml", []byte(seedYAML))
-	if err != nil {
-		b.Fatal(err)
-	}
-	seed.Accounts[0].Regions = []string{"us-east-1", "us-west-2", "eu-west-1", "ap-southeast-2"}
-	seed.Accounts[0].EventGenerators = []sandbox.SeedEventGenerator{{AccessKeyID: "AKIAIOSFODNN7EXAMPLE", User: "ci-bot", Regions: seed.Accounts[0].Regions, Count: 2500,
-		Start: time.Now().Add(-48 * time.Hour), End: time.Now().Add(-time.Hour), Seed: 1}}
-	sb, err := sandbox.New(seed, sandbox.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := httptest.NewServer(sb)
-	defer srv.Close()
-	cfg := staticConfig(srv.URL, "AKIAIOSFODNN7RESPOND", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYRESPONDER1")
-	const bound = 25 * time.Second // 50 pages ÷ 2 per second
-	for b.Loop() {
-		p := NewProvider(ProviderOptions{Config: func(context.Context, string) (awssdk.Config, error) { return cfg, nil }})
-		a := Actions(p)
-		var impact actions.Action
-		for _, x := range a {
-			if x.Spec().Name == "aws.cloudtrail_impact" {
-				impact = x
-			}
-		}
-		params, err := impact.Decode(map[string]any{"access_key_id": "AKIAIOSFODNN7EXAMPLE", "regions": "all"})
-		if err != nil {
-			b.Fatal(err)
-		}
-		start := time.Now()
-		res, err := impact.Do(context.Background(), actions.Env{}, params)
-		if err != nil {
-			b.Fatal(err)
-		}
-		elapsed := time.Since(start)
-		if res.Outputs["events"] != 10000 {
-			b.Fatalf("read %v events, want 10000", res.Outputs["events"])
-		}
-		b.ReportMetric(elapsed.Seconds(), "s/query")
-		b.ReportMetric(float64(elapsed)/float64(bound), "x-bound")
-	}
 }
