@@ -64,6 +64,9 @@ type Spec struct {
 	Permissions []Permission
 	// Example is a playbook step using the action, in YAML.
 	Example string
+	// Slow actions (minutes, such as CloudTrail queries) run on workers of
+	// their own, so that they never delay another alert's containment.
+	Slow bool
 }
 
 // Param describes one parameter, derived from the parameter struct.

@@ -20,6 +20,8 @@ type Definition[P any] struct {
 	Outputs     []Output
 	Permissions []Permission
 	Example     string
+	// Slow marks long-running actions; see Spec.Slow.
+	Slow bool
 	// Validate, when set, checks decoded parameters beyond their types.
 	Validate func(p *P) error
 	PlanFunc func(ctx context.Context, env Env, p *P) (Plan, error)
@@ -49,6 +51,7 @@ func (a *defined[P]) Spec() Spec {
 		Outputs:     a.def.Outputs,
 		Permissions: a.def.Permissions,
 		Example:     a.def.Example,
+		Slow:        a.def.Slow,
 	}
 }
 

@@ -23,23 +23,37 @@ import (
 	"github.com/stanchhq/stanch/playbooks"
 )
 
-// QueueContainment runs playbook runs. Slow work (impact queries) will get a
-// queue of its own so it never delays containment.
-const QueueContainment = "containment"
+// Queues. A run starts on the containment queue; when it reaches a slow step
+// (a CloudTrail query that takes minutes) it moves to the investigation
+// queue, whose workers are separate, so a burst of slow work never delays
+// another alert's containment.
+const (
+	QueueContainment   = "containment"
+	QueueInvestigation = "investigation"
+)
 
 // RunArgs is the River job that executes one run. The run's state lives in
-// stanch's tables; the job only says which run to advance.
+// stanch's tables; the job only says which run to advance, and on which
+// queue.
 type RunArgs struct {
 	RunID string `json:"run_id"`
+	// Queue is QueueInvestigation once the run has reached a slow step;
+	// empty means containment.
+	Queue string `json:"queue,omitempty"`
 }
 
 // Kind is the job kind stored by River.
 func (RunArgs) Kind() string { return "stanch.run" }
 
-// InsertOpts makes a second enqueue of the same run a no-op.
-func (RunArgs) InsertOpts() river.InsertOpts {
+// InsertOpts makes a second enqueue of the same run on the same queue a
+// no-op.
+func (a RunArgs) InsertOpts() river.InsertOpts {
+	queue := QueueContainment
+	if a.Queue != "" {
+		queue = a.Queue
+	}
 	return river.InsertOpts{
-		Queue:       QueueContainment,
+		Queue:       queue,
 		MaxAttempts: 25,
 		UniqueOpts: river.UniqueOpts{
 			ByArgs: true,
@@ -60,9 +74,12 @@ type Config struct {
 	// Observer receives progress events. It is called from workers and must
 	// not block for long.
 	Observer func(Event)
-	// Workers is the number of runs executed at once (default 20).
+	// Workers is the number of runs contained at once (default 20).
 	Workers int
-	Now     func() time.Time
+	// InvestigationWorkers is the number of runs in slow steps at once
+	// (default 10).
+	InvestigationWorkers int
+	Now                  func() time.Time
 }
 
 // queue is the part of *river.Client the runner uses; it does not depend on
@@ -100,13 +117,19 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 	if cfg.Workers <= 0 {
 		cfg.Workers = 20
 	}
+	if cfg.InvestigationWorkers <= 0 {
+		cfg.InvestigationWorkers = 10
+	}
 	r := &Runner{cfg: cfg, store: NewStore(cfg.DB, cfg.Now), log: cfg.Logger}
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, &runWorker{r: r}); err != nil {
 		return nil, fmt.Errorf("register run worker: %w", err)
 	}
 	rcfg := &river.Config{
-		Queues:  map[string]river.QueueConfig{QueueContainment: {MaxWorkers: cfg.Workers}},
+		Queues: map[string]river.QueueConfig{
+			QueueContainment:   {MaxWorkers: cfg.Workers},
+			QueueInvestigation: {MaxWorkers: cfg.InvestigationWorkers},
+		},
 		Workers: workers,
 		Logger:  cfg.Logger.With("component", "river"),
 		// Steps have their own timeouts; a run waiting on a slow step must
@@ -245,7 +268,11 @@ func (r *Runner) Stop(ctx context.Context) error {
 }
 
 func (r *Runner) enqueue(ctx context.Context, runID string) error {
-	res, err := r.client.Insert(ctx, RunArgs{RunID: runID}, nil)
+	return r.enqueueOn(ctx, runID, "")
+}
+
+func (r *Runner) enqueueOn(ctx context.Context, runID, queue string) error {
+	res, err := r.client.Insert(ctx, RunArgs{RunID: runID, Queue: queue}, nil)
 	if err != nil {
 		return fmt.Errorf("enqueue run %s: %w", runID, err)
 	}

@@ -44,6 +44,10 @@ type markParams struct {
 	Permanent string `json:"permanent"`
 }
 
+type slowParams struct {
+	For actions.Duration `json:"for" required:"true"`
+}
+
 const plantedSecret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzPLANTED12"
 
 func (w *testWorld) registry(t *testing.T) *actions.Registry {
@@ -75,7 +79,25 @@ func (w *testWorld) registry(t *testing.T) *actions.Registry {
 			return actions.Result{Outcome: actions.Done, Message: p.Name + " marked", Outputs: out}, nil
 		},
 	})
-	reg, err := actions.NewRegistry(mark)
+	slow := actions.New(actions.Definition[slowParams]{
+		Name: "test.slow",
+		Slow: true,
+		PlanFunc: func(context.Context, actions.Env, *slowParams) (actions.Plan, error) {
+			return actions.Plan{Summary: "would wait"}, nil
+		},
+		DoFunc: func(ctx context.Context, _ actions.Env, p *slowParams) (actions.Result, error) {
+			select {
+			case <-ctx.Done():
+				return actions.Result{}, actions.Retryable(ctx.Err())
+			case <-time.After(time.Duration(p.For)):
+			}
+			w.mu.Lock()
+			w.effects["slow"]++
+			w.mu.Unlock()
+			return actions.Result{Outcome: actions.Done}, nil
+		},
+	})
+	reg, err := actions.NewRegistry(mark, slow)
 	require.NoError(t, err)
 	return reg
 }
@@ -584,4 +606,41 @@ func TestAlertsAboutTheSameCredentialJoinTheOpenRun(t *testing.T) {
 			require.Len(t, s2.Started, 1, "correlate: false starts a run per alert")
 		})
 	}
+}
+
+func TestSlowStepsNeverDelayContainment(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := newBundle(t, testDatabases(t)["sqlite"])
+	require.NoError(t, b.runner.Stop(ctx))
+	b.runner = b.startWith(t, 1) // one containment worker
+	investigate := b.playbook(t, `
+name: investigate
+steps:
+  - id: contain
+    action: test.mark
+    with: {name: contain-first}
+  - id: query
+    action: test.slow
+    with: {for: 3s}
+`)
+	slow := submitOne(t, b, investigate, testAlert("AKIAIOSFODNN7EXAMPLE"))
+	deadline := time.Now().Add(20 * time.Second)
+	for b.world.effect("contain-first") == 0 {
+		require.True(t, time.Now().Before(deadline))
+		time.Sleep(10 * time.Millisecond)
+	}
+	quick := submitOne(t, b, b.playbook(t, twoSteps), testAlert("AKIAI44QH8DHBEXAMPLE"))
+	b.waitStatus(t, quick.ID, RunSucceeded)
+	require.Zero(t, b.world.effect("slow"), "the second alert was contained while the slow query still ran")
+
+	run := b.waitStatus(t, slow.ID, RunSucceeded, RunFailed)
+	require.Equal(t, RunSucceeded, run.Status)
+	journal, err := b.runner.Store().Journal(ctx, run.ID)
+	require.NoError(t, err)
+	var moved bool
+	for _, e := range journal {
+		moved = moved || e.Event == "run_moved"
+	}
+	require.True(t, moved)
 }

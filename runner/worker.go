@@ -25,7 +25,7 @@ type runWorker struct {
 // waits for approval, where the job sleeps (snoozes) without holding a
 // worker until a decision wakes it or the approval times out.
 func (w *runWorker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
-	err := w.r.advance(ctx, job.Args.RunID)
+	err := w.r.advance(ctx, job.Args.RunID, job.Args.Queue)
 	if err != nil && ctx.Err() != nil {
 		// Shutting down mid-run is not a failure: make the job available to
 		// the next process at once, without using up an attempt.
@@ -40,7 +40,7 @@ type stepFailure struct {
 	err  string
 }
 
-func (r *Runner) advance(ctx context.Context, runID string) error {
+func (r *Runner) advance(ctx context.Context, runID, queue string) error {
 	run, err := r.store.Run(ctx, runID)
 	if err != nil {
 		return err
@@ -93,6 +93,17 @@ func (r *Runner) advance(ctx context.Context, runID string) error {
 			}
 			continue
 		}
+		if a, ok := r.cfg.Registry.Lookup(step.Action); ok && a.Spec().Slow && queue != QueueInvestigation {
+			// Hand the rest of the run to the investigation workers; this
+			// containment worker is free for the next alert.
+			if err := r.enqueueOn(ctx, run.ID, QueueInvestigation); err != nil {
+				return err
+			}
+			if err := r.store.UpdateRun(ctx, run.ID, RunUpdate{Status: RunRunning, Event: "run_moved", Detail: "to the investigation queue for step " + step.ID}); err != nil {
+				return err
+			}
+			return nil
+		}
 		if step.Delay > 0 {
 			due, err := r.store.DelayStep(ctx, run.ID, step.ID, seq, step.Action, r.cfg.Now().Add(step.Delay))
 			if err != nil {
@@ -114,7 +125,7 @@ func (r *Runner) advance(ctx context.Context, runID string) error {
 			// A decision that landed while this job was still running could
 			// not wake it; look once more before sleeping.
 			if a, err := r.store.Approval(ctx, run.ID, step.ID); err == nil && a.Decision != "" {
-				return r.advance(ctx, runID)
+				return r.advance(ctx, runID, queue)
 			}
 			r.emit(Event{Kind: EventRunParked, RunID: run.ID, StepID: step.ID, Status: RunWaitingApproval, Deadline: park.deadline})
 			return river.JobSnooze(max(time.Until(park.deadline), time.Second))

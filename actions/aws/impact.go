@@ -54,6 +54,7 @@ const lookupRate = 2
 func cloudTrailImpact(p *Provider) actions.Action {
 	return actions.New(actions.Definition[ImpactParams]{
 		Name:    "aws.cloudtrail_impact",
+		Slow:    true,
 		Summary: "Query CloudTrail for everything a key (and the credentials it minted or created) did, in every region, and classify it.",
 		Outputs: []actions.Output{
 			{Name: "events", Type: "int", Doc: "events found, derived credentials included"},
