@@ -34,3 +34,9 @@ func (d *Dispatcher) Accept(ctx context.Context, a alert.Alert) error {
 	}
 	return nil
 }
+
+// Defer durably records a reference that a resolver turns into alerts on a
+// worker (a GitHub alert whose key id must be fetched).
+func (d *Dispatcher) Defer(ctx context.Context, kind, dedupKey string, ref []byte) error {
+	return d.Runner.Defer(ctx, kind, dedupKey, ref)
+}

@@ -76,6 +76,11 @@ type Config struct {
 	Observer func(Event)
 	// Workers is the number of runs contained at once (default 20).
 	Workers int
+	// Playbooks are the playbooks that deferred alerts (see Defer) are
+	// matched against.
+	Playbooks []*playbooks.Playbook
+	// Resolvers turn deferred alert references into alerts, by kind.
+	Resolvers map[string]Resolver
 	// InvestigationWorkers is the number of runs in slow steps at once
 	// (default 10).
 	InvestigationWorkers int
@@ -124,6 +129,9 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, &runWorker{r: r}); err != nil {
 		return nil, fmt.Errorf("register run worker: %w", err)
+	}
+	if err := river.AddWorkerSafely(workers, &resolveWorker{r: r}); err != nil {
+		return nil, fmt.Errorf("register resolve worker: %w", err)
 	}
 	rcfg := &river.Config{
 		Queues: map[string]river.QueueConfig{

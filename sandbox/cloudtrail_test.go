@@ -41,7 +41,7 @@ func TestLookupEventsPagesAndLimits(t *testing.T) {
 		var record map[string]any
 		require.NoError(t, json.Unmarshal([]byte(aws.ToString(page.Events[0].CloudTrailEvent)), &record))
 		require.Equal(t, "us-west-2", record["awsRegion"])
-		time.Sleep(500 * time.Millisecond) // stay within 2 requests/s
+		time.Sleep(600 * time.Millisecond) // stay within 2 requests/s
 	}
 	require.Equal(t, 120, total)
 	require.Equal(t, 3, n, "50 per page")
@@ -49,7 +49,7 @@ func TestLookupEventsPagesAndLimits(t *testing.T) {
 
 	// Above 2 requests/s the sandbox throttles, as CloudTrail does.
 	var throttled bool
-	for range 5 {
+	for range 10 {
 		_, err := c.LookupEvents(ctx, in)
 		if err != nil {
 			require.Equal(t, "ThrottlingException", apiCode(t, err))

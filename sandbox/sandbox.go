@@ -38,6 +38,7 @@ type Sandbox struct {
 	order    []string        // account ids in seed order
 	keys     map[string]*key // every access key and session key by id
 	calls    []Call
+	github   *githubState
 }
 
 type account struct {
@@ -152,6 +153,7 @@ func New(seed Seed, opts Options) (*Sandbox, error) {
 			a.trail.add(a.id, g.generate()...)
 		}
 	}
+	s.github = newGitHubState(seed.GitHub)
 	return s, nil
 }
 
@@ -169,6 +171,8 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, s.Calls())
 	case r.URL.Path == "/_sandbox/state" && r.Method == http.MethodGet:
 		writeJSON(w, s.State())
+	case strings.HasPrefix(r.URL.Path, "/api/v3/"):
+		s.serveGitHub(w, r)
 	case r.Method == http.MethodPost && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded"):
 		s.serveQuery(w, r)
 	case r.Method == http.MethodPost && r.Header.Get("X-Amz-Target") != "":

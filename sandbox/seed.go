@@ -16,6 +16,9 @@ import (
 // Serve prints as AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
 type Seed struct {
 	Accounts []SeedAccount `yaml:"accounts" json:"accounts"`
+	// GitHub holds secret-scanning alerts served under /api/v3/ (the GitHub
+	// Enterprise Server layout the GitHub clients use for a custom URL).
+	GitHub *SeedGitHub `yaml:"github" json:"github"`
 }
 
 // SeedAccount is one AWS account.

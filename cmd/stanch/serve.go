@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-github/v60/github"
 	"github.com/spf13/cobra"
 
 	"github.com/stanchhq/stanch/runner"
@@ -21,6 +22,8 @@ type serveFlags struct {
 	playbooks            []string
 	tlsCert, tlsKey      string
 	ebHeader, ebSecretEv string
+	ghSecretEnv          string
+	ghTokenEnv, ghAPIURL string
 	shutdownGrace        time.Duration
 }
 
@@ -36,6 +39,11 @@ Endpoints:
                                 EventBridge API destination; the connection's API-key header
                                 (--eventbridge-header) must carry the secret read from the
                                 environment variable named by --eventbridge-secret-env.
+  POST /hooks/github            GitHub secret_scanning_alert (and _location) webhooks, verified
+                                with X-Hub-Signature-256 against the secret in --github-secret-env.
+                                A worker then fetches the alert through the REST API (token from
+                                --github-token-env; --github-api-url for GitHub Enterprise Server)
+                                to learn the key id.
   GET  /healthz                 200 when the store answers.
 
 An alert is committed to the store before the sender gets its 2xx; the answer never waits on
@@ -55,6 +63,9 @@ requests, then lets running steps finish (up to --shutdown-grace).`,
 	fl.StringVar(&f.tlsKey, "tls-key", "", "private key file for --tls-cert")
 	fl.StringVar(&f.ebHeader, "eventbridge-header", "X-Stanch-Token", "header the EventBridge connection sends its API key in")
 	fl.StringVar(&f.ebSecretEv, "eventbridge-secret-env", "STANCH_EVENTBRIDGE_SECRET", "environment variable holding the EventBridge API key; the endpoint is off when it is unset")
+	fl.StringVar(&f.ghSecretEnv, "github-secret-env", "STANCH_GITHUB_WEBHOOK_SECRET", "environment variable holding the GitHub webhook secret; the endpoint is off when it is unset")
+	fl.StringVar(&f.ghTokenEnv, "github-token-env", "STANCH_GITHUB_TOKEN", "environment variable holding a GitHub token that may read secret-scanning alerts")
+	fl.StringVar(&f.ghAPIURL, "github-api-url", "", "GitHub Enterprise Server API URL, e.g. https://ghe.example.com/api/v3/ (default: github.com)")
 	fl.DurationVar(&f.shutdownGrace, "shutdown-grace", 30*time.Second, "how long to wait for in-flight requests and running steps on shutdown")
 	return cmd
 }
@@ -75,16 +86,34 @@ func serve(ctx context.Context, g *globals, f serveFlags) error {
 		return err
 	}
 	log := g.logger()
+	mux := http.NewServeMux()
 	prog := newProgress(g.stderr)
 	prog.quiet = true
-	r, stop, err := startRunner(ctx, g, f.dbURL, reg, prog.observe, f.shutdownGrace)
+	resolvers := map[string]runner.Resolver{}
+	ghSecret := os.Getenv(f.ghSecretEnv)
+	if ghSecret != "" {
+		client := github.NewClient(nil).WithAuthToken(os.Getenv(f.ghTokenEnv))
+		if f.ghAPIURL != "" {
+			if client, err = client.WithEnterpriseURLs(f.ghAPIURL, f.ghAPIURL); err != nil {
+				return usageError{fmt.Errorf("--github-api-url: %w", err)}
+			}
+		}
+		resolvers[triggers.ResolverGitHubAlert] = (&triggers.GitHubResolver{Client: client}).Resolve
+	}
+	r, stop, err := startRunner(ctx, g, f.dbURL, reg, prog.observe, f.shutdownGrace, func(c *runner.Config) {
+		c.Playbooks, c.Resolvers = books, resolvers
+	})
 	if err != nil {
 		return err
 	}
 	defer stop()
 	sink := &runner.Dispatcher{Runner: r, Playbooks: books, Log: log}
+	if ghSecret != "" {
+		mux.Handle("/hooks/github", triggers.NewGitHub([]byte(ghSecret), sink, log))
+	} else {
+		log.Warn("GitHub endpoint off: its secret variable is not set", "variable", f.ghSecretEnv)
+	}
 
-	mux := http.NewServeMux()
 	if secret := os.Getenv(f.ebSecretEv); secret != "" {
 		mux.Handle("/hooks/aws/eventbridge", triggers.NewEventBridge(f.ebHeader, []byte(secret), sink, log))
 	} else {

@@ -3,6 +3,10 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,9 +24,11 @@ import (
 // base URL.
 func (e *e2e) startServe(t *testing.T, secret string) (string, *exec.Cmd, *syncBuffer) {
 	t.Helper()
-	cmd := exec.Command(e.bin, "serve", "--listen", "127.0.0.1:0", "--playbooks", e.example("playbooks/aws-key-leaked.yaml"), "--database", e.db, "--log-level", "info")
+	cmd := exec.Command(e.bin, "serve", "--listen", "127.0.0.1:0", "--playbooks", e.example("playbooks/aws-key-leaked.yaml"), "--database", e.db, "--log-level", "info",
+		"--github-api-url", e.url+"/api/v3/")
 	cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL="+e.url, "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID="+respondKey, "AWS_SECRET_ACCESS_KEY="+respondPass,
-		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "HOME="+e.dir, "STANCH_EVENTBRIDGE_SECRET="+secret)
+		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "HOME="+e.dir, "STANCH_EVENTBRIDGE_SECRET="+secret,
+		"STANCH_GITHUB_WEBHOOK_SECRET="+githubSecret, "STANCH_GITHUB_TOKEN=ghp_sandboxTokenForStanchTests0000000000")
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	stderr := &syncBuffer{}
@@ -111,4 +117,58 @@ func TestServeContainsKeyFromEventBridge(t *testing.T) {
 	require.NotContains(t, log, "AWS_RISK_CREDENTIALS_EXPOSED-1a2b3c4d\",\"service", "rejections never log the body")
 	require.Equal(t, 1, e.sb.EffectiveCount("UpdateAccessKey"))
 	require.Equal(t, 1, e.runCount(), "the redelivery started no second run")
+}
+
+const githubSecret = "It's a Secret to Everybody"
+
+func signedGitHub(t *testing.T, url, event, delivery string, body []byte, secret string) int {
+	t.Helper()
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(body)
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-GitHub-Event", event)
+	req.Header.Set("X-GitHub-Delivery", delivery)
+	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	return res.StatusCode
+}
+
+func TestServeContainsKeyFromGitHubSecretScanning(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t)
+	base, cmd, stderr := e.startServe(t, "unused-eventbridge-secret")
+	hook := base + "/hooks/github"
+	created := []byte(`{"action":"created","alert":{"number":42,"secret_type":"aws_access_key_id","secret_type_display_name":"Amazon AWS Access Key ID","html_url":"https://github.com/acme/payments-service/security/secret-scanning/42"},
+"repository":{"id":1,"name":"payments-service","full_name":"acme/payments-service","private":true},"organization":{"login":"acme"},"sender":{"login":"octocat"}}`)
+
+	require.Equal(t, http.StatusOK, signedGitHub(t, hook, "ping", "d-0", []byte(`{"zen":"Keep it logically awesome."}`), githubSecret))
+	require.Equal(t, http.StatusUnauthorized, signedGitHub(t, hook, "secret_scanning_alert", "d-1", created, "wrong secret"))
+	require.Zero(t, e.sb.Count("GetSecretScanningAlert"), "a forged delivery reaches nothing")
+
+	require.Equal(t, http.StatusOK, signedGitHub(t, hook, "secret_scanning_alert", "d-2", created, githubSecret))
+	require.Equal(t, http.StatusOK, signedGitHub(t, hook, "secret_scanning_alert", "d-2", created, githubSecret), "a replay is answered and deduplicated")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if status, _ := e.sb.KeyStatus(account, leakedKey); status == "Inactive" {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "key never deactivated; serve log:\n%s", stderr.String())
+		time.Sleep(20 * time.Millisecond)
+	}
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	_ = cmd.Wait()
+
+	require.Equal(t, 1, e.sb.Count("GetSecretScanningAlert"), "the alert is fetched once, by a worker")
+	require.Equal(t, 1, e.sb.EffectiveCount("UpdateAccessKey"))
+	list := e.stanch(nil, "runs", "list", "--json", "--database", e.db)
+	var runs []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(list.stdout), &runs), list.stdout)
+	require.Len(t, runs, 1)
+	require.Equal(t, "github:acme/payments-service#42", runs[0]["dedup_key"])
+	show := e.stanch(nil, "runs", "show", runs[0]["id"].(string), "--database", e.db)
+	require.Contains(t, show.stdout, leakedKey)
 }

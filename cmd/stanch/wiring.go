@@ -76,7 +76,7 @@ func readAlerts(g *globals, path string) ([]alert.Alert, error) {
 }
 
 // openRunner opens the database and a runner on it.
-func openRunner(ctx context.Context, g *globals, dbURL string, reg *actions.Registry, observer func(runner.Event)) (*runner.Runner, *runner.Database, error) {
+func openRunner(ctx context.Context, g *globals, dbURL string, reg *actions.Registry, observer func(runner.Event), options ...func(*runner.Config)) (*runner.Runner, *runner.Database, error) {
 	db, err := runner.OpenDatabase(ctx, dbURL)
 	if err != nil {
 		if errors.Is(err, runner.ErrDatabaseURL) {
@@ -84,7 +84,11 @@ func openRunner(ctx context.Context, g *globals, dbURL string, reg *actions.Regi
 		}
 		return nil, nil, err
 	}
-	r, err := runner.New(ctx, runner.Config{DB: db, Registry: reg, Logger: g.logger(), Observer: observer})
+	cfg := runner.Config{DB: db, Registry: reg, Logger: g.logger(), Observer: observer}
+	for _, o := range options {
+		o(&cfg)
+	}
+	r, err := runner.New(ctx, cfg)
 	if err != nil {
 		db.Close()
 		return nil, nil, err
@@ -112,8 +116,8 @@ func loadInputs(g *globals, playbookPath, alertPath string) (*actions.Registry, 
 
 // startRunner opens the store and starts working runs; stop waits up to
 // grace for running steps, then closes everything.
-func startRunner(ctx context.Context, g *globals, dbURL string, reg *actions.Registry, observer func(runner.Event), grace time.Duration) (*runner.Runner, func(), error) {
-	r, db, err := openRunner(ctx, g, dbURL, reg, observer)
+func startRunner(ctx context.Context, g *globals, dbURL string, reg *actions.Registry, observer func(runner.Event), grace time.Duration, options ...func(*runner.Config)) (*runner.Runner, func(), error) {
+	r, db, err := openRunner(ctx, g, dbURL, reg, observer, options...)
 	if err != nil {
 		return nil, nil, err
 	}

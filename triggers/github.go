@@ -1,0 +1,190 @@
+package triggers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/go-github/v60/github"
+
+	"github.com/stanchhq/stanch/alert"
+)
+
+// Deferrer durably records a reference that is turned into alerts later,
+// on a worker, because that needs network calls the ack path must not make.
+type Deferrer interface {
+	Defer(ctx context.Context, kind, dedupKey string, ref []byte) error
+}
+
+// ResolverGitHubAlert is the kind of deferred reference GitHub webhooks
+// record.
+const ResolverGitHubAlert = "github.secret_scanning_alert"
+
+// GitHubAlertRef is what a secret_scanning_alert delivery records: enough
+// to fetch the alert, and its secret, through the REST API.
+type GitHubAlertRef struct {
+	Repo       string `json:"repo"` // owner/name
+	Number     int64  `json:"number"`
+	SecretType string `json:"secret_type"`
+	Action     string `json:"action"`
+	Delivery   string `json:"delivery"`
+}
+
+// GitHub is POST /hooks/github.
+type GitHub struct {
+	Secret []byte
+	Sink   Deferrer
+	guard  *guard
+}
+
+// NewGitHub returns the endpoint; secret is the webhook's secret.
+func NewGitHub(secret []byte, sink Deferrer, log *slog.Logger) *GitHub {
+	return &GitHub{Secret: secret, Sink: sink, guard: newGuard("github", log, 50, 200)}
+}
+
+// alertActions start or join an incident; "resolved" is only recorded.
+var alertActions = map[string]bool{"created": true, "reopened": true, "publicly_leaked": true, "validated": true}
+
+func (h *GitHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, ok := h.guard.read(w, r)
+	if !ok {
+		return
+	}
+	// HMAC-SHA256 of the raw body, compared in constant time; a delivery
+	// without a signature is refused like a wrong one.
+	if err := github.ValidateSignature(r.Header.Get("X-Hub-Signature-256"), body, h.Secret); err != nil || len(h.Secret) == 0 {
+		h.guard.reject(w, r, http.StatusUnauthorized, "missing or wrong X-Hub-Signature-256")
+		return
+	}
+	event, delivery := r.Header.Get("X-GitHub-Event"), r.Header.Get("X-GitHub-Delivery")
+	switch event {
+	case "ping":
+		writeJSON(w, http.StatusOK, map[string]any{"ok": true})
+		return
+	case "secret_scanning_alert", "secret_scanning_alert_location":
+	default:
+		writeJSON(w, http.StatusAccepted, map[string]any{"ignored": event})
+		return
+	}
+	var payload struct {
+		Action string `json:"action"`
+		Alert  struct {
+			Number     int64  `json:"number"`
+			SecretType string `json:"secret_type"`
+		} `json:"alert"`
+		Repository struct {
+			FullName string `json:"full_name"`
+		} `json:"repository"`
+	}
+	if err := json.Unmarshal(body, &payload); err != nil || payload.Repository.FullName == "" || payload.Alert.Number == 0 {
+		h.guard.reject(w, r, http.StatusBadRequest, "not a secret-scanning payload (repository.full_name and alert.number are needed)")
+		return
+	}
+	if event == "secret_scanning_alert" && !alertActions[payload.Action] {
+		h.guard.log.Info("secret-scanning alert recorded", "action", payload.Action, "repo", payload.Repository.FullName, "alert", payload.Alert.Number, "delivery", delivery)
+		writeJSON(w, http.StatusOK, map[string]any{"recorded": payload.Action})
+		return
+	}
+	ref, _ := json.Marshal(GitHubAlertRef{Repo: payload.Repository.FullName, Number: payload.Alert.Number, SecretType: payload.Alert.SecretType, Action: payload.Action, Delivery: delivery})
+	// One alert per repository and alert number: redeliveries, replays and
+	// location events for the same alert are deduplicated by the store.
+	dedup := fmt.Sprintf("github:%s#%d", payload.Repository.FullName, payload.Alert.Number)
+	if err := h.Sink.Defer(r.Context(), ResolverGitHubAlert, dedup, ref); err != nil {
+		h.guard.log.Error("alert not stored", "source", "github", "dedup_key", dedup, "error", err)
+		http.Error(w, "alert not stored; retry", http.StatusServiceUnavailable)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"accepted": []string{dedup}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// GitHubResolver fetches a secret-scanning alert and its locations through
+// the REST API and turns it into an alert: the secret literal tells the
+// key id, and is redacted everywhere after that.
+type GitHubResolver struct {
+	Client *github.Client
+	Now    func() time.Time
+}
+
+// Resolve implements the deferred resolution of a GitHubAlertRef.
+func (g *GitHubResolver) Resolve(ctx context.Context, raw json.RawMessage) ([]alert.Alert, error) {
+	var ref GitHubAlertRef
+	if err := json.Unmarshal(raw, &ref); err != nil {
+		return nil, fmt.Errorf("GitHub alert reference: %w", err)
+	}
+	owner, repo, ok := strings.Cut(ref.Repo, "/")
+	if !ok {
+		return nil, fmt.Errorf("repository %q is not owner/name", ref.Repo)
+	}
+	ghAlert, _, err := g.Client.SecretScanning.GetAlert(ctx, owner, repo, ref.Number)
+	if err != nil {
+		return nil, fmt.Errorf("get secret-scanning alert %s#%d: %w", ref.Repo, ref.Number, err)
+	}
+	locs, _, err := g.Client.SecretScanning.ListLocationsForAlert(ctx, owner, repo, ref.Number, &github.ListOptions{PerPage: 100})
+	if err != nil {
+		return nil, fmt.Errorf("list locations of %s#%d: %w", ref.Repo, ref.Number, err)
+	}
+	secretType := ghAlert.GetSecretType()
+	loc := alert.Location{Repo: ref.Repo, URL: ghAlert.GetHTMLURL()}
+	for _, l := range locs {
+		if l.GetType() == "commit" && l.Details != nil {
+			loc.Path, loc.Line, loc.Commit = l.Details.GetPath(), l.Details.GetStartline(), l.Details.GetCommitSHA()
+			break
+		}
+	}
+	cred := githubCredential(secretType, ghAlert.GetSecret())
+	severity := "high"
+	if ref.Action == "publicly_leaked" {
+		severity = "critical"
+	}
+	// The alert as fetched, with the secret literal redacted (the key id
+	// alone is kept by the redaction).
+	fetched, _ := json.Marshal(ghAlert)
+	now := time.Now
+	if g.Now != nil {
+		now = g.Now
+	}
+	a := alert.Alert{
+		Source:     alert.SourceGitHub,
+		Kind:       alert.KindCredentialExposed,
+		ReceivedAt: now(),
+		DedupKey:   fmt.Sprintf("github:%s#%d", ref.Repo, ref.Number),
+		Credential: cred,
+		Location:   loc,
+		Severity:   severity,
+		Title:      fmt.Sprintf("GitHub secret scanning: %s in %s", ghAlert.GetSecretTypeDisplayName(), ref.Repo),
+		Raw:        alert.RedactJSON(fetched),
+	}
+	if err := finish(&a, now()); err != nil {
+		return nil, fmt.Errorf("GitHub alert %s#%d: %w", ref.Repo, ref.Number, err)
+	}
+	return []alert.Alert{a}, nil
+}
+
+// githubCredential maps a GitHub secret type to a credential: AWS types
+// by the key id found in the literal, anything else by a fingerprint.
+func githubCredential(secretType, secret string) alert.Credential {
+	if strings.HasPrefix(secretType, "aws_") {
+		if id := alert.AWSKeyID.FindString(secret); id != "" {
+			kind := alert.CredentialAccessKey
+			if secretType == "aws_session_token" || secretType == "aws_temporary_access_key_id" || strings.HasPrefix(id, "ASIA") {
+				kind = alert.CredentialRoleSession
+			}
+			return alert.Credential{Provider: "aws", Kind: kind, ID: id}
+		}
+	}
+	provider, _, _ := strings.Cut(secretType, "_")
+	sum := sha256.Sum256([]byte(secret))
+	return alert.Credential{Provider: provider, Kind: alert.CredentialToken, ID: "sha256:" + hex.EncodeToString(sum[:8])}
+}

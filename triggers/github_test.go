@@ -1,0 +1,60 @@
+package triggers
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/google/go-github/v60/github"
+	"github.com/stretchr/testify/require"
+
+	"github.com/stanchhq/stanch/alert"
+)
+
+// The test vector of GitHub's documentation on validating deliveries.
+func TestGitHubSignatureVector(t *testing.T) {
+	t.Parallel()
+	err := github.ValidateSignature("sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17", []byte("Hello, World!"), []byte("It's a Secret to Everybody"))
+	require.NoError(t, err)
+	require.Error(t, github.ValidateSignature("sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e18", []byte("Hello, World!"), []byte("It's a Secret to Everybody")))
+}
+
+type deferred struct{ kinds, keys []string }
+
+func (d *deferred) Defer(_ context.Context, kind, key string, _ []byte) error {
+	d.kinds, d.keys = append(d.kinds, kind), append(d.keys, key)
+	return nil
+}
+
+func TestGitHubWebhookRouting(t *testing.T) {
+	t.Parallel()
+	sink := &deferred{}
+	srv := httptest.NewServer(NewGitHub([]byte("It's a Secret to Everybody"), sink, nil))
+	t.Cleanup(srv.Close)
+	post := func(event string, body []byte, sig string) int {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL, bytes.NewReader(body))
+		req.Header.Set("X-GitHub-Event", event)
+		req.Header.Set("X-Hub-Signature-256", sig)
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		res.Body.Close()
+		return res.StatusCode
+	}
+	hello := "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+	require.Equal(t, http.StatusOK, post("ping", []byte("Hello, World!"), hello))
+	require.Equal(t, http.StatusAccepted, post("push", []byte("Hello, World!"), hello), "other events are acknowledged and ignored")
+	require.Equal(t, http.StatusUnauthorized, post("ping", []byte("Hello, World!"), ""))
+	require.Equal(t, http.StatusBadRequest, post("secret_scanning_alert", []byte("Hello, World!"), hello), "a signed body that is not a secret-scanning payload")
+	require.Empty(t, sink.keys)
+}
+
+func TestGitHubCredential(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, alert.Credential{Provider: "aws", Kind: alert.CredentialAccessKey, ID: "AKIAIOSFODNN7EXAMPLE"}, githubCredential("aws_access_key_id", "AKIAIOSFODNN7EXAMPLE"))
+	require.Equal(t, alert.CredentialRoleSession, githubCredential("aws_temporary_access_key_id", "ASIAIOSFODNN7SESSION").Kind)
+	other := githubCredential("slack_api_token", "xoxb-not-a-real-token")
+	require.Equal(t, "slack", other.Provider)
+	require.Regexp(t, `^sha256:[0-9a-f]{16}$`, other.ID, "other secret types are identified by a fingerprint, never the secret")
+}
