@@ -326,3 +326,18 @@ func TestIngestScannerReports(t *testing.T) {
 	bad := e.stanch(nil, "ingest", "--format", "csv", "--playbooks", e.example("playbooks/aws-key-leaked.yaml"), "--database", e.db, "-")
 	require.Equal(t, 2, bad.code, bad.stderr)
 }
+
+// TestRoleCredentialsExfiltrated runs the GuardDuty playbook: instance
+// credentials (ASIA…) used outside AWS are contained by revoking the role's
+// sessions.
+func TestRoleCredentialsExfiltrated(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t)
+	res := e.stanch(nil, "run", "--playbook", e.example("playbooks/aws-role-credentials-exfiltrated.yaml"),
+		"--alert", filepath.Join(e.root, "triggers/testdata/guardduty-instance-exfiltration.json"), "--database", e.db)
+	require.Equal(t, 0, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+	require.Contains(t, res.stdout, "✓ revoke_sessions")
+	require.Contains(t, res.stdout, "role/app-server")
+	require.Equal(t, 1, e.sb.EffectiveCount("PutRolePolicy"))
+	require.Zero(t, e.sb.Count("UpdateAccessKey"), "there is no key to deactivate")
+}
