@@ -20,6 +20,7 @@ const (
 	EventStepWaiting   EventKind = "step_waiting_approval"
 	EventStepDenied    EventKind = "step_denied"
 	EventStepDelayed   EventKind = "step_delayed"
+	EventStepProgress  EventKind = "step_progress"
 	EventRunFinished   EventKind = "run_finished"
 	EventRunParked     EventKind = "run_parked"
 )

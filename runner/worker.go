@@ -292,7 +292,10 @@ func (r *Runner) doAttempt(ctx context.Context, run Run, step *playbooks.Step, a
 		Attempt:        attempt,
 		IdempotencyKey: run.ID + "/" + step.ID,
 		StepStartedAt:  stepStarted,
-		Logger:         r.log.With("run", run.ID, "step", step.ID, "action", step.Action),
+		Progress: func(msg string) {
+			r.emit(Event{Kind: EventStepProgress, RunID: run.ID, StepID: step.ID, Action: step.Action, Attempt: attempt, Message: msg})
+		},
+		Logger: r.log.With("run", run.ID, "step", step.ID, "action", step.Action),
 	}
 	res, err = action.Do(actx, env, params)
 	if err != nil && errors.Is(actx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {

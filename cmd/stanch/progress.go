@@ -17,13 +17,14 @@ type progress struct {
 	mu      sync.Mutex
 	w       io.Writer
 	started map[string]time.Time // step start, by run/step
+	shown   map[string]time.Time // last progress line, by run/step
 	wake    chan struct{}
 	// quiet suppresses printing (for --json).
 	quiet bool
 }
 
 func newProgress(w io.Writer) *progress {
-	return &progress{w: w, started: map[string]time.Time{}, wake: make(chan struct{}, 1)}
+	return &progress{w: w, started: map[string]time.Time{}, shown: map[string]time.Time{}, wake: make(chan struct{}, 1)}
 }
 
 func (p *progress) observe(e runner.Event) {
@@ -61,6 +62,13 @@ func (p *progress) observe(e runner.Event) {
 		fmt.Fprintf(p.w, "  ✗ %-14s failed: %s\n", e.StepID, oneLine(e.Error))
 	case runner.EventStepDenied:
 		fmt.Fprintf(p.w, "  ✗ %-14s %s\n", e.StepID, oneLine(e.Message))
+	case runner.EventStepProgress:
+		// Long steps report often; one line a second is enough to read.
+		if last, ok := p.shown[key]; ok && e.At.Sub(last) < time.Second {
+			return
+		}
+		p.shown[key] = e.At
+		fmt.Fprintf(p.w, "    … %-12s %s\n", e.StepID, oneLine(e.Message))
 	case runner.EventStepDelayed:
 		fmt.Fprintf(p.w, "  ⏲ %-14s waits until %s (delay); the run sleeps without holding a worker\n", e.StepID, e.Deadline.Local().Format(time.TimeOnly))
 	case runner.EventStepWaiting:
