@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/rivertype"
 
 	"github.com/stanchhq/stanch/alert"
 )
@@ -29,19 +28,7 @@ type ResolveArgs struct {
 func (ResolveArgs) Kind() string { return "stanch.resolve" }
 
 // InsertOpts keeps one resolution per dedup key, ever.
-func (ResolveArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{
-		Queue:       QueueContainment,
-		MaxAttempts: 25,
-		UniqueOpts: river.UniqueOpts{
-			ByArgs: true,
-			ByState: []rivertype.JobState{
-				rivertype.JobStateAvailable, rivertype.JobStateCompleted, rivertype.JobStatePending,
-				rivertype.JobStateRetryable, rivertype.JobStateRunning, rivertype.JobStateScheduled,
-			},
-		},
-	}
-}
+func (ResolveArgs) InsertOpts() river.InsertOpts { return onceEver(QueueContainment) }
 
 // Defer durably records a reference to an alert that a resolver of kind
 // turns into alerts later, on a worker. It only writes to the store.

@@ -52,12 +52,17 @@ func (a RunArgs) InsertOpts() river.InsertOpts {
 	if a.Queue != "" {
 		queue = a.Queue
 	}
+	return onceEver(queue)
+}
+
+// onceEver makes a second insert of the same job a no-op, counting
+// completed jobs too: a finished run is never run again.
+func onceEver(queue string) river.InsertOpts {
 	return river.InsertOpts{
 		Queue:       queue,
 		MaxAttempts: 25,
 		UniqueOpts: river.UniqueOpts{
 			ByArgs: true,
-			// Completed jobs count too: a finished run is never re-run.
 			ByState: []rivertype.JobState{
 				rivertype.JobStateAvailable, rivertype.JobStateCompleted, rivertype.JobStatePending,
 				rivertype.JobStateRetryable, rivertype.JobStateRunning, rivertype.JobStateScheduled,

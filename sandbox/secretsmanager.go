@@ -163,12 +163,20 @@ type secretIDInput struct {
 	VersionStage string `json:"VersionStage"`
 }
 
-func (s *Sandbox) describeSecret(req *request) (result, *apiError) {
-	var in secretIDInput
+func (in secretIDInput) secretID() string { return in.SecretID }
+
+// secretRequest decodes a request that names a secret, and finds it.
+func secretRequest[T interface{ secretID() string }](s *Sandbox, req *request) (T, *secret, *apiError) {
+	var in T
 	if err := decodeJSON(req, &in); err != nil {
-		return result{}, err
+		return in, nil, err
 	}
-	sec, err := s.findSecret(req, in.SecretID)
+	sec, err := s.findSecret(req, in.secretID())
+	return in, sec, err
+}
+
+func (s *Sandbox) describeSecret(req *request) (result, *apiError) {
+	_, sec, err := secretRequest[secretIDInput](s, req)
 	if err != nil {
 		return result{}, err
 	}
@@ -182,11 +190,7 @@ func (s *Sandbox) describeSecret(req *request) (result, *apiError) {
 }
 
 func (s *Sandbox) getSecretValue(req *request) (result, *apiError) {
-	var in secretIDInput
-	if err := decodeJSON(req, &in); err != nil {
-		return result{}, err
-	}
-	sec, err := s.findSecret(req, in.SecretID)
+	in, sec, err := secretRequest[secretIDInput](s, req)
 	if err != nil {
 		return result{}, err
 	}
@@ -218,12 +222,10 @@ type putSecretValueInput struct {
 	VersionStages      []string `json:"VersionStages"`
 }
 
+func (in putSecretValueInput) secretID() string { return in.SecretID }
+
 func (s *Sandbox) putSecretValue(req *request) (result, *apiError) {
-	var in putSecretValueInput
-	if err := decodeJSON(req, &in); err != nil {
-		return result{}, err
-	}
-	sec, err := s.findSecret(req, in.SecretID)
+	in, sec, err := secretRequest[putSecretValueInput](s, req)
 	if err != nil {
 		return result{}, err
 	}
@@ -260,12 +262,10 @@ type updateStageInput struct {
 	RemoveFromVersionID string `json:"RemoveFromVersionId"`
 }
 
+func (in updateStageInput) secretID() string { return in.SecretID }
+
 func (s *Sandbox) updateSecretVersionStage(req *request) (result, *apiError) {
-	var in updateStageInput
-	if err := decodeJSON(req, &in); err != nil {
-		return result{}, err
-	}
-	sec, err := s.findSecret(req, in.SecretID)
+	in, sec, err := secretRequest[updateStageInput](s, req)
 	if err != nil {
 		return result{}, err
 	}
@@ -293,11 +293,7 @@ func (s *Sandbox) updateSecretVersionStage(req *request) (result, *apiError) {
 }
 
 func (s *Sandbox) listSecretVersionIds(req *request) (result, *apiError) {
-	var in secretIDInput
-	if err := decodeJSON(req, &in); err != nil {
-		return result{}, err
-	}
-	sec, err := s.findSecret(req, in.SecretID)
+	_, sec, err := secretRequest[secretIDInput](s, req)
 	if err != nil {
 		return result{}, err
 	}
