@@ -26,7 +26,7 @@ func (s *Sandbox) serveJSON(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, &apiError{http.StatusBadRequest, "SerializationException", "cannot read the request body"})
 		return
 	}
-	req := &request{action: action, body: body, params: jsonParams(body)}
+	req := &request{action: action, body: body, params: jsonParams(body), host: r.Host}
 	service, op := s.jsonOperation(prefix, action)
 	if service == "" {
 		writeJSONError(w, &apiError{http.StatusBadRequest, "UnknownOperationException", fmt.Sprintf("the sandbox does not implement X-Amz-Target %s.%s", prefix, action)})
@@ -60,6 +60,8 @@ func (s *Sandbox) jsonOperation(prefix, action string) (string, func(*request) (
 		return "cloudtrail", s.cloudTrailOperation(action)
 	case "secretsmanager":
 		return "secretsmanager", s.secretsManagerOperation(action)
+	case "AmazonSQS":
+		return "sqs", s.sqsOperation(action)
 	default:
 		return "", nil
 	}

@@ -45,7 +45,8 @@ type request struct {
 	form    url.Values // Query protocol parameters
 	body    []byte     // JSON protocol body
 	params  map[string]string
-	caller  *key // the key that signed the request
+	host    string // the address the client used, for URLs in answers
+	caller  *key   // the key that signed the request
 }
 
 // result is what an operation hands back: the XML inside <XResult>, and

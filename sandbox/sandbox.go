@@ -48,6 +48,7 @@ type account struct {
 	regions []string
 	trail   *trail
 	secrets map[string]*secret // by region + "/" + name
+	queues  map[string]*sqsQueue
 }
 
 type user struct {
@@ -144,6 +145,10 @@ func New(seed Seed, opts Options) (*Sandbox, error) {
 			a.regions = defaultRegions
 		}
 		a.secrets = map[string]*secret{}
+		a.queues = map[string]*sqsQueue{}
+		for _, name := range sa.Queues {
+			a.queues[name] = &sqsQueue{name: name}
+		}
 		for _, ss := range sa.Secrets {
 			a.addSecret(ss)
 		}

@@ -35,6 +35,8 @@ type SeedAccount struct {
 	EventGenerators []SeedEventGenerator `yaml:"event_generators" json:"event_generators"`
 	// Secrets are Secrets Manager secrets, each with one AWSCURRENT version.
 	Secrets []SeedSecret `yaml:"secrets" json:"secrets"`
+	// Queues are SQS queue names.
+	Queues []string `yaml:"queues" json:"queues"`
 }
 
 // SeedUser is an IAM user with its access keys and inline policies.

@@ -58,3 +58,28 @@ func TestGitHubCredential(t *testing.T) {
 	require.Equal(t, "slack", other.Provider)
 	require.Regexp(t, `^sha256:[0-9a-f]{16}$`, other.ID, "other secret types are identified by a fingerprint, never the secret")
 }
+
+// FuzzGitHubWebhook sends arbitrary bodies and signatures: nothing unsigned
+// may reach the sink, and nothing may panic.
+func FuzzGitHubWebhook(f *testing.F) {
+	f.Add([]byte("Hello, World!"), "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17", "ping")
+	f.Add([]byte(`{"action":"created","alert":{"number":42},"repository":{"full_name":"o/r"}}`), "sha256=00", "secret_scanning_alert")
+	f.Fuzz(func(t *testing.T, body []byte, sig, event string) {
+		sink := &deferred{}
+		h := NewGitHub([]byte("It's a Secret to Everybody"), sink, nil)
+		req := httptest.NewRequest(http.MethodPost, "/hooks/github", bytes.NewReader(body))
+		req.Header.Set("X-Hub-Signature-256", sig)
+		req.Header.Set("X-GitHub-Event", event)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if github.ValidateSignature(sig, body, []byte("It's a Secret to Everybody")) != nil && len(sink.keys) > 0 {
+			t.Fatalf("an unsigned delivery reached the sink")
+		}
+	})
+}
+
+func TestUnwrapSNS(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, `{"source":"aws.health"}`, unwrapSNS(`{"Type":"Notification","Message":"{\"source\":\"aws.health\"}","TopicArn":"arn:aws:sns:us-east-1:111122223333:t"}`))
+	require.Equal(t, `{"source":"aws.health"}`, unwrapSNS(`{"source":"aws.health"}`))
+}

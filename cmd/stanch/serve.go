@@ -8,8 +8,11 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/google/go-github/v60/github"
 	"github.com/spf13/cobra"
 
@@ -24,6 +27,7 @@ type serveFlags struct {
 	ebHeader, ebSecretEv string
 	ghSecretEnv          string
 	ghTokenEnv, ghAPIURL string
+	sqsQueues            []string
 	shutdownGrace        time.Duration
 }
 
@@ -46,6 +50,10 @@ Endpoints:
                                 to learn the key id.
   GET  /healthz                 200 when the store answers.
 
+With --sqs-queue-url (repeatable), it also long-polls SQS queues fed by EventBridge rules (or
+SNS subscriptions): a message is deleted only after its alerts are stored; a message that can
+never be read is logged, counted and deleted.
+
 An alert is committed to the store before the sender gets its 2xx; the answer never waits on
 AWS. Bodies are limited to 1 MiB, each source address is rate-limited, and every rejection is
 logged (reason and source address, never the body). SIGTERM or Ctrl-C drains in-flight
@@ -66,6 +74,7 @@ requests, then lets running steps finish (up to --shutdown-grace).`,
 	fl.StringVar(&f.ghSecretEnv, "github-secret-env", "STANCH_GITHUB_WEBHOOK_SECRET", "environment variable holding the GitHub webhook secret; the endpoint is off when it is unset")
 	fl.StringVar(&f.ghTokenEnv, "github-token-env", "STANCH_GITHUB_TOKEN", "environment variable holding a GitHub token that may read secret-scanning alerts")
 	fl.StringVar(&f.ghAPIURL, "github-api-url", "", "GitHub Enterprise Server API URL, e.g. https://ghe.example.com/api/v3/ (default: github.com)")
+	fl.StringArrayVar(&f.sqsQueues, "sqs-queue-url", nil, "SQS queue to poll for EventBridge events (repeatable)")
 	fl.DurationVar(&f.shutdownGrace, "shutdown-grace", 30*time.Second, "how long to wait for in-flight requests and running steps on shutdown")
 	return cmd
 }
@@ -148,6 +157,24 @@ func serve(ctx context.Context, g *globals, f serveFlags) error {
 	}
 	fmt.Fprintf(g.stdout, "stanch serve: %s://%s, playbooks %s, store %s\n", scheme, ln.Addr(), strings.Join(names, ", "), f.dbURL)
 
+	pollCtx, stopPolling := context.WithCancel(ctx)
+	defer stopPolling()
+	var pollers sync.WaitGroup
+	if len(f.sqsQueues) > 0 {
+		awsCfg, err := config.LoadDefaultConfig(ctx)
+		if err != nil {
+			return fmt.Errorf("AWS configuration for SQS: %w", err)
+		}
+		client := sqs.NewFromConfig(awsCfg)
+		for _, url := range f.sqsQueues {
+			p := &triggers.SQSPoller{Client: client, QueueURL: url, Sink: sink, Log: log}
+			pollers.Go(func() {
+				p.Run(pollCtx)
+				st := p.Stats()
+				log.Info("SQS poller stopped", "queue", url, "received", st.Received, "accepted", st.Accepted, "poison", st.Poison)
+			})
+		}
+	}
 	errc := make(chan error, 1)
 	go func() {
 		if f.tlsCert != "" {
@@ -162,6 +189,8 @@ func serve(ctx context.Context, g *globals, f serveFlags) error {
 	case <-ctx.Done():
 	}
 	fmt.Fprintln(g.stdout, "stanch serve: shutting down; draining requests")
+	stopPolling()
+	pollers.Wait()
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.shutdownGrace)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -17,15 +18,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/stretchr/testify/require"
 )
 
 // startServe runs `stanch serve` against the test's sandbox and returns its
 // base URL.
-func (e *e2e) startServe(t *testing.T, secret string) (string, *exec.Cmd, *syncBuffer) {
+func (e *e2e) startServe(t *testing.T, secret string, extra ...string) (string, *exec.Cmd, *syncBuffer) {
 	t.Helper()
-	cmd := exec.Command(e.bin, "serve", "--listen", "127.0.0.1:0", "--playbooks", e.example("playbooks/aws-key-leaked.yaml"), "--database", e.db, "--log-level", "info",
-		"--github-api-url", e.url+"/api/v3/")
+	cmd := exec.Command(e.bin, append([]string{"serve", "--listen", "127.0.0.1:0", "--playbooks", e.example("playbooks/aws-key-leaked.yaml"), "--database", e.db, "--log-level", "info",
+		"--github-api-url", e.url + "/api/v3/"}, extra...)...)
 	cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL="+e.url, "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID="+respondKey, "AWS_SECRET_ACCESS_KEY="+respondPass,
 		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "HOME="+e.dir, "STANCH_EVENTBRIDGE_SECRET="+secret,
 		"STANCH_GITHUB_WEBHOOK_SECRET="+githubSecret, "STANCH_GITHUB_TOKEN=ghp_sandboxTokenForStanchTests0000000000")
@@ -171,4 +175,38 @@ func TestServeContainsKeyFromGitHubSecretScanning(t *testing.T) {
 	require.Equal(t, "github:acme/payments-service#42", runs[0]["dedup_key"])
 	show := e.stanch(nil, "runs", "show", runs[0]["id"].(string), "--database", e.db)
 	require.Contains(t, show.stdout, leakedKey)
+}
+
+func TestServePollsSQS(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t)
+	queue := e.url + "/111122223333/stanch-alerts"
+	client := sqs.NewFromConfig(aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(e.url),
+		Credentials: credentials.NewStaticCredentialsProvider(respondKey, respondPass, "")})
+	event, err := os.ReadFile(filepath.Join(e.root, "triggers/testdata/health-credentials-exposed.json"))
+	require.NoError(t, err)
+	ctx := context.Background()
+	for _, body := range []string{"not an event at all", string(event)} {
+		_, err := client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(queue), MessageBody: aws.String(body)})
+		require.NoError(t, err, "the SDK checks the sandbox's MD5 of the body")
+	}
+
+	_, cmd, stderr := e.startServe(t, "unused", "--sqs-queue-url", queue)
+	deadline := time.Now().Add(30 * time.Second)
+	for e.sb.QueueDepth(account, "stanch-alerts") > 0 {
+		require.True(t, time.Now().Before(deadline), "queue never drained; log:\n%s", stderr.String())
+		time.Sleep(20 * time.Millisecond)
+	}
+	for {
+		if status, _ := e.sb.KeyStatus(account, leakedKey); status == "Inactive" {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "key never deactivated; log:\n%s", stderr.String())
+		time.Sleep(20 * time.Millisecond)
+	}
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, cmd.Wait())
+	log := stderr.String()
+	require.Contains(t, log, "poison SQS message deleted")
+	require.Contains(t, log, "received=2 accepted=1 poison=1")
 }
