@@ -86,6 +86,8 @@ type Config struct {
 	Playbooks []*playbooks.Playbook
 	// Resolvers turn deferred alert references into alerts, by kind.
 	Resolvers map[string]Resolver
+	// Pollers run periodically, by name.
+	Pollers map[string]Poller
 	// InvestigationWorkers is the number of runs in slow steps at once
 	// (default 10).
 	InvestigationWorkers int
@@ -138,6 +140,9 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 	if err := river.AddWorkerSafely(workers, &resolveWorker{r: r}); err != nil {
 		return nil, fmt.Errorf("register resolve worker: %w", err)
 	}
+	if err := river.AddWorkerSafely(workers, &pollWorker{r: r}); err != nil {
+		return nil, fmt.Errorf("register poll worker: %w", err)
+	}
 	rcfg := &river.Config{
 		Queues: map[string]river.QueueConfig{
 			QueueContainment:   {MaxWorkers: cfg.Workers},
@@ -152,6 +157,7 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 		// Containment is measured in milliseconds: a new job must be picked
 		// up at once. PostgreSQL wakes workers with LISTEN/NOTIFY; SQLite
 		// has no notifications, so it polls (a cheap indexed query).
+		PeriodicJobs:      periodicJobs(cfg.Pollers),
 		FetchCooldown:     2 * time.Millisecond,
 		FetchPollInterval: 250 * time.Millisecond,
 	}

@@ -71,6 +71,10 @@ func (s *Sandbox) serveGitHub(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(status)
 		_ = json.NewEncoder(w).Encode(v)
 	}
+	if len(parts) == 5 && parts[0] == "repos" && parts[3] == "secret-scanning" && parts[4] == "alerts" && r.Method == http.MethodGet {
+		s.listGitHubAlerts(w, r, call, parts[1]+"/"+parts[2], answer)
+		return
+	}
 	if len(parts) < 6 || parts[0] != "repos" || parts[3] != "secret-scanning" || parts[4] != "alerts" || r.Method != http.MethodGet {
 		call.action = r.Method + " " + r.URL.Path
 		answer(http.StatusNotFound, map[string]string{"message": "Not Found"})
@@ -113,4 +117,25 @@ func (s *Sandbox) serveGitHub(w http.ResponseWriter, r *http.Request) {
 		"validity": "active", "publicly_leaked": false, "multi_repo": false,
 		"repository": map[string]any{"full_name": repo, "name": parts[2], "owner": map[string]any{"login": parts[1]}},
 	})
+}
+
+// listGitHubAlerts answers the list of a repository's alerts, filtered by
+// ?state=; s.mu is held.
+func (s *Sandbox) listGitHubAlerts(w http.ResponseWriter, r *http.Request, call *request, repo string, answer func(int, any)) {
+	call.action = "ListSecretScanningAlertsForRepo"
+	auth := r.Header.Get("Authorization")
+	if s.github.token == "" || (auth != "Bearer "+s.github.token && auth != "token "+s.github.token) {
+		answer(http.StatusUnauthorized, map[string]string{"message": "Bad credentials"})
+		return
+	}
+	state := r.URL.Query().Get("state")
+	list := []map[string]any{}
+	for _, a := range s.github.alerts {
+		if a.Repo != repo || (state != "" && a.State != state) {
+			continue
+		}
+		list = append(list, map[string]any{"number": a.Number, "state": a.State, "secret_type": a.SecretType,
+			"html_url": "https://github.com/" + repo + "/security/secret-scanning/" + strconv.Itoa(a.Number)})
+	}
+	answer(http.StatusOK, list)
 }

@@ -28,6 +28,8 @@ type serveFlags struct {
 	ghSecretEnv          string
 	ghTokenEnv, ghAPIURL string
 	sqsQueues            []string
+	pollRepos, pollOrgs  []string
+	pollEvery            time.Duration
 	shutdownGrace        time.Duration
 }
 
@@ -50,6 +52,8 @@ Endpoints:
                                 to learn the key id.
   GET  /healthz                 200 when the store answers.
 
+With --github-poll-repo/--github-poll-org it also lists open secret-scanning alerts every
+--github-poll-interval, as a backstop: GitHub does not retry failed deliveries.
 With --sqs-queue-url (repeatable), it also long-polls SQS queues fed by EventBridge rules (or
 SNS subscriptions): a message is deleted only after its alerts are stored; a message that can
 never be read is logged, counted and deleted.
@@ -74,6 +78,9 @@ requests, then lets running steps finish (up to --shutdown-grace).`,
 	fl.StringVar(&f.ghSecretEnv, "github-secret-env", "STANCH_GITHUB_WEBHOOK_SECRET", "environment variable holding the GitHub webhook secret; the endpoint is off when it is unset")
 	fl.StringVar(&f.ghTokenEnv, "github-token-env", "STANCH_GITHUB_TOKEN", "environment variable holding a GitHub token that may read secret-scanning alerts")
 	fl.StringVar(&f.ghAPIURL, "github-api-url", "", "GitHub Enterprise Server API URL, e.g. https://ghe.example.com/api/v3/ (default: github.com)")
+	fl.StringArrayVar(&f.pollRepos, "github-poll-repo", nil, "repository (owner/name) whose open secret-scanning alerts are polled as a backstop for missed webhooks (repeatable)")
+	fl.StringArrayVar(&f.pollOrgs, "github-poll-org", nil, "organisation whose open secret-scanning alerts are polled as a backstop (repeatable)")
+	fl.DurationVar(&f.pollEvery, "github-poll-interval", 10*time.Minute, "how often the backstop polls")
 	fl.StringArrayVar(&f.sqsQueues, "sqs-queue-url", nil, "SQS queue to poll for EventBridge events (repeatable)")
 	fl.DurationVar(&f.shutdownGrace, "shutdown-grace", 30*time.Second, "how long to wait for in-flight requests and running steps on shutdown")
 	return cmd
@@ -99,6 +106,7 @@ func serve(ctx context.Context, g *globals, f serveFlags) error {
 	prog := newProgress(g.stderr)
 	prog.quiet = true
 	resolvers := map[string]runner.Resolver{}
+	periodic := map[string]runner.Poller{}
 	ghSecret := os.Getenv(f.ghSecretEnv)
 	if ghSecret != "" {
 		client := github.NewClient(nil).WithAuthToken(os.Getenv(f.ghTokenEnv))
@@ -108,9 +116,16 @@ func serve(ctx context.Context, g *globals, f serveFlags) error {
 			}
 		}
 		resolvers[triggers.ResolverGitHubAlert] = (&triggers.GitHubResolver{Client: client}).Resolve
+		if len(f.pollRepos)+len(f.pollOrgs) > 0 {
+			periodic["github-backstop"] = runner.Poller{Every: f.pollEvery, Poll: func(ctx context.Context, r *runner.Runner) error {
+				return (&triggers.GitHubBackstop{Client: client, Repos: f.pollRepos, Orgs: f.pollOrgs, Sink: r}).Poll(ctx)
+			}}
+		}
+	} else if len(f.pollRepos)+len(f.pollOrgs) > 0 {
+		return usageError{fmt.Errorf("--github-poll-repo and --github-poll-org need the GitHub endpoint: set %s", f.ghSecretEnv)}
 	}
 	r, stop, err := startRunner(ctx, g, f.dbURL, reg, prog.observe, f.shutdownGrace, func(c *runner.Config) {
-		c.Playbooks, c.Resolvers = books, resolvers
+		c.Playbooks, c.Resolvers, c.Pollers = books, resolvers, periodic
 	})
 	if err != nil {
 		return err

@@ -210,3 +210,23 @@ func TestServePollsSQS(t *testing.T) {
 	require.Contains(t, log, "poison SQS message deleted")
 	require.Contains(t, log, "received=2 accepted=1 poison=1")
 }
+
+// TestServeGitHubBackstop contains a key whose webhook never arrived: the
+// backstop lists the repository's open alerts.
+func TestServeGitHubBackstop(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t)
+	_, cmd, stderr := e.startServe(t, "unused", "--github-poll-repo", "acme/payments-service", "--github-poll-interval", "1h")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if status, _ := e.sb.KeyStatus(account, leakedKey); status == "Inactive" {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "key never deactivated; log:\n%s", stderr.String())
+		time.Sleep(20 * time.Millisecond)
+	}
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, cmd.Wait())
+	require.Equal(t, 1, e.sb.Count("ListSecretScanningAlertsForRepo"))
+	require.Equal(t, 1, e.runCount())
+}
