@@ -41,11 +41,12 @@ type GitHub struct {
 	Secret []byte
 	Sink   Deferrer
 	guard  *guard
+	seen   *replayMemory
 }
 
 // NewGitHub returns the endpoint; secret is the webhook's secret.
 func NewGitHub(secret []byte, sink Deferrer, log *slog.Logger) *GitHub {
-	return &GitHub{Secret: secret, Sink: sink, guard: newGuard("github", log, 50, 200)}
+	return &GitHub{Secret: secret, Sink: sink, guard: newGuard("github", log, 50, 200), seen: newReplayMemory(100000)}
 }
 
 // alertActions start or join an incident; "resolved" is only recorded.
@@ -63,6 +64,12 @@ func (h *GitHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	event, delivery := r.Header.Get("X-GitHub-Event"), r.Header.Get("X-GitHub-Delivery")
+	// The signature has no timestamp, so a captured delivery can be sent
+	// again: answer a delivery id already handled without doing anything.
+	if delivery != "" && h.seen.seen(delivery) {
+		writeJSON(w, http.StatusOK, map[string]any{"duplicate": delivery})
+		return
+	}
 	switch event {
 	case "ping":
 		writeJSON(w, http.StatusOK, map[string]any{"ok": true})
@@ -97,6 +104,7 @@ func (h *GitHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	dedup := fmt.Sprintf("github:%s#%d", payload.Repository.FullName, payload.Alert.Number)
 	if err := h.Sink.Defer(r.Context(), ResolverGitHubAlert, dedup, ref); err != nil {
 		h.guard.log.Error("alert not stored", "source", "github", "dedup_key", dedup, "error", err)
+		h.seen.forget(delivery) // a redelivery must be able to succeed
 		http.Error(w, "alert not stored; retry", http.StatusServiceUnavailable)
 		return
 	}

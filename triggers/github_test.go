@@ -83,3 +83,15 @@ func TestUnwrapSNS(t *testing.T) {
 	require.Equal(t, `{"source":"aws.health"}`, unwrapSNS(`{"Type":"Notification","Message":"{\"source\":\"aws.health\"}","TopicArn":"arn:aws:sns:us-east-1:111122223333:t"}`))
 	require.Equal(t, `{"source":"aws.health"}`, unwrapSNS(`{"source":"aws.health"}`))
 }
+
+func TestReplayMemory(t *testing.T) {
+	t.Parallel()
+	m := newReplayMemory(2)
+	require.False(t, m.seen("a"))
+	require.True(t, m.seen("a"))
+	require.False(t, m.seen("b"))
+	require.False(t, m.seen("c"))
+	require.False(t, m.seen("a"), "the oldest id is forgotten first")
+	m.forget("c")
+	require.False(t, m.seen("c"))
+}

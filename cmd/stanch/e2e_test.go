@@ -70,6 +70,11 @@ func newE2E(t *testing.T) *e2e {
 	t.Helper()
 	seedData, err := os.ReadFile("testdata/seed.yaml")
 	require.NoError(t, err)
+	return newE2EWithSeed(t, seedData)
+}
+
+func newE2EWithSeed(t *testing.T, seedData []byte) *e2e {
+	t.Helper()
 	seed, err := sandbox.ParseSeed("testdata/seed.yaml", seedData)
 	require.NoError(t, err)
 	sb, err := sandbox.New(seed, sandbox.Options{})

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -28,7 +29,12 @@ import (
 // base URL.
 func (e *e2e) startServe(t *testing.T, secret string, extra ...string) (string, *exec.Cmd, *syncBuffer) {
 	t.Helper()
-	cmd := exec.Command(e.bin, append([]string{"serve", "--listen", "127.0.0.1:0", "--playbooks", e.example("playbooks/aws-key-leaked.yaml"), "--database", e.db, "--log-level", "info",
+	return e.startServeWith(t, e.example("playbooks/aws-key-leaked.yaml"), secret, extra...)
+}
+
+func (e *e2e) startServeWith(t *testing.T, playbook, secret string, extra ...string) (string, *exec.Cmd, *syncBuffer) {
+	t.Helper()
+	cmd := exec.Command(e.bin, append([]string{"serve", "--listen", "127.0.0.1:0", "--playbooks", playbook, "--database", e.db, "--log-level", "info",
 		"--github-api-url", e.url + "/api/v3/"}, extra...)...)
 	cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL="+e.url, "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID="+respondKey, "AWS_SECRET_ACCESS_KEY="+respondPass,
 		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "HOME="+e.dir, "STANCH_EVENTBRIDGE_SECRET="+secret,
@@ -153,8 +159,15 @@ func TestServeContainsKeyFromGitHubSecretScanning(t *testing.T) {
 	require.Equal(t, http.StatusUnauthorized, signedGitHub(t, hook, "secret_scanning_alert", "d-1", created, "wrong secret"))
 	require.Zero(t, e.sb.Count("GetSecretScanningAlert"), "a forged delivery reaches nothing")
 
-	require.Equal(t, http.StatusOK, signedGitHub(t, hook, "secret_scanning_alert", "d-2", created, githubSecret))
-	require.Equal(t, http.StatusOK, signedGitHub(t, hook, "secret_scanning_alert", "d-2", created, githubSecret), "a replay is answered and deduplicated")
+	// The same delivery 50 times (replays of one id, and redeliveries with
+	// new ids): one run.
+	for i := range 50 {
+		delivery := "d-2"
+		if i%2 == 1 {
+			delivery = fmt.Sprintf("d-redelivery-%d", i)
+		}
+		require.Equal(t, http.StatusOK, signedGitHub(t, hook, "secret_scanning_alert", delivery, created, githubSecret))
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if status, _ := e.sb.KeyStatus(account, leakedKey); status == "Inactive" {
@@ -229,4 +242,49 @@ func TestServeGitHubBackstop(t *testing.T) {
 	require.NoError(t, cmd.Wait())
 	require.Equal(t, 1, e.sb.Count("ListSecretScanningAlertsForRepo"))
 	require.Equal(t, 1, e.runCount())
+}
+
+// TestServeKilledAfterAcknowledging loses nothing: the server is SIGKILLed
+// right after it acknowledged 100 alerts; after a restart every run exists
+// and finishes.
+func TestServeKilledAfterAcknowledging(t *testing.T) {
+	t.Parallel()
+	const n = 100
+	var seed strings.Builder
+	fmt.Fprintf(&seed, "accounts:\n  - id: %q\n    users:\n      - name: stanch-responder\n        keys: [{id: %s, secret: %s}]\n", account, respondKey, respondPass)
+	for i := range n {
+		fmt.Fprintf(&seed, "      - name: user%03d\n        keys: [{id: AKIAKILLTEST%08d, secret: killTestSecretKillTestSecretKillTest%04d}]\n", i, i, i)
+	}
+	e := newE2EWithSeed(t, []byte(seed.String()))
+	const secret = "eventbridge-secret"
+	base, cmd, _ := e.startServeWith(t, "testdata/contain.yaml", secret)
+	for i := range n {
+		key := fmt.Sprintf("AKIAKILLTEST%08d", i)
+		event := fmt.Sprintf(`{"version":"0","id":"k-%d","detail-type":"AWS Health Event","source":"aws.health","account":%q,"resources":[%q],"detail":{"eventArn":"arn:aws:health:us-east-1::event/RISK/AWS_RISK_CREDENTIALS_EXPOSED/k-%d","eventTypeCode":"AWS_RISK_CREDENTIALS_EXPOSED","eventMetadata":{"publicKey":%q}}}`, i, account, key, i, key)
+		require.Equal(t, http.StatusOK, post(t, base+"/hooks/aws/eventbridge", "X-Stanch-Token", secret, []byte(event)))
+	}
+	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+	_ = cmd.Wait()
+
+	_, restarted, stderr := e.startServeWith(t, "testdata/contain.yaml", secret)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		list := e.stanch(nil, "runs", "list", "--json", "--limit", "0", "--database", e.db)
+		var runs []map[string]any
+		require.NoError(t, json.Unmarshal([]byte(list.stdout), &runs), list.stdout+list.stderr)
+		done := 0
+		for _, r := range runs {
+			if r["status"] == "succeeded" {
+				done++
+			}
+		}
+		if len(runs) == n && done == n {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "%d runs, %d succeeded; log:\n%s", len(runs), done, stderr.String())
+		time.Sleep(100 * time.Millisecond)
+	}
+	require.NoError(t, restarted.Process.Signal(syscall.SIGTERM))
+	_ = restarted.Wait()
+	require.Equal(t, n, e.sb.EffectiveCount("UpdateAccessKey"), "every key contained exactly once")
 }
