@@ -20,6 +20,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -78,11 +79,15 @@ func main() {
 		}
 		rows = append(rows, r)
 	}
+	ack, err := acknowledge(ctx, 2000, 16)
+	if err != nil {
+		fail(err)
+	}
 	impact, err := impactQuery(ctx)
 	if err != nil {
 		fail(err)
 	}
-	report := render(rows, *alerts) + impact.render()
+	report := render(rows, *alerts) + ack.render() + impact.render()
 	fmt.Print(report)
 	if *out != "" {
 		if err := os.WriteFile(*out, []byte(report), 0o644); err != nil {
@@ -352,4 +357,100 @@ func impactQuery(ctx context.Context) (impactResult, error) {
 func (r impactResult) render() string {
 	return fmt.Sprintf("\n## CloudTrail impact query\n\naws.cloudtrail_impact over %d events in %d regions (%d per region, 50 per page) against the sandbox's\nreal limit of 2 LookupEvents per second per account and region. The bound is one region's pages ÷ 2 per second\n(the regions are read in parallel).\n\n| events read | time | rate-limit bound | ratio |\n|---|---|---|---|\n| %d | %.1f s | %.1f s | %.2f× |\n",
 		r.events, r.regions, r.events/max(r.regions, 1), r.events, r.elapsed.Seconds(), r.bound.Seconds(), float64(r.elapsed)/float64(r.bound))
+}
+
+type ackResult struct {
+	n, clients int
+	p50, p99   time.Duration
+	perSecond  float64
+	failed     int
+}
+
+// acknowledge posts n distinct alerts from several clients at once and
+// measures how fast the webhook answers (each answer means the alert and
+// its run are committed to SQLite), while the workers contain them.
+func acknowledge(ctx context.Context, n, clients int) (ackResult, error) {
+	sd, err := sandbox.ParseSeed("bench", []byte(seed(n)))
+	if err != nil {
+		return ackResult{}, err
+	}
+	sb, err := sandbox.New(sd, sandbox.Options{})
+	if err != nil {
+		return ackResult{}, err
+	}
+	awsSrv := httptest.NewServer(sb)
+	defer awsSrv.Close()
+	cfg := awsConfig(awsSrv.URL)
+	reg, err := actions.NewRegistry(awsactions.Actions(awsactions.NewProvider(awsactions.ProviderOptions{
+		Config: func(context.Context, string) (aws.Config, error) { return cfg, nil },
+	}))...)
+	if err != nil {
+		return ackResult{}, err
+	}
+	pb, err := playbooks.Parse("contain.yaml", []byte(containment), reg)
+	if err != nil {
+		return ackResult{}, err
+	}
+	dir, err := os.MkdirTemp("", "stanch-bench-")
+	if err != nil {
+		return ackResult{}, err
+	}
+	defer os.RemoveAll(dir)
+	db, err := runner.OpenDatabase(ctx, "file:"+filepath.Join(dir, "stanch.db"))
+	if err != nil {
+		return ackResult{}, err
+	}
+	defer db.Close()
+	r, err := runner.New(ctx, runner.Config{DB: db, Registry: reg})
+	if err != nil {
+		return ackResult{}, err
+	}
+	if err := r.Start(ctx); err != nil {
+		return ackResult{}, err
+	}
+	defer r.Stop(context.WithoutCancel(ctx))
+	hook := httptest.NewServer(triggers.NewEventBridgeLimited("X-Stanch-Token", []byte(hookSecret), &runner.Dispatcher{Runner: r, Playbooks: []*playbooks.Playbook{pb}}, slog.New(slog.DiscardHandler), 0))
+	defer hook.Close()
+
+	var mu sync.Mutex
+	var lat []time.Duration
+	failed := 0
+	next := make(chan int)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range clients {
+		wg.Go(func() {
+			for i := range next {
+				req, _ := http.NewRequest(http.MethodPost, hook.URL, bytes.NewReader(healthEvent(keyID(i), 100000+i)))
+				req.Header.Set("X-Stanch-Token", hookSecret)
+				t0 := time.Now()
+				res, err := http.DefaultClient.Do(req)
+				d := time.Since(t0)
+				mu.Lock()
+				if err != nil || res.StatusCode != http.StatusOK {
+					failed++
+				} else {
+					lat = append(lat, d)
+				}
+				mu.Unlock()
+				if err == nil {
+					_, _ = io.Copy(io.Discard, res.Body)
+					res.Body.Close()
+				}
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	elapsed := time.Since(start)
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	return ackResult{n: n, clients: clients, p50: pct(lat, 50), p99: pct(lat, 99), perSecond: float64(len(lat)) / elapsed.Seconds(), failed: failed}, nil
+}
+
+func (a ackResult) render() string {
+	return fmt.Sprintf("\n## Webhook acknowledgement\n\n%d distinct alerts posted to the EventBridge endpoint by %d concurrent clients; an answer means the alert, its run and\nits job are committed to the embedded SQLite store (the workers contain the keys meanwhile).\n\n| ack p50 | ack p99 | accepted alerts per second | failed |\n|---|---|---|---|\n| %s | %s | %.0f | %d |\n",
+		a.n, a.clients, ms(a.p50), ms(a.p99), a.perSecond, a.failed)
 }

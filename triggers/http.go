@@ -107,9 +107,20 @@ type EventBridge struct {
 	guard  *guard
 }
 
-// NewEventBridge returns the endpoint.
+// NewEventBridge returns the endpoint, with a rate limit of 50 requests a
+// second (bursts of 200) per source address.
 func NewEventBridge(header string, secret []byte, sink Sink, log *slog.Logger) *EventBridge {
-	return &EventBridge{Header: header, Secret: secret, Sink: sink, Now: time.Now, guard: newGuard("eventbridge", log, 50, 200)}
+	return NewEventBridgeLimited(header, secret, sink, log, 50)
+}
+
+// NewEventBridgeLimited is NewEventBridge with perSecond requests a second
+// per source address (bursts of 4 seconds' worth); 0 means no limit.
+func NewEventBridgeLimited(header string, secret []byte, sink Sink, log *slog.Logger, perSecond float64) *EventBridge {
+	burst := int(4 * perSecond)
+	if perSecond <= 0 {
+		perSecond, burst = float64(rate.Inf), 0
+	}
+	return &EventBridge{Header: header, Secret: secret, Sink: sink, Now: time.Now, guard: newGuard("eventbridge", log, perSecond, burst)}
 }
 
 func (h *EventBridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
