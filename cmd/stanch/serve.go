@@ -28,6 +28,7 @@ type serveFlags struct {
 	ghSecretEnv          string
 	ghTokenEnv, ghAPIURL string
 	sqsQueues            []string
+	snsTopics            []string
 	pollRepos, pollOrgs  []string
 	pollEvery            time.Duration
 	shutdownGrace        time.Duration
@@ -50,6 +51,10 @@ Endpoints:
                                 A worker then fetches the alert through the REST API (token from
                                 --github-token-env; --github-api-url for GitHub Enterprise Server)
                                 to learn the key id.
+  POST /hooks/aws/sns           an SNS HTTPS subscription of the topics named by --sns-topic:
+                                every message's signature (versions 1 and 2) is checked with
+                                a certificate fetched only over HTTPS from an SNS host, and
+                                subscriptions are confirmed only for those topics.
   GET  /healthz                 200 when the store answers.
 
 With --github-poll-repo/--github-poll-org it also lists open secret-scanning alerts every
@@ -81,6 +86,7 @@ requests, then lets running steps finish (up to --shutdown-grace).`,
 	fl.StringArrayVar(&f.pollRepos, "github-poll-repo", nil, "repository (owner/name) whose open secret-scanning alerts are polled as a backstop for missed webhooks (repeatable)")
 	fl.StringArrayVar(&f.pollOrgs, "github-poll-org", nil, "organisation whose open secret-scanning alerts are polled as a backstop (repeatable)")
 	fl.DurationVar(&f.pollEvery, "github-poll-interval", 10*time.Minute, "how often the backstop polls")
+	fl.StringArrayVar(&f.snsTopics, "sns-topic", nil, "SNS topic ARN whose HTTPS subscription POSTs to /hooks/aws/sns (repeatable); other topics are refused")
 	fl.StringArrayVar(&f.sqsQueues, "sqs-queue-url", nil, "SQS queue to poll for EventBridge events (repeatable)")
 	fl.DurationVar(&f.shutdownGrace, "shutdown-grace", 30*time.Second, "how long to wait for in-flight requests and running steps on shutdown")
 	return cmd
@@ -142,6 +148,9 @@ func serve(ctx context.Context, g *globals, f serveFlags) error {
 		mux.Handle("/hooks/aws/eventbridge", triggers.NewEventBridge(f.ebHeader, []byte(secret), sink, log))
 	} else {
 		log.Warn("EventBridge endpoint off: its secret variable is not set", "variable", f.ebSecretEv)
+	}
+	if len(f.snsTopics) > 0 {
+		mux.Handle("/hooks/aws/sns", triggers.NewSNS(f.snsTopics, sink, log))
 	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, req *http.Request) {
 		if _, err := r.Store().ListRuns(req.Context(), runner.ListFilter{Limit: 1}); err != nil {
