@@ -31,7 +31,7 @@ bench:
 
 # Runs every fuzz target for FUZZTIME each (go test -fuzz takes one target at
 # a time).
-FUZZTIME ?= 30s
+FUZZTIME ?= 60s
 fuzz:
 	@set -e; for pkg in $$($(GO) list ./...); do \
 		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \

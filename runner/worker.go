@@ -25,6 +25,10 @@ type runWorker struct {
 // waits for approval, where the job sleeps (snoozes) without holding a
 // worker until a decision wakes it or the approval times out.
 func (w *runWorker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
+	// Approvals wake the run through the job that parked it.
+	if err := w.r.store.SetJob(ctx, job.Args.RunID, job.ID); err != nil {
+		return err
+	}
 	err := w.r.advance(ctx, job.Args.RunID, job.Args.Queue)
 	if err != nil && ctx.Err() != nil {
 		// Shutting down mid-run is not a failure: make the job available to
