@@ -239,13 +239,6 @@ func (s *Sandbox) EffectiveCount(action string) int {
 	return n
 }
 
-// Reset empties the call log.
-func (s *Sandbox) Reset() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.calls = nil
-}
-
 // KeyStatus returns the status of a key of account.
 func (s *Sandbox) KeyStatus(accountID, keyID string) (string, bool) {
 	s.mu.Lock()
@@ -255,20 +248,6 @@ func (s *Sandbox) KeyStatus(accountID, keyID string) (string, bool) {
 		return "", false
 	}
 	return k.status, true
-}
-
-// Key returns who owns a key and its status.
-func (s *Sandbox) Key(keyID string) (accountID, userName, status string, ok bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	k, ok := s.keys[keyID]
-	if !ok {
-		return "", "", "", false
-	}
-	if k.user != nil {
-		userName = k.user.name
-	}
-	return k.account.id, userName, k.status, true
 }
 
 // StateView is the sandbox's state without secrets.
