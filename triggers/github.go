@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -89,7 +90,18 @@ func (h *GitHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			FullName string `json:"full_name"`
 		} `json:"repository"`
 	}
-	if err := json.Unmarshal(body, &payload); err != nil || payload.Repository.FullName == "" || payload.Alert.Number == 0 {
+	doc := body
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+		// Webhooks set to the form content type send the JSON in a
+		// "payload" field; the signature still covers the raw body.
+		form, err := url.ParseQuery(string(body))
+		if err != nil {
+			h.guard.reject(w, r, http.StatusBadRequest, "unreadable form body")
+			return
+		}
+		doc = []byte(form.Get("payload"))
+	}
+	if err := json.Unmarshal(doc, &payload); err != nil || payload.Repository.FullName == "" || payload.Alert.Number == 0 {
 		h.guard.reject(w, r, http.StatusBadRequest, "not a secret-scanning payload (repository.full_name and alert.number are needed)")
 		return
 	}

@@ -3,8 +3,13 @@ package triggers
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/google/go-github/v60/github"
@@ -94,4 +99,24 @@ func TestReplayMemory(t *testing.T) {
 	require.False(t, m.seen("a"), "the oldest id is forgotten first")
 	m.forget("c")
 	require.False(t, m.seen("c"))
+}
+
+func TestGitHubFormEncodedPayload(t *testing.T) {
+	t.Parallel()
+	sink := &deferred{}
+	secret := []byte("s3cret")
+	srv := httptest.NewServer(NewGitHub(secret, sink, nil))
+	t.Cleanup(srv.Close)
+	body := "payload=" + url.QueryEscape(`{"action":"created","alert":{"number":7,"secret_type":"aws_access_key_id"},"repository":{"full_name":"acme/api"}}`)
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte(body))
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-GitHub-Event", "secret_scanning_alert")
+	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.Equal(t, []string{"github:acme/api#7"}, sink.keys)
 }
