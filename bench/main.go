@@ -129,48 +129,12 @@ func healthEvent(key string, i int) []byte {
 // endpoint and measures each from just before its request is sent to the
 // sandbox's receipt of the effective UpdateAccessKey.
 func timeToContain(ctx context.Context, n int, latency time.Duration) (row, error) {
-	sd, err := sandbox.ParseSeed("bench", []byte(seed(n+40)))
+	h, err := newHarness(ctx, n+40, latency, 50)
 	if err != nil {
 		return row{}, err
 	}
-	sb, err := sandbox.New(sd, sandbox.Options{Latency: latency})
-	if err != nil {
-		return row{}, err
-	}
-	awsSrv := httptest.NewServer(sb)
-	defer awsSrv.Close()
-	cfg := awsConfig(awsSrv.URL)
-
-	reg, err := actions.NewRegistry(awsactions.Actions(awsactions.NewProvider(awsactions.ProviderOptions{
-		Config: func(context.Context, string) (aws.Config, error) { return cfg, nil },
-	}))...)
-	if err != nil {
-		return row{}, err
-	}
-	pb, err := playbooks.Parse("contain.yaml", []byte(containment), reg)
-	if err != nil {
-		return row{}, err
-	}
-	dir, err := os.MkdirTemp("", "stanch-bench-")
-	if err != nil {
-		return row{}, err
-	}
-	defer os.RemoveAll(dir)
-	db, err := runner.OpenDatabase(ctx, "file:"+filepath.Join(dir, "stanch.db"))
-	if err != nil {
-		return row{}, err
-	}
-	defer db.Close()
-	r, err := runner.New(ctx, runner.Config{DB: db, Registry: reg})
-	if err != nil {
-		return row{}, err
-	}
-	if err := r.Start(ctx); err != nil {
-		return row{}, err
-	}
-	defer r.Stop(context.WithoutCancel(ctx))
-	hook := httptest.NewServer(triggers.NewEventBridge("X-Stanch-Token", []byte(hookSecret), &runner.Dispatcher{Runner: r, Playbooks: []*playbooks.Playbook{pb}}, slog.New(slog.DiscardHandler)))
-	defer hook.Close()
+	defer h.close()
+	sb, hook, cfg := h.sb, h.hook, h.cfg
 
 	// Warm up: the first alert pays for connections and the identity cache.
 	if _, err := sendAndWait(hook.URL, sb, n+10, n+10); err != nil {
@@ -370,47 +334,12 @@ type ackResult struct {
 // measures how fast the webhook answers (each answer means the alert and
 // its run are committed to SQLite), while the workers contain them.
 func acknowledge(ctx context.Context, n, clients int) (ackResult, error) {
-	sd, err := sandbox.ParseSeed("bench", []byte(seed(n)))
+	h, err := newHarness(ctx, n, 0, 0)
 	if err != nil {
 		return ackResult{}, err
 	}
-	sb, err := sandbox.New(sd, sandbox.Options{})
-	if err != nil {
-		return ackResult{}, err
-	}
-	awsSrv := httptest.NewServer(sb)
-	defer awsSrv.Close()
-	cfg := awsConfig(awsSrv.URL)
-	reg, err := actions.NewRegistry(awsactions.Actions(awsactions.NewProvider(awsactions.ProviderOptions{
-		Config: func(context.Context, string) (aws.Config, error) { return cfg, nil },
-	}))...)
-	if err != nil {
-		return ackResult{}, err
-	}
-	pb, err := playbooks.Parse("contain.yaml", []byte(containment), reg)
-	if err != nil {
-		return ackResult{}, err
-	}
-	dir, err := os.MkdirTemp("", "stanch-bench-")
-	if err != nil {
-		return ackResult{}, err
-	}
-	defer os.RemoveAll(dir)
-	db, err := runner.OpenDatabase(ctx, "file:"+filepath.Join(dir, "stanch.db"))
-	if err != nil {
-		return ackResult{}, err
-	}
-	defer db.Close()
-	r, err := runner.New(ctx, runner.Config{DB: db, Registry: reg})
-	if err != nil {
-		return ackResult{}, err
-	}
-	if err := r.Start(ctx); err != nil {
-		return ackResult{}, err
-	}
-	defer r.Stop(context.WithoutCancel(ctx))
-	hook := httptest.NewServer(triggers.NewEventBridgeLimited("X-Stanch-Token", []byte(hookSecret), &runner.Dispatcher{Runner: r, Playbooks: []*playbooks.Playbook{pb}}, slog.New(slog.DiscardHandler), 0))
-	defer hook.Close()
+	defer h.close()
+	hook := h.hook
 
 	var mu sync.Mutex
 	var lat []time.Duration
@@ -453,4 +382,71 @@ func acknowledge(ctx context.Context, n, clients int) (ackResult, error) {
 func (a ackResult) render() string {
 	return fmt.Sprintf("\n## Webhook acknowledgement\n\n%d distinct alerts posted to the EventBridge endpoint by %d concurrent clients; an answer means the alert, its run and\nits job are committed to the embedded SQLite store (the workers contain the keys meanwhile).\n\n| ack p50 | ack p99 | accepted alerts per second | failed |\n|---|---|---|---|\n| %s | %s | %.0f | %d |\n",
 		a.n, a.clients, ms(a.p50), ms(a.p99), a.perSecond, a.failed)
+}
+
+// harness is the sandbox, a runner on a fresh SQLite store with the
+// containment playbook, and the EventBridge endpoint in front of it.
+type harness struct {
+	sb    *sandbox.Sandbox
+	cfg   aws.Config
+	hook  *httptest.Server
+	close func()
+}
+
+// newHarness seeds keys users with a key each; perSecond limits the
+// endpoint per source address (0: unlimited).
+func newHarness(ctx context.Context, keys int, latency time.Duration, perSecond float64) (*harness, error) {
+	var closers []func()
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	fail := func(err error) (*harness, error) {
+		closeAll()
+		return nil, err
+	}
+	sd, err := sandbox.ParseSeed("bench", []byte(seed(keys)))
+	if err != nil {
+		return nil, err
+	}
+	sb, err := sandbox.New(sd, sandbox.Options{Latency: latency})
+	if err != nil {
+		return nil, err
+	}
+	awsSrv := httptest.NewServer(sb)
+	closers = append(closers, awsSrv.Close)
+	cfg := awsConfig(awsSrv.URL)
+	reg, err := actions.NewRegistry(awsactions.Actions(awsactions.NewProvider(awsactions.ProviderOptions{
+		Config: func(context.Context, string) (aws.Config, error) { return cfg, nil },
+	}))...)
+	if err != nil {
+		return fail(err)
+	}
+	pb, err := playbooks.Parse("contain.yaml", []byte(containment), reg)
+	if err != nil {
+		return fail(err)
+	}
+	dir, err := os.MkdirTemp("", "stanch-bench-")
+	if err != nil {
+		return fail(err)
+	}
+	closers = append(closers, func() { os.RemoveAll(dir) })
+	db, err := runner.OpenDatabase(ctx, "file:"+filepath.Join(dir, "stanch.db"))
+	if err != nil {
+		return fail(err)
+	}
+	closers = append(closers, func() { db.Close() })
+	r, err := runner.New(ctx, runner.Config{DB: db, Registry: reg})
+	if err != nil {
+		return fail(err)
+	}
+	if err := r.Start(ctx); err != nil {
+		return fail(err)
+	}
+	closers = append(closers, func() { _ = r.Stop(context.WithoutCancel(ctx)) })
+	sink := &runner.Dispatcher{Runner: r, Playbooks: []*playbooks.Playbook{pb}}
+	hook := httptest.NewServer(triggers.NewEventBridgeLimited("X-Stanch-Token", []byte(hookSecret), sink, slog.New(slog.DiscardHandler), perSecond))
+	closers = append(closers, hook.Close)
+	return &harness{sb: sb, cfg: cfg, hook: hook, close: closeAll}, nil
 }
