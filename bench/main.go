@@ -58,6 +58,10 @@ steps:
       access_key_id: ${{ alert.credential.id }}
       user_name: ${{ steps.identify.outputs.user_name }}
       account: ${{ steps.identify.outputs.account }}
+  - id: revoke_sessions
+    action: aws.revoke_sessions
+    with:
+      user_name: ${{ steps.identify.outputs.user_name }}
 `
 
 func main() {
@@ -83,11 +87,16 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
+	cli, err := runbook(ctx, 10)
+	if err != nil {
+		fail(err)
+	}
+	cli.stanch = rows[0].revoke[0]
 	impact, err := impactQuery(ctx)
 	if err != nil {
 		fail(err)
 	}
-	report := render(rows, *alerts) + ack.render() + impact.render()
+	report := render(rows, *alerts) + cli.render() + ack.render() + impact.render()
 	fmt.Print(report)
 	if *out != "" {
 		if err := os.WriteFile(*out, []byte(report), 0o644); err != nil {
@@ -104,8 +113,10 @@ func fail(err error) {
 type row struct {
 	latency       time.Duration
 	p50, p95, p99 time.Duration
-	floor         time.Duration // median summed SDK round trips
-	lost          int
+	// revoke is the time to the session-revoking policy, p50/p95/p99.
+	revoke [3]time.Duration
+	floor  time.Duration // median summed SDK round trips
+	lost   int
 }
 
 func keyID(i int) string { return fmt.Sprintf("AKIABENCH%011d", i) }
@@ -137,28 +148,32 @@ func timeToContain(ctx context.Context, n int, latency time.Duration) (row, erro
 	sb, hook, cfg := h.sb, h.hook, h.cfg
 
 	// Warm up: the first alert pays for connections and the identity cache.
-	if _, err := sendAndWait(hook.URL, sb, n+10, n+10); err != nil {
+	if _, _, err := sendAndWait(hook.URL, sb, n+10, n+10); err != nil {
 		return row{}, err
 	}
-	var samples []time.Duration
+	var samples, revoked []time.Duration
 	lost := 0
 	for i := range n {
-		d, err := sendAndWait(hook.URL, sb, i, i)
+		d, r, err := sendAndWait(hook.URL, sb, i, i)
 		if err != nil {
 			lost++
 			continue
 		}
-		samples = append(samples, d)
+		samples, revoked = append(samples, d), append(revoked, r)
 	}
 	floor, err := sdkFloor(ctx, cfg, n+11, 15)
 	if err != nil {
 		return row{}, err
 	}
 	sort.Slice(samples, func(i, j int) bool { return samples[i] < samples[j] })
-	return row{latency: latency, p50: pct(samples, 50), p95: pct(samples, 95), p99: pct(samples, 99), floor: floor, lost: lost}, nil
+	sort.Slice(revoked, func(i, j int) bool { return revoked[i] < revoked[j] })
+	return row{latency: latency, p50: pct(samples, 50), p95: pct(samples, 95), p99: pct(samples, 99),
+		revoke: [3]time.Duration{pct(revoked, 50), pct(revoked, 95), pct(revoked, 99)}, floor: floor, lost: lost}, nil
 }
 
-func sendAndWait(url string, sb *sandbox.Sandbox, i, event int) (time.Duration, error) {
+// sendAndWait returns the time to the key's deactivation and to the
+// session-revoking policy on its user.
+func sendAndWait(url string, sb *sandbox.Sandbox, i, event int) (deactivated, revoked time.Duration, err error) {
 	key := keyID(i)
 	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(healthEvent(key, event)))
 	req.Header.Set("X-Stanch-Token", hookSecret)
@@ -166,28 +181,33 @@ func sendAndWait(url string, sb *sandbox.Sandbox, i, event int) (time.Duration, 
 	start := time.Now()
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	_, _ = io.Copy(io.Discard, res.Body)
 	res.Body.Close()
 	if res.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("alert %d: HTTP %d", i, res.StatusCode)
+		return 0, 0, fmt.Errorf("alert %d: HTTP %d", i, res.StatusCode)
 	}
+	user := fmt.Sprintf("user%05d", i)
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if at, ok := deactivatedAt(sb, key); ok {
-			return at.Sub(start), nil
+		d, okD := effectiveAt(sb, "UpdateAccessKey", "AccessKeyId", key)
+		r, okR := effectiveAt(sb, "PutUserPolicy", "UserName", user)
+		if okD && okR {
+			return d.Sub(start), r.Sub(start), nil
 		}
 		time.Sleep(200 * time.Microsecond)
 	}
-	return 0, fmt.Errorf("alert %d: key never deactivated", i)
+	return 0, 0, fmt.Errorf("alert %d: key never contained", i)
 }
 
-func deactivatedAt(sb *sandbox.Sandbox, key string) (time.Time, bool) {
+// effectiveAt is when the sandbox received the effective call of action
+// whose param has value.
+func effectiveAt(sb *sandbox.Sandbox, action, param, value string) (time.Time, bool) {
 	calls := sb.Calls()
 	for i := len(calls) - 1; i >= 0; i-- {
 		c := calls[i]
-		if c.Action == "UpdateAccessKey" && c.Effective && c.Params["AccessKeyId"] == key {
+		if c.Action == action && c.Effective && c.Params[param] == value {
 			return c.Time, true
 		}
 	}
@@ -241,14 +261,15 @@ func render(rows []row, n int) string {
 	fmt.Fprintf(&b, "# Benchmarks\n\n")
 	fmt.Fprintf(&b, "Measured by `make bench` (`go run ./bench -out docs/benchmarks.md`) on %s at commit %s, %d cores, Go %s, %s.\n\n",
 		time.Now().UTC().Format("2006-01-02"), commit(), runtime.NumCPU(), strings.TrimPrefix(runtime.Version(), "go"), memory())
-	fmt.Fprintf(&b, "## Time to contain\n\nFrom just before an authenticated EventBridge webhook request is sent to stanch to the moment the sandbox receives the\n`UpdateAccessKey` that makes the leaked key Inactive; %d alerts one after another, embedded SQLite store. The floor is the\nsummed round trips of the same AWS calls (GetAccessKeyInfo, GetAccessKeyLastUsed, ListAccessKeys, UpdateAccessKey) made\ndirectly with the SDK against the same sandbox; the overhead ratio is p50 ÷ floor.\n\n", n)
-	fmt.Fprintf(&b, "| injected latency per AWS call | p50 | p95 | p99 | SDK floor | overhead ratio (p50) | alerts lost |\n|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "## Time to contain\n\nFrom just before an authenticated EventBridge webhook request is sent to stanch to the moment the sandbox receives the\n`UpdateAccessKey` that makes the leaked key Inactive (and, in the sessions column, the `PutUserPolicy` that revokes its\nuser's sessions); %d alerts one after another, embedded SQLite store. The floor is the\nsummed round trips of the same AWS calls (GetAccessKeyInfo, GetAccessKeyLastUsed, ListAccessKeys, UpdateAccessKey) made\ndirectly with the SDK against the same sandbox; the overhead ratio is p50 ÷ floor.\n\n", n)
+	fmt.Fprintf(&b, "| injected latency per AWS call | p50 | p95 | p99 | SDK floor | overhead ratio (p50) | sessions revoked p50 / p95 / p99 | alerts lost |\n|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		ratio := "-"
 		if r.floor > 0 {
 			ratio = fmt.Sprintf("%.2f", float64(r.p50)/float64(r.floor))
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %d |\n", r.latency, ms(r.p50), ms(r.p95), ms(r.p99), ms(r.floor), ratio, r.lost)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s / %s / %s | %d |\n", r.latency, ms(r.p50), ms(r.p95), ms(r.p99), ms(r.floor), ratio,
+			ms(r.revoke[0]), ms(r.revoke[1]), ms(r.revoke[2]), r.lost)
 	}
 	return b.String()
 }
@@ -449,4 +470,48 @@ func newHarness(ctx context.Context, keys int, latency time.Duration, perSecond 
 	hook := httptest.NewServer(triggers.NewEventBridgeLimited("X-Stanch-Token", []byte(hookSecret), sink, slog.New(slog.DiscardHandler), perSecond))
 	closers = append(closers, hook.Close)
 	return &harness{sb: sb, cfg: cfg, hook: hook, close: closeAll}, nil
+}
+
+type runbookResult struct {
+	n      int
+	perKey time.Duration // median wall time of the AWS CLI runbook per alert
+	stanch time.Duration // stanch's time to the same last call, p50
+}
+
+// runbook times bench/runbook.sh, the same containment calls made with the
+// AWS CLI, against a sandbox without injected latency.
+func runbook(ctx context.Context, n int) (runbookResult, error) {
+	if _, err := exec.LookPath("aws"); err != nil {
+		return runbookResult{}, fmt.Errorf("the AWS CLI is needed for the runbook comparison: %w", err)
+	}
+	h, err := newHarness(ctx, n, 0, 0)
+	if err != nil {
+		return runbookResult{}, err
+	}
+	defer h.close()
+	script, err := filepath.Abs("bench/runbook.sh")
+	if err != nil {
+		return runbookResult{}, err
+	}
+	var times []time.Duration
+	for i := range n {
+		cmd := exec.CommandContext(ctx, "bash", script, keyID(i))
+		cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL="+awsURL(h), "AWS_ACCESS_KEY_ID="+responderKey, "AWS_SECRET_ACCESS_KEY="+responderSecret,
+			"AWS_DEFAULT_REGION=us-east-1", "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "AWS_PAGER=")
+		start := time.Now()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return runbookResult{}, fmt.Errorf("runbook: %v: %s", err, out)
+		}
+		times = append(times, time.Since(start))
+	}
+	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+	return runbookResult{n: n, perKey: pct(times, 50)}, nil
+}
+
+func awsURL(h *harness) string { return aws.ToString(h.cfg.BaseEndpoint) }
+
+func (r runbookResult) render() string {
+	ratio := float64(r.perKey) / float64(max(r.stanch, 1))
+	return fmt.Sprintf("\n## Side by side with an AWS CLI runbook\n\n`bench/runbook.sh` makes the same containment calls with the AWS CLI (get-access-key-info, get-access-key-last-used,\nupdate-access-key, put-user-policy) against the same sandbox; median of %d alerts, against stanch's p50 time to the\nsession-revoking policy (0 ms injected latency).\n\n| AWS CLI runbook per alert | stanch per alert | stanch is faster by |\n|---|---|---|\n| %s | %s | %.0f× |\n",
+		r.n, ms(r.perKey), ms(r.stanch), ratio)
 }
