@@ -6,6 +6,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"flag"
@@ -87,6 +88,10 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
+	mem, err := waitingMemory(ctx, 1000)
+	if err != nil {
+		fail(err)
+	}
 	cli, err := runbook(ctx, 10)
 	if err != nil {
 		fail(err)
@@ -96,7 +101,7 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
-	report := render(rows, *alerts) + cli.render() + ack.render() + impact.render()
+	report := render(rows, *alerts) + cli.render() + ack.render() + mem.render() + impact.render()
 	fmt.Print(report)
 	if *out != "" {
 		if err := os.WriteFile(*out, []byte(report), 0o644); err != nil {
@@ -514,4 +519,109 @@ func (r runbookResult) render() string {
 	ratio := float64(r.perKey) / float64(max(r.stanch, 1))
 	return fmt.Sprintf("\n## Side by side with an AWS CLI runbook\n\n`bench/runbook.sh` makes the same containment calls with the AWS CLI (get-access-key-info, get-access-key-last-used,\nupdate-access-key, put-user-policy) against the same sandbox; median of %d alerts, against stanch's p50 time to the\nsession-revoking policy (0 ms injected latency).\n\n| AWS CLI runbook per alert | stanch per alert | stanch is faster by |\n|---|---|---|\n| %s | %s | %.0f× |\n",
 		r.n, ms(r.perKey), ms(r.stanch), ratio)
+}
+
+type memoryResult struct {
+	runs          int
+	peak, current int // kB
+}
+
+const holdPlaybook = `
+name: hold
+steps:
+  - id: decide
+    action: aws.deactivate_key
+    approval: {approvers: [security-oncall], timeout: 24h}
+    with: {access_key_id: "${{ alert.credential.id }}"}
+`
+
+// waitingMemory runs the stanch binary's serve with n runs parked on an
+// approval and reads its peak resident memory from /proc.
+func waitingMemory(ctx context.Context, n int) (memoryResult, error) {
+	dir, err := os.MkdirTemp("", "stanch-bench-mem-")
+	if err != nil {
+		return memoryResult{}, err
+	}
+	defer os.RemoveAll(dir)
+	bin := filepath.Join(dir, "stanch")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/stanch").CombinedOutput(); err != nil {
+		return memoryResult{}, fmt.Errorf("build stanch: %v: %s", err, out)
+	}
+	pbPath := filepath.Join(dir, "hold.yaml")
+	if err := os.WriteFile(pbPath, []byte(holdPlaybook), 0o600); err != nil {
+		return memoryResult{}, err
+	}
+	sd, err := sandbox.ParseSeed("bench", []byte(seed(n)))
+	if err != nil {
+		return memoryResult{}, err
+	}
+	sb, err := sandbox.New(sd, sandbox.Options{})
+	if err != nil {
+		return memoryResult{}, err
+	}
+	awsSrv := httptest.NewServer(sb)
+	defer awsSrv.Close()
+	dbURL := "file:" + filepath.Join(dir, "stanch.db")
+	cmd := exec.CommandContext(ctx, bin, "serve", "--listen", "127.0.0.1:0", "--playbooks", pbPath, "--database", dbURL, "--rate-limit", "0")
+	cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL="+awsSrv.URL, "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID="+responderKey, "AWS_SECRET_ACCESS_KEY="+responderSecret,
+		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "HOME="+dir, "STANCH_EVENTBRIDGE_SECRET="+hookSecret)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return memoryResult{}, err
+	}
+	if err := cmd.Start(); err != nil {
+		return memoryResult{}, err
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		return memoryResult{}, fmt.Errorf("serve did not start: %w", err)
+	}
+	_, rest, _ := strings.Cut(line, "http://")
+	addr, _, _ := strings.Cut(rest, ",")
+	for i := range n {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/hooks/aws/eventbridge", bytes.NewReader(healthEvent(keyID(i), 200000+i)))
+		req.Header.Set("X-Stanch-Token", hookSecret)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return memoryResult{}, err
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+	}
+	db, err := runner.OpenDatabase(ctx, dbURL)
+	if err != nil {
+		return memoryResult{}, err
+	}
+	defer db.Close()
+	store := runner.NewStore(db, nil)
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		waiting, err := store.ListRuns(ctx, runner.ListFilter{Status: runner.RunWaitingApproval})
+		if err != nil {
+			return memoryResult{}, err
+		}
+		if len(waiting) == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			return memoryResult{}, fmt.Errorf("only %d of %d runs are waiting", len(waiting), n)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+	if err != nil {
+		return memoryResult{}, err
+	}
+	r := memoryResult{runs: n}
+	for _, l := range strings.Split(string(status), "\n") {
+		fmt.Sscanf(l, "VmHWM: %d kB", &r.peak)
+		fmt.Sscanf(l, "VmRSS: %d kB", &r.current)
+	}
+	return r, nil
+}
+
+func (m memoryResult) render() string {
+	return fmt.Sprintf("\n## Memory with runs waiting for approval\n\n`stanch serve` (the binary, embedded SQLite) holding %d runs parked on an approval; from /proc/PID/status.\n\n| runs waiting | peak RSS | RSS now |\n|---|---|---|\n| %d | %.1f MB | %.1f MB |\n",
+		m.runs, m.runs, float64(m.peak)/1024, float64(m.current)/1024)
 }

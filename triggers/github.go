@@ -47,8 +47,13 @@ type GitHub struct {
 
 // NewGitHub returns the endpoint; secret is the webhook's secret.
 func NewGitHub(secret []byte, sink Deferrer, log *slog.Logger) *GitHub {
-	return &GitHub{Secret: secret, Sink: sink, guard: newGuard("github", log, 50, 200), seen: newReplayMemory(100000)}
+	h := &GitHub{Secret: secret, Sink: sink, guard: newGuard("github", log, 0, 0), seen: newReplayMemory(100000)}
+	h.guard.limit(DefaultRateLimit)
+	return h
 }
+
+// RateLimit sets the endpoint's limit per source address.
+func (h *GitHub) RateLimit(perSecond float64) { h.guard.limit(perSecond) }
 
 // alertActions start or join an incident; "resolved" is only recorded.
 var alertActions = map[string]bool{"created": true, "reopened": true, "publicly_leaked": true, "validated": true}

@@ -48,6 +48,18 @@ func newGuard(source string, log *slog.Logger, perSecond float64, burst int) *gu
 	return &guard{source: source, log: log, rate: rate.Limit(perSecond), burst: burst, limiters: map[string]*rate.Limiter{}}
 }
 
+// limit sets the per-source rate: perSecond requests a second, bursts of
+// four seconds' worth; 0 turns the limit off.
+func (g *guard) limit(perSecond float64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.rate, g.burst = rate.Limit(perSecond), int(4*perSecond)
+	if perSecond <= 0 {
+		g.rate, g.burst = rate.Inf, 0
+	}
+	g.limiters = map[string]*rate.Limiter{}
+}
+
 func (g *guard) allow(r *http.Request) bool {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
@@ -110,18 +122,23 @@ type EventBridge struct {
 // NewEventBridge returns the endpoint, with a rate limit of 50 requests a
 // second (bursts of 200) per source address.
 func NewEventBridge(header string, secret []byte, sink Sink, log *slog.Logger) *EventBridge {
-	return NewEventBridgeLimited(header, secret, sink, log, 50)
+	return NewEventBridgeLimited(header, secret, sink, log, DefaultRateLimit)
 }
+
+// DefaultRateLimit is each endpoint's requests per second per source
+// address.
+const DefaultRateLimit = 50
 
 // NewEventBridgeLimited is NewEventBridge with perSecond requests a second
 // per source address (bursts of 4 seconds' worth); 0 means no limit.
 func NewEventBridgeLimited(header string, secret []byte, sink Sink, log *slog.Logger, perSecond float64) *EventBridge {
-	burst := int(4 * perSecond)
-	if perSecond <= 0 {
-		perSecond, burst = float64(rate.Inf), 0
-	}
-	return &EventBridge{Header: header, Secret: secret, Sink: sink, Now: time.Now, guard: newGuard("eventbridge", log, perSecond, burst)}
+	h := &EventBridge{Header: header, Secret: secret, Sink: sink, Now: time.Now, guard: newGuard("eventbridge", log, 0, 0)}
+	h.guard.limit(perSecond)
+	return h
 }
+
+// RateLimit sets the endpoint's limit per source address (see guard.limit).
+func (h *EventBridge) RateLimit(perSecond float64) { h.guard.limit(perSecond) }
 
 func (h *EventBridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, ok := h.guard.read(w, r)

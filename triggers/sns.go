@@ -45,7 +45,7 @@ type SNS struct {
 func NewSNS(topics []string, sink Sink, log *slog.Logger) *SNS {
 	client := &http.Client{Timeout: 10 * time.Second}
 	return &SNS{
-		Topics: topics, Sink: sink, Now: time.Now, guard: newGuard("sns", log, 50, 200), certs: map[string]*x509.Certificate{},
+		Topics: topics, Sink: sink, Now: time.Now, guard: newGuard("sns", log, DefaultRateLimit, 4*DefaultRateLimit), certs: map[string]*x509.Certificate{},
 		FetchCert: func(u string) (*x509.Certificate, error) {
 			res, err := client.Get(u)
 			if err != nil {
@@ -75,6 +75,9 @@ func NewSNS(topics []string, sink Sink, log *slog.Logger) *SNS {
 		},
 	}
 }
+
+// RateLimit sets the endpoint's limit per source address.
+func (h *SNS) RateLimit(perSecond float64) { h.guard.limit(perSecond) }
 
 // snsHost is what a signing certificate's and a SubscribeURL's host must be.
 var snsHost = regexp.MustCompile(`^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$`)

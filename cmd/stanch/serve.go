@@ -29,6 +29,7 @@ type serveFlags struct {
 	ghTokenEnv, ghAPIURL string
 	sqsQueues            []string
 	snsTopics            []string
+	rateLimit            float64
 	pollRepos, pollOrgs  []string
 	pollEvery            time.Duration
 	shutdownGrace        time.Duration
@@ -86,6 +87,7 @@ requests, then lets running steps finish (up to --shutdown-grace).`,
 	fl.StringArrayVar(&f.pollRepos, "github-poll-repo", nil, "repository (owner/name) whose open secret-scanning alerts are polled as a backstop for missed webhooks (repeatable)")
 	fl.StringArrayVar(&f.pollOrgs, "github-poll-org", nil, "organisation whose open secret-scanning alerts are polled as a backstop (repeatable)")
 	fl.DurationVar(&f.pollEvery, "github-poll-interval", 10*time.Minute, "how often the backstop polls")
+	fl.Float64Var(&f.rateLimit, "rate-limit", triggers.DefaultRateLimit, "requests per second each source address may make to each endpoint (bursts of 4 s worth; 0 = no limit)")
 	fl.StringArrayVar(&f.snsTopics, "sns-topic", nil, "SNS topic ARN whose HTTPS subscription POSTs to /hooks/aws/sns (repeatable); other topics are refused")
 	fl.StringArrayVar(&f.sqsQueues, "sqs-queue-url", nil, "SQS queue to poll for EventBridge events (repeatable)")
 	fl.DurationVar(&f.shutdownGrace, "shutdown-grace", 30*time.Second, "how long to wait for in-flight requests and running steps on shutdown")
@@ -139,18 +141,22 @@ func serve(ctx context.Context, g *globals, f serveFlags) error {
 	defer stop()
 	sink := &runner.Dispatcher{Runner: r, Playbooks: books, Log: log}
 	if ghSecret != "" {
-		mux.Handle("/hooks/github", triggers.NewGitHub([]byte(ghSecret), sink, log))
+		h := triggers.NewGitHub([]byte(ghSecret), sink, log)
+		h.RateLimit(f.rateLimit)
+		mux.Handle("/hooks/github", h)
 	} else {
 		log.Warn("GitHub endpoint off: its secret variable is not set", "variable", f.ghSecretEnv)
 	}
 
 	if secret := os.Getenv(f.ebSecretEv); secret != "" {
-		mux.Handle("/hooks/aws/eventbridge", triggers.NewEventBridge(f.ebHeader, []byte(secret), sink, log))
+		mux.Handle("/hooks/aws/eventbridge", triggers.NewEventBridgeLimited(f.ebHeader, []byte(secret), sink, log, f.rateLimit))
 	} else {
 		log.Warn("EventBridge endpoint off: its secret variable is not set", "variable", f.ebSecretEv)
 	}
 	if len(f.snsTopics) > 0 {
-		mux.Handle("/hooks/aws/sns", triggers.NewSNS(f.snsTopics, sink, log))
+		h := triggers.NewSNS(f.snsTopics, sink, log)
+		h.RateLimit(f.rateLimit)
+		mux.Handle("/hooks/aws/sns", h)
 	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, req *http.Request) {
 		if _, err := r.Store().ListRuns(req.Context(), runner.ListFilter{Limit: 1}); err != nil {
