@@ -108,7 +108,7 @@ func demo(ctx context.Context, g *globals, keep bool) error {
 	}
 	defer stop()
 
-	fmt.Fprintf(out, "sandbox   AWS (IAM, STS) at %s, account %s\n", endpoint, seed.Accounts[0].ID)
+	fmt.Fprintf(out, "sandbox   AWS (IAM, STS, CloudTrail, Secrets Manager) at %s, account %s\n", endpoint, seed.Accounts[0].ID)
 	alertData, err := examples.FS.ReadFile(demoAlert)
 	if err != nil {
 		return err

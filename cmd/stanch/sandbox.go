@@ -12,9 +12,11 @@ func newSandboxCmd(g *globals) *cobra.Command {
 	var seedPath, listen string
 	cmd := &cobra.Command{
 		Use:   "sandbox --seed FILE [--listen ADDR]",
-		Short: "Run local AWS (IAM, STS) endpoints with seeded accounts, users and keys",
-		Long: `Run the sandbox: local HTTP endpoints that speak the real IAM and STS wire protocols, with
-accounts, users and access keys loaded from a seed file (see examples/sandbox/seed.yaml).
+		Short: "Run local AWS and GitHub endpoints with seeded accounts, keys, history and alerts",
+		Long: `Run the sandbox: local HTTP endpoints that speak the real wire protocols of IAM, STS,
+CloudTrail, Secrets Manager, SQS and EC2 (DescribeRegions), and GitHub's secret-scanning REST
+API under /api/v3/, with accounts, users, access keys, CloudTrail history, secrets, queues and
+alerts loaded from a seed file (see examples/sandbox/seed.yaml).
 It prints the export lines that point the AWS SDKs and CLI (and so stanch) at it, for example:
 
   eval "$(stanch sandbox --seed examples/sandbox/seed.yaml &)"   # or copy the lines it prints
