@@ -31,6 +31,7 @@ func (s *Sandbox) iamOperation(action string) func(*request) (result, *apiError)
 		"AttachRolePolicy":         s.attach(roleAttachments, true),
 		"DetachRolePolicy":         s.attach(roleAttachments, false),
 		"ListAttachedRolePolicies": s.listAttached(roleAttachments),
+		"GetPolicy":                s.getManagedPolicy,
 	}[action]
 }
 

@@ -49,6 +49,8 @@ type account struct {
 	trail   *trail
 	secrets map[string]*secret // by region + "/" + name
 	queues  map[string]*sqsQueue
+	// customerPolicies are the account's customer managed policies, by ARN.
+	customerPolicies map[string]*customerPolicy
 }
 
 type user struct {
@@ -137,6 +139,7 @@ func New(seed Seed, opts Options) (*Sandbox, error) {
 			}
 			a.roles[r.name] = r
 		}
+		a.seedManaged(sa, epoch)
 		for _, ss := range sa.Sessions {
 			s.keys[ss.ID] = &key{id: ss.ID, secret: ss.Secret, status: statusActive, created: epoch, account: a, role: a.roles[ss.Role]}
 		}

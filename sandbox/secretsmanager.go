@@ -208,6 +208,9 @@ func (s *Sandbox) getSecretValue(req *request) (result, *apiError) {
 		}
 		v = sec.withStage(stage)
 	}
+	if v == nil && in.VersionID != "" {
+		return result{}, smError("ResourceNotFoundException", "Secrets Manager can't find the specified secret value for VersionId: %s", in.VersionID)
+	}
 	if v == nil {
 		return result{}, smError("ResourceNotFoundException", "Secrets Manager can't find the specified secret value for staging label: %s", cmpOr(in.VersionStage, stageCurrent))
 	}
@@ -292,8 +295,15 @@ func (s *Sandbox) updateSecretVersionStage(req *request) (result, *apiError) {
 	return result{body: out}, nil
 }
 
+type listVersionsInput struct {
+	SecretID          string `json:"SecretId"`
+	IncludeDeprecated bool   `json:"IncludeDeprecated"`
+}
+
+func (in listVersionsInput) secretID() string { return in.SecretID }
+
 func (s *Sandbox) listSecretVersionIds(req *request) (result, *apiError) {
-	_, sec, err := secretRequest[secretIDInput](s, req)
+	in, sec, err := secretRequest[listVersionsInput](s, req)
 	if err != nil {
 		return result{}, err
 	}
@@ -305,6 +315,9 @@ func (s *Sandbox) listSecretVersionIds(req *request) (result, *apiError) {
 	sort.Strings(ids)
 	for _, id := range ids {
 		v := sec.versions[id]
+		if len(v.stages) == 0 && !in.IncludeDeprecated {
+			continue // a version without labels is deprecated
+		}
 		versions = append(versions, map[string]any{"VersionId": id, "VersionStages": v.stages, "CreatedDate": float64(v.created.Unix())})
 	}
 	return result{body: map[string]any{"ARN": sec.arn, "Name": sec.name, "Versions": versions}}, nil

@@ -37,6 +37,8 @@ type SeedAccount struct {
 	Secrets []SeedSecret `yaml:"secrets" json:"secrets"`
 	// Queues are SQS queue names.
 	Queues []string `yaml:"queues" json:"queues"`
+	// CustomerPolicies are customer managed policies users and roles may attach.
+	CustomerPolicies []SeedCustomerPolicy `yaml:"customer_policies" json:"customer_policies"`
 }
 
 // SeedUser is an IAM user with its access keys and inline policies.
@@ -44,6 +46,8 @@ type SeedUser struct {
 	Name     string            `yaml:"name" json:"name"`
 	Keys     []SeedKey         `yaml:"keys" json:"keys"`
 	Policies map[string]string `yaml:"policies" json:"policies"`
+	// ManagedPolicies are the ARNs of attached managed policies.
+	ManagedPolicies []string `yaml:"managed_policies" json:"managed_policies"`
 }
 
 // SeedKey is an access key.
@@ -66,6 +70,8 @@ type SeedLastUsed struct {
 type SeedRole struct {
 	Name     string            `yaml:"name" json:"name"`
 	Policies map[string]string `yaml:"policies" json:"policies"`
+	// ManagedPolicies are the ARNs of attached managed policies.
+	ManagedPolicies []string `yaml:"managed_policies" json:"managed_policies"`
 	// TrustedAccounts may assume the role with sts:AssumeRole (its trust
 	// policy, reduced to what stanch needs); ExternalID, when set, must be
 	// presented.
@@ -147,6 +153,9 @@ func (s Seed) validate() error {
 		roles := map[string]bool{}
 		for _, r := range a.Roles {
 			roles[r.Name] = true
+		}
+		if err := validateManagedSeed(a); err != nil {
+			return err
 		}
 		for _, ses := range a.Sessions {
 			if !validKeyID(ses.ID, "ASIA") || keys[ses.ID] || !roles[ses.Role] {

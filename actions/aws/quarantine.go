@@ -2,8 +2,13 @@ package aws
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
@@ -58,6 +63,8 @@ var quarantinePermissions = []actions.Permission{
 	{Name: "iam:GetRolePolicy", Why: "check the inline quarantine of a role"},
 	{Name: "iam:PutRolePolicy", Why: "put an inline deny-all on a role"},
 	{Name: "iam:DeleteRolePolicy", Why: "remove the inline deny-all from a role"},
+	{Name: "iam:ListUserPolicies", Why: "inline mode: check the user exists"},
+	{Name: "iam:ListRolePolicies", Why: "inline mode: check the role exists"},
 }
 
 func quarantine(p *Provider, release bool) actions.Action {
@@ -66,23 +73,26 @@ func quarantine(p *Provider, release bool) actions.Action {
 		name, summary, verb = "aws.release_quarantine", "Undo aws.quarantine: detach the quarantine policy (or delete the inline deny-all).", "release"
 	}
 	return actions.New(actions.Definition[QuarantineParams]{
-		Name:        name,
-		Summary:     summary,
-		Outputs:     []actions.Output{{Name: "principal", Type: "string", Doc: "user/NAME or role/NAME"}, {Name: "policy", Type: "string", Doc: "the policy ARN, or the inline policy name"}},
+		Name:    name,
+		Summary: summary,
+		Outputs: []actions.Output{
+			{Name: "principal", Type: "string", Doc: "user/NAME or role/NAME"},
+			{Name: "policy", Type: "string", Doc: "the policy ARN, or the inline policy name"},
+			// AWS attaches AWSCompromisedKeyQuarantineV2 itself when it finds
+			// a leak, and that one must stay: a playbook releases only what
+			// its own quarantine step put in place.
+			{Name: "changed", Type: "bool", Doc: "true when this step changed something; false when it was already so (for aws.quarantine: the policy may be AWS's own, which a release must leave alone)"},
+		},
 		Permissions: quarantinePermissions,
-		Example: fmt.Sprintf(`- id: %s
-  action: %s
-  with:
-    user_name: ${{ steps.identify.outputs.user_name }}
-`, verb, name),
-		Validate: validateQuarantine,
+		Example:     quarantineExample(release),
+		Validate:    validateQuarantine,
 		PlanFunc: func(ctx context.Context, _ actions.Env, in *QuarantineParams) (actions.Plan, error) {
 			q, err := p.quarantineState(ctx, in)
 			if err != nil {
 				return actions.Plan{}, err
 			}
-			plan := actions.Plan{Calls: q.calls, Outputs: q.outputs()}
-			if q.in == !release {
+			plan := actions.Plan{Calls: q.calls, Outputs: q.outputs(!q.settled(release))}
+			if q.settled(release) {
 				plan.Summary = fmt.Sprintf("%s: nothing to change (%s)", q.principal(), q.state())
 				return plan, nil
 			}
@@ -91,35 +101,61 @@ func quarantine(p *Provider, release bool) actions.Action {
 			plan.Calls = append(plan.Calls, actions.Call{Service: "iam", Operation: op, Params: params, Mutates: true})
 			return plan, nil
 		},
-		DoFunc: func(ctx context.Context, _ actions.Env, in *QuarantineParams) (actions.Result, error) {
-			q, err := p.quarantineState(ctx, in)
-			if err != nil {
-				return actions.Result{}, err
-			}
-			if q.in == !release {
-				return actions.Result{Outcome: actions.Already, Message: fmt.Sprintf("%s: %s already", q.principal(), q.state()), Outputs: q.outputs()}, nil
-			}
-			if err := q.apply(ctx, release); err != nil {
-				return actions.Result{}, fmt.Errorf("%s %s: %w", verb, q.principal(), err)
-			}
-			now, err := q.read(ctx)
-			if err != nil {
-				return actions.Result{}, fmt.Errorf("%s %s: verify: %w", verb, q.principal(), err)
-			}
-			if now == release {
-				return actions.Result{}, actions.Retryable(fmt.Errorf("%s %s: the change does not read back yet", verb, q.principal()))
-			}
-			q.in = now
-			return actions.Result{Outcome: actions.Done, Message: fmt.Sprintf("%s: %s", q.principal(), q.state()), Outputs: q.outputs()}, nil
+		DoFunc: func(ctx context.Context, env actions.Env, in *QuarantineParams) (actions.Result, error) {
+			return p.quarantine(ctx, env, in, release, verb)
 		},
 	})
+}
+
+func (p *Provider) quarantine(ctx context.Context, env actions.Env, in *QuarantineParams, release bool, verb string) (actions.Result, error) {
+	q, err := p.quarantineState(ctx, in)
+	if err != nil {
+		return actions.Result{}, err
+	}
+	if q.settled(release) {
+		return actions.Result{Outcome: actions.Already, Message: fmt.Sprintf("%s: %s already; nothing changed", q.principal(), q.state()), Outputs: q.outputs(false)}, nil
+	}
+	if err := q.apply(ctx, release); err != nil {
+		return actions.Result{}, fmt.Errorf("%s %s: %w", verb, q.principal(), err)
+	}
+	env.Log().Info("quarantine changed", "principal", q.principal(), "policy", q.policy(), "release", release)
+	// Verify: read it back; IAM is eventually consistent.
+	for attempt := 1; ; attempt++ {
+		if err := q.read(ctx); err != nil {
+			return actions.Result{}, fmt.Errorf("%s %s: verify: %w", verb, q.principal(), err)
+		}
+		if q.settled(release) {
+			break
+		}
+		if attempt >= p.opts.VerifyAttempts {
+			return actions.Result{}, actions.Retryable(fmt.Errorf("%s %s: the change does not read back yet (%s)", verb, q.principal(), q.state()))
+		}
+		select {
+		case <-ctx.Done():
+			return actions.Result{}, actions.Retryable(fmt.Errorf("%s %s: verify: %w", verb, q.principal(), ctx.Err()))
+		case <-time.After(p.opts.VerifyDelay):
+		}
+	}
+	return actions.Result{Outcome: actions.Done, Message: fmt.Sprintf("%s: %s; verified", q.principal(), q.state()), Outputs: q.outputs(true)}, nil
 }
 
 type quarantineCheck struct {
 	iam    *iam.Client
 	params *QuarantineParams
-	in     bool // quarantined now
-	calls  []actions.Call
+	// in: the quarantine is in force (the managed policy is attached, or
+	// the inline policy denies everything). present: there is something
+	// for a release to remove (in inline mode, a policy of that name
+	// whatever it says).
+	in, present bool
+	calls       []actions.Call
+}
+
+// settled reports whether there is nothing left to do.
+func (q *quarantineCheck) settled(release bool) bool {
+	if release {
+		return !q.present
+	}
+	return q.in
 }
 
 func (p *Provider) quarantineState(ctx context.Context, in *QuarantineParams) (*quarantineCheck, error) {
@@ -130,8 +166,17 @@ func (p *Provider) quarantineState(ctx context.Context, in *QuarantineParams) (*
 	q := &quarantineCheck{iam: c, params: in}
 	op, params := q.readCall()
 	q.calls = append(q.calls, actions.Call{Service: "iam", Operation: op, Params: params, Made: true})
-	if q.in, err = q.read(ctx); err != nil {
+	if err = q.read(ctx); err != nil {
 		return nil, fmt.Errorf("quarantine %s: %w", q.principal(), err)
+	}
+	if in.Mode == "inline" && !q.present {
+		// GetUserPolicy says NoSuchEntity for a missing user too: make sure
+		// "not quarantined" is not about a principal that does not exist.
+		call, err := checkPrincipal(ctx, c, in.UserName, in.RoleName)
+		q.calls = append(q.calls, call)
+		if err != nil {
+			return nil, fmt.Errorf("quarantine %s: %w", q.principal(), err)
+		}
 	}
 	return q, nil
 }
@@ -151,14 +196,17 @@ func (q *quarantineCheck) policy() string {
 }
 
 func (q *quarantineCheck) state() string {
-	if q.in {
+	switch {
+	case q.in:
 		return "quarantined by " + q.policy()
+	case q.present:
+		return "holds an inline policy " + q.policy() + " that does not deny everything"
 	}
 	return "not quarantined by " + q.policy()
 }
 
-func (q *quarantineCheck) outputs() map[string]any {
-	return map[string]any{"principal": q.principal(), "policy": q.policy()}
+func (q *quarantineCheck) outputs(changed bool) map[string]any {
+	return map[string]any{"principal": q.principal(), "policy": q.policy(), "changed": changed}
 }
 
 func (q *quarantineCheck) who() map[string]any {
@@ -202,21 +250,33 @@ func (q *quarantineCheck) change(release bool) (string, map[string]any) {
 	}
 }
 
-// read reports whether the quarantine is in place.
-func (q *quarantineCheck) read(ctx context.Context) (bool, error) {
+// read finds out whether the quarantine is in place.
+func (q *quarantineCheck) read(ctx context.Context) error {
 	user, role := awssdk.String(q.params.UserName), awssdk.String(q.params.RoleName)
-	var err error
+	q.in, q.present = false, false
 	if q.params.Mode == "inline" {
+		var doc *string
+		var err error
 		if q.params.RoleName != "" {
-			_, err = q.iam.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: role, PolicyName: awssdk.String(inlineQuarantine)})
+			var out *iam.GetRolePolicyOutput
+			if out, err = q.iam.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: role, PolicyName: awssdk.String(inlineQuarantine)}); err == nil {
+				doc = out.PolicyDocument
+			}
 		} else {
-			_, err = q.iam.GetUserPolicy(ctx, &iam.GetUserPolicyInput{UserName: user, PolicyName: awssdk.String(inlineQuarantine)})
+			var out *iam.GetUserPolicyOutput
+			if out, err = q.iam.GetUserPolicy(ctx, &iam.GetUserPolicyInput{UserName: user, PolicyName: awssdk.String(inlineQuarantine)}); err == nil {
+				doc = out.PolicyDocument
+			}
 		}
 		var nse *iamtypes.NoSuchEntityException
 		if errors.As(err, &nse) {
-			return false, nil
+			return nil
 		}
-		return err == nil, classifyOp(err, "read inline policy")
+		if err != nil {
+			return classifyOp(err, "iam:Get"+q.kind()+"Policy")
+		}
+		q.present, q.in = true, deniesEverything(awssdk.ToString(doc))
+		return nil
 	}
 	var attached []iamtypes.AttachedPolicy
 	if q.params.RoleName != "" {
@@ -224,7 +284,7 @@ func (q *quarantineCheck) read(ctx context.Context) (bool, error) {
 		for pages.HasMorePages() {
 			page, err := pages.NextPage(ctx)
 			if err != nil {
-				return false, classifyOp(err, "iam:ListAttachedRolePolicies")
+				return classifyOp(err, "iam:ListAttachedRolePolicies")
 			}
 			attached = append(attached, page.AttachedPolicies...)
 		}
@@ -233,17 +293,63 @@ func (q *quarantineCheck) read(ctx context.Context) (bool, error) {
 		for pages.HasMorePages() {
 			page, err := pages.NextPage(ctx)
 			if err != nil {
-				return false, classifyOp(err, "iam:ListAttachedUserPolicies")
+				return classifyOp(err, "iam:ListAttachedUserPolicies")
 			}
 			attached = append(attached, page.AttachedPolicies...)
 		}
 	}
 	for _, a := range attached {
 		if awssdk.ToString(a.PolicyArn) == q.params.PolicyArn {
-			return true, nil
+			q.in, q.present = true, true
 		}
 	}
-	return false, nil
+	return nil
+}
+
+// deniesEverything reports whether a (URL-encoded) policy document has an
+// unconditional Deny of every action on every resource.
+func deniesEverything(doc string) bool {
+	if !strings.HasPrefix(strings.TrimSpace(doc), "{") {
+		if unescaped, err := url.PathUnescape(doc); err == nil {
+			doc = unescaped
+		}
+	}
+	var policy struct {
+		Statement json.RawMessage `json:"Statement"`
+	}
+	if json.Unmarshal([]byte(doc), &policy) != nil {
+		return false
+	}
+	type statement struct {
+		Effect    string          `json:"Effect"`
+		Action    json.RawMessage `json:"Action"`
+		Resource  json.RawMessage `json:"Resource"`
+		Condition json.RawMessage `json:"Condition"`
+	}
+	var statements []statement
+	if json.Unmarshal(policy.Statement, &statements) != nil {
+		var one statement
+		if json.Unmarshal(policy.Statement, &one) != nil {
+			return false
+		}
+		statements = []statement{one}
+	}
+	for _, s := range statements {
+		if s.Effect == "Deny" && noCondition(s.Condition) && hasStar(s.Action) && hasStar(s.Resource) {
+			return true
+		}
+	}
+	return false
+}
+
+// hasStar reports whether a policy element ("*" or a list) contains "*".
+func hasStar(raw json.RawMessage) bool {
+	var one string
+	if json.Unmarshal(raw, &one) == nil {
+		return one == "*"
+	}
+	var list []string
+	return json.Unmarshal(raw, &list) == nil && slices.Contains(list, "*")
 }
 
 func (q *quarantineCheck) apply(ctx context.Context, release bool) error {
@@ -278,4 +384,27 @@ func classifyOp(err error, op string) error {
 		return nil
 	}
 	return classify(fmt.Errorf("%s: %w", op, err))
+}
+
+func noCondition(raw json.RawMessage) bool {
+	c := strings.TrimSpace(string(raw))
+	return c == "" || c == "null" || c == "{}"
+}
+
+func quarantineExample(release bool) string {
+	if release {
+		return `- id: release
+  action: aws.release_quarantine
+  if: steps.quarantine.outputs.changed
+  approval: {approvers: [security-oncall], timeout: 24h}
+  with:
+    user_name: ${{ steps.identify.outputs.user_name }}
+`
+	}
+	return `- id: quarantine
+  action: aws.quarantine
+  with:
+    user_name: ${{ steps.identify.outputs.user_name }}
+    account: ${{ steps.identify.outputs.account }}
+`
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
+	"strings"
 	"time"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
@@ -40,6 +42,8 @@ func revokeSessions(p *Provider) actions.Action {
 			{Name: "iam:PutUserPolicy", Why: "put the session cutoff on a user"},
 			{Name: "iam:GetRolePolicy", Why: "read the cutoff already in force on a role"},
 			{Name: "iam:PutRolePolicy", Why: "put the session cutoff on a role"},
+			{Name: "iam:ListUserPolicies", Why: "plan: check the user exists"},
+			{Name: "iam:ListRolePolicies", Why: "plan: check the role exists"},
 		},
 		Example: `- id: revoke_sessions
   action: aws.revoke_sessions
@@ -62,6 +66,13 @@ func revokeSessions(p *Provider) actions.Action {
 			st, err := p.sessionCutoff(ctx, env, in)
 			if err != nil {
 				return actions.Plan{}, err
+			}
+			if st.current.IsZero() {
+				// Without a policy to read, make sure the principal exists,
+				// so that the plan does not promise what Do would refuse.
+				if err := st.principalExists(ctx); err != nil {
+					return actions.Plan{}, fmt.Errorf("revoke sessions of %s: %w", st.principal(), err)
+				}
 			}
 			plan := actions.Plan{Calls: st.calls, Outputs: st.outputs()}
 			if st.kept() {
@@ -89,13 +100,24 @@ func (p *Provider) revoke(ctx context.Context, env actions.Env, in *RevokeSessio
 	if err := st.put(ctx); err != nil {
 		return actions.Result{}, fmt.Errorf("revoke sessions of %s: %w", st.principal(), err)
 	}
-	// Verify: read the policy back.
-	got, err := st.read(ctx)
-	if err != nil {
-		return actions.Result{}, fmt.Errorf("revoke sessions of %s: verify: %w", st.principal(), err)
-	}
-	if got.Before(st.cutoff) {
-		return actions.Result{}, actions.Retryable(fmt.Errorf("revoke sessions of %s: the policy still reads cutoff %s", st.principal(), got.Format(time.RFC3339)))
+	env.Log().Info("sessions revoked", "principal", st.principal(), "policy", st.policy, "cutoff", st.cutoff.Format(time.RFC3339))
+	// Verify: read the policy back; IAM is eventually consistent.
+	for attempt := 1; ; attempt++ {
+		got, err := st.read(ctx)
+		if err != nil {
+			return actions.Result{}, fmt.Errorf("revoke sessions of %s: verify: %w", st.principal(), err)
+		}
+		if !got.Before(st.cutoff) {
+			break
+		}
+		if attempt >= p.opts.VerifyAttempts {
+			return actions.Result{}, actions.Retryable(fmt.Errorf("revoke sessions of %s: the policy still reads cutoff %s after %s", st.principal(), got.Format(time.RFC3339), st.putOp()))
+		}
+		select {
+		case <-ctx.Done():
+			return actions.Result{}, actions.Retryable(fmt.Errorf("revoke sessions of %s: verify: %w", st.principal(), ctx.Err()))
+		case <-time.After(p.opts.VerifyDelay):
+		}
 	}
 	msg := fmt.Sprintf("every session of %s issued before %s is denied", st.principal(), st.cutoff.Format(time.RFC3339))
 	if !st.current.IsZero() {
@@ -110,7 +132,11 @@ type cutoffState struct {
 	in      *RevokeSessionsParams
 	policy  string
 	cutoff  time.Time // the one this step wants
-	current time.Time // the one in force, zero if none
+	current time.Time // the one in force for everything, zero if none
+	// partial is the latest cutoff of any Deny statement of the policy,
+	// which may deny less than everything: a new policy never moves it
+	// earlier.
+	partial time.Time
 	calls   []actions.Call
 }
 
@@ -130,15 +156,23 @@ func (p *Provider) sessionCutoff(ctx context.Context, env actions.Env, in *Revok
 	default:
 		st.cutoff = time.Now()
 	}
-	st.cutoff = st.cutoff.UTC().Truncate(time.Second).Add(time.Second)
+	// IAM compares whole seconds: round up, so that a credential issued
+	// in the same second as the step started is denied too.
+	st.cutoff = st.cutoff.UTC()
+	if t := st.cutoff.Truncate(time.Second); !t.Equal(st.cutoff) {
+		st.cutoff = t.Add(time.Second)
+	}
 	c, err := p.iam(ctx, in.Account)
 	if err != nil {
 		return nil, fmt.Errorf("revoke sessions of %s: %w", st.principal(), err)
 	}
 	st.iam = c
 	st.calls = append(st.calls, actions.Call{Service: "iam", Operation: st.getOp(), Params: st.getParams(), Made: true})
-	if st.current, err = st.read(ctx); err != nil {
+	if st.current, st.partial, err = st.readBoth(ctx); err != nil {
 		return nil, fmt.Errorf("revoke sessions of %s: %w", st.principal(), err)
+	}
+	if !st.kept() && st.partial.After(st.cutoff) {
+		st.cutoff = st.partial
 	}
 	return st, nil
 }
@@ -189,8 +223,14 @@ func (st *cutoffState) putParams() map[string]any {
 
 // read returns the cutoff of the policy in force, zero when there is none.
 func (st *cutoffState) read(ctx context.Context) (time.Time, error) {
+	full, _, err := st.readBoth(ctx)
+	return full, err
+}
+
+// readBoth returns the cutoffs of the policy (see cutoffsOf), zero when
+// there is none.
+func (st *cutoffState) readBoth(ctx context.Context) (full, partial time.Time, err error) {
 	var doc *string
-	var err error
 	if st.in.RoleName != "" {
 		var out *iam.GetRolePolicyOutput
 		if out, err = st.iam.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: awssdk.String(st.in.RoleName), PolicyName: awssdk.String(st.policy)}); err == nil {
@@ -206,12 +246,31 @@ func (st *cutoffState) read(ctx context.Context) (time.Time, error) {
 	if errors.As(err, &nse) {
 		// No such policy is no cutoff — unless the principal itself is
 		// missing, which the put reports.
-		return time.Time{}, nil
+		return time.Time{}, time.Time{}, nil
 	}
 	if err != nil {
-		return time.Time{}, classify(fmt.Errorf("iam:%s: %w", st.getOp(), err))
+		return time.Time{}, time.Time{}, classify(fmt.Errorf("iam:%s: %w", st.getOp(), err))
 	}
-	return cutoffOf(awssdk.ToString(doc))
+	return cutoffsOf(awssdk.ToString(doc))
+}
+
+// principalExists checks that the user or role exists.
+func (st *cutoffState) principalExists(ctx context.Context) error {
+	call, err := checkPrincipal(ctx, st.iam, st.in.UserName, st.in.RoleName)
+	st.calls = append(st.calls, call)
+	return err
+}
+
+// checkPrincipal lists one inline policy of the user (or role, when role is
+// set), which fails with NoSuchEntity when the principal does not exist. It
+// returns the call it made, for plans.
+func checkPrincipal(ctx context.Context, c *iam.Client, user, role string) (actions.Call, error) {
+	if role != "" {
+		_, err := c.ListRolePolicies(ctx, &iam.ListRolePoliciesInput{RoleName: awssdk.String(role), MaxItems: awssdk.Int32(1)})
+		return actions.Call{Service: "iam", Operation: "ListRolePolicies", Params: map[string]any{"RoleName": role, "MaxItems": 1}, Made: true}, classifyOp(err, "iam:ListRolePolicies")
+	}
+	_, err := c.ListUserPolicies(ctx, &iam.ListUserPoliciesInput{UserName: awssdk.String(user), MaxItems: awssdk.Int32(1)})
+	return actions.Call{Service: "iam", Operation: "ListUserPolicies", Params: map[string]any{"UserName": user, "MaxItems": 1}, Made: true}, classifyOp(err, "iam:ListUserPolicies")
 }
 
 func (st *cutoffState) put(ctx context.Context) error {
@@ -244,40 +303,89 @@ func revokeDocument(cutoff time.Time) string {
 	return string(out)
 }
 
-// cutoffOf reads the latest aws:TokenIssueTime cutoff from a policy
-// document, which IAM returns URL-encoded.
+// cutoffOf reads the latest aws:TokenIssueTime cutoff of the statements
+// of a policy document (which IAM returns URL-encoded) that deny every
+// action on every resource. A cutoff it cannot read is an error:
+// overwriting it might loosen it.
 func cutoffOf(doc string) (time.Time, error) {
-	if unescaped, err := url.QueryUnescape(doc); err == nil {
-		doc = unescaped
+	full, _, err := cutoffsOf(doc)
+	return full, err
+}
+
+// cutoffsOf returns the latest cutoff of the statements that deny
+// everything (full), and of every Deny statement with a cutoff (partial).
+func cutoffsOf(doc string) (full, partial time.Time, err error) {
+	if !strings.HasPrefix(strings.TrimSpace(doc), "{") {
+		// PathUnescape, not QueryUnescape: a literal '+' (a UTC offset)
+		// must stay a '+'.
+		if unescaped, err := url.PathUnescape(doc); err == nil {
+			doc = unescaped
+		}
 	}
 	var policy struct {
 		Statement json.RawMessage `json:"Statement"`
 	}
 	if err := json.Unmarshal([]byte(doc), &policy); err != nil {
-		return time.Time{}, actions.Permanentf("the existing session policy is not JSON; fix or delete it: %v", err)
+		return time.Time{}, time.Time{}, actions.Permanentf("the existing session policy is not JSON; fix or delete it: %v", err)
 	}
 	type statement struct {
-		Effect    string                       `json:"Effect"`
-		Condition map[string]map[string]string `json:"Condition"`
+		Effect    string                    `json:"Effect"`
+		Action    json.RawMessage           `json:"Action"`
+		Resource  json.RawMessage           `json:"Resource"`
+		Condition map[string]map[string]any `json:"Condition"`
 	}
 	var statements []statement
 	if err := json.Unmarshal(policy.Statement, &statements); err != nil {
 		var one statement
 		if err := json.Unmarshal(policy.Statement, &one); err != nil {
-			return time.Time{}, actions.Permanentf("the existing session policy has an unexpected shape: %v", err)
+			return time.Time{}, time.Time{}, actions.Permanentf("the existing session policy has an unexpected shape: %v", err)
 		}
 		statements = []statement{one}
 	}
-	var latest time.Time
 	for _, s := range statements {
 		if s.Effect != "Deny" {
 			continue
 		}
-		if v, ok := s.Condition["DateLessThan"]["aws:TokenIssueTime"]; ok {
-			if t, err := time.Parse(time.RFC3339, v); err == nil && t.After(latest) {
-				latest = t
+		v, ok := s.Condition["DateLessThan"]["aws:TokenIssueTime"]
+		if !ok {
+			continue
+		}
+		values, ok := v.([]any)
+		if !ok {
+			values = []any{v}
+		}
+		for _, value := range values {
+			text, _ := value.(string)
+			t, err := parseIAMTime(text)
+			if err != nil {
+				return time.Time{}, time.Time{}, actions.Permanentf("the existing session policy's aws:TokenIssueTime %q is not a time stanch can read; fix or delete the policy", text)
+			}
+			if t.After(partial) {
+				partial = t
+			}
+			if hasStar(s.Action) && hasStar(s.Resource) && t.After(full) {
+				full = t
 			}
 		}
 	}
-	return latest.UTC(), nil
+	return full.UTC(), partial.UTC(), nil
+}
+
+// parseIAMTime reads the forms IAM accepts in date conditions: epoch
+// seconds, and ISO 8601 down to the year, with or without a zone (UTC when
+// absent).
+func parseIAMTime(s string) (time.Time, error) {
+	if secs, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.Unix(secs, 0).UTC(), nil
+	}
+	s = strings.ToUpper(s)
+	var err error
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05Z07", "2006-01-02T15:04:05Z0700", "2006-01-02T15:04:05",
+		"2006-01-02T15:04Z07:00", "2006-01-02T15:04", "2006-01-02T15", "2006-01-02", "2006-01", "2006"} {
+		var t time.Time
+		if t, err = time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, err
 }

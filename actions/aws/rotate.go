@@ -6,16 +6,21 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/stanchhq/stanch/actions"
 	"github.com/stanchhq/stanch/internal/crashpoint"
@@ -34,6 +39,9 @@ type RotateKeyParams struct {
 const (
 	twoKeysStop         = "stop"
 	twoKeysDeleteLeaked = "delete_leaked_if_inactive"
+
+	stageCurrent = "AWSCURRENT"
+	stagePending = "AWSPENDING"
 )
 
 // keySecret is what the secret holds: the common single-JSON layout.
@@ -41,6 +49,16 @@ type keySecret struct {
 	UserName        string `json:"UserName"`
 	AccessKeyID     string `json:"AccessKeyId"`
 	SecretAccessKey string `json:"SecretAccessKey"`
+}
+
+// String and LogValue keep the secret half out of any message or log that
+// a careless %v or slog attribute would otherwise put it in.
+func (k keySecret) String() string {
+	return fmt.Sprintf("{%s %s [REDACTED]}", k.UserName, k.AccessKeyID)
+}
+
+func (k keySecret) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("user", k.UserName), slog.String("key", k.AccessKeyID))
 }
 
 func rotateKey(p *Provider) actions.Action {
@@ -54,10 +72,11 @@ func rotateKey(p *Provider) actions.Action {
 		},
 		Permissions: []actions.Permission{
 			{Name: "iam:ListAccessKeys", Why: "see the user's keys and any left by an interrupted attempt"},
+			{Name: "iam:GetAccessKeyLastUsed", Why: "never take a key that has been used for one an interrupted attempt left"},
 			{Name: "iam:CreateAccessKey", Why: "create the replacement key"},
 			{Name: "iam:DeleteAccessKey", Why: "remove a key an interrupted attempt created, or the inactive leaked key when the user has two"},
-			{Name: "secretsmanager:DescribeSecret", Why: "find the current version"},
-			{Name: "secretsmanager:GetSecretValue", Why: "recognise the version this step wrote"},
+			{Name: "secretsmanager:DescribeSecret", Why: "find the current version and the versions that hold keys"},
+			{Name: "secretsmanager:GetSecretValue", Why: "recognise the version this step wrote and the keys the secret holds"},
 			{Name: "secretsmanager:PutSecretValue", Why: "store the new key as AWSPENDING"},
 			{Name: "secretsmanager:UpdateSecretVersionStage", Why: "promote it to AWSCURRENT"},
 			{Name: "sts:GetCallerIdentity", Why: "test the new key before promoting it"},
@@ -79,6 +98,9 @@ func rotateKey(p *Provider) actions.Action {
 			default:
 				return fmt.Errorf("when_two_keys %q: want %s or %s", in.WhenTwoKeys, twoKeysStop, twoKeysDeleteLeaked)
 			}
+			if strings.HasPrefix(in.LeakedAccessKeyID, "ASIA") {
+				return fmt.Errorf("leaked_access_key_id %s is a temporary (role session) credential: there is no user key to rotate", in.LeakedAccessKeyID)
+			}
 			return checkKeyID(in.LeakedAccessKeyID)
 		},
 		PlanFunc: func(ctx context.Context, env actions.Env, in *RotateKeyParams) (actions.Plan, error) {
@@ -86,37 +108,18 @@ func rotateKey(p *Provider) actions.Action {
 			if err != nil {
 				return actions.Plan{}, err
 			}
-			plan := actions.Plan{Calls: []actions.Call{
-				{Service: "secretsmanager", Operation: "DescribeSecret", Params: map[string]any{"SecretId": in.SecretID}, Made: true},
-				{Service: "iam", Operation: "ListAccessKeys", Params: map[string]any{"UserName": in.UserName}, Made: true},
-			}}
-			if _, err := r.sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: awssdk.String(in.SecretID)}); err != nil {
-				return plan, fmt.Errorf("rotate key of %s: secretsmanager:DescribeSecret %s: %w", in.UserName, in.SecretID, classify(err))
-			}
-			keys, err := r.keys(ctx)
-			if err != nil {
-				return plan, err
-			}
-			if len(keys) >= 2 {
-				if in.WhenTwoKeys != twoKeysDeleteLeaked {
-					return plan, r.twoKeysError(keys)
-				}
-				plan.Calls = append(plan.Calls, actions.Call{Service: "iam", Operation: "DeleteAccessKey", Params: map[string]any{"UserName": in.UserName, "AccessKeyId": in.LeakedAccessKeyID}, Mutates: true})
-			}
-			plan.Calls = append(plan.Calls,
-				actions.Call{Service: "iam", Operation: "CreateAccessKey", Params: map[string]any{"UserName": in.UserName}, Mutates: true},
-				actions.Call{Service: "secretsmanager", Operation: "PutSecretValue", Params: map[string]any{"SecretId": in.SecretID, "ClientRequestToken": r.token, "VersionStages": []string{"AWSPENDING"}}, Mutates: true},
-				actions.Call{Service: "sts", Operation: "GetCallerIdentity", Params: map[string]any{"with": "the new key"}},
-				actions.Call{Service: "secretsmanager", Operation: "UpdateSecretVersionStage", Params: map[string]any{"SecretId": in.SecretID, "VersionStage": "AWSCURRENT", "MoveToVersionId": r.token}, Mutates: true})
-			plan.Summary = fmt.Sprintf("would create a new key for %s, store it in %s as AWSPENDING, test it, then make it AWSCURRENT", in.UserName, in.SecretID)
-			return plan, nil
+			return r.plan(ctx)
 		},
 		DoFunc: func(ctx context.Context, env actions.Env, in *RotateKeyParams) (actions.Result, error) {
 			r, err := p.rotation(ctx, env, in)
 			if err != nil {
 				return actions.Result{}, err
 			}
-			return r.run(ctx)
+			res, err := r.run(ctx)
+			if err != nil {
+				return actions.Result{}, r.fail(err)
+			}
+			return res, nil
 		},
 	})
 }
@@ -158,153 +161,342 @@ func (r *rotation) fail(err error) error {
 	return fmt.Errorf("rotate key of %s: %w", r.in.UserName, err)
 }
 
-func (r *rotation) run(ctx context.Context) (actions.Result, error) {
-	// 1. A version with our token means an earlier attempt got this far.
-	stored, stages, err := r.ourVersion(ctx)
-	if err != nil {
-		return actions.Result{}, r.fail(err)
-	}
-	if stored == nil {
-		if stored, err = r.createAndStore(ctx); err != nil {
-			return actions.Result{}, r.fail(err)
-		}
-	}
-	if slices.Contains(stages, "AWSCURRENT") {
-		return r.done(ctx, actions.Already, stored)
-	}
-	// 2. Test the new key before anyone is given it.
-	if err := r.test(ctx, stored); err != nil {
-		return actions.Result{}, r.fail(err)
-	}
-	// 3. Promote.
-	if err := r.promote(ctx); err != nil {
-		return actions.Result{}, r.fail(err)
-	}
-	crashpoint.Hit("rotate:promoted")
-	return r.done(ctx, actions.Done, stored)
+// rotationState is what the read-only half of the step finds.
+type rotationState struct {
+	arn     string
+	current string // the version holding AWSCURRENT
+	// ours is the version this step wrote (ClientRequestToken = token), if
+	// an earlier attempt got that far, with its staging labels.
+	ours       *keySecret
+	oursStages []string
+	// keys, orphans and room are only looked at when ours is nil.
+	keys    []iamtypes.AccessKeyMetadata
+	orphans []string // keys an interrupted attempt created and lost
+	calls   []actions.Call
 }
 
-func (r *rotation) ourVersion(ctx context.Context) (*keySecret, []string, error) {
-	out, err := r.sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: awssdk.String(r.in.SecretID), VersionId: awssdk.String(r.token)})
+func (st *rotationState) read(service, op string, params map[string]any) {
+	st.calls = append(st.calls, actions.Call{Service: service, Operation: op, Params: params, Made: true})
+}
+
+// inspect is the check half of the step. Every call it makes is read-only.
+func (r *rotation) inspect(ctx context.Context) (*rotationState, error) {
+	st := &rotationState{}
+	st.read("secretsmanager", "DescribeSecret", map[string]any{"SecretId": r.in.SecretID})
+	desc, err := r.sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: awssdk.String(r.in.SecretID)})
+	if err != nil {
+		return st, classify(fmt.Errorf("secretsmanager:DescribeSecret %s: %w", r.in.SecretID, err))
+	}
+	st.arn = awssdk.ToString(desc.ARN)
+	for id, stages := range desc.VersionIdsToStages {
+		if slices.Contains(stages, stageCurrent) {
+			st.current = id
+		}
+	}
+	// Asked by id rather than found in VersionIdsToStages, which leaves out
+	// versions that have lost every label.
+	st.read("secretsmanager", "GetSecretValue", map[string]any{"SecretId": r.in.SecretID, "VersionId": r.token})
+	if st.ours, st.oursStages, err = r.version(ctx, r.token); err != nil {
+		return st, err
+	}
+	if st.ours != nil {
+		if st.ours.AccessKeyID == "" || st.ours.UserName != r.in.UserName {
+			return st, actions.Permanentf("secret version %s holds no access key of %s: it is not one this step wrote", r.token, r.in.UserName)
+		}
+		return st, nil
+	}
+	st.read("iam", "ListAccessKeys", map[string]any{"UserName": r.in.UserName})
+	listed, err := r.iam.ListAccessKeys(ctx, &iam.ListAccessKeysInput{UserName: awssdk.String(r.in.UserName)})
+	if err != nil {
+		return st, classify(fmt.Errorf("iam:ListAccessKeys: %w", err))
+	}
+	st.keys = listed.AccessKeyMetadata
+	st.orphans, err = r.orphans(ctx, st, desc.VersionIdsToStages, awsClockSkew(listed.ResultMetadata))
+	return st, err
+}
+
+// version reads one version of the secret as a key; nil when it does not
+// exist. A value that is not the key layout reads as an empty keySecret.
+func (r *rotation) version(ctx context.Context, id string) (*keySecret, []string, error) {
+	out, err := r.sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: awssdk.String(r.in.SecretID), VersionId: awssdk.String(id)})
 	var nf *smtypes.ResourceNotFoundException
 	if errors.As(err, &nf) {
 		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, nil, classify(fmt.Errorf("secretsmanager:GetSecretValue: %w", err))
+		return nil, nil, classify(fmt.Errorf("secretsmanager:GetSecretValue version %s: %w", id, err))
 	}
 	var ks keySecret
-	if err := json.Unmarshal([]byte(awssdk.ToString(out.SecretString)), &ks); err != nil || ks.AccessKeyID == "" {
-		return nil, nil, actions.Permanentf("secret version %s is not a key this step wrote", r.token)
+	_ = json.Unmarshal([]byte(awssdk.ToString(out.SecretString)), &ks)
+	if ks.AccessKeyID == "" {
+		// The other common layout.
+		var snake struct {
+			ID string `json:"aws_access_key_id"`
+		}
+		_ = json.Unmarshal([]byte(awssdk.ToString(out.SecretString)), &snake)
+		ks.AccessKeyID = snake.ID
 	}
 	return &ks, out.VersionStages, nil
 }
 
-func (r *rotation) keys(ctx context.Context) ([]iamtypes.AccessKeyMetadata, error) {
-	out, err := r.iam.ListAccessKeys(ctx, &iam.ListAccessKeysInput{UserName: awssdk.String(r.in.UserName)})
-	if err != nil {
-		return nil, classify(fmt.Errorf("iam:ListAccessKeys: %w", err))
+// orphans finds the keys an interrupted attempt of this step created and
+// then lost (it died before PutSecretValue, so nobody has their secret half
+// and they can only be replaced): keys other than the leaked one, created
+// since the step's first attempt began, that no labelled version of the
+// secret holds and that have never been used. Without a start time nothing
+// is an orphan.
+func (r *rotation) orphans(ctx context.Context, st *rotationState, versions map[string][]string, skew time.Duration) ([]string, error) {
+	// The first attempt of a step has no earlier attempt to clean up after
+	// (attempts are counted across crashes): nothing can be its orphan.
+	if r.env.Attempt <= 1 || r.env.StepStartedAt.IsZero() {
+		return nil, nil
 	}
-	return out.AccessKeyMetadata, nil
-}
-
-func (r *rotation) twoKeysError(keys []iamtypes.AccessKeyMetadata) error {
-	var ids []string
-	for _, k := range keys {
-		ids = append(ids, fmt.Sprintf("%s (%s)", awssdk.ToString(k.AccessKeyId), k.Status))
-	}
-	return actions.Permanentf("rotate key of %s: the user already has two access keys, %v, and IAM allows no third; delete one first, or set when_two_keys: %s to delete the leaked key once it is inactive", r.in.UserName, ids, twoKeysDeleteLeaked)
-}
-
-// intentStage labels the secret version in which a rotation records the
-// keys the user had before it created one: after a crash, any other key is
-// the rotation's own, whose secret half was lost, and is replaced.
-const intentStage = "STANCH_ROTATION_INTENT"
-
-// keysBefore returns the keys the user had when this rotation started,
-// recording them the first time.
-func (r *rotation) keysBefore(ctx context.Context, keys []iamtypes.AccessKeyMetadata) ([]string, error) {
-	intent := tokenFor(r.env.IdempotencyKey + "/intent")
-	out, err := r.sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: awssdk.String(r.in.SecretID), VersionId: awssdk.String(intent)})
-	var nf *smtypes.ResourceNotFoundException
-	switch {
-	case err == nil:
-		var rec struct {
-			KeysBefore []string `json:"keys_before"`
-		}
-		if err := json.Unmarshal([]byte(awssdk.ToString(out.SecretString)), &rec); err != nil {
-			return nil, actions.Permanentf("secret version %s is not this rotation's record", intent)
-		}
-		return rec.KeysBefore, nil
-	case !errors.As(err, &nf):
-		return nil, classify(fmt.Errorf("secretsmanager:GetSecretValue: %w", err))
-	}
-	before := []string{}
-	for _, k := range keys {
-		before = append(before, awssdk.ToString(k.AccessKeyId))
-	}
-	rec, _ := json.Marshal(map[string]any{"stanch_rotation": r.env.IdempotencyKey, "keys_before": before})
-	if _, err := r.sm.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{
-		SecretId: awssdk.String(r.in.SecretID), ClientRequestToken: awssdk.String(intent),
-		SecretString: awssdk.String(string(rec)), VersionStages: []string{intentStage},
-	}); err != nil {
-		return nil, classify(fmt.Errorf("secretsmanager:PutSecretValue (rotation record): %w", err))
-	}
-	return before, nil
-}
-
-// createAndStore makes the new key and stores it as AWSPENDING, first
-// removing any key an interrupted attempt of this rotation created (its
-// secret half was lost with that attempt, so it can only be replaced).
-func (r *rotation) createAndStore(ctx context.Context) (*keySecret, error) {
-	keys, err := r.keys(ctx)
-	if err != nil {
-		return nil, err
-	}
-	before, err := r.keysBefore(ctx, keys)
-	if err != nil {
-		return nil, err
-	}
-	var kept []iamtypes.AccessKeyMetadata
-	for _, k := range keys {
+	// CreateDate is AWS's clock in whole seconds: move the start onto it.
+	// The skew comes from a Date header, floored to the second, so it errs
+	// early and no orphan is missed.
+	since := r.env.StepStartedAt.Add(skew).Truncate(time.Second)
+	var candidates []string
+	for _, k := range st.keys {
 		id := awssdk.ToString(k.AccessKeyId)
-		if !slices.Contains(before, id) {
-			r.env.Log().Warn("deleting a key an interrupted rotation created", "user", r.in.UserName, "key", id)
-			if err := r.deleteKey(ctx, id); err != nil {
-				return nil, err
-			}
+		if id != r.in.LeakedAccessKeyID && !awssdk.ToTime(k.CreateDate).Before(since) {
+			candidates = append(candidates, id)
+		}
+	}
+	if len(candidates) == 0 {
+		return nil, nil
+	}
+	held := map[string]bool{}
+	for _, id := range slices.Sorted(maps.Keys(versions)) {
+		if len(versions[id]) == 0 {
 			continue
 		}
-		kept = append(kept, k)
-	}
-	if len(kept) >= 2 {
-		leakedInactive := slices.ContainsFunc(kept, func(k iamtypes.AccessKeyMetadata) bool {
-			return awssdk.ToString(k.AccessKeyId) == r.in.LeakedAccessKeyID && k.Status == iamtypes.StatusTypeInactive
-		})
-		if r.in.WhenTwoKeys != twoKeysDeleteLeaked || !leakedInactive {
-			return nil, r.twoKeysError(kept)
-		}
-		if err := r.deleteKey(ctx, r.in.LeakedAccessKeyID); err != nil {
+		st.read("secretsmanager", "GetSecretValue", map[string]any{"SecretId": r.in.SecretID, "VersionId": id})
+		ks, _, err := r.version(ctx, id)
+		if err != nil {
 			return nil, err
+		}
+		if ks != nil {
+			held[ks.AccessKeyID] = true
+		}
+	}
+	var out []string
+	for _, id := range candidates {
+		if held[id] {
+			continue
+		}
+		st.read("iam", "GetAccessKeyLastUsed", map[string]any{"AccessKeyId": id})
+		used, err := r.iam.GetAccessKeyLastUsed(ctx, &iam.GetAccessKeyLastUsedInput{AccessKeyId: awssdk.String(id)})
+		if err != nil {
+			return nil, classify(fmt.Errorf("iam:GetAccessKeyLastUsed %s: %w", id, err))
+		}
+		if used.AccessKeyLastUsed != nil && used.AccessKeyLastUsed.LastUsedDate != nil {
+			r.env.Log().Warn("a key created during the rotation has been used, so it is someone else's: keeping it", "user", r.in.UserName, "key", id)
+			continue
+		}
+		out = append(out, id)
+	}
+	return out, nil
+}
+
+// awsClockSkew is AWS's clock minus ours, from a response's Date header.
+func awsClockSkew(md middleware.Metadata) time.Duration {
+	server, ok := awsmiddleware.GetServerTime(md)
+	at, ok2 := awsmiddleware.GetResponseAt(md)
+	if !ok || !ok2 || server.IsZero() {
+		return 0
+	}
+	return server.Sub(at)
+}
+
+// room says whether the leaked key must be deleted to make room for the new
+// one, once the orphans are gone. While planning, the leaked key may still
+// be Active: an earlier step of the run deactivates it.
+func (r *rotation) room(st *rotationState, planning bool) (deleteLeaked bool, err error) {
+	var kept []iamtypes.AccessKeyMetadata
+	for _, k := range st.keys {
+		if !slices.Contains(st.orphans, awssdk.ToString(k.AccessKeyId)) {
+			kept = append(kept, k)
+		}
+	}
+	if len(kept) < 2 {
+		return false, nil
+	}
+	var ids []string
+	var leaked *iamtypes.AccessKeyMetadata
+	for i, k := range kept {
+		ids = append(ids, fmt.Sprintf("%s (%s)", awssdk.ToString(k.AccessKeyId), k.Status))
+		if awssdk.ToString(k.AccessKeyId) == r.in.LeakedAccessKeyID {
+			leaked = &kept[i]
+		}
+	}
+	has := fmt.Sprintf("IAM user %s already has two access keys, %s, and IAM allows no third", r.in.UserName, strings.Join(ids, " and "))
+	switch {
+	case r.in.WhenTwoKeys != twoKeysDeleteLeaked:
+		return false, actions.Permanentf("%s: delete one of them (deactivate the leaked key, then aws.delete_key), or set when_two_keys: %s so that the step deletes the leaked key once it is Inactive; nothing was changed", has, twoKeysDeleteLeaked)
+	case leaked == nil:
+		return false, actions.Permanentf("%s, and neither is the leaked key %s: delete one of them by hand; nothing was changed", has, r.in.LeakedAccessKeyID)
+	case leaked.Status != iamtypes.StatusTypeInactive && !planning:
+		return false, actions.Permanentf("%s, and the leaked key %s is still Active: deactivate it first (aws.deactivate_key) so that it can be deleted to make room; nothing was changed", has, r.in.LeakedAccessKeyID)
+	}
+	return true, nil
+}
+
+func (r *rotation) plan(ctx context.Context) (actions.Plan, error) {
+	st, err := r.inspect(ctx)
+	plan := actions.Plan{Calls: st.calls}
+	if err != nil {
+		return plan, r.fail(err)
+	}
+	secretID := map[string]any{"SecretId": r.in.SecretID}
+	promote := []actions.Call{
+		{Service: "sts", Operation: "GetCallerIdentity", Params: map[string]any{"credentials": "the new key"}},
+		{Service: "secretsmanager", Operation: "UpdateSecretVersionStage", Params: map[string]any{"SecretId": r.in.SecretID, "VersionStage": stageCurrent, "MoveToVersionId": r.token, "RemoveFromVersionId": st.current}, Mutates: true},
+		{Service: "secretsmanager", Operation: "UpdateSecretVersionStage", Params: map[string]any{"SecretId": r.in.SecretID, "VersionStage": stagePending, "RemoveFromVersionId": r.token}, Mutates: true},
+		{Service: "secretsmanager", Operation: "DescribeSecret", Params: secretID},
+	}
+	plan.Outputs = map[string]any{"secret_arn": st.arn}
+	if st.ours != nil {
+		plan.Outputs["new_access_key_id"] = st.ours.AccessKeyID
+		plan.Outputs["version_id"] = r.token
+		switch {
+		case slices.Contains(st.oursStages, stageCurrent):
+			plan.Summary = fmt.Sprintf("already rotated: new key %s of %s is AWSCURRENT in %s", st.ours.AccessKeyID, r.in.UserName, r.in.SecretID)
+		case slices.Contains(st.oursStages, stagePending):
+			plan.Summary = fmt.Sprintf("would test key %s, which an earlier attempt stored in %s as AWSPENDING, then make it AWSCURRENT", st.ours.AccessKeyID, r.in.SecretID)
+			plan.Calls = append(plan.Calls, promote...)
+		default:
+			plan.Summary = fmt.Sprintf("key %s was rotated in and has since been replaced in %s: nothing to change", st.ours.AccessKeyID, r.in.SecretID)
+		}
+		return plan, nil
+	}
+	for _, id := range st.orphans {
+		plan.Calls = append(plan.Calls, actions.Call{Service: "iam", Operation: "DeleteAccessKey", Params: map[string]any{"UserName": r.in.UserName, "AccessKeyId": id}, Mutates: true})
+	}
+	deleteLeaked, err := r.room(st, true)
+	if err != nil {
+		return plan, r.fail(err)
+	}
+	if deleteLeaked {
+		plan.Calls = append(plan.Calls, actions.Call{Service: "iam", Operation: "DeleteAccessKey", Params: map[string]any{"UserName": r.in.UserName, "AccessKeyId": r.in.LeakedAccessKeyID}, Mutates: true})
+	}
+	plan.Calls = append(plan.Calls,
+		actions.Call{Service: "iam", Operation: "CreateAccessKey", Params: map[string]any{"UserName": r.in.UserName}, Mutates: true},
+		actions.Call{Service: "secretsmanager", Operation: "PutSecretValue", Params: map[string]any{"SecretId": r.in.SecretID, "ClientRequestToken": r.token, "VersionStages": []string{stagePending}}, Mutates: true})
+	plan.Calls = append(plan.Calls, promote...)
+	plan.Summary = fmt.Sprintf("would create a new key for %s, store it in %s as AWSPENDING, test it, then make it AWSCURRENT", r.in.UserName, r.in.SecretID)
+	if len(st.orphans) > 0 {
+		plan.Summary += fmt.Sprintf(", after deleting %s, left by an interrupted attempt", strings.Join(st.orphans, ", "))
+	}
+	if deleteLeaked {
+		plan.Summary += fmt.Sprintf(", after deleting the leaked key %s to make room (it must be Inactive by then)", r.in.LeakedAccessKeyID)
+	}
+	return plan, nil
+}
+
+func (r *rotation) run(ctx context.Context) (actions.Result, error) {
+	st, err := r.inspect(ctx)
+	if err != nil {
+		return actions.Result{}, err
+	}
+	if st.ours != nil {
+		return r.resume(ctx, st)
+	}
+	for _, id := range st.orphans {
+		r.env.Log().Warn("deleting a key an interrupted attempt of this rotation created and never stored", "user", r.in.UserName, "key", id)
+		if err := r.deleteKey(ctx, id); err != nil {
+			return actions.Result{}, err
+		}
+	}
+	deleteLeaked, err := r.room(st, false)
+	if err != nil {
+		return actions.Result{}, err
+	}
+	if deleteLeaked {
+		r.env.Log().Info("deleting the inactive leaked key to make room", "user", r.in.UserName, "key", r.in.LeakedAccessKeyID)
+		if err := r.deleteKey(ctx, r.in.LeakedAccessKeyID); err != nil {
+			return actions.Result{}, err
 		}
 	}
 	created, err := r.iam.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: awssdk.String(r.in.UserName)})
 	if err != nil {
-		return nil, classify(fmt.Errorf("iam:CreateAccessKey: %w", err))
+		return actions.Result{}, classify(fmt.Errorf("iam:CreateAccessKey: %w", err))
 	}
 	crashpoint.Hit("rotate:created")
 	ks := &keySecret{UserName: r.in.UserName, AccessKeyID: awssdk.ToString(created.AccessKey.AccessKeyId), SecretAccessKey: awssdk.ToString(created.AccessKey.SecretAccessKey)}
-	value, _ := json.Marshal(ks)
+	r.env.Log().Info("created the replacement key", "user", r.in.UserName, "key", ks.AccessKeyID)
+	value, err := json.Marshal(ks)
+	if err != nil {
+		return actions.Result{}, actions.Permanent(fmt.Errorf("encode the secret value: %w", err))
+	}
 	if _, err := r.sm.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{
 		SecretId: awssdk.String(r.in.SecretID), ClientRequestToken: awssdk.String(r.token),
-		SecretString: awssdk.String(string(value)), VersionStages: []string{"AWSPENDING"},
+		SecretString: awssdk.String(string(value)), VersionStages: []string{stagePending},
 	}); err != nil {
-		// The new key's secret exists only in memory now; the next attempt
-		// recognises the key as its own and replaces it.
-		return nil, classify(fmt.Errorf("secretsmanager:PutSecretValue: %w", err))
+		// The new key's secret half is lost with this attempt: the next one
+		// finds the key an orphan and replaces it.
+		return actions.Result{}, classify(fmt.Errorf("secretsmanager:PutSecretValue: %w", err))
 	}
 	crashpoint.Hit("rotate:stored")
-	return ks, nil
+	return r.finish(ctx, st, ks)
+}
+
+// resume carries on from the version an earlier attempt stored.
+func (r *rotation) resume(ctx context.Context, st *rotationState) (actions.Result, error) {
+	switch {
+	case slices.Contains(st.oursStages, stageCurrent):
+		if slices.Contains(st.oursStages, stagePending) {
+			// The attempt died between the two halves of the promotion.
+			if err := r.clearPending(ctx); err != nil {
+				return actions.Result{}, err
+			}
+		}
+		return r.done(ctx, actions.Already, st.ours)
+	case slices.Contains(st.oursStages, stagePending):
+		listed, err := listedStatus(ctx, r.iam, r.in.UserName, st.ours.AccessKeyID)
+		if err != nil {
+			if errors.Is(err, errKeyNotListed) {
+				return actions.Result{}, actions.Permanentf("key %s, stored as AWSPENDING in version %s by an earlier attempt, no longer exists: remove AWSPENDING from that version, then run the step again under a new run", st.ours.AccessKeyID, r.token)
+			}
+			return actions.Result{}, err
+		}
+		if listed != statusActive {
+			return actions.Result{}, actions.Permanentf("key %s, stored as AWSPENDING by an earlier attempt, is %s now: someone changed it; nothing was promoted", st.ours.AccessKeyID, listed)
+		}
+		return r.finish(ctx, st, st.ours)
+	default:
+		// Promoted once, then replaced by a later rotation: promoting it
+		// again would roll that rotation back.
+		return actions.Result{Outcome: actions.Already, Message: fmt.Sprintf("key %s of %s was rotated into %s and has since been replaced there (version %s is no longer AWSCURRENT): nothing changed", st.ours.AccessKeyID, r.in.UserName, r.in.SecretID, r.token),
+			Outputs: map[string]any{"new_access_key_id": st.ours.AccessKeyID, "secret_arn": st.arn, "version_id": r.token}}, nil
+	}
+}
+
+// finish tests the stored key and promotes it.
+func (r *rotation) finish(ctx context.Context, st *rotationState, ks *keySecret) (actions.Result, error) {
+	if err := r.test(ctx, ks); err != nil {
+		return actions.Result{}, err
+	}
+	in := &secretsmanager.UpdateSecretVersionStageInput{SecretId: awssdk.String(r.in.SecretID), VersionStage: awssdk.String(stageCurrent), MoveToVersionId: awssdk.String(r.token)}
+	if st.current != "" && st.current != r.token {
+		in.RemoveFromVersionId = awssdk.String(st.current)
+	}
+	if _, err := r.sm.UpdateSecretVersionStage(ctx, in); err != nil {
+		return actions.Result{}, classify(fmt.Errorf("secretsmanager:UpdateSecretVersionStage AWSCURRENT: %w", err))
+	}
+	if err := r.clearPending(ctx); err != nil {
+		return actions.Result{}, err
+	}
+	crashpoint.Hit("rotate:promoted")
+	return r.done(ctx, actions.Done, ks)
+}
+
+func (r *rotation) clearPending(ctx context.Context) error {
+	if _, err := r.sm.UpdateSecretVersionStage(ctx, &secretsmanager.UpdateSecretVersionStageInput{
+		SecretId: awssdk.String(r.in.SecretID), VersionStage: awssdk.String(stagePending), RemoveFromVersionId: awssdk.String(r.token),
+	}); err != nil {
+		return classify(fmt.Errorf("secretsmanager:UpdateSecretVersionStage AWSPENDING: %w", err))
+	}
+	return nil
 }
 
 func (r *rotation) deleteKey(ctx context.Context, id string) error {
@@ -316,64 +508,51 @@ func (r *rotation) deleteKey(ctx context.Context, id string) error {
 	return nil
 }
 
-// test authenticates with the new key, retrying while IAM propagates it.
+// test authenticates with the new key, retrying with backoff while IAM
+// propagates it. A key that never authenticates leaves the step retryable:
+// the next attempt resumes from the stored AWSPENDING version.
 func (r *rotation) test(ctx context.Context, ks *keySecret) error {
 	cfg := r.cfg.Copy()
 	cfg.Credentials = credentials.NewStaticCredentialsProvider(ks.AccessKeyID, ks.SecretAccessKey, "")
 	c := sts.NewFromConfig(cfg)
+	delay := r.p.opts.VerifyDelay
 	var err error
-	for attempt := 1; attempt <= 2*r.p.opts.VerifyAttempts; attempt++ {
-		if _, err = c.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{}); err == nil {
+	for attempt := 1; ; attempt++ {
+		var out *sts.GetCallerIdentityOutput
+		if out, err = c.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{}); err == nil {
+			if arn := awssdk.ToString(out.Arn); !strings.HasSuffix(arn, ":user/"+r.in.UserName) && !strings.HasSuffix(arn, "/"+r.in.UserName) {
+				return actions.Permanentf("the new key %s authenticates as %s, not as user %s", ks.AccessKeyID, arn, r.in.UserName)
+			}
 			return nil
+		}
+		if attempt >= 2*r.p.opts.VerifyAttempts {
+			break
 		}
 		select {
 		case <-ctx.Done():
-			return actions.Retryable(ctx.Err())
-		case <-time.After(r.p.opts.VerifyDelay * time.Duration(attempt)):
+			return actions.Retryable(fmt.Errorf("test the new key %s: %w", ks.AccessKeyID, ctx.Err()))
+		case <-time.After(delay):
 		}
+		delay = min(2*delay, 5*time.Second)
 	}
-	return actions.Retryable(fmt.Errorf("the new key %s does not authenticate yet: %w", ks.AccessKeyID, err))
+	return actions.Retryable(fmt.Errorf("the new key %s does not authenticate yet (sts:GetCallerIdentity): %w", ks.AccessKeyID, err))
 }
 
-func (r *rotation) promote(ctx context.Context) error {
+// done verifies that AWSCURRENT is this step's version and reports it.
+func (r *rotation) done(ctx context.Context, outcome actions.Outcome, ks *keySecret) (actions.Result, error) {
 	desc, err := r.sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: awssdk.String(r.in.SecretID)})
 	if err != nil {
-		return classify(fmt.Errorf("secretsmanager:DescribeSecret: %w", err))
+		return actions.Result{}, classify(fmt.Errorf("verify: secretsmanager:DescribeSecret: %w", err))
 	}
-	current := ""
-	for id, stages := range desc.VersionIdsToStages {
-		if slices.Contains(stages, "AWSCURRENT") {
-			current = id
-		}
+	if !slices.Contains(desc.VersionIdsToStages[r.token], stageCurrent) {
+		return actions.Result{}, actions.Retryable(fmt.Errorf("verify: AWSCURRENT of %s is not version %s yet", r.in.SecretID, r.token))
 	}
-	in := &secretsmanager.UpdateSecretVersionStageInput{SecretId: awssdk.String(r.in.SecretID), VersionStage: awssdk.String("AWSCURRENT"), MoveToVersionId: awssdk.String(r.token)}
-	if current != "" && current != r.token {
-		in.RemoveFromVersionId = awssdk.String(current)
-	}
-	if _, err := r.sm.UpdateSecretVersionStage(ctx, in); err != nil {
-		return classify(fmt.Errorf("secretsmanager:UpdateSecretVersionStage AWSCURRENT: %w", err))
-	}
-	if _, err := r.sm.UpdateSecretVersionStage(ctx, &secretsmanager.UpdateSecretVersionStageInput{
-		SecretId: awssdk.String(r.in.SecretID), VersionStage: awssdk.String("AWSPENDING"), RemoveFromVersionId: awssdk.String(r.token),
-	}); err != nil {
-		return classify(fmt.Errorf("secretsmanager:UpdateSecretVersionStage AWSPENDING: %w", err))
-	}
-	return nil
-}
-
-func (r *rotation) done(ctx context.Context, outcome actions.Outcome, ks *keySecret) (actions.Result, error) {
-	cur, err := r.sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: awssdk.String(r.in.SecretID), VersionStage: awssdk.String("AWSCURRENT")})
-	if err != nil {
-		return actions.Result{}, r.fail(classify(fmt.Errorf("verify: secretsmanager:GetSecretValue: %w", err)))
-	}
-	if awssdk.ToString(cur.VersionId) != r.token {
-		return actions.Result{}, r.fail(actions.Retryable(errors.New("verify: AWSCURRENT is not the new version yet")))
-	}
-	msg := fmt.Sprintf("new key %s of %s is AWSCURRENT in %s", ks.AccessKeyID, r.in.UserName, awssdk.ToString(cur.Name))
+	msg := fmt.Sprintf("new key %s of %s is AWSCURRENT in %s", ks.AccessKeyID, r.in.UserName, awssdk.ToString(desc.Name))
 	if outcome == actions.Already {
 		msg = "already rotated: " + msg
 	}
+	r.env.Log().Info("rotated", "user", r.in.UserName, "key", ks.AccessKeyID, "secret", awssdk.ToString(desc.ARN), "version", r.token)
 	return actions.Result{Outcome: outcome, Message: msg, Outputs: map[string]any{
-		"new_access_key_id": ks.AccessKeyID, "secret_arn": awssdk.ToString(cur.ARN), "version_id": r.token,
+		"new_access_key_id": ks.AccessKeyID, "secret_arn": awssdk.ToString(desc.ARN), "version_id": r.token,
 	}}, nil
 }
