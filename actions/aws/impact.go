@@ -217,13 +217,17 @@ func (p *Provider) impact(ctx context.Context, env actions.Env, in *ImpactParams
 			events := p.lookupAll(ctx, env, cfg, account, q.key, regions, start, end, failed)
 			for _, e := range events {
 				acc.add(e)
-				id, kind, user := derivedFrom(e)
+				d := derivedFrom(e)
+				id, _ := d["access_key_id"].(string)
 				if id == "" || seen[id] || len(derived) >= in.MaxDerived {
 					continue
 				}
 				seen[id] = true
-				derived = append(derived, map[string]any{"access_key_id": id, "kind": kind, "user_name": user, "created_by_event": e.EventName,
-					"created_by_key": q.key, "region": e.AWSRegion, "time": e.EventTime.UTC().Format(time.RFC3339), "depth": q.depth + 1})
+				d["created_by_key"] = q.key
+				d["region"] = e.AWSRegion
+				d["time"] = e.EventTime.UTC().Format(time.RFC3339)
+				d["depth"] = q.depth + 1
+				derived = append(derived, d)
 				if q.depth+1 <= in.MaxDepth {
 					next = append(next, pending{key: id, depth: q.depth + 1})
 				}
@@ -326,23 +330,31 @@ func (p *Provider) lookupRegion(ctx context.Context, env actions.Env, cfg awssdk
 	return out, nil
 }
 
-// derivedFrom returns the credential an event minted or created, if any.
-func derivedFrom(e trailEvent) (id, kind, user string) {
+// derivedFrom describes the credential an event minted or created, in the
+// shape aws.contain_derived takes, or returns nil. An AssumeRole session
+// carries its role's ARN, because only that role's sessions can be revoked.
+func derivedFrom(e trailEvent) map[string]any {
 	if e.ErrorCode != "" || e.ResponseElements == nil {
-		return "", "", ""
+		return nil
 	}
 	switch e.EventName {
 	case "GetSessionToken", "GetFederationToken", "AssumeRole":
 		creds, _ := e.ResponseElements["credentials"].(map[string]any)
-		id, _ = creds["accessKeyId"].(string)
-		return id, "session", e.UserIdentity.UserName
+		id, _ := creds["accessKeyId"].(string)
+		d := map[string]any{"access_key_id": id, "kind": "session", "user_name": e.UserIdentity.UserName, "created_by_event": e.EventName}
+		if e.EventName == "AssumeRole" {
+			if arn, _ := e.RequestParameters["roleArn"].(string); arn != "" {
+				d["role_arn"] = arn
+			}
+		}
+		return d
 	case "CreateAccessKey":
 		ak, _ := e.ResponseElements["accessKey"].(map[string]any)
-		id, _ = ak["accessKeyId"].(string)
-		user, _ = ak["userName"].(string)
-		return id, "access_key", user
+		id, _ := ak["accessKeyId"].(string)
+		user, _ := ak["userName"].(string)
+		return map[string]any{"access_key_id": id, "kind": "access_key", "user_name": user, "created_by_event": e.EventName}
 	}
-	return "", "", ""
+	return nil
 }
 
 // impactSummary accumulates what the events say.

@@ -130,3 +130,21 @@ func TestImpactPlanMakesNoLookup(t *testing.T) {
 	require.Equal(t, 1, sb.Count("DescribeRegions"))
 	require.Contains(t, plan.Summary, "in 5 region(s)")
 }
+
+// An AssumeRole session names its role, so aws.contain_derived can revoke
+// that role's sessions; a failed call derives nothing.
+func TestDerivedFromAssumeRoleNamesTheRole(t *testing.T) {
+	t.Parallel()
+	e := trailEvent{EventName: "AssumeRole", UserIdentity: struct {
+		AccessKeyID string `json:"accessKeyId"`
+		UserName    string `json:"userName"`
+	}{AccessKeyID: "AKIAIOSFODNN7EXAMPLE", UserName: "ci-bot"},
+		RequestParameters: map[string]any{"roleArn": "arn:aws:iam::111122223333:role/deploy", "roleSessionName": "x"},
+		ResponseElements:  map[string]any{"credentials": map[string]any{"accessKeyId": "ASIAROLESESSION00001"}}}
+	d := derivedFrom(e)
+	require.Equal(t, map[string]any{"access_key_id": "ASIAROLESESSION00001", "kind": "session", "user_name": "ci-bot",
+		"created_by_event": "AssumeRole", "role_arn": "arn:aws:iam::111122223333:role/deploy"}, d)
+
+	e.ErrorCode = "AccessDenied"
+	require.Nil(t, derivedFrom(e))
+}
