@@ -44,6 +44,9 @@ type Env struct {
 	// Progress, when set, receives short human-readable progress lines for
 	// long actions. Never a secret.
 	Progress func(msg string)
+	// Report, when set, reads the run's current state for actions that
+	// report on it. Plan and tests may leave it nil.
+	Report Reporter
 }
 
 // Log returns the step's logger, or a discarding one.

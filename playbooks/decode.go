@@ -39,15 +39,19 @@ var (
 	onKeys       = []string{"sources", "kinds", "providers", "credential_kinds"}
 	stepKeys     = []string{"id", "action", "if", "with", "delay", "timeout", "retry", "on_error", "approval"}
 	retryKeys    = []string{"attempts", "backoff", "max_backoff"}
-	approvalKeys = []string{"approvers", "timeout", "on_timeout", "message"}
+	approvalKeys = []string{"approvers", "timeout", "on_timeout", "message", "channel", "escalate"}
+	escalateKeys = []string{"channel", "approvers", "timeout"}
 
 	sources         = []string{alert.SourceGitHub, alert.SourceGuardDuty, alert.SourceHealth, alert.SourceTruffleHog, alert.SourceGitleaks, alert.SourceManual}
 	kinds           = []string{alert.KindCredentialExposed, alert.KindCredentialMisused, alert.KindCredentialResolved}
 	credentialKinds = []string{alert.CredentialAccessKey, alert.CredentialRoleSession, alert.CredentialToken}
 
-	nameRe     = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-	stepIDRe   = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
-	varNameRe  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	nameRe    = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+	stepIDRe  = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+	varNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// channelRe is a Slack channel id (C…, G…) or name (lower case, with
+	// or without #).
+	channelRe  = regexp.MustCompile(`^(#?[a-z0-9][a-z0-9._-]{0,79}|[CG][A-Z0-9]{2,})$`)
 	providerRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 )
 

@@ -24,10 +24,11 @@ const (
 
 // Values of Step.OnError and Approval.OnTimeout.
 const (
-	OnErrorStop      = "stop"
-	OnErrorContinue  = "continue"
-	OnTimeoutDeny    = "deny"
-	OnTimeoutApprove = "approve"
+	OnErrorStop       = "stop"
+	OnErrorContinue   = "continue"
+	OnTimeoutDeny     = "deny"
+	OnTimeoutApprove  = "approve"
+	OnTimeoutEscalate = "escalate"
 )
 
 // Playbook is a validated playbook: every action exists, every parameter
@@ -94,9 +95,25 @@ type Approval struct {
 	// `stanch approve --by`.
 	Approvers []string
 	Timeout   time.Duration
-	// OnTimeout is OnTimeoutDeny or OnTimeoutApprove.
+	// OnTimeout is OnTimeoutDeny, OnTimeoutApprove or OnTimeoutEscalate.
 	OnTimeout string
-	message   value // nil: a default message
+	// Channel, when set, is the Slack channel where approvers are asked,
+	// with Approve and Deny buttons.
+	Channel string
+	// Escalate is who is asked next when nobody decides in time (set
+	// exactly when OnTimeout is OnTimeoutEscalate). An escalated approval
+	// that times out again is denied.
+	Escalate *Escalation
+	message  value // nil: a default message
+}
+
+// Escalation is the second round of an approval: another channel, more
+// approvers, a new timeout.
+type Escalation struct {
+	Channel string
+	// Approvers join the approval's own approvers.
+	Approvers []string
+	Timeout   time.Duration
 }
 
 // Scope is everything an expression can see while a run executes. Its expr

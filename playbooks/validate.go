@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 
 	yast "github.com/goccy/go-yaml/ast"
 
@@ -164,27 +165,28 @@ func (l *loader) approval(i int, mv *yast.MappingValueNode) *Approval {
 		return nil
 	}
 	a := &Approval{Timeout: DefaultApprovalTimeout, OnTimeout: OnTimeoutDeny}
-	const who = "list who may decide: Slack user or group ids (U…, S…) or names used with `stanch approve --by`"
 	if av := fs["approvers"]; av == nil {
-		l.add(posOf(mv.Key), who, "approval has no `approvers`")
+		l.add(posOf(mv.Key), approversHint, "approval has no `approvers`")
 	} else {
-		for j, s := range l.strList(av.Value, "approval.approvers") {
-			if strings.TrimSpace(s) == "" {
-				l.add(posOf(listItem(av.Value, j)), who, "an approver is empty")
-				continue
-			}
-			a.Approvers = append(a.Approvers, s)
-		}
-		if seq, ok := av.Value.(*yast.SequenceNode); ok && len(seq.Values) == 0 {
-			l.add(posOf(av.Key), who, "approval has no `approvers`")
-		}
+		a.Approvers = l.approvers(av, "approval.approvers")
 	}
 	if tv := fs["timeout"]; tv != nil {
 		if d, ok := l.duration(tv.Value, "approval.timeout"); ok {
 			a.Timeout = d
 		}
 	}
-	a.OnTimeout = l.oneOf(fs["on_timeout"], "approval.on_timeout", []string{OnTimeoutDeny, OnTimeoutApprove}, OnTimeoutDeny)
+	a.OnTimeout = l.oneOf(fs["on_timeout"], "approval.on_timeout", []string{OnTimeoutDeny, OnTimeoutApprove, OnTimeoutEscalate}, OnTimeoutDeny)
+	if cv := fs["channel"]; cv != nil {
+		a.Channel = l.channel(cv, "approval.channel")
+	}
+	if ev := fs["escalate"]; ev != nil {
+		a.Escalate = l.escalation(ev, a.Timeout)
+		if a.OnTimeout != OnTimeoutEscalate {
+			l.add(posOf(ev.Key), "add `on_timeout: escalate`, or remove `escalate`", "`approval.escalate` is only used with `on_timeout: escalate`")
+		}
+	} else if a.OnTimeout == OnTimeoutEscalate {
+		l.add(posOf(fs["on_timeout"].Value), "add `escalate:` with the `channel` (and optionally `approvers` and `timeout`) of the second round", "`on_timeout: escalate` needs `approval.escalate`")
+	}
 	if msg := fs["message"]; msg != nil {
 		if _, isStr := msg.Value.(*yast.StringNode); isStr || isLiteral(msg.Value) {
 			a.message, _, _ = l.value(msg.Value, site{step: i})
@@ -193,6 +195,58 @@ func (l *loader) approval(i int, mv *yast.MappingValueNode) *Approval {
 		}
 	}
 	return a
+}
+
+const approversHint = "list who may decide: Slack user or group ids (U…, S…) or names used with `stanch approve --by`"
+
+func (l *loader) approvers(av *yast.MappingValueNode, what string) []string {
+	var out []string
+	for j, s := range l.strList(av.Value, what) {
+		if strings.TrimSpace(s) == "" {
+			l.add(posOf(listItem(av.Value, j)), approversHint, "an approver is empty")
+			continue
+		}
+		out = append(out, s)
+	}
+	if seq, ok := av.Value.(*yast.SequenceNode); ok && len(seq.Values) == 0 {
+		l.add(posOf(av.Key), approversHint, "`%s` is empty", what)
+	}
+	return out
+}
+
+func (l *loader) channel(cv *yast.MappingValueNode, what string) string {
+	s, ok := cv.Value.(*yast.StringNode)
+	if !ok {
+		l.add(posOf(cv.Value), "", "`%s` must be a Slack channel name or id, not %s", what, describe(cv.Value))
+		return ""
+	}
+	if !channelRe.MatchString(s.Value) {
+		l.add(posOf(cv.Value), "write a channel name such as \"#sec-incidents\" (quoted: YAML reads # as a comment) or an id such as C0123ABCD", "`%s` %q is not a Slack channel", what, s.Value)
+		return ""
+	}
+	return s.Value
+}
+
+func (l *loader) escalation(ev *yast.MappingValueNode, timeout time.Duration) *Escalation {
+	fs, ok := l.fields(ev.Value, "`approval.escalate`", escalateKeys)
+	if !ok {
+		return nil
+	}
+	e := &Escalation{Timeout: timeout}
+	if cv := fs["channel"]; cv != nil {
+		e.Channel = l.channel(cv, "approval.escalate.channel")
+	} else {
+		l.add(posOf(ev.Key), "name the Slack channel of the second round", "`approval.escalate` has no `channel`")
+	}
+	if av := fs["approvers"]; av != nil {
+		e.Approvers = l.approvers(av, "approval.escalate.approvers")
+	}
+	if tv := fs["timeout"]; tv != nil {
+		if d, ok := l.duration(tv.Value, "approval.escalate.timeout"); ok {
+			e.Timeout = d
+		}
+	}
+	return e
 }
 
 func isLiteral(n yast.Node) bool {

@@ -18,6 +18,7 @@ const (
 	EventStepFailed    EventKind = "step_failed"
 	EventStepSkipped   EventKind = "step_skipped"
 	EventStepWaiting   EventKind = "step_waiting_approval"
+	EventStepEscalated EventKind = "step_escalated"
 	EventStepDenied    EventKind = "step_denied"
 	EventStepDelayed   EventKind = "step_delayed"
 	EventStepProgress  EventKind = "step_progress"

@@ -91,7 +91,11 @@ type Config struct {
 	// InvestigationWorkers is the number of runs in slow steps at once
 	// (default 10).
 	InvestigationWorkers int
-	Now                  func() time.Time
+	// Notifier, when set, shows runs to people (Slack); it gets workers of
+	// its own (NotifyWorkers, default 4).
+	Notifier      Notifier
+	NotifyWorkers int
+	Now           func() time.Time
 }
 
 // queue is the part of *river.Client the runner uses; it does not depend on
@@ -132,6 +136,9 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 	if cfg.InvestigationWorkers <= 0 {
 		cfg.InvestigationWorkers = 10
 	}
+	if cfg.NotifyWorkers <= 0 {
+		cfg.NotifyWorkers = 4
+	}
 	r := &Runner{cfg: cfg, store: NewStore(cfg.DB, cfg.Now), log: cfg.Logger}
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, &runWorker{r: r}); err != nil {
@@ -143,10 +150,14 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 	if err := river.AddWorkerSafely(workers, &pollWorker{r: r}); err != nil {
 		return nil, fmt.Errorf("register poll worker: %w", err)
 	}
+	if err := river.AddWorkerSafely(workers, &notifyWorker{r: r}); err != nil {
+		return nil, fmt.Errorf("register notify worker: %w", err)
+	}
 	rcfg := &river.Config{
 		Queues: map[string]river.QueueConfig{
 			QueueContainment:   {MaxWorkers: cfg.Workers},
 			QueueInvestigation: {MaxWorkers: cfg.InvestigationWorkers},
+			QueueNotify:        {MaxWorkers: cfg.NotifyWorkers},
 		},
 		Workers: workers,
 		Logger:  cfg.Logger.With("component", "river"),
@@ -368,32 +379,70 @@ var ErrNotWaiting = errors.New("not waiting for approval")
 // Decide records an approval decision for a waiting step and wakes the run.
 // The first decision wins; first is false when one was already recorded.
 func (r *Runner) Decide(ctx context.Context, runID, stepID, decision, by, via string) (Approval, bool, error) {
-	run, err := r.store.Run(ctx, runID)
+	return r.DecideAs(ctx, Decision{RunID: runID, StepID: stepID, Decision: decision, By: by, Via: via})
+}
+
+// Decision is one person's decision on a step's approval.
+type Decision struct {
+	RunID, StepID string
+	Decision      string // Approved or Denied
+	// By is who decided (a Slack user id, or the name given to stanch
+	// approve --by); Via is how (cli, slack, timeout).
+	By, Via string
+	// MemberOf are the groups By belongs to (Slack user group ids), as the
+	// caller resolved them: a group among the approvers admits its members.
+	MemberOf []string
+}
+
+// DecideAs is Decide for a person who may be an approver through a group.
+func (r *Runner) DecideAs(ctx context.Context, d Decision) (Approval, bool, error) {
+	run, err := r.store.Run(ctx, d.RunID)
 	if err != nil {
 		return Approval{}, false, err
 	}
-	if _, err := r.store.Approval(ctx, runID, stepID); errors.Is(err, ErrNotFound) {
+	pending, err := r.store.Approval(ctx, d.RunID, d.StepID)
+	if errors.Is(err, ErrNotFound) {
 		if run.WaitingStep != "" {
-			return Approval{}, false, fmt.Errorf("run %s is waiting for approval of step %q, not %q: %w", runID, run.WaitingStep, stepID, ErrNotWaiting)
+			return Approval{}, false, fmt.Errorf("run %s is waiting for approval of step %q, not %q: %w", d.RunID, run.WaitingStep, d.StepID, ErrNotWaiting)
 		}
-		return Approval{}, false, fmt.Errorf("run %s (%s) has no approval request for step %q: %w", runID, run.Status, stepID, ErrNotWaiting)
+		return Approval{}, false, fmt.Errorf("run %s (%s) has no approval request for step %q: %w", d.RunID, run.Status, d.StepID, ErrNotWaiting)
 	} else if err != nil {
 		return Approval{}, false, err
 	}
-	if pending, err := r.store.Approval(ctx, runID, stepID); err == nil && via != "timeout" && !slices.Contains(pending.Approvers, by) {
-		_ = r.store.Refuse(ctx, runID, stepID, by, via)
-		return Approval{}, false, fmt.Errorf("%q may not decide step %s of run %s; approvers are %s: %w", by, stepID, runID, strings.Join(pending.Approvers, ", "), ErrNotApprover)
+	if d.Via != "timeout" && !MayDecide(pending, d.By, d.MemberOf) {
+		if err := r.store.Refuse(ctx, d.RunID, d.StepID, d.By, d.Via); err != nil {
+			return Approval{}, false, err
+		}
+		return Approval{}, false, fmt.Errorf("%q may not decide step %s of run %s; approvers are %s: %w", d.By, d.StepID, d.RunID, strings.Join(pending.Approvers, ", "), ErrNotApprover)
 	}
-	a, first, err := r.store.Decide(ctx, runID, stepID, decision, by, via)
+	a, first, err := r.store.Decide(ctx, d.RunID, d.StepID, d.Decision, d.By, d.Via)
 	if err != nil {
 		return Approval{}, false, err
 	}
-	if first && run.JobID != 0 {
-		if err := r.wake(ctx, runID, run.JobID); err != nil {
-			return a, first, err
+	if first {
+		// Whoever serves the run shows the decision; this process (stanch
+		// approve) may have no notifier of its own.
+		if _, err := r.client.Insert(ctx, NotifyArgs{RunID: d.RunID, Event: "approval/" + d.StepID + "/decided"}, nil); err != nil {
+			r.log.Warn("could not schedule a message update", "run", d.RunID, "error", err)
+		}
+		if run.JobID != 0 {
+			if err := r.wake(ctx, d.RunID, run.JobID); err != nil {
+				return a, first, err
+			}
 		}
 	}
 	return a, first, nil
+}
+
+// MayDecide reports whether who, a member of groups, is among an
+// approval's approvers.
+func MayDecide(a Approval, who string, groups []string) bool {
+	for _, p := range a.Approvers {
+		if p == who || slices.Contains(groups, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // wake makes a run's sleeping job available now. A job still running (it

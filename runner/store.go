@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -63,6 +64,9 @@ type Run struct {
 	CreatedAt      time.Time
 	UpdatedAt      time.Time
 	FinishedAt     time.Time
+	// notify is set while a worker advances the run when its playbook has
+	// something to show people (see Notifier.Wants).
+	notify bool
 }
 
 // StepRecord is the journal's current view of one step of a run.
@@ -103,6 +107,28 @@ type Approval struct {
 	DecidedBy   string
 	DecidedAt   time.Time
 	Via         string // "cli", "slack", "timeout"
+	// Channel is the Slack channel where approvers are asked, if any.
+	Channel string
+	// Escalation is the second round the approval goes to when nobody
+	// decides before Deadline; EscalatedAt is set once it has.
+	Escalation  *Escalation
+	EscalatedAt time.Time
+}
+
+// Escalation is the second round of an approval.
+type Escalation struct {
+	Channel   string
+	Approvers []string
+	Timeout   time.Duration
+}
+
+// ApprovalRequest is what RequestApproval records.
+type ApprovalRequest struct {
+	Approvers  []string
+	Message    string
+	Deadline   time.Time
+	Channel    string
+	Escalation *Escalation
 }
 
 // Decisions.
@@ -195,16 +221,69 @@ var schema = []string{
 		via TEXT NOT NULL DEFAULT '',
 		PRIMARY KEY (run_id, step_id)
 	)`,
+	// Messages stanch posted about a run (Slack incident and approval
+	// messages), by a key such as "notify/<step>" or "approval/<step>/0",
+	// so that each is posted once and then only updated.
+	`CREATE TABLE IF NOT EXISTS stanch_messages (
+		run_id TEXT NOT NULL,
+		key TEXT NOT NULL,
+		channel TEXT NOT NULL,
+		ts TEXT NOT NULL,
+		digest TEXT NOT NULL DEFAULT '',
+		posted_at BIGINT NOT NULL,
+		PRIMARY KEY (run_id, key)
+	)`,
+	`CREATE TABLE IF NOT EXISTS stanch_schema (
+		version INTEGER NOT NULL
+	)`,
 }
 
-// Migrate creates stanch's tables if they are missing.
+// migrations change tables that existing databases already have; each runs
+// once, in order, and stanch_schema remembers how many have.
+var migrations = []string{
+	`ALTER TABLE stanch_approvals ADD COLUMN channel TEXT NOT NULL DEFAULT ''`,
+	`ALTER TABLE stanch_approvals ADD COLUMN escalate_channel TEXT NOT NULL DEFAULT ''`,
+	`ALTER TABLE stanch_approvals ADD COLUMN escalate_approvers TEXT NOT NULL DEFAULT ''`,
+	`ALTER TABLE stanch_approvals ADD COLUMN escalate_timeout BIGINT NOT NULL DEFAULT 0`,
+	`ALTER TABLE stanch_approvals ADD COLUMN escalated_at BIGINT NOT NULL DEFAULT 0`,
+}
+
+// Migrate creates stanch's tables if they are missing and brings older
+// ones up to date.
 func (s *Store) Migrate(ctx context.Context) error {
 	for _, q := range schema {
 		if _, err := s.db.SQL.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("migrate store: %w", err)
 		}
 	}
-	return nil
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if s.db.Dialect == Postgres {
+			// Replicas starting together migrate one at a time.
+			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7361626368)`); err != nil {
+				return fmt.Errorf("migrate store: %w", err)
+			}
+		}
+		var done int
+		err := tx.QueryRowContext(ctx, `SELECT version FROM stanch_schema`).Scan(&done)
+		if errors.Is(err, sql.ErrNoRows) {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO stanch_schema (version) VALUES (0)`); err != nil {
+				return fmt.Errorf("migrate store: %w", err)
+			}
+		} else if err != nil {
+			return fmt.Errorf("migrate store: %w", err)
+		}
+		for i := done; i < len(migrations); i++ {
+			if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+				return fmt.Errorf("migrate store (step %d): %w", i+1, err)
+			}
+		}
+		if done < len(migrations) {
+			if _, err := tx.ExecContext(ctx, s.db.rebind(`UPDATE stanch_schema SET version = ?`), len(migrations)); err != nil {
+				return fmt.Errorf("migrate store: %w", err)
+			}
+		}
+		return nil
+	})
 }
 
 func micros(t time.Time) int64 {
@@ -617,15 +696,25 @@ func (s *Store) DelayStep(ctx context.Context, runID, stepID string, seq int, ac
 // RequestApproval records that a step waits for a decision, once: a second
 // call returns the first request with its original deadline, so restarts do
 // not extend the timeout.
-func (s *Store) RequestApproval(ctx context.Context, runID, stepID string, approvers []string, message string, deadline time.Time) (Approval, error) {
+func (s *Store) RequestApproval(ctx context.Context, runID, stepID string, req ApprovalRequest) (Approval, error) {
+	var esc Escalation
+	if req.Escalation != nil {
+		esc = *req.Escalation
+	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := s.exec(ctx, tx, `INSERT INTO stanch_approvals (run_id, step_id, approvers, message, requested_at, deadline) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, step_id) DO NOTHING`,
-			runID, stepID, strings.Join(approvers, ","), alert.RedactText(message), micros(s.now()), micros(deadline))
+		res, err := s.exec(ctx, tx, `INSERT INTO stanch_approvals (run_id, step_id, approvers, message, requested_at, deadline, channel, escalate_channel, escalate_approvers, escalate_timeout)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, step_id) DO NOTHING`,
+			runID, stepID, strings.Join(req.Approvers, ","), alert.RedactText(req.Message), micros(s.now()), micros(req.Deadline),
+			req.Channel, esc.Channel, strings.Join(esc.Approvers, ","), int64(esc.Timeout/time.Microsecond))
 		if err != nil {
 			return fmt.Errorf("request approval of %s: %w", stepID, err)
 		}
 		if n, _ := res.RowsAffected(); n == 1 {
-			return s.appendJournal(ctx, tx, runID, stepID, 0, "approval_requested", fmt.Sprintf("approvers %s; times out %s", strings.Join(approvers, ", "), deadline.UTC().Format(time.RFC3339)))
+			detail := fmt.Sprintf("approvers %s; times out %s", strings.Join(req.Approvers, ", "), req.Deadline.UTC().Format(time.RFC3339))
+			if req.Channel != "" {
+				detail += "; asked in " + req.Channel
+			}
+			return s.appendJournal(ctx, tx, runID, stepID, 0, "approval_requested", detail)
 		}
 		return nil
 	})
@@ -635,24 +724,98 @@ func (s *Store) RequestApproval(ctx context.Context, runID, stepID string, appro
 	return s.Approval(ctx, runID, stepID)
 }
 
+const approvalColumns = `run_id, step_id, approvers, message, requested_at, deadline, decision, decided_by, decided_at, via, channel, escalate_channel, escalate_approvers, escalate_timeout, escalated_at`
+
+func scanApproval(row interface{ Scan(...any) error }) (Approval, error) {
+	var a Approval
+	var approvers, escChannel, escApprovers string
+	var requested, deadline, decided, escTimeout, escalated int64
+	if err := row.Scan(&a.RunID, &a.StepID, &approvers, &a.Message, &requested, &deadline, &a.Decision, &a.DecidedBy, &decided, &a.Via,
+		&a.Channel, &escChannel, &escApprovers, &escTimeout, &escalated); err != nil {
+		return Approval{}, err
+	}
+	a.Approvers = splitList(approvers)
+	a.RequestedAt, a.Deadline, a.DecidedAt, a.EscalatedAt = fromMicros(requested), fromMicros(deadline), fromMicros(decided), fromMicros(escalated)
+	if escChannel != "" {
+		a.Escalation = &Escalation{Channel: escChannel, Approvers: splitList(escApprovers), Timeout: time.Duration(escTimeout) * time.Microsecond}
+	}
+	return a, nil
+}
+
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
 // Approval returns the approval request of a step.
 func (s *Store) Approval(ctx context.Context, runID, stepID string) (Approval, error) {
-	a := Approval{RunID: runID, StepID: stepID}
-	var approvers string
-	var requested, deadline, decided int64
-	err := s.db.SQL.QueryRowContext(ctx, s.db.rebind(`SELECT approvers, message, requested_at, deadline, decision, decided_by, decided_at, via FROM stanch_approvals WHERE run_id = ? AND step_id = ?`), runID, stepID).
-		Scan(&approvers, &a.Message, &requested, &deadline, &a.Decision, &a.DecidedBy, &decided, &a.Via)
+	a, err := scanApproval(s.db.SQL.QueryRowContext(ctx, s.db.rebind(`SELECT `+approvalColumns+` FROM stanch_approvals WHERE run_id = ? AND step_id = ?`), runID, stepID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Approval{}, fmt.Errorf("approval of step %s of run %s: %w", stepID, runID, ErrNotFound)
 	}
 	if err != nil {
 		return Approval{}, fmt.Errorf("approval of step %s of run %s: %w", stepID, runID, err)
 	}
-	if approvers != "" {
-		a.Approvers = strings.Split(approvers, ",")
-	}
-	a.RequestedAt, a.Deadline, a.DecidedAt = fromMicros(requested), fromMicros(deadline), fromMicros(decided)
 	return a, nil
+}
+
+// Approvals returns every approval request of a run.
+func (s *Store) Approvals(ctx context.Context, runID string) (map[string]Approval, error) {
+	rows, err := s.db.SQL.QueryContext(ctx, s.db.rebind(`SELECT `+approvalColumns+` FROM stanch_approvals WHERE run_id = ?`), runID)
+	if err != nil {
+		return nil, fmt.Errorf("approvals of run %s: %w", runID, err)
+	}
+	defer rows.Close()
+	out := map[string]Approval{}
+	for rows.Next() {
+		a, err := scanApproval(rows)
+		if err != nil {
+			return nil, fmt.Errorf("approvals of run %s: %w", runID, err)
+		}
+		out[a.StepID] = a
+	}
+	return out, rows.Err()
+}
+
+// Escalate moves an undecided approval to its second round, once: the
+// escalation's approvers join, the channel changes and the deadline moves
+// on by the escalation's timeout. It reports whether this call did it.
+func (s *Store) Escalate(ctx context.Context, runID, stepID string) (Approval, bool, error) {
+	a, err := s.Approval(ctx, runID, stepID)
+	if err != nil {
+		return Approval{}, false, err
+	}
+	if a.Escalation == nil || !a.EscalatedAt.IsZero() || a.Decision != "" {
+		return a, false, nil
+	}
+	approvers := a.Approvers
+	for _, p := range a.Escalation.Approvers {
+		if !slices.Contains(approvers, p) {
+			approvers = append(approvers, p)
+		}
+	}
+	now := s.now()
+	deadline := now.Add(a.Escalation.Timeout)
+	escalated := false
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := s.exec(ctx, tx, `UPDATE stanch_approvals SET approvers = ?, deadline = ?, escalated_at = ? WHERE run_id = ? AND step_id = ? AND escalated_at = 0 AND decision = ''`,
+			strings.Join(approvers, ","), micros(deadline), micros(now), runID, stepID)
+		if err != nil {
+			return fmt.Errorf("escalate approval of %s: %w", stepID, err)
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			escalated = true
+			return s.appendJournal(ctx, tx, runID, stepID, 0, "approval_escalated", fmt.Sprintf("to %s; approvers %s; times out %s", a.Escalation.Channel, strings.Join(approvers, ", "), deadline.UTC().Format(time.RFC3339)))
+		}
+		return nil
+	})
+	if err != nil {
+		return Approval{}, false, err
+	}
+	a, err = s.Approval(ctx, runID, stepID)
+	return a, escalated, err
 }
 
 // Decide records a decision on a requested approval. The first decision
@@ -678,6 +841,48 @@ func (s *Store) Decide(ctx context.Context, runID, stepID, decision, by, via str
 	}
 	a, err = s.Approval(ctx, runID, stepID)
 	return a, first, err
+}
+
+// Message is a message stanch posts about a run. A message with an empty
+// TS is one stanch was about to post when it last looked: it may or may not
+// have reached the channel.
+type Message struct {
+	Key     string
+	Channel string
+	TS      string
+	// Digest identifies the content last sent, so unchanged messages are
+	// not updated again.
+	Digest   string
+	PostedAt time.Time
+}
+
+// Message returns the message recorded under key, or ErrNotFound.
+func (s *Store) Message(ctx context.Context, runID, key string) (Message, error) {
+	m := Message{Key: key}
+	var posted int64
+	err := s.db.SQL.QueryRowContext(ctx, s.db.rebind(`SELECT channel, ts, digest, posted_at FROM stanch_messages WHERE run_id = ? AND key = ?`), runID, key).Scan(&m.Channel, &m.TS, &m.Digest, &posted)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Message{}, fmt.Errorf("message %s of run %s: %w", key, runID, ErrNotFound)
+	}
+	if err != nil {
+		return Message{}, fmt.Errorf("message %s of run %s: %w", key, runID, err)
+	}
+	m.PostedAt = fromMicros(posted)
+	return m, nil
+}
+
+// SaveMessage records a message (or the intent to post it, with an empty
+// TS), replacing what was recorded under its key.
+func (s *Store) SaveMessage(ctx context.Context, runID string, m Message) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := s.exec(ctx, tx, `INSERT INTO stanch_messages (run_id, key, channel, ts, digest, posted_at) VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (run_id, key) DO UPDATE SET channel = excluded.channel, ts = excluded.ts, digest = excluded.digest`,
+			runID, m.Key, m.Channel, m.TS, m.Digest, micros(s.now()))
+		if err != nil {
+			return fmt.Errorf("record message %s of run %s: %w", m.Key, runID, err)
+		}
+		return nil
+	})
 }
 
 // Refuse journals a decision attempt by someone who is not an approver.

@@ -63,6 +63,7 @@ func (r *Runner) advance(ctx context.Context, runID, queue string) error {
 	if err != nil {
 		return err
 	}
+	run.notify = r.cfg.Notifier != nil && r.cfg.Notifier.Wants(pb)
 	resumed := run.Status != RunPending
 	if run.Status != RunRunning {
 		event, detail := "run_started", "started"
@@ -172,6 +173,7 @@ func (r *Runner) finish(ctx context.Context, run Run, status, failedStep, errTex
 		return err
 	}
 	r.emit(Event{Kind: EventRunFinished, RunID: run.ID, Status: status, StepID: failedStep, Error: errText})
+	r.notify(ctx, run, "finished")
 	return nil
 }
 
@@ -191,6 +193,7 @@ func (r *Runner) runStep(ctx context.Context, log *slog.Logger, run Run, seq int
 		}
 		kind := map[string]EventKind{StepSucceeded: EventStepSucceeded, StepFailed: EventStepFailed, StepSkipped: EventStepSkipped, StepDenied: EventStepDenied}[e.Status]
 		r.emit(Event{Kind: kind, RunID: run.ID, StepID: step.ID, Action: step.Action, Attempt: e.Attempt, Outcome: e.Outcome, Message: e.Message, Error: e.Error})
+		r.notify(ctx, run, "")
 		return playbooks.StepState{Status: e.Status, Outcome: e.Outcome, Outputs: e.Outputs}, nil
 	}
 
@@ -300,6 +303,7 @@ func (r *Runner) doAttempt(ctx context.Context, run Run, step *playbooks.Step, a
 			r.emit(Event{Kind: EventStepProgress, RunID: run.ID, StepID: step.ID, Action: step.Action, Attempt: attempt, Message: msg})
 		},
 		Logger: r.log.With("run", run.ID, "step", step.ID, "action", step.Action),
+		Report: func(ctx context.Context) (actions.Report, error) { return r.Report(ctx, run.ID) },
 	}
 	res, err = action.Do(actx, env, params)
 	if err != nil && errors.Is(actx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
@@ -318,11 +322,16 @@ func (r *Runner) awaitApproval(ctx context.Context, run Run, step *playbooks.Ste
 		if merr != nil {
 			msg = "approve step " + step.ID + "? (message failed: " + merr.Error() + ")"
 		}
-		a, err = r.store.RequestApproval(ctx, run.ID, step.ID, step.Approval.Approvers, msg, r.cfg.Now().Add(step.Approval.Timeout))
+		req := ApprovalRequest{Approvers: step.Approval.Approvers, Message: msg, Deadline: r.cfg.Now().Add(step.Approval.Timeout), Channel: step.Approval.Channel}
+		if e := step.Approval.Escalate; e != nil {
+			req.Escalation = &Escalation{Channel: e.Channel, Approvers: e.Approvers, Timeout: e.Timeout}
+		}
+		a, err = r.store.RequestApproval(ctx, run.ID, step.ID, req)
 		if err != nil {
 			return Approval{}, err
 		}
 		r.emit(Event{Kind: EventStepWaiting, RunID: run.ID, StepID: step.ID, Action: step.Action, Message: a.Message, Deadline: a.Deadline})
+		r.notify(ctx, run, "approval/"+step.ID+"/requested")
 	} else if err != nil {
 		return Approval{}, err
 	}
@@ -332,11 +341,28 @@ func (r *Runner) awaitApproval(ctx context.Context, run Run, step *playbooks.Ste
 	if r.cfg.Now().Before(a.Deadline) {
 		return Approval{}, &parked{deadline: a.Deadline}
 	}
+	if a.Escalation != nil && a.EscalatedAt.IsZero() {
+		a, escalated, err := r.store.Escalate(ctx, run.ID, step.ID)
+		if err != nil {
+			return Approval{}, err
+		}
+		if escalated {
+			r.emit(Event{Kind: EventStepEscalated, RunID: run.ID, StepID: step.ID, Action: step.Action, Message: "escalated to " + a.Escalation.Channel, Deadline: a.Deadline})
+			r.notify(ctx, run, "approval/"+step.ID+"/escalated")
+		}
+		if a.Decision != "" {
+			return a, nil
+		}
+		return Approval{}, &parked{deadline: a.Deadline}
+	}
 	decision := Denied
-	if step.Approval.OnTimeout == "approve" {
+	if step.Approval.OnTimeout == playbooks.OnTimeoutApprove {
 		decision = Approved
 	}
-	a, _, err = r.store.Decide(ctx, run.ID, step.ID, decision, "timeout", "timeout")
+	a, first, err := r.store.Decide(ctx, run.ID, step.ID, decision, "timeout", "timeout")
+	if first {
+		r.notify(ctx, run, "approval/"+step.ID+"/decided")
+	}
 	return a, err
 }
 
