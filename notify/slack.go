@@ -159,7 +159,9 @@ func (s *Slack) Sync(ctx context.Context, runID string) error {
 	return errors.Join(errs...)
 }
 
-func approvalKey(stepID string, round int) string { return fmt.Sprintf("approval/%s/%d", stepID, round) }
+func approvalKey(stepID string, round int) string {
+	return fmt.Sprintf("approval/%s/%d", stepID, round)
+}
 
 func finished(status string) bool {
 	switch status {

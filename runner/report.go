@@ -39,7 +39,7 @@ func (r *Runner) Report(ctx context.Context, runID string) (actions.Report, erro
 			}
 			ar := &actions.ApprovalReport{Approvers: a.Approvers, Message: a.Message, Deadline: a.Deadline, Channel: a.Channel, EscalatedAt: a.EscalatedAt,
 				OnTimeout: onTimeout(step, a),
-				Decision: a.Decision, DecidedBy: a.DecidedBy, DecidedAt: a.DecidedAt, Via: a.Via}
+				Decision:  a.Decision, DecidedBy: a.DecidedBy, DecidedAt: a.DecidedAt, Via: a.Via}
 			if a.Escalation != nil && !a.EscalatedAt.IsZero() {
 				ar.EscalatedTo = a.Escalation.Channel
 			}
