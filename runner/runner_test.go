@@ -644,3 +644,108 @@ steps:
 	}
 	require.True(t, moved)
 }
+
+const escalatingPlaybook = `
+name: escalate-me
+steps:
+  - id: destroy
+    action: test.mark
+    approval:
+      approvers: [alice]
+      timeout: 1s
+      on_timeout: escalate
+      channel: "#sec-oncall"
+      escalate:
+        channel: "#sec-leads"
+        approvers: [S0LEADS]
+        timeout: %s
+    with: {name: destroy}
+`
+
+// Nobody decides in time: the approval goes to its second round, where a
+// member of the escalation's user group may decide; a second timeout denies.
+func TestApprovalEscalates(t *testing.T) {
+	t.Parallel()
+	t.Run("decided in the second round", func(t *testing.T) {
+		t.Parallel()
+		ctx := context.Background()
+		b := newBundle(t, testDatabases(t)["sqlite"])
+		pb := b.playbook(t, fmt.Sprintf(escalatingPlaybook, "1h"))
+		run := submitOne(t, b, pb, testAlert("AKIAIOSFODNN7EXAMPLE"))
+		b.waitStatus(t, run.ID, RunWaitingApproval)
+		var a Approval
+		require.Eventually(t, func() bool {
+			var err error
+			a, err = b.runner.Store().Approval(ctx, run.ID, "destroy")
+			return err == nil && !a.EscalatedAt.IsZero()
+		}, 10*time.Second, 50*time.Millisecond)
+		require.Equal(t, []string{"alice", "S0LEADS"}, a.Approvers)
+		require.Equal(t, "#sec-oncall", a.Channel)
+		require.Equal(t, "#sec-leads", a.Escalation.Channel)
+		require.Empty(t, a.Decision)
+
+		// Not in the group: refused. In it: decides.
+		_, _, err := b.runner.DecideAs(ctx, Decision{RunID: run.ID, StepID: "destroy", Decision: Approved, By: "U0MALLORY", Via: "slack"})
+		require.ErrorIs(t, err, ErrNotApprover)
+		a, first, err := b.runner.DecideAs(ctx, Decision{RunID: run.ID, StepID: "destroy", Decision: Approved, By: "U0CAROL", Via: "slack", MemberOf: []string{"S0LEADS"}})
+		require.NoError(t, err)
+		require.True(t, first)
+		require.Equal(t, "U0CAROL", a.DecidedBy)
+		run = b.waitStatus(t, run.ID, RunSucceeded, RunFailed, RunCancelled)
+		require.Equal(t, RunSucceeded, run.Status)
+		require.Equal(t, 1, b.world.effect("destroy"))
+
+		journal, err := b.runner.Store().Journal(ctx, run.ID)
+		require.NoError(t, err)
+		var events []string
+		for _, e := range journal {
+			if strings.HasPrefix(e.Event, "approval_") {
+				events = append(events, e.Event)
+			}
+		}
+		require.Equal(t, []string{"approval_requested", "approval_escalated", "approval_refused", "approval_approved"}, events)
+
+		rep, err := b.runner.Report(ctx, run.ID)
+		require.NoError(t, err)
+		step, ok := rep.Step("destroy")
+		require.True(t, ok)
+		require.Equal(t, "#sec-leads", step.Approval.EscalatedTo)
+		require.Equal(t, "U0CAROL", step.Approval.DecidedBy)
+	})
+	t.Run("nobody decides", func(t *testing.T) {
+		t.Parallel()
+		b := newBundle(t, testDatabases(t)["sqlite"])
+		pb := b.playbook(t, fmt.Sprintf(escalatingPlaybook, "1s"))
+		run := submitOne(t, b, pb, testAlert("AKIAIOSFODNN7EXAMPLE"))
+		run = b.waitStatus(t, run.ID, RunSucceeded, RunFailed, RunCancelled)
+		require.Equal(t, RunCancelled, run.Status)
+		a, err := b.runner.Store().Approval(context.Background(), run.ID, "destroy")
+		require.NoError(t, err)
+		require.False(t, a.EscalatedAt.IsZero(), "escalated before it was denied")
+		require.Equal(t, "timeout", a.DecidedBy)
+		require.Equal(t, Denied, a.Decision)
+	})
+}
+
+// A store created by an earlier stanch, before approvals had channels,
+// is brought up to date once; later starts change nothing.
+func TestStoreMigratesOlderApprovals(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testDatabases(t)["sqlite"](t)
+	_, err := db.SQL.ExecContext(ctx, `CREATE TABLE stanch_approvals (
+		run_id TEXT NOT NULL, step_id TEXT NOT NULL, approvers TEXT NOT NULL DEFAULT '', message TEXT NOT NULL DEFAULT '',
+		requested_at BIGINT NOT NULL, deadline BIGINT NOT NULL, decision TEXT NOT NULL DEFAULT '', decided_by TEXT NOT NULL DEFAULT '',
+		decided_at BIGINT NOT NULL DEFAULT 0, via TEXT NOT NULL DEFAULT '', PRIMARY KEY (run_id, step_id))`)
+	require.NoError(t, err)
+	_, err = db.SQL.ExecContext(ctx, `INSERT INTO stanch_approvals (run_id, step_id, approvers, requested_at, deadline) VALUES ('run_old', 'destroy', 'alice', 1, 2)`)
+	require.NoError(t, err)
+	store := NewStore(db, nil)
+	require.NoError(t, store.Migrate(ctx))
+	require.NoError(t, store.Migrate(ctx), "a second start finds nothing to do")
+	a, err := store.Approval(ctx, "run_old", "destroy")
+	require.NoError(t, err)
+	require.Equal(t, []string{"alice"}, a.Approvers)
+	require.Empty(t, a.Channel)
+	require.Nil(t, a.Escalation)
+}

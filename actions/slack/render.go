@@ -254,6 +254,10 @@ func Approval(rep actions.Report, step actions.StepReport, tokens *Tokens, secon
 	if state != "" {
 		blocks = append(blocks, slackapi.NewSectionBlock(mrkdwn(state), nil, nil))
 		text += " — " + state
+	} else if tokens == nil {
+		// Without a signing secret a click could not be verified: no
+		// buttons, only the command that decides.
+		blocks = append(blocks, slackapi.NewSectionBlock(mrkdwn(fmt.Sprintf("Decide with `stanch approve %s %s --by NAME` (or `--deny`)", escape(rep.RunID), escape(step.ID))), nil, nil))
 	} else {
 		approve := slackapi.NewButtonBlockElement(ActionApprove, tokens.Sign(ButtonValue{RunID: rep.RunID, StepID: step.ID, Decision: "approved"}), plain("Approve")).
 			WithStyle(slackapi.StylePrimary).

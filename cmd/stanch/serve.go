@@ -56,7 +56,16 @@ Endpoints:
                                 every message's signature (versions 1 and 2) is checked with
                                 a certificate fetched only over HTTPS from an SNS host, and
                                 subscriptions are confirmed only for those topics.
+  POST /hooks/slack/interactions
+                                clicks on the Approve and Deny buttons of approval messages,
+                                verified with the app's signing secret (v0 signatures, 5-minute
+                                window, each request accepted once).
   GET  /healthz                 200 when the store answers.
+
+Slack (for slack.notify steps and approval messages) is configured from the environment:
+STANCH_SLACK_TOKEN (bot token: chat:write, channels:history, channels:read, usergroups:read),
+STANCH_SLACK_SIGNING_SECRET (turns on the buttons and the interactions endpoint) and
+STANCH_SLACK_API_URL (another Web API base, such as the sandbox's).
 
 With --github-poll-repo/--github-poll-org it also lists open secret-scanning alerts every
 --github-poll-interval, as a backstop: GitHub does not retry failed deliveries.
@@ -132,13 +141,19 @@ func serve(ctx context.Context, g *globals, f serveFlags) error {
 	} else if len(f.pollRepos)+len(f.pollOrgs) > 0 {
 		return usageError{fmt.Errorf("--github-poll-repo and --github-poll-org need the GitHub endpoint: set %s", f.ghSecretEnv)}
 	}
+	slack := newSlackSetup(slackFromEnv(), os.Getenv(envSlackSecret), log)
+	slack.warn(log, books)
 	r, stop, err := startRunner(ctx, g, f.dbURL, reg, prog.observe, f.shutdownGrace, func(c *runner.Config) {
 		c.Playbooks, c.Resolvers, c.Pollers = books, resolvers, periodic
+		slack.configure(c)
 	})
 	if err != nil {
 		return err
 	}
 	defer stop()
+	if h := slack.mount(mux, r, log, f.rateLimit); h != nil {
+		defer h.Wait()
+	}
 	sink := &runner.Dispatcher{Runner: r, Playbooks: books, Log: log}
 	if ghSecret != "" {
 		h := triggers.NewGitHub([]byte(ghSecret), sink, log)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stanchhq/stanch/actions"
 	awsactions "github.com/stanchhq/stanch/actions/aws"
+	slackact "github.com/stanchhq/stanch/actions/slack"
 	"github.com/stanchhq/stanch/alert"
 	"github.com/stanchhq/stanch/playbooks"
 	"github.com/stanchhq/stanch/runner"
@@ -21,7 +22,9 @@ import (
 // own configuration (credential chain, AWS_REGION, AWS_ENDPOINT_URL…),
 // loaded on first use.
 func newRegistry(aws awsactions.ProviderOptions) (*actions.Registry, error) {
-	return actions.NewRegistry(awsactions.Actions(awsactions.NewProvider(aws))...)
+	all := awsactions.Actions(awsactions.NewProvider(aws))
+	all = append(all, slackact.Actions(slackFromEnv())...)
+	return actions.NewRegistry(all...)
 }
 
 // registry returns every action, configured from --config.

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+
+	slackact "github.com/stanchhq/stanch/actions/slack"
+	"github.com/stanchhq/stanch/notify"
+	"github.com/stanchhq/stanch/playbooks"
+	"github.com/stanchhq/stanch/runner"
+	"github.com/stanchhq/stanch/triggers"
+)
+
+// Slack is configured from the environment, like the other secrets:
+// STANCH_SLACK_TOKEN (a bot token), STANCH_SLACK_SIGNING_SECRET (the app's
+// signing secret, which turns on approval buttons) and STANCH_SLACK_API_URL
+// (another Web API, such as the sandbox's).
+const (
+	envSlackToken   = "STANCH_SLACK_TOKEN"
+	envSlackSecret  = "STANCH_SLACK_SIGNING_SECRET"
+	envSlackAPIURL  = "STANCH_SLACK_API_URL"
+	slackHooksRoute = "/hooks/slack/interactions"
+)
+
+func slackFromEnv() *slackact.Client {
+	return slackact.NewClient(slackact.Options{Token: os.Getenv(envSlackToken), APIURL: os.Getenv(envSlackAPIURL)})
+}
+
+// approvalTokens derives the key of approval buttons from the signing
+// secret, so that one secret configures both ends of a click. Without a
+// signing secret approval messages carry no buttons.
+func approvalTokens(signingSecret string) *slackact.Tokens {
+	if signingSecret == "" {
+		return nil
+	}
+	m := hmac.New(sha256.New, []byte(signingSecret))
+	m.Write([]byte("stanch approval buttons v1"))
+	t, _ := slackact.NewTokens(m.Sum(nil))
+	return t
+}
+
+// slackSetup is Slack in stanch serve and stanch demo: the notifier the
+// runner syncs messages through and the endpoint clicks come back to.
+type slackSetup struct {
+	client   *slackact.Client
+	tokens   *slackact.Tokens
+	secret   string
+	notifier *notify.Slack
+}
+
+func newSlackSetup(client *slackact.Client, signingSecret string, log *slog.Logger) *slackSetup {
+	s := &slackSetup{client: client, secret: signingSecret, tokens: approvalTokens(signingSecret)}
+	s.notifier = notify.NewSlack(client, s.tokens, log)
+	return s
+}
+
+// configure is a runner option installing the notifier.
+func (s *slackSetup) configure(c *runner.Config) { c.Notifier = s.notifier }
+
+// warn says what is missing for the playbooks that use Slack.
+func (s *slackSetup) warn(log *slog.Logger, books []*playbooks.Playbook) {
+	for _, pb := range books {
+		if !s.notifier.Wants(pb) {
+			continue
+		}
+		if !s.client.Configured() {
+			log.Warn("playbook uses Slack but Slack is not configured: nothing will be posted", "playbook", pb.Name, "variable", envSlackToken)
+		} else if s.tokens == nil {
+			log.Warn("Slack approval messages will have no buttons: the signing secret is not set", "playbook", pb.Name, "variable", envSlackSecret)
+		}
+	}
+}
+
+// handler returns the interactions endpoint, or nil without a signing
+// secret.
+func (s *slackSetup) handler(r *runner.Runner, log *slog.Logger) *triggers.SlackInteractions {
+	s.notifier.Attach(r)
+	if s.tokens == nil {
+		return nil
+	}
+	return triggers.NewSlackInteractions(s.secret, s.tokens, runDecider{r}, s.client, log)
+}
+
+// mount attaches the notifier to r and serves clicks on mux.
+func (s *slackSetup) mount(mux *http.ServeMux, r *runner.Runner, log *slog.Logger, rateLimit float64) *triggers.SlackInteractions {
+	h := s.handler(r, log)
+	if h == nil {
+		log.Warn("Slack interactions endpoint off: the signing secret is not set", "variable", envSlackSecret)
+		return nil
+	}
+	h.RateLimit(rateLimit)
+	mux.Handle(slackHooksRoute, h)
+	return h
+}
+
+// runDecider lets Slack clicks decide approvals through the runner.
+type runDecider struct{ r *runner.Runner }
+
+func (d runDecider) Approvers(ctx context.Context, runID, stepID string) ([]string, error) {
+	a, err := d.r.Store().Approval(ctx, runID, stepID)
+	if errors.Is(err, runner.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %v", triggers.ErrNotWaiting, err)
+	}
+	return a.Approvers, err
+}
+
+func (d runDecider) Decide(ctx context.Context, runID, stepID, decision, user string, groups []string) (triggers.Decided, error) {
+	a, first, err := d.r.DecideAs(ctx, runner.Decision{RunID: runID, StepID: stepID, Decision: decision, By: user, Via: "slack", MemberOf: groups})
+	switch {
+	case errors.Is(err, runner.ErrNotApprover):
+		return triggers.Decided{}, fmt.Errorf("%w: %v", triggers.ErrNotApprover, err)
+	case errors.Is(err, runner.ErrNotWaiting):
+		return triggers.Decided{}, fmt.Errorf("%w: %v", triggers.ErrNotWaiting, err)
+	case err != nil:
+		return triggers.Decided{}, err
+	}
+	return triggers.Decided{First: first, Decision: a.Decision, DecidedBy: a.DecidedBy, DecidedAt: a.DecidedAt}, nil
+}
