@@ -33,6 +33,10 @@ type Database struct {
 	Path string
 	SQL  *sql.DB
 	Pool *pgxpool.Pool
+	// durable is a second SQLite connection for the commits that answer a
+	// sender: they do not queue behind the workers' use of SQL. SQLite
+	// serialises the writes themselves.
+	durable *sql.DB
 }
 
 // DefaultDatabaseURL is file:<state dir>/stanch/stanch.db, following the XDG
@@ -76,7 +80,12 @@ func openSQLite(path string) (*Database, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create database directory: %w", err)
 	}
-	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate"
+	// Commits that answer a sender (an alert accepted, a decision
+	// recorded) are made with synchronous=FULL: they survive a power cut.
+	// Everything else a run writes uses NORMAL, which survives a crash of
+	// the process but may lose the last moments of progress to a power cut;
+	// the steps then run again and, being idempotent, find their work done.
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
@@ -88,7 +97,13 @@ func openSQLite(path string) (*Database, error) {
 		db.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	return &Database{Dialect: SQLite, URL: "file:" + path, Path: path, SQL: db}, nil
+	durable, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	durable.SetMaxOpenConns(1)
+	return &Database{Dialect: SQLite, URL: "file:" + path, Path: path, SQL: db, durable: durable}, nil
 }
 
 func openPostgres(ctx context.Context, url string) (*Database, error) {
@@ -108,9 +123,45 @@ func openPostgres(ctx context.Context, url string) (*Database, error) {
 	return &Database{Dialect: Postgres, URL: shown, SQL: stdlib.OpenDBFromPool(pool), Pool: pool}, nil
 }
 
+// durableTx runs fn in a transaction whose commit is on disk before it
+// returns, whatever the store's default.
+func (d *Database) durableTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if d.Dialect != SQLite {
+		return inTx(ctx, d.SQL.BeginTx, fn)
+	}
+	conn, err := d.durable.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = FULL`); err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer func() { _, _ = conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous = NORMAL`) }()
+	return inTx(ctx, conn.BeginTx, fn)
+}
+
+func inTx(ctx context.Context, begin func(context.Context, *sql.TxOptions) (*sql.Tx, error), fn func(tx *sql.Tx) error) error {
+	tx, err := begin(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
 // Close closes the handles.
 func (d *Database) Close() error {
 	err := d.SQL.Close()
+	if d.durable != nil {
+		_ = d.durable.Close()
+	}
 	if d.Pool != nil {
 		d.Pool.Close()
 	}

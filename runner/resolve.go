@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 
@@ -36,7 +37,17 @@ func (r *Runner) Defer(ctx context.Context, kind, dedupKey string, ref []byte) e
 	if _, ok := r.cfg.Resolvers[kind]; !ok {
 		return fmt.Errorf("no resolver for %q", kind)
 	}
-	if _, err := r.client.Insert(ctx, ResolveArgs{Resolver: kind, DedupKey: dedupKey, Ref: ref}, nil); err != nil {
+	args := ResolveArgs{Resolver: kind, DedupKey: dedupKey, Ref: ref}
+	var err error
+	if r.insertTx != nil {
+		// The answer to the sender waits for this commit: make it durable.
+		err = r.cfg.DB.durableTx(ctx, func(tx *sql.Tx) error {
+			return r.insertTx(ctx, tx, []river.InsertManyParams{{Args: args}})
+		})
+	} else {
+		_, err = r.client.Insert(ctx, args, nil)
+	}
+	if err != nil {
 		return fmt.Errorf("record %s %s: %w", kind, dedupKey, err)
 	}
 	return nil

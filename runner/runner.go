@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -103,6 +104,7 @@ type Config struct {
 // on SQLite and PostgreSQL.
 type queue interface {
 	Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
+	InsertMany(ctx context.Context, params []river.InsertManyParams) ([]*rivertype.JobInsertResult, error)
 	JobRetry(ctx context.Context, id int64) (*rivertype.JobRow, error)
 	Start(ctx context.Context) error
 	Stop(ctx context.Context) error
@@ -119,6 +121,11 @@ type Runner struct {
 	rescueOrphans func(ctx context.Context) (int, error)
 	lock          *processLock
 	started       bool
+	// intake batches Submit while the runner is started.
+	intake *intake
+	// insertTx inserts jobs in a transaction of the store's own (SQLite,
+	// where River's transactions are *sql.Tx); nil on PostgreSQL.
+	insertTx func(ctx context.Context, tx *sql.Tx, params []river.InsertManyParams) error
 }
 
 // New migrates the database (River's tables and stanch's) and returns a
@@ -214,6 +221,12 @@ func setup[TTx any](ctx context.Context, r *Runner, rcfg *river.Config, driver r
 		return fmt.Errorf("river client: %w", err)
 	}
 	r.client = client
+	if c, ok := any(client).(*river.Client[*sql.Tx]); ok {
+		r.insertTx = func(ctx context.Context, tx *sql.Tx, params []river.InsertManyParams) error {
+			_, err := c.InsertManyTx(ctx, tx, params)
+			return err
+		}
+	}
 	r.rescueOrphans = func(ctx context.Context) (int, error) {
 		exec := driver.GetExecutor()
 		stuck, err := exec.JobGetStuck(ctx, &riverdriver.JobGetStuckParams{Max: 10000, StuckHorizon: time.Now().Add(time.Minute)})
@@ -269,6 +282,7 @@ func (r *Runner) Start(ctx context.Context) error {
 		return fmt.Errorf("start workers: %w", err)
 	}
 	r.started = true
+	r.intake = newIntake(r)
 	runs, err := r.store.UnfinishedRuns(ctx)
 	if err != nil {
 		return err
@@ -291,6 +305,7 @@ func (r *Runner) Stop(ctx context.Context) error {
 		return nil
 	}
 	r.started = false
+	r.intake.close()
 	if err := r.client.Stop(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("stop workers: %w", err)
 	}
@@ -349,6 +364,12 @@ func (r *Runner) Submit(ctx context.Context, a alert.Alert, books []*playbooks.P
 		}
 		want = append(want, NewRun{ID: newRunID(now), Playbook: pb.Name, PlaybookFile: pb.File, PlaybookSource: pb.Source, Correlate: pb.Correlate})
 	}
+	if r.intake != nil {
+		got, err := r.intake.submit(ctx, a, want)
+		sub.Started, sub.Existing, sub.Joined = got.Created, got.Existing, got.Joined
+		return sub, err
+	}
+	// Not started (plan, tests): the same steps, one alert at a time.
 	created, existing, joined, err := r.store.CreateRuns(ctx, a, want)
 	if err != nil {
 		return sub, err

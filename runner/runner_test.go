@@ -749,3 +749,58 @@ func TestStoreMigratesOlderApprovals(t *testing.T) {
 	require.Empty(t, a.Channel)
 	require.Nil(t, a.Escalation)
 }
+
+// Alerts submitted at the same moment are committed together; each still
+// gets exactly its own run, and copies of one alert arriving together
+// start one run between them.
+func TestConcurrentSubmissionsShareCommits(t *testing.T) {
+	t.Parallel()
+	for name, open := range testDatabases(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			b := newBundle(t, open)
+			pb := b.playbook(t, `
+name: one-step
+steps:
+  - id: contain
+    action: test.mark
+    with: {name: "${{ alert.credential.id }}"}
+`)
+			const distinct, copies = 100, 10
+			var wg sync.WaitGroup
+			var started, existing atomic.Int64
+			for i := range distinct + copies {
+				id := fmt.Sprintf("AKIABATCH%011d", i)
+				if i >= distinct {
+					id = "AKIABATCHDUPLICATE01"
+				}
+				wg.Go(func() {
+					sub, err := b.runner.Submit(ctx, testAlert(id), []*playbooks.Playbook{pb})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					started.Add(int64(len(sub.Started)))
+					existing.Add(int64(len(sub.Existing)))
+				})
+			}
+			wg.Wait()
+			require.EqualValues(t, distinct+1, started.Load())
+			require.EqualValues(t, copies-1, existing.Load())
+			require.Eventually(t, func() bool {
+				runs, err := b.runner.Store().ListRuns(ctx, ListFilter{Limit: 1000})
+				require.NoError(t, err)
+				done := 0
+				for _, r := range runs {
+					if r.Status == RunSucceeded {
+						done++
+					}
+				}
+				return done == distinct+1
+			}, 30*time.Second, 20*time.Millisecond)
+			require.Equal(t, 1, b.world.effect("AKIABATCHDUPLICATE01"))
+			require.Equal(t, 1, b.world.effect("AKIABATCH00000000042"))
+		})
+	}
+}

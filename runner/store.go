@@ -306,18 +306,7 @@ func (s *Store) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sq
 
 // inTx runs fn in a transaction and commits it.
 func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.db.SQL.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+	return inTx(ctx, s.db.SQL.BeginTx, fn)
 }
 
 // NewRun describes a run to create.
@@ -336,93 +325,116 @@ func credentialKey(a alert.Alert) string {
 	return a.Credential.Provider + ":" + a.Credential.ID
 }
 
-// CreateRuns durably records the alert and one pending run per playbook, in
-// one transaction. A run whose (dedup key, playbook) already exists is not
-// created again; it comes back in existing. When the playbook correlates and
-// the credential already has an open run of it, the alert joins that run
-// (journalled there) and the run comes back in joined.
+// CreateRuns records an alert and creates a run per playbook in runs; see
+// CreateRunsBatch.
 func (s *Store) CreateRuns(ctx context.Context, a alert.Alert, runs []NewRun) (created, existing, joined []Run, err error) {
-	alertJSON, err := json.Marshal(a)
+	out, err := s.CreateRunsBatch(ctx, []Intake{{Alert: a, Runs: runs}}, nil)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("encode alert: %w", err)
+		return nil, nil, nil, err
 	}
-	now := micros(s.now())
-	const (
-		isNew = iota + 1
-		isExisting
-		isJoined
-	)
-	outcome := map[string]int{}     // playbook → what happened
-	joinedTo := map[string]string{} // playbook → run id
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := s.exec(ctx, tx, `INSERT INTO stanch_alerts (dedup_key, source, alert, received_at) VALUES (?, ?, ?, ?) ON CONFLICT (dedup_key) DO NOTHING`,
-			a.DedupKey, a.Source, string(alertJSON), micros(a.ReceivedAt)); err != nil {
-			return fmt.Errorf("record alert: %w", err)
-		}
-		for _, r := range runs {
-			cred := ""
-			if r.Correlate {
-				cred = credentialKey(a)
-			}
-			// No conflict target: either uniqueness (same alert, or an open
-			// run for the credential) means no new run.
-			res, err := s.exec(ctx, tx, `INSERT INTO stanch_runs (id, dedup_key, playbook, playbook_file, playbook_source, alert, credential, status, created_at, updated_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-				r.ID, a.DedupKey, r.Playbook, r.PlaybookFile, string(r.PlaybookSource), string(alertJSON), cred, RunPending, now, now)
+	return out[0].Created, out[0].Existing, out[0].Joined, nil
+}
+
+// Intake is one alert and the runs it should start.
+type Intake struct {
+	Alert alert.Alert
+	Runs  []NewRun
+}
+
+// Intaken is what became of an Intake: runs created, runs that already
+// existed for the same alert (a redelivery), and open runs about the same
+// credential that the alert joined.
+type Intaken struct {
+	Created, Existing, Joined []Run
+}
+
+// CreateRunsBatch records alerts and their runs in one transaction, so that
+// alerts arriving together cost one commit: each alert once (by dedup
+// key), and per playbook either a new run, the run that already exists for
+// that alert, or the open run of the same credential, which the alert joins
+// (recorded in that run's journal).
+// When also is set it runs in the same transaction, after the runs are
+// written (to insert their jobs).
+func (s *Store) CreateRunsBatch(ctx context.Context, items []Intake, also func(tx *sql.Tx, got []Intaken) error) ([]Intaken, error) {
+	out := make([]Intaken, len(items))
+	err := s.db.durableTx(ctx, func(tx *sql.Tx) error {
+		for i, it := range items {
+			got, err := s.createRunsTx(ctx, tx, it.Alert, it.Runs)
 			if err != nil {
-				return fmt.Errorf("record run: %w", err)
-			}
-			if n, _ := res.RowsAffected(); n == 1 {
-				outcome[r.Playbook] = isNew
-				if err := s.appendJournal(ctx, tx, r.ID, "", 0, "run_created", "alert "+a.DedupKey+" matched playbook "+r.Playbook); err != nil {
-					return err
-				}
-				continue
-			}
-			var open string
-			err = tx.QueryRowContext(ctx, s.db.rebind(`SELECT id FROM stanch_runs WHERE dedup_key = ? AND playbook = ?`), a.DedupKey, r.Playbook).Scan(&open)
-			if err == nil {
-				outcome[r.Playbook] = isExisting
-				continue
-			}
-			if !errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("find run: %w", err)
-			}
-			if err := tx.QueryRowContext(ctx, s.db.rebind(`SELECT id FROM stanch_runs WHERE playbook = ? AND credential = ? AND status NOT IN (?, ?, ?)`),
-				r.Playbook, cred, RunSucceeded, RunFailed, RunCancelled).Scan(&open); err != nil {
-				return fmt.Errorf("find the open run of credential %s: %w", cred, err)
-			}
-			outcome[r.Playbook], joinedTo[r.Playbook] = isJoined, open
-			if err := s.appendJournal(ctx, tx, open, "", 0, "alert_joined", fmt.Sprintf("alert %s from %s about the same credential joined this run", a.DedupKey, a.Source)); err != nil {
 				return err
 			}
+			out[i] = got
+		}
+		if also != nil {
+			return also(tx, out)
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *Store) createRunsTx(ctx context.Context, tx *sql.Tx, a alert.Alert, runs []NewRun) (Intaken, error) {
+	var got Intaken
+	alertJSON, err := json.Marshal(a)
+	if err != nil {
+		return got, fmt.Errorf("encode alert: %w", err)
+	}
+	now := micros(s.now())
+	if _, err := s.exec(ctx, tx, `INSERT INTO stanch_alerts (dedup_key, source, alert, received_at) VALUES (?, ?, ?, ?) ON CONFLICT (dedup_key) DO NOTHING`,
+		a.DedupKey, a.Source, string(alertJSON), micros(a.ReceivedAt)); err != nil {
+		return got, fmt.Errorf("record alert: %w", err)
+	}
+	byID := func(id string) (Run, error) {
+		return scanRun(tx.QueryRowContext(ctx, s.db.rebind(`SELECT `+runColumns+` FROM stanch_runs WHERE id = ?`), id))
 	}
 	for _, r := range runs {
-		var got Run
-		var err error
-		if outcome[r.Playbook] == isJoined {
-			got, err = s.Run(ctx, joinedTo[r.Playbook])
-		} else {
-			got, err = s.RunByDedup(ctx, a.DedupKey, r.Playbook)
+		cred := ""
+		if r.Correlate {
+			cred = credentialKey(a)
 		}
+		// No conflict target: either uniqueness (same alert, or an open
+		// run for the credential) means no new run.
+		res, err := s.exec(ctx, tx, `INSERT INTO stanch_runs (id, dedup_key, playbook, playbook_file, playbook_source, alert, credential, status, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+			r.ID, a.DedupKey, r.Playbook, r.PlaybookFile, string(r.PlaybookSource), string(alertJSON), cred, RunPending, now, now)
 		if err != nil {
-			return nil, nil, nil, err
+			return got, fmt.Errorf("record run: %w", err)
 		}
-		switch outcome[r.Playbook] {
-		case isNew:
-			created = append(created, got)
-		case isExisting:
-			existing = append(existing, got)
-		case isJoined:
-			joined = append(joined, got)
+		if n, _ := res.RowsAffected(); n == 1 {
+			if err := s.appendJournal(ctx, tx, r.ID, "", 0, "run_created", "alert "+a.DedupKey+" matched playbook "+r.Playbook); err != nil {
+				return got, err
+			}
+			// The run as inserted, without reading it back.
+			got.Created = append(got.Created, Run{ID: r.ID, DedupKey: a.DedupKey, Playbook: r.Playbook, PlaybookFile: r.PlaybookFile, PlaybookSource: r.PlaybookSource,
+				Alert: a, Status: RunPending, CreatedAt: fromMicros(now), UpdatedAt: fromMicros(now)})
+			continue
 		}
+		run, err := scanRun(tx.QueryRowContext(ctx, s.db.rebind(`SELECT `+runColumns+` FROM stanch_runs WHERE dedup_key = ? AND playbook = ?`), a.DedupKey, r.Playbook))
+		if err == nil {
+			got.Existing = append(got.Existing, run)
+			continue
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return got, fmt.Errorf("find run: %w", err)
+		}
+		var open string
+		if err := tx.QueryRowContext(ctx, s.db.rebind(`SELECT id FROM stanch_runs WHERE playbook = ? AND credential = ? AND status NOT IN (?, ?, ?)`),
+			r.Playbook, cred, RunSucceeded, RunFailed, RunCancelled).Scan(&open); err != nil {
+			return got, fmt.Errorf("find the open run of credential %s: %w", cred, err)
+		}
+		if err := s.appendJournal(ctx, tx, open, "", 0, "alert_joined", fmt.Sprintf("alert %s from %s about the same credential joined this run", a.DedupKey, a.Source)); err != nil {
+			return got, err
+		}
+		run, err = byID(open)
+		if err != nil {
+			return got, fmt.Errorf("read the open run %s: %w", open, err)
+		}
+		got.Joined = append(got.Joined, run)
 	}
-	return created, existing, joined, nil
+	return got, nil
 }
 
 const runColumns = `id, dedup_key, playbook, playbook_file, playbook_source, alert, status, waiting_step, failed_step, error, job_id, created_at, updated_at, finished_at`
@@ -824,7 +836,7 @@ func (s *Store) Decide(ctx context.Context, runID, stepID, decision, by, via str
 	if decision != Approved && decision != Denied {
 		return Approval{}, false, fmt.Errorf("decision %q: want %s or %s", decision, Approved, Denied)
 	}
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
+	err = s.db.durableTx(ctx, func(tx *sql.Tx) error {
 		res, err := s.exec(ctx, tx, `UPDATE stanch_approvals SET decision = ?, decided_by = ?, decided_at = ?, via = ? WHERE run_id = ? AND step_id = ? AND decision = ''`,
 			decision, by, micros(s.now()), via, runID, stepID)
 		if err != nil {

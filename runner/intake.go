@@ -1,0 +1,158 @@
+package runner
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/stanchhq/stanch/alert"
+	"github.com/stanchhq/stanch/internal/crashpoint"
+)
+
+// intake commits the alerts submitted at the same moment together: one
+// transaction for all their runs and one insert for all their jobs. On the
+// embedded SQLite store each commit is an fsync on the one connection the
+// workers share, so a burst of webhooks pays for a few commits instead of
+// two per alert. Nobody waits for a batch to fill: a batch is whatever
+// queued up while the previous one was being written.
+type intake struct {
+	r    *Runner
+	reqs chan *intakeReq
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+type intakeReq struct {
+	it   Intake
+	done chan intakeResult
+}
+
+type intakeResult struct {
+	got Intaken
+	err error
+}
+
+// maxIntakeBatch bounds a transaction, so one batch never holds the
+// connection for long.
+const maxIntakeBatch = 256
+
+func newIntake(r *Runner) *intake {
+	in := &intake{r: r, reqs: make(chan *intakeReq, maxIntakeBatch), stop: make(chan struct{})}
+	in.wg.Go(in.loop)
+	return in
+}
+
+func (in *intake) close() {
+	close(in.stop)
+	in.wg.Wait()
+}
+
+// submit queues one alert and waits for its commit.
+func (in *intake) submit(ctx context.Context, a alert.Alert, runs []NewRun) (Intaken, error) {
+	req := &intakeReq{it: Intake{Alert: a, Runs: runs}, done: make(chan intakeResult, 1)}
+	select {
+	case in.reqs <- req:
+	case <-in.stop:
+		return Intaken{}, fmt.Errorf("runner stopping: alert %s not taken", a.DedupKey)
+	case <-ctx.Done():
+		return Intaken{}, ctx.Err()
+	}
+	select {
+	case res := <-req.done:
+		return res.got, res.err
+	case <-ctx.Done():
+		// The batch goes on; the alert may still be committed, which a
+		// redelivery finds as a duplicate.
+		return Intaken{}, ctx.Err()
+	}
+}
+
+func (in *intake) loop() {
+	for {
+		var batch []*intakeReq
+		select {
+		case req := <-in.reqs:
+			batch = append(batch, req)
+		case <-in.stop:
+			return
+		}
+	more:
+		for len(batch) < maxIntakeBatch {
+			select {
+			case req := <-in.reqs:
+				batch = append(batch, req)
+			default:
+				break more
+			}
+		}
+		in.commit(batch)
+	}
+}
+
+// commit writes a batch. A batch that fails as a whole is retried alert by
+// alert, so one bad alert fails only its own request.
+func (in *intake) commit(batch []*intakeReq) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	items := make([]Intake, len(batch))
+	for i, req := range batch {
+		items[i] = req.it
+	}
+	// On SQLite the jobs go in the same transaction as the runs: one commit
+	// for the batch. Elsewhere they follow it; a run whose job was lost
+	// with its process is enqueued again when the runner starts.
+	var inTx func(tx *sql.Tx, got []Intaken) error
+	if in.r.insertTx != nil {
+		inTx = func(tx *sql.Tx, got []Intaken) error {
+			if jobs := jobsFor(got); len(jobs) > 0 {
+				return in.r.insertTx(ctx, tx, jobs)
+			}
+			return nil
+		}
+	}
+	got, err := in.r.store.CreateRunsBatch(ctx, items, inTx)
+	if err != nil && len(batch) > 1 {
+		for _, req := range batch {
+			in.commit([]*intakeReq{req})
+		}
+		return
+	}
+	if err != nil {
+		batch[0].done <- intakeResult{err: err}
+		return
+	}
+	crashpoint.Hit("submitted") // runs committed; on PostgreSQL jobs not yet enqueued
+	var jobErr error
+	if jobs := jobsFor(got); inTx == nil && len(jobs) > 0 {
+		if _, err := in.r.client.InsertMany(ctx, jobs); err != nil {
+			jobErr = fmt.Errorf("enqueue runs: %w", err)
+		}
+	}
+	for i, req := range batch {
+		req.done <- intakeResult{got: got[i], err: jobErr}
+	}
+}
+
+// jobsFor returns the jobs of the runs a batch created or found unfinished:
+// if the process that created an existing run died before enqueueing it,
+// this is where it continues; the job's uniqueness makes it a no-op
+// otherwise.
+func jobsFor(got []Intaken) []river.InsertManyParams {
+	var jobs []river.InsertManyParams
+	seen := map[string]bool{} // copies of one alert in a batch share a run
+	for _, g := range got {
+		for _, run := range slices.Concat(g.Created, g.Existing, g.Joined) {
+			if Terminal(run.Status) || run.Status == RunWaitingApproval || seen[run.ID] {
+				continue
+			}
+			seen[run.ID] = true
+			jobs = append(jobs, river.InsertManyParams{Args: RunArgs{RunID: run.ID}})
+		}
+	}
+	return jobs
+}
