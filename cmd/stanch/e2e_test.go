@@ -64,6 +64,8 @@ type e2e struct {
 	dir  string
 	db   string
 	root string // repository root, for examples/
+	// env is added to the environment of stanch serve.
+	env []string
 }
 
 func newE2E(t *testing.T) *e2e {

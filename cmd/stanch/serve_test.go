@@ -39,6 +39,7 @@ func (e *e2e) startServeWith(t *testing.T, playbook, secret string, extra ...str
 	cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL="+e.url, "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID="+respondKey, "AWS_SECRET_ACCESS_KEY="+respondPass,
 		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "HOME="+e.dir, "STANCH_EVENTBRIDGE_SECRET="+secret,
 		"STANCH_GITHUB_WEBHOOK_SECRET="+githubSecret, "STANCH_GITHUB_TOKEN=ghp_sandboxTokenForStanchTests0000000000")
+	cmd.Env = append(cmd.Env, e.env...)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	stderr := &syncBuffer{}
