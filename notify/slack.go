@@ -236,6 +236,6 @@ func (s *Slack) ensure(ctx context.Context, rep actions.Report, key string, m sl
 	if err != nil {
 		return err
 	}
-	crashpoint.Hit("slack:posted")
+	crashpoint.Hit("slack:sync-posted")
 	return store.SaveMessage(ctx, rep.RunID, runner.Message{Key: key, Channel: channel, TS: ts, Digest: digest(m)})
 }

@@ -96,7 +96,7 @@ func (c *Client) notify(ctx context.Context, env actions.Env, in *NotifyParams) 
 	if err != nil {
 		return actions.Result{}, classify(err)
 	}
-	crashpoint.Hit("slack:posted")
+	crashpoint.Hit("slack:notify-posted")
 	return done(actions.Done, channel, ts, "posted")
 }
 
