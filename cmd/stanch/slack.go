@@ -1,11 +1,8 @@
 package main
 
 import (
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
-	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
@@ -84,7 +81,7 @@ func (s *slackSetup) handler(r *runner.Runner, log *slog.Logger) *triggers.Slack
 	if s.tokens == nil {
 		return nil
 	}
-	return triggers.NewSlackInteractions(s.secret, s.tokens, runDecider{r}, s.client, log)
+	return triggers.NewSlackInteractions(s.secret, s.tokens, notify.Decider(r), s.client, log)
 }
 
 // mount attaches the notifier to r and serves clicks on mux.
@@ -97,28 +94,4 @@ func (s *slackSetup) mount(mux *http.ServeMux, r *runner.Runner, log *slog.Logge
 	h.RateLimit(rateLimit)
 	mux.Handle(slackHooksRoute, h)
 	return h
-}
-
-// runDecider lets Slack clicks decide approvals through the runner.
-type runDecider struct{ r *runner.Runner }
-
-func (d runDecider) Approvers(ctx context.Context, runID, stepID string) ([]string, error) {
-	a, err := d.r.Store().Approval(ctx, runID, stepID)
-	if errors.Is(err, runner.ErrNotFound) {
-		return nil, fmt.Errorf("%w: %v", triggers.ErrNotWaiting, err)
-	}
-	return a.Approvers, err
-}
-
-func (d runDecider) Decide(ctx context.Context, runID, stepID, decision, user string, groups []string) (triggers.Decided, error) {
-	a, first, err := d.r.DecideAs(ctx, runner.Decision{RunID: runID, StepID: stepID, Decision: decision, By: user, Via: "slack", MemberOf: groups})
-	switch {
-	case errors.Is(err, runner.ErrNotApprover):
-		return triggers.Decided{}, fmt.Errorf("%w: %v", triggers.ErrNotApprover, err)
-	case errors.Is(err, runner.ErrNotWaiting):
-		return triggers.Decided{}, fmt.Errorf("%w: %v", triggers.ErrNotWaiting, err)
-	case err != nil:
-		return triggers.Decided{}, err
-	}
-	return triggers.Decided{First: first, Decision: a.Decision, DecidedBy: a.DecidedBy, DecidedAt: a.DecidedAt}, nil
 }

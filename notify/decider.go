@@ -1,0 +1,36 @@
+package notify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/stanchhq/stanch/runner"
+	"github.com/stanchhq/stanch/triggers"
+)
+
+// Decider lets clicks on approval buttons decide through the runner.
+func Decider(r *runner.Runner) triggers.Decider { return runDecider{r} }
+
+type runDecider struct{ r *runner.Runner }
+
+func (d runDecider) Approvers(ctx context.Context, runID, stepID string) ([]string, error) {
+	a, err := d.r.Store().Approval(ctx, runID, stepID)
+	if errors.Is(err, runner.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %v", triggers.ErrNotWaiting, err)
+	}
+	return a.Approvers, err
+}
+
+func (d runDecider) Decide(ctx context.Context, runID, stepID, decision, user string, groups []string) (triggers.Decided, error) {
+	a, first, err := d.r.DecideAs(ctx, runner.Decision{RunID: runID, StepID: stepID, Decision: decision, By: user, Via: "slack", MemberOf: groups})
+	switch {
+	case errors.Is(err, runner.ErrNotApprover):
+		return triggers.Decided{}, fmt.Errorf("%w: %v", triggers.ErrNotApprover, err)
+	case errors.Is(err, runner.ErrNotWaiting):
+		return triggers.Decided{}, fmt.Errorf("%w: %v", triggers.ErrNotWaiting, err)
+	case err != nil:
+		return triggers.Decided{}, err
+	}
+	return triggers.Decided{First: first, Decision: a.Decision, DecidedBy: a.DecidedBy, DecidedAt: a.DecidedAt}, nil
+}
