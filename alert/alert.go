@@ -91,6 +91,9 @@ type Location struct {
 	Line   int    `json:"line,omitempty" expr:"line"`
 	Commit string `json:"commit,omitempty" expr:"commit"`
 	URL    string `json:"url,omitempty" expr:"url"`
+	// AlertNumber is the GitHub secret-scanning alert's number in Repo, for
+	// alerts that came from GitHub (github.resolve_alert closes it).
+	AlertNumber int `json:"alert_number,omitempty" expr:"alert_number"`
 }
 
 // AWSKeyID matches an AWS access key id: AKIA for IAM user keys, ASIA for

@@ -4,4 +4,9 @@
 // state seeded from a file (accounts, users, access keys, policies), and
 // logs every call so that tests can count effects. Tests, benchmarks,
 // `stanch demo` and people rehearsing playbooks use it.
+//
+// It also answers the Slack Web API methods stanch uses under /slack/api/
+// (slack.OptionAPIURL(url + "/slack/api/")), for a workspace seeded with
+// channels, users and user groups, keeping the messages posted; SlackClick
+// sends a signed button click to an interactivity endpoint.
 package sandbox

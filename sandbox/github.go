@@ -3,21 +3,31 @@ package sandbox
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// The GitHub REST endpoints of secret scanning that stanch reads, in the
-// GitHub Enterprise Server layout (/api/v3/…), which go-github uses when
-// given a custom URL.
+// The GitHub REST endpoints that stanch uses, in the GitHub Enterprise
+// Server layout (/api/v3/…), which go-github uses when given a custom URL:
+// secret-scanning alerts (read, list, resolve), issues (list, create, read,
+// edit) and GitHub App installation tokens.
 
 // SeedGitHub is the GitHub side of the sandbox.
 type SeedGitHub struct {
-	// Token is the one token accepted (Authorization: Bearer or token).
-	Token  string            `yaml:"token" json:"token"`
+	// Token is a personal access token accepted on every endpoint
+	// (Authorization: Bearer or token), alongside the installation tokens
+	// that Apps mint.
+	Token string `yaml:"token" json:"token"`
+	// Login is the user Token belongs to, who resolves alerts and opens
+	// issues with it (default stanch-responder).
+	Login  string            `yaml:"login" json:"login"`
 	Alerts []SeedGitHubAlert `yaml:"alerts" json:"alerts"`
+	// Apps are GitHub Apps that may mint installation tokens with a JWT
+	// signed by their private key (NewGitHubAppKey makes a key pair).
+	Apps []SeedGitHubApp `yaml:"apps" json:"apps"`
 }
 
 // SeedGitHubAlert is a secret-scanning alert with its secret literal.
@@ -28,6 +38,9 @@ type SeedGitHubAlert struct {
 	Secret     string               `yaml:"secret" json:"secret"`
 	State      string               `yaml:"state" json:"state"` // open (default) or resolved
 	Locations  []SeedGitHubLocation `yaml:"locations" json:"locations"`
+	// Resolution and ResolutionComment describe an alert seeded resolved.
+	Resolution        string `yaml:"resolution" json:"resolution"`
+	ResolutionComment string `yaml:"resolution_comment" json:"resolution_comment"`
 }
 
 // SeedGitHubLocation is where a secret was found in a commit.
@@ -37,98 +50,303 @@ type SeedGitHubLocation struct {
 	Commit string `yaml:"commit" json:"commit"`
 }
 
+// githubResolutions are the resolutions a PATCH may set.
+var githubResolutions = map[string]bool{"false_positive": true, "wont_fix": true, "revoked": true, "used_in_tests": true}
+
 type githubState struct {
 	token  string
-	alerts map[string]*SeedGitHubAlert // by "owner/name#number"
+	login  string
+	alerts map[string]*githubAlert // by "owner/name#number"
+	apps   map[int64]*githubApp    // by app id
+	tokens map[string]*installationToken
+	repos  map[string]*githubRepo // issues and labels, by owner/name
+}
+
+type githubAlert struct {
+	SeedGitHubAlert
+	created    time.Time
+	updated    time.Time
+	resolvedAt time.Time
+	resolvedBy string
 }
 
 func newGitHubState(seed *SeedGitHub) *githubState {
-	st := &githubState{alerts: map[string]*SeedGitHubAlert{}}
+	st := &githubState{login: "stanch-responder", alerts: map[string]*githubAlert{}, apps: map[int64]*githubApp{}, tokens: map[string]*installationToken{}, repos: map[string]*githubRepo{}}
 	if seed == nil {
 		return st
 	}
 	st.token = seed.Token
+	if seed.Login != "" {
+		st.login = seed.Login
+	}
+	created := time.Now().UTC().Add(-time.Minute).Truncate(time.Second)
 	for i := range seed.Alerts {
-		a := seed.Alerts[i]
+		a := &githubAlert{SeedGitHubAlert: seed.Alerts[i], created: created, updated: created}
 		if a.State == "" {
 			a.State = "open"
 		}
-		st.alerts[a.Repo+"#"+strconv.Itoa(a.Number)] = &a
+		if a.State == "resolved" {
+			if a.Resolution == "" {
+				a.Resolution = "revoked"
+			}
+			a.resolvedAt, a.resolvedBy = created, st.login
+		}
+		st.alerts[a.Repo+"#"+strconv.Itoa(a.Number)] = a
+	}
+	for _, sa := range seed.Apps {
+		// The seed was validated, so the key and the lifetime parse.
+		app, _ := newGitHubApp(sa)
+		st.apps[app.id] = app
 	}
 	return st
 }
 
-func (s *Sandbox) serveGitHub(w http.ResponseWriter, r *http.Request) {
-	// /api/v3/repos/{owner}/{repo}/secret-scanning/alerts/{number}[/locations]
-	parts := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/api/v3/"), "/"), "/")
-	call := &request{service: "github", params: map[string]string{"path": r.URL.Path}}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	answer := func(status int, v any) {
-		call.region = ""
-		s.recordLocked(call, status, false)
-		w.Header().Set("Content-Type", "application/json; charset=utf-8")
-		w.WriteHeader(status)
-		_ = json.NewEncoder(w).Encode(v)
+func (g *SeedGitHub) validate() error {
+	if g == nil {
+		return nil
 	}
-	if len(parts) == 5 && parts[0] == "repos" && parts[3] == "secret-scanning" && parts[4] == "alerts" && r.Method == http.MethodGet {
-		s.listGitHubAlerts(w, r, call, parts[1]+"/"+parts[2], answer)
-		return
-	}
-	if len(parts) < 6 || parts[0] != "repos" || parts[3] != "secret-scanning" || parts[4] != "alerts" || r.Method != http.MethodGet {
-		call.action = r.Method + " " + r.URL.Path
-		answer(http.StatusNotFound, map[string]string{"message": "Not Found"})
-		return
-	}
-	call.action = "GetSecretScanningAlert"
-	if len(parts) == 7 && parts[6] == "locations" {
-		call.action = "ListSecretScanningAlertLocations"
-	}
-	auth := r.Header.Get("Authorization")
-	if s.github.token == "" || (auth != "Bearer "+s.github.token && auth != "token "+s.github.token) {
-		answer(http.StatusUnauthorized, map[string]string{"message": "Bad credentials"})
-		return
-	}
-	repo := parts[1] + "/" + parts[2]
-	alert, ok := s.github.alerts[repo+"#"+parts[5]]
-	if !ok {
-		answer(http.StatusNotFound, map[string]string{"message": "Not Found"})
-		return
-	}
-	api := "http://" + r.Host + "/api/v3/repos/" + repo + "/secret-scanning/alerts/" + parts[5]
-	if call.action == "ListSecretScanningAlertLocations" {
-		var locs []map[string]any
-		for _, l := range alert.Locations {
-			locs = append(locs, map[string]any{"type": "commit", "details": map[string]any{
-				"path": l.Path, "start_line": l.Line, "end_line": l.Line, "start_column": 1, "end_column": 41,
-				"blob_sha": "b10b" + l.Commit[:min(len(l.Commit), 36)], "commit_sha": l.Commit,
-				"blob_url":   "http://" + r.Host + "/api/v3/repos/" + repo + "/git/blobs/b10b",
-				"commit_url": "http://" + r.Host + "/api/v3/repos/" + repo + "/git/commits/" + l.Commit,
-			}})
+	for _, a := range g.Alerts {
+		owner, name, ok := strings.Cut(a.Repo, "/")
+		if !ok || owner == "" || name == "" || a.Number <= 0 {
+			return fmt.Errorf("github: alert %s#%d needs a repo owner/name and a number above 0", a.Repo, a.Number)
 		}
-		answer(http.StatusOK, locs)
-		return
+		if a.State != "" && a.State != "open" && a.State != "resolved" {
+			return fmt.Errorf("github: alert %s#%d: state %q is not open or resolved", a.Repo, a.Number, a.State)
+		}
+		if a.Resolution != "" && !githubResolutions[a.Resolution] {
+			return fmt.Errorf("github: alert %s#%d: resolution %q is not one of false_positive, wont_fix, revoked, used_in_tests", a.Repo, a.Number, a.Resolution)
+		}
 	}
-	answer(http.StatusOK, map[string]any{
-		"number": alert.Number, "created_at": time.Now().UTC().Add(-time.Minute).Format(time.RFC3339),
-		"url": api, "html_url": "https://github.com/" + repo + "/security/secret-scanning/" + parts[5],
-		"locations_url": api + "/locations", "state": alert.State, "secret_type": alert.SecretType,
-		"secret_type_display_name": fmt.Sprintf("%s (sandbox)", alert.SecretType), "secret": alert.Secret,
-		"validity": "active", "publicly_leaked": false, "multi_repo": false,
-		"repository": map[string]any{"full_name": repo, "name": parts[2], "owner": map[string]any{"login": parts[1]}},
+	installations := map[int64]bool{}
+	apps := map[int64]bool{}
+	for _, sa := range g.Apps {
+		if _, err := newGitHubApp(sa); err != nil {
+			return err
+		}
+		if apps[sa.ID] || installations[sa.InstallationID] {
+			return fmt.Errorf("github: app %d: app ids and installation ids must be unique", sa.ID)
+		}
+		apps[sa.ID], installations[sa.InstallationID] = true, true
+	}
+	return nil
+}
+
+// githubCall is one request to the GitHub side, answered under s.mu.
+type githubCall struct {
+	s     *Sandbox
+	w     http.ResponseWriter
+	r     *http.Request
+	call  *request
+	login string // the authenticated user, or the App's bot
+}
+
+// answer writes v as JSON with status and records the call.
+func (c *githubCall) answer(status int, effective bool, v any) {
+	c.s.recordLocked(c.call, status, effective)
+	c.w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	c.w.WriteHeader(status)
+	_ = json.NewEncoder(c.w).Encode(v)
+}
+
+// fail answers with GitHub's error shape.
+func (c *githubCall) fail(status int, message string) {
+	c.answer(status, false, map[string]string{"message": message, "documentation_url": "https://docs.github.com/rest"})
+}
+
+// invalid answers 422 Validation Failed, naming the field.
+func (c *githubCall) invalid(resource, field, message string) {
+	c.answer(http.StatusUnprocessableEntity, false, map[string]any{
+		"message":           "Validation Failed",
+		"errors":            []map[string]string{{"resource": resource, "field": field, "code": "invalid", "message": message}},
+		"documentation_url": "https://docs.github.com/rest",
+		"status":            "422",
 	})
 }
 
-// listGitHubAlerts answers the list of a repository's alerts, filtered by
-// ?state=; s.mu is held.
-func (s *Sandbox) listGitHubAlerts(w http.ResponseWriter, r *http.Request, call *request, repo string, answer func(int, any)) {
-	call.action = "ListSecretScanningAlertsForRepo"
-	auth := r.Header.Get("Authorization")
-	if s.github.token == "" || (auth != "Bearer "+s.github.token && auth != "token "+s.github.token) {
-		answer(http.StatusUnauthorized, map[string]string{"message": "Bad credentials"})
+// decode reads a JSON request body into v; it answers 400 and returns false
+// when the body is not JSON.
+func (c *githubCall) decode(v any) bool {
+	body, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, 1<<20))
+	if err == nil {
+		err = json.Unmarshal(body, v)
+	}
+	if err != nil {
+		c.fail(http.StatusBadRequest, "Problems parsing JSON")
+		return false
+	}
+	return true
+}
+
+func (c *githubCall) api() string { return "http://" + c.r.Host + "/api/v3" }
+
+func (s *Sandbox) serveGitHub(w http.ResponseWriter, r *http.Request) {
+	parts := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/api/v3/"), "/"), "/")
+	c := &githubCall{s: s, w: w, r: r, call: &request{service: "github", action: r.Method + " " + r.URL.Path, params: map[string]string{"path": r.URL.Path}}}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f := s.faults["github"]; f != (Fault{}) {
+		if e := f.inject(); e != nil {
+			if e.status == http.StatusServiceUnavailable {
+				c.fail(http.StatusServiceUnavailable, "injected by the sandbox: service unavailable")
+			} else {
+				w.Header().Set("Retry-After", "1")
+				c.fail(http.StatusTooManyRequests, "injected by the sandbox: API rate limit exceeded")
+			}
+			return
+		}
+	}
+	if len(parts) == 4 && parts[0] == "app" && parts[1] == "installations" && parts[3] == "access_tokens" && r.Method == http.MethodPost {
+		c.call.action = "CreateInstallationAccessToken"
+		s.createInstallationToken(c, parts[2])
 		return
 	}
-	state := r.URL.Query().Get("state")
+	if len(parts) < 4 || parts[0] != "repos" {
+		c.fail(http.StatusNotFound, "Not Found")
+		return
+	}
+	repo := parts[1] + "/" + parts[2]
+	rest := parts[3:]
+	route := ""
+	switch {
+	case len(rest) == 2 && rest[0] == "secret-scanning" && rest[1] == "alerts" && r.Method == http.MethodGet:
+		route = "ListSecretScanningAlertsForRepo"
+	case len(rest) == 3 && rest[0] == "secret-scanning" && rest[1] == "alerts" && r.Method == http.MethodGet:
+		route = "GetSecretScanningAlert"
+	case len(rest) == 3 && rest[0] == "secret-scanning" && rest[1] == "alerts" && r.Method == http.MethodPatch:
+		route = "UpdateSecretScanningAlert"
+	case len(rest) == 4 && rest[0] == "secret-scanning" && rest[1] == "alerts" && rest[3] == "locations" && r.Method == http.MethodGet:
+		route = "ListSecretScanningAlertLocations"
+	case len(rest) == 1 && rest[0] == "issues" && r.Method == http.MethodGet:
+		route = "ListIssues"
+	case len(rest) == 1 && rest[0] == "issues" && r.Method == http.MethodPost:
+		route = "CreateIssue"
+	case len(rest) == 2 && rest[0] == "issues" && r.Method == http.MethodGet:
+		route = "GetIssue"
+	case len(rest) == 2 && rest[0] == "issues" && r.Method == http.MethodPatch:
+		route = "UpdateIssue"
+	default:
+		c.fail(http.StatusNotFound, "Not Found")
+		return
+	}
+	c.call.action = route
+	login, ok := s.github.caller(r.Header.Get("Authorization"))
+	if !ok {
+		c.fail(http.StatusUnauthorized, "Bad credentials")
+		return
+	}
+	c.login = login
+	switch route {
+	case "ListSecretScanningAlertsForRepo":
+		s.listGitHubAlerts(c, repo)
+	case "GetSecretScanningAlert", "ListSecretScanningAlertLocations", "UpdateSecretScanningAlert":
+		alert, ok := s.github.alerts[repo+"#"+rest[2]]
+		if !ok {
+			c.fail(http.StatusNotFound, "Not Found")
+			return
+		}
+		switch route {
+		case "GetSecretScanningAlert":
+			hide := r.URL.Query().Get("hide_secret") == "true"
+			c.call.params["hide_secret"] = strconv.FormatBool(hide)
+			c.answer(http.StatusOK, false, alert.view(c.api(), hide))
+		case "ListSecretScanningAlertLocations":
+			c.answer(http.StatusOK, false, alert.locations(c.api()))
+		default:
+			s.updateGitHubAlert(c, alert)
+		}
+	case "ListIssues":
+		s.listIssues(c, repo)
+	case "CreateIssue":
+		s.createIssue(c, repo)
+	default:
+		n, err := strconv.Atoi(rest[1])
+		issue := s.github.repo(repo).issue(n)
+		if err != nil || issue == nil {
+			c.fail(http.StatusNotFound, "Not Found")
+			return
+		}
+		if route == "GetIssue" {
+			c.answer(http.StatusOK, false, issue.view(c.api(), repo))
+			return
+		}
+		s.editIssue(c, repo, issue)
+	}
+}
+
+// caller returns who an Authorization header authenticates: the seeded
+// token's user, or the bot of the App whose unexpired installation token it
+// carries.
+func (g *githubState) caller(auth string) (string, bool) {
+	tok, ok := strings.CutPrefix(auth, "Bearer ")
+	if !ok {
+		tok, ok = strings.CutPrefix(auth, "token ")
+	}
+	if !ok || tok == "" {
+		return "", false
+	}
+	if g.token != "" && tok == g.token {
+		return g.login, true
+	}
+	if it, ok := g.tokens[tok]; ok && time.Now().Before(it.expires) {
+		return it.app.slug + "[bot]", true
+	}
+	return "", false
+}
+
+// view is the REST representation of the alert (the secret-scanning-alert
+// schema); hide leaves the secret literal out, as ?hide_secret=true does.
+func (a *githubAlert) view(api string, hide bool) map[string]any {
+	n := strconv.Itoa(a.Number)
+	url := api + "/repos/" + a.Repo + "/secret-scanning/alerts/" + n
+	owner, name, _ := strings.Cut(a.Repo, "/")
+	v := map[string]any{
+		"number": a.Number, "created_at": a.created.Format(time.RFC3339), "updated_at": a.updated.Format(time.RFC3339),
+		"url": url, "html_url": "https://github.com/" + a.Repo + "/security/secret-scanning/" + n,
+		"locations_url": url + "/locations", "state": a.State, "secret_type": a.SecretType,
+		"secret_type_display_name": fmt.Sprintf("%s (sandbox)", a.SecretType),
+		"validity":                 "active", "publicly_leaked": false, "multi_repo": false,
+		"resolution": nil, "resolved_at": nil, "resolved_by": nil, "resolution_comment": nil,
+		"repository": map[string]any{"full_name": a.Repo, "name": name, "owner": map[string]any{"login": owner}},
+	}
+	if !hide {
+		v["secret"] = a.Secret
+	}
+	if a.State == "resolved" {
+		v["resolution"] = a.Resolution
+		v["resolved_at"] = a.resolvedAt.Format(time.RFC3339)
+		v["resolved_by"] = githubUser(a.resolvedBy)
+		if a.ResolutionComment != "" {
+			v["resolution_comment"] = a.ResolutionComment
+		}
+	}
+	return v
+}
+
+func githubUser(login string) map[string]any {
+	typ := "User"
+	if strings.HasSuffix(login, "[bot]") {
+		typ = "Bot"
+	}
+	return map[string]any{"login": login, "type": typ}
+}
+
+func (a *githubAlert) locations(api string) []map[string]any {
+	locs := []map[string]any{}
+	for _, l := range a.Locations {
+		locs = append(locs, map[string]any{"type": "commit", "details": map[string]any{
+			"path": l.Path, "start_line": l.Line, "end_line": l.Line, "start_column": 1, "end_column": 41,
+			"blob_sha": "b10b" + l.Commit[:min(len(l.Commit), 36)], "commit_sha": l.Commit,
+			"blob_url":   api + "/repos/" + a.Repo + "/git/blobs/b10b",
+			"commit_url": api + "/repos/" + a.Repo + "/git/commits/" + l.Commit,
+		}})
+	}
+	return locs
+}
+
+// listGitHubAlerts answers the list of a repository's alerts, filtered by
+// ?state=; list entries never carry the secret literal here.
+func (s *Sandbox) listGitHubAlerts(c *githubCall, repo string) {
+	state := c.r.URL.Query().Get("state")
 	list := []map[string]any{}
 	for _, a := range s.github.alerts {
 		if a.Repo != repo || (state != "" && a.State != state) {
@@ -137,5 +355,90 @@ func (s *Sandbox) listGitHubAlerts(w http.ResponseWriter, r *http.Request, call 
 		list = append(list, map[string]any{"number": a.Number, "state": a.State, "secret_type": a.SecretType,
 			"html_url": "https://github.com/" + repo + "/security/secret-scanning/" + strconv.Itoa(a.Number)})
 	}
-	answer(http.StatusOK, list)
+	c.answer(http.StatusOK, false, list)
+}
+
+// updateGitHubAlert resolves or reopens an alert. Resolving needs one of
+// the four resolutions; an alert already resolved keeps its first
+// resolution and comment (the comment cannot be edited later), and such a
+// PATCH is not effective.
+func (s *Sandbox) updateGitHubAlert(c *githubCall, a *githubAlert) {
+	var in struct {
+		State             string  `json:"state"`
+		Resolution        *string `json:"resolution"`
+		ResolutionComment *string `json:"resolution_comment"`
+	}
+	if !c.decode(&in) {
+		return
+	}
+	resolution, comment := deref(in.Resolution), deref(in.ResolutionComment)
+	c.call.params["state"], c.call.params["resolution"] = in.State, resolution
+	switch in.State {
+	case "resolved":
+		if !githubResolutions[resolution] {
+			c.invalid("SecretScanningAlert", "resolution", fmt.Sprintf("resolution %q is not valid when state is resolved: use one of false_positive, wont_fix, revoked, used_in_tests", resolution))
+			return
+		}
+		if a.State == "resolved" {
+			c.answer(http.StatusOK, false, a.view(c.api(), false))
+			return
+		}
+		now := time.Now().UTC().Truncate(time.Second)
+		a.State, a.Resolution, a.ResolutionComment, a.resolvedAt, a.resolvedBy, a.updated = "resolved", resolution, comment, now, c.login, now
+		c.answer(http.StatusOK, true, a.view(c.api(), false))
+	case "open":
+		if comment != "" {
+			c.invalid("SecretScanningAlert", "resolution_comment", "resolution_comment must be null when state is open")
+			return
+		}
+		if a.State == "open" {
+			c.answer(http.StatusOK, false, a.view(c.api(), false))
+			return
+		}
+		a.State, a.Resolution, a.ResolutionComment, a.resolvedAt, a.resolvedBy, a.updated = "open", "", "", time.Time{}, "", time.Now().UTC().Truncate(time.Second)
+		c.answer(http.StatusOK, true, a.view(c.api(), false))
+	default:
+		c.invalid("SecretScanningAlert", "state", fmt.Sprintf("state %q is not open or resolved", in.State))
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// GitHubAlertView is a secret-scanning alert's state, without its secret.
+type GitHubAlertView struct {
+	Repo              string
+	Number            int
+	State             string
+	Resolution        string
+	ResolutionComment string
+	ResolvedBy        string
+	ResolvedAt        time.Time
+}
+
+// GitHubAlert returns the state of the alert repo#number.
+func (s *Sandbox) GitHubAlert(repo string, number int) (GitHubAlertView, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.github.alerts[repo+"#"+strconv.Itoa(number)]
+	if !ok {
+		return GitHubAlertView{}, false
+	}
+	return GitHubAlertView{Repo: a.Repo, Number: a.Number, State: a.State, Resolution: a.Resolution, ResolutionComment: a.ResolutionComment, ResolvedBy: a.resolvedBy, ResolvedAt: a.resolvedAt}, true
+}
+
+// printGitHubEnv writes the lines that point stanch's GitHub client at the
+// sandbox, when the seed has a GitHub side.
+func printGitHubEnv(out io.Writer, seed *SeedGitHub, url string) {
+	if seed == nil {
+		return
+	}
+	fmt.Fprintf(out, "export STANCH_GITHUB_API_URL=%s/api/v3/\n", url)
+	if seed.Token != "" {
+		fmt.Fprintf(out, "export STANCH_GITHUB_TOKEN=%s\n", seed.Token)
+	}
 }

@@ -39,6 +39,7 @@ type Sandbox struct {
 	keys     map[string]*key // every access key and session key by id
 	calls    []Call
 	github   *githubState
+	slack    *slackState
 }
 
 type account struct {
@@ -162,6 +163,7 @@ func New(seed Seed, opts Options) (*Sandbox, error) {
 		}
 	}
 	s.github = newGitHubState(seed.GitHub)
+	s.slack = newSlackState(seed.Slack)
 	return s, nil
 }
 
@@ -181,6 +183,8 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, s.State())
 	case strings.HasPrefix(r.URL.Path, "/api/v3/"):
 		s.serveGitHub(w, r)
+	case strings.HasPrefix(r.URL.Path, slackPrefix):
+		s.serveSlack(w, r)
 	case r.Method == http.MethodPost && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded"):
 		s.serveQuery(w, r)
 	case r.Method == http.MethodPost && r.Header.Get("X-Amz-Target") != "":
@@ -256,6 +260,8 @@ func (s *Sandbox) KeyStatus(accountID, keyID string) (string, bool) {
 // StateView is the sandbox's state without secrets.
 type StateView struct {
 	Accounts []AccountView `json:"accounts"`
+	// Slack is the Slack workspace's messages, when the seed has one.
+	Slack *SlackView `json:"slack,omitempty"`
 }
 
 // AccountView is one account's users and roles.
@@ -305,6 +311,7 @@ func (s *Sandbox) State() StateView {
 		}
 		v.Accounts = append(v.Accounts, av)
 	}
+	v.Slack = s.slack.viewLocked()
 	return v
 }
 
@@ -325,6 +332,11 @@ func Serve(ctx context.Context, seed Seed, addr string, out io.Writer, ready fun
 	// AWS_DEFAULT_REGION too: version 1 of the AWS CLI reads only that one.
 	fmt.Fprintf(out, "export AWS_ENDPOINT_URL=%s\nexport AWS_REGION=us-east-1\nexport AWS_DEFAULT_REGION=us-east-1\nexport AWS_ACCESS_KEY_ID=%s\nexport AWS_SECRET_ACCESS_KEY=%s\n",
 		url, responder.ID, responder.Secret)
+	printGitHubEnv(out, seed.GitHub, url)
+	if seed.Slack != nil {
+		// No signing secret: the sandbox's Slack sends no clicks of its own.
+		fmt.Fprintf(out, "export STANCH_SLACK_API_URL=%s/slack/api/\nexport STANCH_SLACK_TOKEN=%s\n", url, seed.Slack.Token)
+	}
 	fmt.Fprintf(out, "# sandbox: accounts %s; calls at %s/_sandbox/calls, state at %s/_sandbox/state\n", strings.Join(sb.order, ", "), url, url)
 	srv := &http.Server{Handler: sb, ReadHeaderTimeout: 10 * time.Second}
 	if ready != nil {

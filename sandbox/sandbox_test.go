@@ -38,6 +38,9 @@ const (
 type fixture struct {
 	sb  *Sandbox
 	url string
+	// client has connections of its own: a parallel test closing its
+	// server must not close this test's idle connections under it.
+	client *http.Client
 }
 
 func setup(t *testing.T) fixture {
@@ -48,15 +51,19 @@ func setup(t *testing.T) fixture {
 	require.NoError(t, err)
 	srv := httptest.NewServer(sb)
 	t.Cleanup(srv.Close)
-	return fixture{sb: sb, url: srv.URL}
+	return fixture{sb: sb, url: srv.URL, client: srv.Client()}
 }
 
 func (f fixture) config(id, secret string) aws.Config {
-	return aws.Config{
+	cfg := aws.Config{
 		Region:       "us-east-1",
 		Credentials:  credentials.NewStaticCredentialsProvider(id, secret, ""),
 		BaseEndpoint: aws.String(f.url),
 	}
+	if f.client != nil {
+		cfg.HTTPClient = f.client
+	}
+	return cfg
 }
 
 func (f fixture) iam(id, secret string) *iam.Client {

@@ -19,6 +19,8 @@ type Seed struct {
 	// GitHub holds secret-scanning alerts served under /api/v3/ (the GitHub
 	// Enterprise Server layout the GitHub clients use for a custom URL).
 	GitHub *SeedGitHub `yaml:"github" json:"github"`
+	// Slack is a Slack workspace served under /slack/api/ (the Web API).
+	Slack *SeedSlack `yaml:"slack" json:"slack"`
 }
 
 // SeedAccount is one AWS account.
@@ -119,6 +121,9 @@ func (s Seed) validate() error {
 	if len(s.Accounts) == 0 || len(s.Accounts[0].Users) == 0 || len(s.Accounts[0].Users[0].Keys) == 0 {
 		return fmt.Errorf("the first account needs a user with a key: the responder whose credentials stanch uses")
 	}
+	if err := s.GitHub.validate(); err != nil {
+		return err
+	}
 	keys := map[string]bool{}
 	for _, a := range s.Accounts {
 		if len(a.ID) != 12 || strings.Trim(a.ID, "0123456789") != "" {
@@ -164,7 +169,7 @@ func (s Seed) validate() error {
 			keys[ses.ID] = true
 		}
 	}
-	return nil
+	return s.Slack.validate()
 }
 
 func validKeyID(id, prefix string) bool {

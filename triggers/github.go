@@ -161,7 +161,7 @@ func (g *GitHubResolver) Resolve(ctx context.Context, raw json.RawMessage) ([]al
 		return nil, fmt.Errorf("list locations of %s#%d: %w", ref.Repo, ref.Number, err)
 	}
 	secretType := ghAlert.GetSecretType()
-	loc := alert.Location{Repo: ref.Repo, URL: ghAlert.GetHTMLURL()}
+	loc := alert.Location{Repo: ref.Repo, URL: ghAlert.GetHTMLURL(), AlertNumber: int(ref.Number)}
 	for _, l := range locs {
 		if l.GetType() == "commit" && l.Details != nil {
 			loc.Path, loc.Line, loc.Commit = l.Details.GetPath(), l.Details.GetStartline(), l.Details.GetCommitSHA()

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stanchhq/stanch/alert"
+	"github.com/stanchhq/stanch/sandbox"
 )
 
 // The test vector of GitHub's documentation on validating deliveries.
@@ -119,4 +120,40 @@ func TestGitHubFormEncodedPayload(t *testing.T) {
 	res.Body.Close()
 	require.Equal(t, http.StatusOK, res.StatusCode)
 	require.Equal(t, []string{"github:acme/api#7"}, sink.keys)
+}
+
+// TestGitHubResolverFetchesTheAlert resolves a deferred reference with the
+// real go-github client against the sandbox: the key id comes from the
+// secret literal, and the alert number is kept for github.resolve_alert.
+func TestGitHubResolverFetchesTheAlert(t *testing.T) {
+	t.Parallel()
+	seed, err := sandbox.ParseSeed("seed.yaml", []byte(`
+accounts:
+  - id: "111122223333"
+    users: [{name: stanch-responder, keys: [{id: AKIAIOSFODNN7RESPOND, secret: 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}]}]
+github:
+  token: ghp_resolver
+  alerts:
+    - repo: acme/payments-service
+      number: 42
+      secret_type: aws_access_key_id
+      secret: AKIAIOSFODNN7EXAMPLE
+      locations: [{path: deploy/settings.py, line: 12, commit: 4f1c9d2a7e3b5c6d8e9f0a1b2c3d4e5f6a7b8c9d}]
+`))
+	require.NoError(t, err)
+	sb, err := sandbox.New(seed, sandbox.Options{})
+	require.NoError(t, err)
+	srv := httptest.NewServer(sb)
+	t.Cleanup(srv.Close)
+	client, err := github.NewClient(nil).WithAuthToken("ghp_resolver").WithEnterpriseURLs(srv.URL+"/api/v3/", srv.URL+"/api/v3/")
+	require.NoError(t, err)
+
+	alerts, err := (&GitHubResolver{Client: client}).Resolve(context.Background(), []byte(`{"repo":"acme/payments-service","number":42,"action":"created"}`))
+	require.NoError(t, err)
+	require.Len(t, alerts, 1)
+	a := alerts[0]
+	require.Equal(t, "AKIAIOSFODNN7EXAMPLE", a.Credential.ID)
+	require.Equal(t, alert.Location{Repo: "acme/payments-service", Path: "deploy/settings.py", Line: 12, Commit: "4f1c9d2a7e3b5c6d8e9f0a1b2c3d4e5f6a7b8c9d",
+		URL: "https://github.com/acme/payments-service/security/secret-scanning/42", AlertNumber: 42}, a.Location)
+	require.Equal(t, "github:acme/payments-service#42", a.DedupKey)
 }

@@ -72,7 +72,7 @@ func NewClient(opts Options) *Client {
 }
 
 // ErrNotConfigured is returned by every call of a client without a token.
-var ErrNotConfigured = errors.New("Slack is not configured: set STANCH_SLACK_TOKEN to a bot token")
+var ErrNotConfigured = errors.New("slack is not configured: set STANCH_SLACK_TOKEN to a bot token")
 
 // Configured reports whether the client has a token.
 func (c *Client) Configured() bool { return c != nil && c.api != nil }

@@ -65,3 +65,12 @@ func BlocksJSON(m Message) string {
 	b, _ := json.Marshal(slackapi.Blocks{BlockSet: m.Blocks})
 	return string(b)
 }
+
+// PlainTextJSON renders blocks as Slack stores them (JSON) as text.
+func PlainTextJSON(blocks []byte) (string, error) {
+	var bs slackapi.Blocks
+	if err := json.Unmarshal(blocks, &bs); err != nil {
+		return "", err
+	}
+	return PlainText(Message{Blocks: bs.BlockSet}), nil
+}

@@ -2,13 +2,17 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -16,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	awsactions "github.com/stanchhq/stanch/actions/aws"
+	slackact "github.com/stanchhq/stanch/actions/slack"
 	"github.com/stanchhq/stanch/alert"
 	"github.com/stanchhq/stanch/examples"
 	"github.com/stanchhq/stanch/playbooks"
@@ -80,7 +85,13 @@ func demo(ctx context.Context, g *globals, keep bool) error {
 		BaseEndpoint: aws.String(endpoint),
 	}
 	provider := awsactions.ProviderOptions{Config: func(context.Context, string) (aws.Config, error) { return demoAWS, nil }}
-	reg, err := newRegistry(provider)
+	// Slack, too, is the sandbox's: the demo clicks the approval buttons
+	// as people would, with requests signed like Slack's.
+	slack := newSlackSetup(slackact.NewClient(slackact.Options{Token: seed.Slack.Token, APIURL: endpoint + "/slack/api/"}), demoSigningSecret, g.logger())
+	// GitHub is the sandbox's too (the demo alert is not from GitHub, so
+	// the playbook's GitHub step is skipped).
+	gh := githubSettings{apiURL: endpoint + "/api/v3/"}
+	reg, err := newRegistry(provider, gh, slack.client)
 	if err != nil {
 		return err
 	}
@@ -102,13 +113,18 @@ func demo(ctx context.Context, g *globals, keep bool) error {
 	}
 	dbURL := "file:" + filepath.Join(dir, "stanch.db")
 	prog := newProgress(out)
-	r, stop, err := startRunner(ctx, g, dbURL, reg, prog.observe, 10*time.Second)
+	r, stop, err := startRunner(ctx, g, dbURL, reg, prog.observe, 10*time.Second, slack.configure)
 	if err != nil {
 		return err
 	}
 	defer stop()
+	// The demo tells what each click did; the handler's own log of a refused
+	// click would only repeat it.
+	clicks := httptest.NewServer(slack.handler(r, slog.New(slog.DiscardHandler)))
+	defer clicks.Close()
 
 	fmt.Fprintf(out, "sandbox   AWS (IAM, STS, CloudTrail, Secrets Manager) at %s, account %s\n", endpoint, seed.Accounts[0].ID)
+	fmt.Fprintf(out, "          Slack Web API at %s/slack/api/ (#sec-incidents); button clicks go to %s%s\n", endpoint, clicks.URL, slackHooksRoute)
 	alertData, err := examples.FS.ReadFile(demoAlert)
 	if err != nil {
 		return err
@@ -129,7 +145,8 @@ func demo(ctx context.Context, g *globals, keep bool) error {
 	if len(sub.Started) != 1 {
 		return errors.New("the demo alert did not start a run")
 	}
-	run, err := demoFollow(ctx, g, r, prog, sub.Started[0].ID, dbURL)
+	slackDemo := &demoSlack{sb: sb, hook: clicks.URL + slackHooksRoute}
+	run, err := demoFollow(ctx, g, r, prog, sub.Started[0].ID, slackDemo)
 	if err != nil {
 		return err
 	}
@@ -155,7 +172,11 @@ func demo(ctx context.Context, g *globals, keep bool) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(out, "\nwhat the sandbox received (through the real AWS SDK):")
+	if text, ok := slackDemo.incident(ctx, run.Status); ok {
+		fmt.Fprintln(out, "\nthe incident message in #sec-incidents, as stanch left it:")
+		fmt.Fprintln(out, indent(text, "  │ "))
+	}
+	fmt.Fprintln(out, "\nwhat the sandbox received (through the real AWS SDK and slack-go):")
 	printCalls(out, sb.Calls(), read)
 	fmt.Fprintln(out)
 	printRun(g, run, steps, journal)
@@ -168,23 +189,130 @@ func demo(ctx context.Context, g *globals, keep bool) error {
 	return nil
 }
 
-// demoApprover is who the demo approves as: the approver the example
-// playbook names.
-const demoApprover = "security-oncall"
+// The people of the demo's Slack workspace (examples/sandbox/seed.yaml):
+// Alice is in the security user group the example playbook names as
+// approver; Mallory is not.
+const (
+	demoAlice         = "U0ALICE"
+	demoMallory       = "U0MALLORY"
+	demoChannel       = "C0SECINCIDENTS"
+	demoSigningSecret = "stanch-demo-signing-secret-not-a-real-one"
+)
 
-// demoFollow follows the run, approving each step that waits for approval
-// the way a person would with stanch approve.
-func demoFollow(ctx context.Context, g *globals, r *runner.Runner, prog *progress, runID, dbURL string) (runner.Run, error) {
+// demoSlack clicks buttons in the sandbox's Slack.
+type demoSlack struct {
+	sb      *sandbox.Sandbox
+	hook    string
+	refused bool // Mallory has tried once
+}
+
+// approval waits for the approval message of step and returns it.
+func (d *demoSlack) approval(ctx context.Context, step string) (sandbox.SlackMessage, error) {
+	key := "approval/" + step + "/0"
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		for _, m := range d.sb.SlackMessages(demoChannel) {
+			if m.Metadata != nil && m.Metadata.EventPayload["key"] == key && strings.Contains(string(m.Blocks), slackact.ActionApprove) {
+				return m, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return sandbox.SlackMessage{}, fmt.Errorf("no approval message for step %s appeared in Slack", step)
+		}
+		select {
+		case <-ctx.Done():
+			return sandbox.SlackMessage{}, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func buttonValue(m sandbox.SlackMessage, actionID string) string {
+	var blocks []struct {
+		Elements []struct {
+			ActionID string `json:"action_id"`
+			Value    string `json:"value"`
+		} `json:"elements"`
+	}
+	_ = json.Unmarshal(m.Blocks, &blocks)
+	for _, b := range blocks {
+		for _, e := range b.Elements {
+			if e.ActionID == actionID {
+				return e.Value
+			}
+		}
+	}
+	return ""
+}
+
+// click sends user's signed click on Approve and returns the HTTP status.
+func (d *demoSlack) click(ctx context.Context, m sandbox.SlackMessage, user string) (int, error) {
+	c := sandbox.SlackClick{URL: d.hook, SigningSecret: demoSigningSecret, User: user, Channel: demoChannel, MessageTS: m.TS,
+		ActionID: slackact.ActionApprove, BlockID: "stanch_approval", Value: buttonValue(m, slackact.ActionApprove), ButtonText: "Approve"}
+	res, err := c.Send(ctx, http.DefaultClient)
+	if err != nil {
+		return 0, err
+	}
+	res.Body.Close()
+	return res.StatusCode, nil
+}
+
+// incident returns the incident message as text once it shows status.
+func (d *demoSlack) incident(ctx context.Context, status string) (string, bool) {
+	want := "(" + strings.ReplaceAll(status, "_", " ") + ")"
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		for _, m := range d.sb.SlackMessages(demoChannel) {
+			if m.Metadata != nil && m.Metadata.EventPayload["key"] == slackact.NotifyKey("tell") && (strings.HasSuffix(m.Text, want) || time.Now().After(deadline)) {
+				text, err := slackact.PlainTextJSON(m.Blocks)
+				return strings.TrimRight(text, "\n"), err == nil
+			}
+		}
+		if time.Now().After(deadline.Add(time.Second)) || ctx.Err() != nil {
+			return "", false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func indent(text, prefix string) string {
+	return prefix + strings.ReplaceAll(text, "\n", "\n"+prefix)
+}
+
+// demoFollow follows the run and, for each step that waits for approval,
+// shows the Slack message and clicks Approve as Alice, the way she would
+// (the first time, Mallory tries first and is refused).
+func demoFollow(ctx context.Context, g *globals, r *runner.Runner, prog *progress, runID string, slack *demoSlack) (runner.Run, error) {
+	out := g.stdout
 	decided := ""
 	for {
 		run, err := prog.waitRun(ctx, r.Store(), runID, decided)
 		if err != nil || run.Status != runner.RunWaitingApproval {
 			return run, err
 		}
-		fmt.Fprintf(g.stdout, "  $ stanch approve %s %s --by %s --database %s    # the demo approves as the on-call engineer\n", run.ID, run.WaitingStep, demoApprover, dbURL)
-		if _, _, err := r.Decide(ctx, run.ID, run.WaitingStep, runner.Approved, demoApprover, "cli"); err != nil {
+		msg, err := slack.approval(ctx, run.WaitingStep)
+		if err != nil {
 			return run, err
 		}
+		text, _ := slackact.PlainTextJSON(msg.Blocks)
+		fmt.Fprintf(out, "  Slack #sec-incidents:\n%s\n", indent(strings.TrimRight(text, "\n"), "    │ "))
+		if !slack.refused {
+			slack.refused = true
+			status, err := slack.click(ctx, msg, demoMallory)
+			if err != nil {
+				return run, err
+			}
+			answer := ""
+			if eph := slack.sb.SlackEphemerals(); len(eph) > 0 {
+				answer = eph[len(eph)-1].Text
+			}
+			fmt.Fprintf(out, "  mallory clicks Approve → HTTP %d, and only she sees: %q\n", status, answer)
+		}
+		status, err := slack.click(ctx, msg, demoAlice)
+		if err != nil {
+			return run, err
+		}
+		fmt.Fprintf(out, "  alice clicks Approve (a signed request to %s) → HTTP %d; the run resumes\n", slackHooksRoute, status)
 		decided = run.WaitingStep
 	}
 }
@@ -203,6 +331,9 @@ func printCalls(out io.Writer, calls []sandbox.Call, since time.Time) {
 			mark = "*"
 		}
 		detail := fmt.Sprint(c.Params)
+		if c.Service == "slack" {
+			detail = slackCallDetail(c)
+		}
 		if n := j - i; n > 1 {
 			detail = fmt.Sprintf("×%d", n)
 		}
@@ -210,4 +341,25 @@ func printCalls(out io.Writer, calls []sandbox.Call, since time.Time) {
 		i = j
 	}
 	fmt.Fprintln(out, "  (* changed state)")
+}
+
+// slackCallDetail shortens a Slack call to where it went and which of the
+// run's messages it was: the blocks are shown above as text.
+func slackCallDetail(c sandbox.Call) string {
+	var md struct {
+		Payload struct {
+			Key string `json:"key"`
+		} `json:"event_payload"`
+	}
+	_ = json.Unmarshal([]byte(c.Params["metadata"]), &md)
+	parts := []string{c.Params["channel"]}
+	if md.Payload.Key != "" {
+		parts = append(parts, md.Payload.Key)
+	}
+	for _, k := range []string{"ts", "thread_ts", "user"} {
+		if v := c.Params[k]; v != "" {
+			parts = append(parts, k+"="+v)
+		}
+	}
+	return strings.Join(parts, " ")
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -20,7 +21,11 @@ func newPermissionsCmd(g *globals) *cobra.Command {
 		Long: `Print the IAM policy document (JSON) that stanch's own credentials, or its response roles,
 need to run the given playbooks: exactly the IAM actions that the playbooks' actions declare,
 and nothing else. Attach it to the responder user or role. examples/iam/responder-policy.json
-is this command's output for examples/playbooks/*.yaml.`,
+is this command's output for examples/playbooks/*.yaml.
+
+What the playbooks need from other services (the GitHub App's permissions, such as
+secret_scanning_alerts:write, or Slack scopes) is listed on stderr, so that stdout stays the
+policy document.`,
 		Args: exactArgs(0),
 		RunE: func(_ *cobra.Command, _ []string) error {
 			if len(paths) == 0 {
@@ -47,6 +52,7 @@ is this command's output for examples/playbooks/*.yaml.`,
 				return err
 			}
 			fmt.Fprintln(g.stdout, string(out))
+			printOtherPermissions(g, reg, books)
 			return nil
 		},
 	}
@@ -98,4 +104,61 @@ func iamPolicy(reg *actions.Registry, books []*playbooks.Playbook, roleARNs []st
 		doc.Statement = append(doc.Statement, policyStatement{Sid: "AssumeResponseRoles", Effect: "Allow", Action: []string{"sts:AssumeRole"}, Resource: roleARNs})
 	}
 	return doc
+}
+
+// printOtherPermissions lists, on stderr, the permissions that the
+// playbooks' actions other than AWS's declare, by provider: what the GitHub
+// App (or token) and the Slack bot need.
+func printOtherPermissions(g *globals, reg *actions.Registry, books []*playbooks.Playbook) {
+	type need struct{ provider, name, action, why string }
+	seen := map[need]bool{}
+	var needs []need
+	add := func(n need) {
+		if !seen[n] {
+			seen[n] = true
+			needs = append(needs, n)
+		}
+	}
+	for _, pb := range books {
+		for _, step := range pb.Steps {
+			// Approval messages are posted by stanch serve, not by an action.
+			if ap := step.Approval; ap != nil && ap.Channel != "" {
+				add(need{"slack", "chat:write", "approval", "post approval messages and show the decision"})
+				add(need{"slack", "channels:history", "approval", "find an approval message an interrupted post left"})
+				add(need{"slack", "channels:read", "approval", "find a channel's id from its name"})
+				approvers := slices.Clone(ap.Approvers)
+				if ap.Escalate != nil {
+					approvers = append(approvers, ap.Escalate.Approvers...)
+				}
+				if slices.ContainsFunc(approvers, func(p string) bool { return len(p) > 1 && p[0] == 'S' && strings.ToUpper(p) == p }) {
+					add(need{"slack", "usergroups:read", "approval", "check that who clicked is in an approving user group"})
+				}
+			}
+			a, ok := reg.Lookup(step.Action)
+			provider, _, _ := strings.Cut(step.Action, ".")
+			if !ok || provider == "aws" {
+				continue
+			}
+			for _, perm := range a.Spec().Permissions {
+				add(need{provider, perm.Name, step.Action, perm.Why})
+			}
+		}
+	}
+	if len(needs) == 0 {
+		return
+	}
+	sort.Slice(needs, func(i, j int) bool {
+		a, b := needs[i], needs[j]
+		if a.provider != b.provider {
+			return a.provider < b.provider
+		}
+		if a.name != b.name {
+			return a.name < b.name
+		}
+		return a.action < b.action
+	})
+	fmt.Fprintln(g.stderr, "Besides this IAM policy, the playbooks need (see `stanch actions`):")
+	for _, n := range needs {
+		fmt.Fprintf(g.stderr, "  %-8s %-30s %s: %s\n", n.provider, n.name, n.action, n.why)
+	}
 }

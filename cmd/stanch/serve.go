@@ -7,15 +7,16 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	"github.com/google/go-github/v60/github"
 	"github.com/spf13/cobra"
 
+	ghactions "github.com/stanchhq/stanch/actions/github"
 	"github.com/stanchhq/stanch/runner"
 	"github.com/stanchhq/stanch/triggers"
 )
@@ -27,6 +28,8 @@ type serveFlags struct {
 	ebHeader, ebSecretEv string
 	ghSecretEnv          string
 	ghTokenEnv, ghAPIURL string
+	ghAppID, ghInstallID int64
+	ghAppKey             string
 	sqsQueues            []string
 	snsTopics            []string
 	rateLimit            float64
@@ -50,8 +53,10 @@ Endpoints:
   POST /hooks/github            GitHub secret_scanning_alert (and _location) webhooks, verified
                                 with X-Hub-Signature-256 against the secret in --github-secret-env.
                                 A worker then fetches the alert through the REST API (token from
-                                --github-token-env; --github-api-url for GitHub Enterprise Server)
-                                to learn the key id.
+                                --github-token-env, or a GitHub App: --github-app-id,
+                                --github-app-installation-id, --github-app-private-key;
+                                --github-api-url for GitHub Enterprise Server) to learn the key id.
+                                The github.* actions use the same credentials.
   POST /hooks/aws/sns           an SNS HTTPS subscription of the topics named by --sns-topic:
                                 every message's signature (versions 1 and 2) is checked with
                                 a certificate fetched only over HTTPS from an SNS host, and
@@ -92,7 +97,10 @@ requests, then lets running steps finish (up to --shutdown-grace).`,
 	fl.StringVar(&f.ebSecretEv, "eventbridge-secret-env", "STANCH_EVENTBRIDGE_SECRET", "environment variable holding the EventBridge API key; the endpoint is off when it is unset")
 	fl.StringVar(&f.ghSecretEnv, "github-secret-env", "STANCH_GITHUB_WEBHOOK_SECRET", "environment variable holding the GitHub webhook secret; the endpoint is off when it is unset")
 	fl.StringVar(&f.ghTokenEnv, "github-token-env", "STANCH_GITHUB_TOKEN", "environment variable holding a GitHub token that may read secret-scanning alerts")
-	fl.StringVar(&f.ghAPIURL, "github-api-url", "", "GitHub Enterprise Server API URL, e.g. https://ghe.example.com/api/v3/ (default: github.com)")
+	fl.StringVar(&f.ghAPIURL, "github-api-url", "", "GitHub Enterprise Server API URL, e.g. https://ghe.example.com/api/v3/ (default $"+envGitHubAPIURL+", else github.com)")
+	fl.Int64Var(&f.ghAppID, "github-app-id", 0, "authenticate to GitHub as this GitHub App (default $"+envGitHubAppID+"), instead of with a token; needs the two flags below")
+	fl.Int64Var(&f.ghInstallID, "github-app-installation-id", 0, "the App's installation id in the organisation or account (default $"+envGitHubInstallationID+")")
+	fl.StringVar(&f.ghAppKey, "github-app-private-key", "", "`FILE` holding the App's private key, as GitHub generated it in PEM form (default $"+envGitHubAppKeyFile+")")
 	fl.StringArrayVar(&f.pollRepos, "github-poll-repo", nil, "repository (owner/name) whose open secret-scanning alerts are polled as a backstop for missed webhooks (repeatable)")
 	fl.StringArrayVar(&f.pollOrgs, "github-poll-org", nil, "organisation whose open secret-scanning alerts are polled as a backstop (repeatable)")
 	fl.DurationVar(&f.pollEvery, "github-poll-interval", 10*time.Minute, "how often the backstop polls")
@@ -110,7 +118,13 @@ func serve(ctx context.Context, g *globals, f serveFlags) error {
 	if (f.tlsCert == "") != (f.tlsKey == "") {
 		return usageError{errors.New("--tls-cert and --tls-key go together")}
 	}
-	reg, err := g.registry()
+	gh := f.github()
+	ghOpts, err := gh.options()
+	if err != nil {
+		return usageError{err}
+	}
+	slackClient := slackFromEnv()
+	reg, err := g.registryWith(gh, slackClient)
 	if err != nil {
 		return err
 	}
@@ -126,11 +140,11 @@ func serve(ctx context.Context, g *globals, f serveFlags) error {
 	periodic := map[string]runner.Poller{}
 	ghSecret := os.Getenv(f.ghSecretEnv)
 	if ghSecret != "" {
-		client := github.NewClient(nil).WithAuthToken(os.Getenv(f.ghTokenEnv))
-		if f.ghAPIURL != "" {
-			if client, err = client.WithEnterpriseURLs(f.ghAPIURL, f.ghAPIURL); err != nil {
-				return usageError{fmt.Errorf("--github-api-url: %w", err)}
-			}
+		// The same client as the github.* actions': with a GitHub App, every
+		// request carries an installation token, renewed before it expires.
+		client, err := ghactions.NewClient(ghOpts)
+		if err != nil {
+			return usageError{err}
 		}
 		resolvers[triggers.ResolverGitHubAlert] = (&triggers.GitHubResolver{Client: client}).Resolve
 		if len(f.pollRepos)+len(f.pollOrgs) > 0 {
@@ -141,7 +155,7 @@ func serve(ctx context.Context, g *globals, f serveFlags) error {
 	} else if len(f.pollRepos)+len(f.pollOrgs) > 0 {
 		return usageError{fmt.Errorf("--github-poll-repo and --github-poll-org need the GitHub endpoint: set %s", f.ghSecretEnv)}
 	}
-	slack := newSlackSetup(slackFromEnv(), os.Getenv(envSlackSecret), log)
+	slack := newSlackSetup(slackClient, os.Getenv(envSlackSecret), log)
 	slack.warn(log, books)
 	r, stop, err := startRunner(ctx, g, f.dbURL, reg, prog.observe, f.shutdownGrace, func(c *runner.Config) {
 		c.Playbooks, c.Resolvers, c.Pollers = books, resolvers, periodic
@@ -242,4 +256,23 @@ func serve(ctx context.Context, g *globals, f serveFlags) error {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// github returns the GitHub settings: the flags, else the environment.
+func (f serveFlags) github() githubSettings {
+	gh := githubFromEnv()
+	gh.tokenEnv = f.ghTokenEnv
+	if f.ghAPIURL != "" {
+		gh.apiURL = f.ghAPIURL
+	}
+	if f.ghAppID != 0 {
+		gh.appID, gh.where[0] = strconv.FormatInt(f.ghAppID, 10), "--github-app-id"
+	}
+	if f.ghInstallID != 0 {
+		gh.installationID, gh.where[1] = strconv.FormatInt(f.ghInstallID, 10), "--github-app-installation-id"
+	}
+	if f.ghAppKey != "" {
+		gh.keyFile, gh.where[2] = f.ghAppKey, "--github-app-private-key"
+	}
+	return gh
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stanchhq/stanch/actions"
 	awsactions "github.com/stanchhq/stanch/actions/aws"
+	ghactions "github.com/stanchhq/stanch/actions/github"
 	slackact "github.com/stanchhq/stanch/actions/slack"
 	"github.com/stanchhq/stanch/alert"
 	"github.com/stanchhq/stanch/playbooks"
@@ -18,17 +19,30 @@ import (
 	"github.com/stanchhq/stanch/triggers"
 )
 
-// newRegistry returns every action this build has. AWS actions use the SDK's
-// own configuration (credential chain, AWS_REGION, AWS_ENDPOINT_URL…),
-// loaded on first use.
-func newRegistry(aws awsactions.ProviderOptions) (*actions.Registry, error) {
+// newRegistry returns every action this build has: AWS actions with aws
+// (by default the SDK's own configuration: credential chain, AWS_REGION,
+// AWS_ENDPOINT_URL…, loaded on first use), GitHub actions as gh says, Slack
+// actions posting through slack.
+func newRegistry(aws awsactions.ProviderOptions, gh githubSettings, slack *slackact.Client) (*actions.Registry, error) {
+	ghOpts, err := gh.options()
+	if err != nil {
+		return nil, err
+	}
 	all := awsactions.Actions(awsactions.NewProvider(aws))
-	all = append(all, slackact.Actions(slackFromEnv())...)
+	all = append(all, slackact.Actions(slack)...)
+	all = append(all, ghactions.Actions(ghactions.NewProvider(ghOpts))...)
 	return actions.NewRegistry(all...)
 }
 
-// registry returns every action, configured from --config.
+// registry returns every action, configured from --config and the
+// environment.
 func (g *globals) registry() (*actions.Registry, error) {
+	return g.registryWith(githubFromEnv(), slackFromEnv())
+}
+
+// registryWith is registry with GitHub configured by gh (stanch serve's
+// flags) and Slack by slack.
+func (g *globals) registryWith(gh githubSettings, slack *slackact.Client) (*actions.Registry, error) {
 	cfg, err := loadConfig(g.configPath)
 	if err != nil {
 		return nil, err
@@ -37,7 +51,7 @@ func (g *globals) registry() (*actions.Registry, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newRegistry(opts)
+	return newRegistry(opts, gh, slack)
 }
 
 // loadPlaybook loads and validates one playbook; an invalid one is reported

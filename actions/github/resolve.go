@@ -1,0 +1,241 @@
+package github
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	gh "github.com/google/go-github/v60/github"
+
+	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/internal/crashpoint"
+)
+
+// ResolveAlertParams are the parameters of github.resolve_alert.
+type ResolveAlertParams struct {
+	Repository  string `json:"repository" required:"true" doc:"owner/name of the repository holding the alert, usually ${{ alert.location.repo }}"`
+	AlertNumber int    `json:"alert_number" required:"true" doc:"the secret-scanning alert's number, usually ${{ alert.location.alert_number }}"`
+	Resolution  string `json:"resolution" doc:"revoked (the default), false_positive, wont_fix or used_in_tests"`
+	Comment     string `json:"comment" doc:"the resolution comment, which GitHub keeps for good (default: Resolved by stanch run <run id>)"`
+}
+
+// resolutions are those GitHub accepts in a PATCH.
+var resolutions = map[string]bool{"false_positive": true, "wont_fix": true, "revoked": true, "used_in_tests": true}
+
+const permSecretScanning = "secret_scanning_alerts:write"
+
+// needSecretScanning says what credentials resolving an alert needs.
+const needSecretScanning = "the GitHub App permission " + permSecretScanning + ", or a token with the repo or security_events scope"
+
+func resolveAlert(p *Provider) actions.Action {
+	return actions.New(actions.Definition[ResolveAlertParams]{
+		Name:    "github.resolve_alert",
+		Summary: "Close a GitHub secret-scanning alert (as revoked by default) with a comment saying what stanch did.",
+		Outputs: []actions.Output{
+			{Name: "state", Type: "string", Doc: "resolved"},
+			{Name: "resolution", Type: "string", Doc: "the alert's resolution (an alert resolved before keeps its own)"},
+			{Name: "resolved_by", Type: "string", Doc: "who resolved it: stanch's user or App bot, or whoever did before"},
+			{Name: "url", Type: "string", Doc: "the alert's page"},
+		},
+		Permissions: []actions.Permission{
+			{Name: permSecretScanning, Why: "read the alert (hide_secret=true: never its secret) and resolve it; a classic token needs the repo or security_events scope (public_repo for public repositories)"},
+		},
+		Example: `- id: resolve_github_alert
+  action: github.resolve_alert
+  if: alert.source == "github" && alert.location.alert_number > 0
+  with:
+    repository: ${{ alert.location.repo }}
+    alert_number: ${{ alert.location.alert_number }}
+    resolution: revoked
+    comment: stanch run ${{ run.id }} deactivated ${{ alert.credential.id }} and revoked its sessions.
+`,
+		Validate: func(in *ResolveAlertParams) error {
+			if _, _, err := splitRepo(in.Repository); err != nil {
+				return err
+			}
+			if in.AlertNumber <= 0 {
+				return fmt.Errorf("alert_number %d: GitHub numbers alerts from 1", in.AlertNumber)
+			}
+			if in.Resolution != "" && !resolutions[in.Resolution] {
+				return fmt.Errorf("resolution %q is not one of false_positive, wont_fix, revoked, used_in_tests", in.Resolution)
+			}
+			return nil
+		},
+		PlanFunc: func(ctx context.Context, env actions.Env, in *ResolveAlertParams) (actions.Plan, error) {
+			r, err := p.newResolution(env, in)
+			if err != nil {
+				return actions.Plan{}, err
+			}
+			get := actions.Call{Service: "github", Operation: "GET " + r.path, Params: map[string]any{"hide_secret": true}, Made: true}
+			current, err := r.get(ctx)
+			if err != nil {
+				return actions.Plan{}, err
+			}
+			plan := actions.Plan{Calls: []actions.Call{get}, Outputs: r.outputs(current)}
+			if current.State == "resolved" {
+				plan.Summary = fmt.Sprintf("%s is already resolved (%s): nothing to change", r.name, current.describe())
+				return plan, nil
+			}
+			plan.Summary = fmt.Sprintf("would resolve %s (now %s) as %s with the comment %q, then read it again", r.name, current.State, r.resolution, r.comment)
+			plan.Calls = append(plan.Calls,
+				actions.Call{Service: "github", Operation: "PATCH " + r.path, Params: map[string]any{"state": "resolved", "resolution": r.resolution, "resolution_comment": r.comment}, Mutates: true},
+				actions.Call{Service: "github", Operation: "GET " + r.path, Params: map[string]any{"hide_secret": true}})
+			plan.Outputs = map[string]any{"state": "resolved", "resolution": r.resolution, "url": current.HTMLURL}
+			return plan, nil
+		},
+		DoFunc: func(ctx context.Context, env actions.Env, in *ResolveAlertParams) (actions.Result, error) {
+			r, err := p.newResolution(env, in)
+			if err != nil {
+				return actions.Result{}, err
+			}
+			return r.do(ctx, env)
+		},
+	})
+}
+
+// scanningAlert is the part of a secret-scanning alert stanch reads. It has
+// no field for the secret literal, so the literal is never decoded even
+// where GitHub sends it.
+type scanningAlert struct {
+	Number            int        `json:"number"`
+	State             string     `json:"state"`
+	Resolution        string     `json:"resolution"`
+	ResolutionComment string     `json:"resolution_comment"`
+	ResolvedAt        *time.Time `json:"resolved_at"`
+	ResolvedBy        *struct {
+		Login string `json:"login"`
+	} `json:"resolved_by"`
+	SecretType string `json:"secret_type"`
+	HTMLURL    string `json:"html_url"`
+}
+
+func (a scanningAlert) resolvedBy() string {
+	if a.ResolvedBy == nil {
+		return ""
+	}
+	return a.ResolvedBy.Login
+}
+
+func (a scanningAlert) describe() string {
+	s := "as " + a.Resolution
+	if by := a.resolvedBy(); by != "" {
+		s += " by " + by
+	}
+	if a.ResolvedAt != nil {
+		s += " at " + a.ResolvedAt.UTC().Format(time.RFC3339)
+	}
+	return s
+}
+
+// alertUpdate is the PATCH body. go-github v60's
+// SecretScanningAlertUpdateOptions has no resolution_comment.
+type alertUpdate struct {
+	State             string `json:"state"`
+	Resolution        string `json:"resolution"`
+	ResolutionComment string `json:"resolution_comment,omitempty"`
+}
+
+type resolution struct {
+	client     *gh.Client
+	name       string // owner/name#N, for messages
+	path       string // repos/owner/name/secret-scanning/alerts/N
+	resolution string
+	comment    string
+}
+
+func (p *Provider) newResolution(env actions.Env, in *ResolveAlertParams) (*resolution, error) {
+	owner, repo, err := splitRepo(in.Repository)
+	if err != nil {
+		return nil, actions.Permanent(err)
+	}
+	r := &resolution{
+		name:       fmt.Sprintf("secret-scanning alert %s/%s#%d", owner, repo, in.AlertNumber),
+		path:       fmt.Sprintf("repos/%s/%s/secret-scanning/alerts/%d", owner, repo, in.AlertNumber),
+		resolution: in.Resolution,
+		comment:    strings.TrimSpace(in.Comment),
+	}
+	if r.resolution == "" {
+		r.resolution = "revoked"
+	}
+	if r.comment == "" {
+		r.comment = "Resolved by stanch run " + env.RunID
+	}
+	if r.client, err = p.Client(); err != nil {
+		return nil, fmt.Errorf("resolve %s: %w", r.name, err)
+	}
+	return r, nil
+}
+
+// get reads the alert without its secret literal.
+func (r *resolution) get(ctx context.Context) (scanningAlert, error) {
+	var a scanningAlert
+	req, err := r.client.NewRequest(http.MethodGet, r.path+"?hide_secret=true", nil)
+	if err != nil {
+		return a, actions.Permanent(fmt.Errorf("read %s: %w", r.name, err))
+	}
+	if _, err := r.client.Do(ctx, req, &a); err != nil {
+		return a, classify(fmt.Errorf("read %s: %w", r.name, err), needSecretScanning)
+	}
+	return a, nil
+}
+
+func (r *resolution) outputs(a scanningAlert) map[string]any {
+	return map[string]any{"state": a.State, "resolution": a.Resolution, "resolved_by": a.resolvedBy(), "url": a.HTMLURL}
+}
+
+// do is check, act, verify: an alert resolved already (by stanch before a
+// crash, or by a person) is left as it is, since GitHub keeps the first
+// resolution comment anyway.
+func (r *resolution) do(ctx context.Context, env actions.Env) (actions.Result, error) {
+	current, err := r.get(ctx)
+	if err != nil {
+		return actions.Result{}, err
+	}
+	if current.State == "resolved" {
+		return actions.Result{Outcome: actions.Already, Message: fmt.Sprintf("%s was already resolved (%s); nothing changed", r.name, current.describe()), Outputs: r.outputs(current)}, nil
+	}
+	req, err := r.client.NewRequest(http.MethodPatch, r.path, alertUpdate{State: "resolved", Resolution: r.resolution, ResolutionComment: r.comment})
+	if err != nil {
+		return actions.Result{}, actions.Permanent(fmt.Errorf("resolve %s: %w", r.name, err))
+	}
+	var patched scanningAlert
+	if _, err := r.client.Do(ctx, req, &patched); err != nil {
+		var er *gh.ErrorResponse
+		if errors.As(err, &er) && er.Response != nil && er.Response.StatusCode == http.StatusUnprocessableEntity {
+			return actions.Result{}, actions.Permanent(fmt.Errorf("resolve %s as %q: GitHub refused the resolution (422 %s%s)", r.name, r.resolution, er.Message, fieldErrors(er)))
+		}
+		return actions.Result{}, classify(fmt.Errorf("resolve %s: %w", r.name, err), needSecretScanning)
+	}
+	crashpoint.Hit("github:patched") // resolved on GitHub; the journal does not know yet
+	env.Log().Info("secret-scanning alert resolved", "alert", r.name, "resolution", r.resolution)
+	after, err := r.get(ctx)
+	if err != nil {
+		return actions.Result{}, fmt.Errorf("verify: %w", err)
+	}
+	if after.State != "resolved" {
+		return actions.Result{}, actions.Retryable(fmt.Errorf("resolve %s: it still reads %s after the PATCH", r.name, after.State))
+	}
+	return actions.Result{Outcome: actions.Done, Message: fmt.Sprintf("%s resolved %s (was %s); verified", r.name, after.describe(), current.State), Outputs: r.outputs(after)}, nil
+}
+
+// fieldErrors lists the fields a 422 names.
+func fieldErrors(er *gh.ErrorResponse) string {
+	var parts []string
+	for _, e := range er.Errors {
+		switch {
+		case e.Message != "":
+			parts = append(parts, e.Message)
+		case e.Field != "":
+			parts = append(parts, e.Field+" "+e.Code)
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	sort.Strings(parts)
+	return ": " + strings.Join(parts, "; ")
+}

@@ -1,0 +1,425 @@
+package notify_test
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/stanchhq/stanch/actions"
+	slackact "github.com/stanchhq/stanch/actions/slack"
+	"github.com/stanchhq/stanch/alert"
+	"github.com/stanchhq/stanch/notify"
+	"github.com/stanchhq/stanch/playbooks"
+	"github.com/stanchhq/stanch/runner"
+	"github.com/stanchhq/stanch/sandbox"
+	"github.com/stanchhq/stanch/triggers"
+)
+
+const (
+	botToken      = "xoxb-sandbox-stanch-tests"
+	signingSecret = "8f742231b10e8888abcd99yyyzzz85a5"
+	channelID     = "C0SECINCIDENTS"
+	alice         = "U0ALICE"   // in the security group: an approver
+	mallory       = "U0MALLORY" // not an approver
+	securityGroup = "S0SECURITY"
+	// planted is a secret an action leaks into its message; it must never
+	// reach Slack.
+	planted = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYPLANTEDKEY"
+)
+
+const seed = `
+accounts:
+  - id: "111122223333"
+    users:
+      - name: stanch-responder
+        keys: [{id: AKIAIOSFODNN7RESPOND, secret: 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}]
+slack:
+  token: ` + botToken + `
+  channels:
+    - {id: ` + channelID + `, name: sec-incidents}
+    - {id: C0SECLEADS, name: security-leads}
+  users:
+    - {id: ` + alice + `, name: alice, real_name: Alice}
+    - {id: ` + mallory + `, name: mallory, real_name: Mallory}
+  usergroups:
+    - {id: ` + securityGroup + `, handle: security, users: [` + alice + `]}
+`
+
+const playbook = `
+name: tell-and-ask
+steps:
+  - id: contain
+    action: test.effect
+    with: {name: contain}
+  - id: tell
+    action: slack.notify
+    with:
+      channel: "#sec-incidents"
+  - id: destroy
+    action: test.effect
+    approval:
+      approvers: [` + securityGroup + `, security-oncall]
+      channel: "#sec-incidents"
+      message: "Destroy ${{ alert.credential.id }}?"
+    with: {name: destroy}
+`
+
+// world counts the effects of test.effect, an idempotent action standing
+// in for the AWS ones, which have tests of their own.
+type world struct {
+	mu      sync.Mutex
+	effects map[string]int
+}
+
+func (w *world) count(name string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.effects[name]
+}
+
+type effectParams struct {
+	Name string `json:"name" required:"true"`
+}
+
+func (w *world) action() actions.Action {
+	return actions.New(actions.Definition[effectParams]{
+		Name: "test.effect",
+		PlanFunc: func(context.Context, actions.Env, *effectParams) (actions.Plan, error) {
+			return actions.Plan{}, nil
+		},
+		DoFunc: func(_ context.Context, env actions.Env, p *effectParams) (actions.Result, error) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.effects[p.Name]++
+			return actions.Result{Outcome: actions.Done, Message: p.Name + " done; leaked " + planted}, nil
+		},
+	})
+}
+
+type bench struct {
+	sb     *sandbox.Sandbox
+	r      *runner.Runner
+	hook   string
+	world  *world
+	tokens *slackact.Tokens
+	pb     *playbooks.Playbook
+}
+
+func setup(t *testing.T) *bench { return setupWith(t, playbook) }
+
+func setupWith(t *testing.T, playbook string) *bench {
+	t.Helper()
+	ctx := context.Background()
+	sd, err := sandbox.ParseSeed("seed.yaml", []byte(seed))
+	require.NoError(t, err)
+	sb, err := sandbox.New(sd, sandbox.Options{})
+	require.NoError(t, err)
+	api := httptest.NewServer(sb)
+	t.Cleanup(api.Close)
+
+	client := slackact.NewClient(slackact.Options{Token: botToken, APIURL: api.URL + "/slack/api/"})
+	tokens, err := slackact.NewTokens([]byte("approval-token-key-for-tests-0001"))
+	require.NoError(t, err)
+	w := &world{effects: map[string]int{}}
+	reg, err := actions.NewRegistry(append(slackact.Actions(client), w.action())...)
+	require.NoError(t, err)
+	pb, err := playbooks.Parse("tell-and-ask.yaml", []byte(playbook), reg)
+	require.NoError(t, err)
+
+	db, err := runner.OpenDatabase(ctx, "file:"+filepath.Join(t.TempDir(), "stanch.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	n := notify.NewSlack(client, tokens, log)
+	r, err := runner.New(ctx, runner.Config{DB: db, Registry: reg, Notifier: n, Logger: log})
+	require.NoError(t, err)
+	n.Attach(r)
+	require.NoError(t, r.Start(ctx))
+	t.Cleanup(func() { _ = r.Stop(context.Background()) })
+
+	h := triggers.NewSlackInteractions(signingSecret, tokens, notify.Decider(r), client, nil)
+	hook := httptest.NewServer(h)
+	t.Cleanup(hook.Close)
+	return &bench{sb: sb, r: r, hook: hook.URL, world: w, tokens: tokens, pb: pb}
+}
+
+// testWriter sends logs to the test's output, shown when it fails.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func (b *bench) submit(t *testing.T) runner.Run {
+	t.Helper()
+	a := alert.Alert{Source: alert.SourceManual, Credential: alert.Credential{Provider: "aws", ID: "AKIAIOSFODNN7EXAMPLE", Account: "111122223333"}, Title: "test leak"}
+	a.Normalise(time.Now())
+	sub, err := b.r.Submit(context.Background(), a, []*playbooks.Playbook{b.pb})
+	require.NoError(t, err)
+	require.Len(t, sub.Started, 1)
+	return sub.Started[0]
+}
+
+func (b *bench) waitRun(t *testing.T, id string, statuses ...string) runner.Run {
+	t.Helper()
+	var run runner.Run
+	require.Eventually(t, func() bool {
+		var err error
+		run, err = b.r.Store().Run(context.Background(), id)
+		require.NoError(t, err)
+		for _, s := range statuses {
+			if run.Status == s {
+				return true
+			}
+		}
+		return false
+	}, 20*time.Second, 10*time.Millisecond, "run never reached %v", statuses)
+	return run
+}
+
+// topLevel returns the channel's messages that are not thread replies.
+func (b *bench) topLevel() []sandbox.SlackMessage {
+	var out []sandbox.SlackMessage
+	for _, m := range b.sb.SlackMessages(channelID) {
+		if m.ThreadTS == "" || m.ThreadTS == m.TS {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// approvalMessage waits for the approval message and returns it with the
+// values of its Approve and Deny buttons.
+func (b *bench) approvalMessage(t *testing.T) (msg sandbox.SlackMessage, approve, deny string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		for _, m := range b.sb.SlackMessages(channelID) {
+			if strings.Contains(string(m.Blocks), slackact.ActionApprove) {
+				msg = m
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 10*time.Millisecond, "no approval message with buttons")
+	var blocks []struct {
+		Type     string `json:"type"`
+		Elements []struct {
+			ActionID string `json:"action_id"`
+			Value    string `json:"value"`
+		} `json:"elements"`
+	}
+	require.NoError(t, json.Unmarshal(msg.Blocks, &blocks))
+	for _, bl := range blocks {
+		for _, e := range bl.Elements {
+			switch e.ActionID {
+			case slackact.ActionApprove:
+				approve = e.Value
+			case slackact.ActionDeny:
+				deny = e.Value
+			}
+		}
+	}
+	require.NotEmpty(t, approve)
+	require.NotEmpty(t, deny)
+	return msg, approve, deny
+}
+
+func (b *bench) click(user, action, value, ts string, at time.Time) sandbox.SlackClick {
+	return sandbox.SlackClick{URL: b.hook, SigningSecret: signingSecret, User: user, UserName: strings.ToLower(strings.TrimPrefix(user, "U0")),
+		Channel: channelID, MessageTS: ts, ActionID: action, BlockID: "stanch_approval", Value: value, At: at}
+}
+
+func send(t *testing.T, req *http.Request) int {
+	t.Helper()
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	return res.StatusCode
+}
+
+func TestSlackApprovalsEndToEnd(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	run := b.submit(t)
+	b.waitRun(t, run.ID, runner.RunWaitingApproval)
+	msg, approve, deny := b.approvalMessage(t)
+
+	// Forged, stale and unsigned clicks are refused before anything is read.
+	forged := b.click(alice, slackact.ActionApprove, approve, msg.TS, time.Time{})
+	forged.SigningSecret = "not the signing secret"
+	req, err := forged.Request(ctx)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusUnauthorized, send(t, req))
+	req, err = b.click(alice, slackact.ActionApprove, approve, msg.TS, time.Now().Add(-6*time.Minute)).Request(ctx)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusUnauthorized, send(t, req), "a timestamp outside the five-minute window")
+	req, err = b.click(alice, slackact.ActionApprove, approve, msg.TS, time.Time{}).Request(ctx)
+	require.NoError(t, err)
+	req.Header.Del("X-Slack-Signature")
+	require.Equal(t, http.StatusUnauthorized, send(t, req))
+
+	// Someone who is not an approver: refused privately, journalled.
+	req, err = b.click(mallory, slackact.ActionApprove, approve, msg.TS, time.Time{}).Request(ctx)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, send(t, req))
+	eph := b.sb.SlackEphemerals()
+	require.Len(t, eph, 1)
+	require.Equal(t, mallory, eph[0].User)
+	require.Contains(t, eph[0].Text, "not an approver")
+	require.Equal(t, runner.RunWaitingApproval, b.waitRun(t, run.ID, runner.RunWaitingApproval).Status)
+	require.Zero(t, b.world.count("destroy"))
+
+	// A made-up button value, correctly signed by Slack, decides nothing.
+	req, err = b.click(alice, slackact.ActionApprove, strings.Replace(approve, "v1.", "v1.x", 1), msg.TS, time.Time{}).Request(ctx)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, send(t, req))
+
+	// Alice is in the security group: her click resumes the run.
+	click, err := b.click(alice, slackact.ActionApprove, approve, msg.TS, time.Time{}).Request(ctx)
+	require.NoError(t, err)
+	replay := click.Clone(ctx)
+	body, err := click.GetBody()
+	require.NoError(t, err)
+	replay.Body = body
+	require.Equal(t, http.StatusOK, send(t, click))
+	run = b.waitRun(t, run.ID, runner.RunSucceeded, runner.RunFailed, runner.RunCancelled)
+	require.Equal(t, runner.RunSucceeded, run.Status)
+	require.Equal(t, 1, b.world.count("destroy"))
+
+	// The same request again: refused, nothing happens.
+	require.Equal(t, http.StatusUnauthorized, send(t, replay))
+	// A new click after the decision changes nothing and says who decided.
+	req, err = b.click(alice, slackact.ActionDeny, deny, msg.TS, time.Time{}).Request(ctx)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, send(t, req))
+	require.Eventually(t, func() bool { return len(b.sb.SlackEphemerals()) == 3 }, 5*time.Second, 10*time.Millisecond)
+	require.Contains(t, b.sb.SlackEphemerals()[2].Text, "Already approved by <@"+alice+">")
+	require.Equal(t, 1, b.world.count("destroy"))
+
+	a, err := b.r.Store().Approval(ctx, run.ID, "destroy")
+	require.NoError(t, err)
+	require.Equal(t, alice, a.DecidedBy)
+	require.Equal(t, "slack", a.Via)
+	journal, err := b.r.Store().Journal(ctx, run.ID)
+	require.NoError(t, err)
+	var approvals []string
+	for _, e := range journal {
+		if strings.HasPrefix(e.Event, "approval_") && e.Event != "approval_requested" {
+			approvals = append(approvals, e.Event+" "+e.Detail)
+		}
+	}
+	require.Equal(t, []string{"approval_refused " + mallory + " is not an approver (via slack)", "approval_approved by " + alice + " via slack"}, approvals)
+
+	// The messages catch up: the approval shows who decided, without
+	// buttons; the incident message shows the run succeeded. One of each.
+	require.Eventually(t, func() bool {
+		top := b.topLevel()
+		if len(top) != 2 {
+			return false
+		}
+		incident, approval := top[0], top[1]
+		return strings.HasPrefix(approval.Text, "✋ Approval needed: destroy (test.effect) — Approved by <@"+alice+"> at ") &&
+			!strings.Contains(string(approval.Blocks), slackact.ActionApprove) && strings.HasSuffix(incident.Text, "(succeeded)")
+	}, 10*time.Second, 20*time.Millisecond, "the messages never caught up")
+	require.Equal(t, 2, b.sb.EffectiveCount("chat.postMessage")-len(b.replies()), "two top-level posts: the incident and the approval")
+	require.NotEmpty(t, b.replies(), "step details go to the incident's thread")
+	for _, m := range b.sb.SlackMessages(channelID) {
+		require.NotContains(t, string(m.Blocks)+m.Text, planted)
+	}
+	for _, m := range b.sb.SlackEphemerals() {
+		require.NotContains(t, m.Text, planted)
+	}
+}
+
+func (b *bench) replies() []sandbox.SlackMessage {
+	var out []sandbox.SlackMessage
+	for _, m := range b.sb.SlackMessages(channelID) {
+		if m.ThreadTS != "" && m.ThreadTS != m.TS {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+const escalating = `
+name: tell-and-escalate
+steps:
+  - id: tell
+    action: slack.notify
+    with:
+      channel: "#sec-incidents"
+  - id: destroy
+    action: test.effect
+    approval:
+      approvers: [` + mallory + `]
+      channel: "#sec-incidents"
+      timeout: 1s
+      on_timeout: escalate
+      escalate:
+        channel: "#security-leads"
+        approvers: [` + securityGroup + `]
+        timeout: 1h
+    with: {name: destroy}
+`
+
+// Nobody decides in time: the request goes to the escalation channel with
+// its own buttons, the first message says so, and a member of the added
+// group decides there.
+func TestSlackApprovalEscalates(t *testing.T) {
+	b := setupWith(t, escalating)
+	ctx := context.Background()
+	run := b.submit(t)
+	var second sandbox.SlackMessage
+	require.Eventually(t, func() bool {
+		for _, m := range b.sb.SlackMessages("C0SECLEADS") {
+			if strings.Contains(string(m.Blocks), slackact.ActionApprove) {
+				second = m
+				return true
+			}
+		}
+		return false
+	}, 15*time.Second, 20*time.Millisecond, "no escalated approval message")
+	require.True(t, strings.HasPrefix(second.Text, "⏫ Escalated: Approval needed: destroy"), second.Text)
+	require.Eventually(t, func() bool {
+		for _, m := range b.topLevel() {
+			if strings.Contains(m.Text, "escalated to #security-leads") && !strings.Contains(string(m.Blocks), slackact.ActionApprove) {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 20*time.Millisecond, "the first request does not say it was escalated")
+
+	var approve string
+	var blocks []struct {
+		Elements []struct {
+			ActionID string `json:"action_id"`
+			Value    string `json:"value"`
+		} `json:"elements"`
+	}
+	require.NoError(t, json.Unmarshal(second.Blocks, &blocks))
+	for _, bl := range blocks {
+		for _, e := range bl.Elements {
+			if e.ActionID == slackact.ActionApprove {
+				approve = e.Value
+			}
+		}
+	}
+	click := b.click(alice, slackact.ActionApprove, approve, second.TS, time.Time{})
+	click.Channel = "C0SECLEADS"
+	req, err := click.Request(ctx)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, send(t, req))
+	run = b.waitRun(t, run.ID, runner.RunSucceeded, runner.RunFailed, runner.RunCancelled)
+	require.Equal(t, runner.RunSucceeded, run.Status)
+	require.Equal(t, 1, b.world.count("destroy"))
+}
