@@ -200,17 +200,7 @@ func (s *Sandbox) wait(ctx context.Context, extra time.Duration) error {
 	s.mu.Lock()
 	d := s.latency + extra
 	s.mu.Unlock()
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return sleepCtx(ctx, d)
 }
 
 // Calls returns a copy of the call log.

@@ -105,14 +105,7 @@ func TestServeContainsKeyFromEventBridge(t *testing.T) {
 
 	require.Equal(t, http.StatusOK, post(t, hook, "X-Stanch-Token", secret, event))
 	require.Equal(t, http.StatusOK, post(t, hook, "X-Stanch-Token", secret, event), "a redelivery is accepted and deduplicated")
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if status, _ := e.sb.KeyStatus(account, leakedKey); status == "Inactive" {
-			break
-		}
-		require.True(t, time.Now().Before(deadline), "key never deactivated; serve log:\n%s", stderr.String())
-		time.Sleep(20 * time.Millisecond)
-	}
+	e.waitStatus(t, stderr, leakedKey, "Inactive")
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	done := make(chan error, 1)
@@ -169,14 +162,7 @@ func TestServeContainsKeyFromGitHubSecretScanning(t *testing.T) {
 		}
 		require.Equal(t, http.StatusOK, signedGitHub(t, hook, "secret_scanning_alert", delivery, created, githubSecret))
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if status, _ := e.sb.KeyStatus(account, leakedKey); status == "Inactive" {
-			break
-		}
-		require.True(t, time.Now().Before(deadline), "key never deactivated; serve log:\n%s", stderr.String())
-		time.Sleep(20 * time.Millisecond)
-	}
+	e.waitStatus(t, stderr, leakedKey, "Inactive")
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	_ = cmd.Wait()
 
@@ -211,13 +197,7 @@ func TestServePollsSQS(t *testing.T) {
 		require.True(t, time.Now().Before(deadline), "queue never drained; log:\n%s", stderr.String())
 		time.Sleep(20 * time.Millisecond)
 	}
-	for {
-		if status, _ := e.sb.KeyStatus(account, leakedKey); status == "Inactive" {
-			break
-		}
-		require.True(t, time.Now().Before(deadline), "key never deactivated; log:\n%s", stderr.String())
-		time.Sleep(20 * time.Millisecond)
-	}
+	e.waitStatus(t, stderr, leakedKey, "Inactive")
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, cmd.Wait())
 	log := stderr.String()
@@ -231,14 +211,7 @@ func TestServeGitHubBackstop(t *testing.T) {
 	t.Parallel()
 	e := newE2E(t)
 	_, cmd, stderr := e.startServe(t, "unused", "--github-poll-repo", "acme/payments-service", "--github-poll-interval", "1h")
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if status, _ := e.sb.KeyStatus(account, leakedKey); status == "Inactive" {
-			break
-		}
-		require.True(t, time.Now().Before(deadline), "key never deactivated; log:\n%s", stderr.String())
-		time.Sleep(20 * time.Millisecond)
-	}
+	e.waitStatus(t, stderr, leakedKey, "Inactive")
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, cmd.Wait())
 	require.Equal(t, 1, e.sb.Count("ListSecretScanningAlertsForRepo"))
