@@ -24,7 +24,10 @@ type intake struct {
 	r    *Runner
 	reqs chan *intakeReq
 	stop chan struct{}
-	wg   sync.WaitGroup
+	// exited is closed when the loop has returned: requests still queued
+	// then will never be committed.
+	exited chan struct{}
+	wg     sync.WaitGroup
 }
 
 type intakeReq struct {
@@ -42,8 +45,11 @@ type intakeResult struct {
 const maxIntakeBatch = 256
 
 func newIntake(r *Runner) *intake {
-	in := &intake{r: r, reqs: make(chan *intakeReq, maxIntakeBatch), stop: make(chan struct{})}
-	in.wg.Go(in.loop)
+	in := &intake{r: r, reqs: make(chan *intakeReq, maxIntakeBatch), stop: make(chan struct{}), exited: make(chan struct{})}
+	in.wg.Go(func() {
+		defer close(in.exited)
+		in.loop()
+	})
 	return in
 }
 
@@ -65,6 +71,13 @@ func (in *intake) submit(ctx context.Context, a alert.Alert, runs []NewRun) (Int
 	select {
 	case res := <-req.done:
 		return res.got, res.err
+	case <-in.exited:
+		select {
+		case res := <-req.done: // committed in the last batch
+			return res.got, res.err
+		default:
+			return Intaken{}, fmt.Errorf("runner stopped: alert %s not taken", a.DedupKey)
+		}
 	case <-ctx.Done():
 		// The batch goes on; the alert may still be committed, which a
 		// redelivery finds as a duplicate.
