@@ -79,5 +79,6 @@ func approve(ctx context.Context, g *globals, runID, stepID, by string, deny boo
 	if err != nil {
 		return err
 	}
+	settleSlack(ctx, g, r, run.ID)
 	return conclude(g, run, databaseFlag(dbURL))
 }

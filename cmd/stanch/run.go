@@ -110,5 +110,6 @@ func follow(ctx context.Context, g *globals, r *runner.Runner, prog *progress, p
 	if err != nil {
 		return err
 	}
+	settleSlack(ctx, g, r, run.ID)
 	return conclude(g, run, databaseFlag(dbURL))
 }

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"log/slog"
 	"net/http"
 	"os"
+	"time"
 
 	slackact "github.com/stanchhq/stanch/actions/slack"
 	"github.com/stanchhq/stanch/notify"
@@ -94,4 +96,25 @@ func (s *slackSetup) mount(mux *http.ServeMux, r *runner.Runner, log *slog.Logge
 	h.RateLimit(rateLimit)
 	mux.Handle(slackHooksRoute, h)
 	return h
+}
+
+// settleSlack brings a run's Slack messages up to date before a command
+// that worked the run (stanch run, stanch approve) exits: the incident
+// message shows where the run stands and waiting approvals are posted.
+// stanch serve does this continuously, and receives the clicks.
+func settleSlack(ctx context.Context, g *globals, r *runner.Runner, runID string) {
+	client := slackFromEnv()
+	if !client.Configured() {
+		return
+	}
+	// The same buttons as stanch serve draws, so the two never undo each
+	// other's messages; without a signing secret the messages say how to
+	// decide with stanch approve.
+	n := notify.NewSlack(client, approvalTokens(os.Getenv(envSlackSecret)), g.logger())
+	n.Attach(r)
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := n.Sync(ctx, runID); err != nil {
+		g.logger().Warn("Slack messages of the run are not up to date", "run", runID, "error", err)
+	}
 }

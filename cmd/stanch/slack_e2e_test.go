@@ -67,9 +67,28 @@ func TestSlackNotifyCrashAfterPostingLeavesOneMessage(t *testing.T) {
 
 	resumed := e.stanch(e.slackEnv(), args...)
 	require.Equal(t, 3, resumed.code, "resumed to the first approval; stdout:\n%s\nstderr:\n%s", resumed.stdout, resumed.stderr)
-	require.Equal(t, map[string]int{"notify/tell": 1}, byKey(e.sb.SlackMessages(slackChannel)), "exactly one incident message")
+	keys := byKey(e.sb.SlackMessages(slackChannel))
+	require.Equal(t, 1, keys["notify/tell"], "exactly one incident message")
+	for key, n := range keys {
+		require.Equal(t, 1, n, "message %s posted %d times", key, n)
+	}
 	msgs := e.sb.SlackMessages(slackChannel)
 	require.NotEmpty(t, msgs[0].EditedTS, "the resumed step updated the message it found")
+	require.True(t, strings.HasSuffix(msgs[0].Text, "(waiting approval)"), "before exiting, stanch run brought the message up to date: %s", msgs[0].Text)
+	require.Equal(t, 1, keys["approval/rotate/0"], "and asked for the rotation in Slack")
+
+	// Approving on the command line updates the messages too.
+	i := strings.Index(resumed.stdout, "stanch approve ")
+	require.GreaterOrEqual(t, i, 0, resumed.stdout)
+	runID := strings.Fields(resumed.stdout[i:])[2]
+	approved := e.stanch(e.slackEnv(), "approve", runID, "rotate", "--by", "security-oncall", "--database", e.db)
+	require.Equal(t, 3, approved.code, "on to the next approval; stdout:\n%s\nstderr:\n%s", approved.stdout, approved.stderr)
+	for _, m := range e.sb.SlackMessages(slackChannel) {
+		if m.Metadata != nil && m.Metadata.EventPayload["key"] == "approval/rotate/0" {
+			require.Contains(t, m.Text, "Approved by security-oncall at ", "the approval message shows the decision")
+			require.NotContains(t, string(m.Blocks), "stanch_approve", "and no longer has buttons")
+		}
+	}
 }
 
 // stanch serve is killed right after it posted a message of a run (a
