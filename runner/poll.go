@@ -49,7 +49,9 @@ func (w *pollWorker) Work(ctx context.Context, job *river.Job[PollArgs]) error {
 }
 
 func periodicJobs(pollers map[string]Poller) []*river.PeriodicJob {
-	var jobs []*river.PeriodicJob
+	jobs := []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(sweepEvery), func() (river.JobArgs, *river.InsertOpts) {
+		return SweepArgs{}, nil
+	}, nil)}
 	for name, p := range pollers {
 		jobs = append(jobs, river.NewPeriodicJob(river.PeriodicInterval(p.Every), func() (river.JobArgs, *river.InsertOpts) {
 			return PollArgs{Poller: name}, nil

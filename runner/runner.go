@@ -160,6 +160,9 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 	if err := river.AddWorkerSafely(workers, &notifyWorker{r: r}); err != nil {
 		return nil, fmt.Errorf("register notify worker: %w", err)
 	}
+	if err := river.AddWorkerSafely(workers, &sweepWorker{r: r}); err != nil {
+		return nil, fmt.Errorf("register sweep worker: %w", err)
+	}
 	rcfg := &river.Config{
 		Queues: map[string]river.QueueConfig{
 			QueueContainment:   {MaxWorkers: cfg.Workers},

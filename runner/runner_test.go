@@ -804,3 +804,27 @@ steps:
 		})
 	}
 }
+
+// A decision recorded by a process that died before it could wake the run
+// (here: written to the store directly) still resumes the run within
+// seconds, not at the approval's deadline an hour later.
+func TestDecisionWithoutWakeStillResumes(t *testing.T) {
+	t.Parallel()
+	for name, open := range testDatabases(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			b := newBundle(t, open)
+			pb := b.playbook(t, fmt.Sprintf(approvalPlaybook, "1h", "deny"))
+			run := submitOne(t, b, pb, testAlert("AKIAIOSFODNN7EXAMPLE"))
+			b.waitStatus(t, run.ID, RunWaitingApproval)
+			time.Sleep(300 * time.Millisecond) // let the job go to sleep
+			_, first, err := b.runner.Store().Decide(ctx, run.ID, "destroy", Approved, "alice", "cli")
+			require.NoError(t, err)
+			require.True(t, first)
+			run = b.waitStatus(t, run.ID, RunSucceeded, RunFailed)
+			require.Equal(t, RunSucceeded, run.Status)
+			require.Equal(t, 1, b.world.effect("destroy"))
+		})
+	}
+}

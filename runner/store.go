@@ -791,6 +791,22 @@ func (s *Store) Approvals(ctx context.Context, runID string) (map[string]Approva
 	return out, rows.Err()
 }
 
+// decidedButWaiting returns the runs that still wait on a step whose
+// approval was decided before decidedBefore.
+func (s *Store) decidedButWaiting(ctx context.Context, decidedBefore time.Time) ([]Run, error) {
+	return s.queryRuns(ctx, `SELECT `+prefixed("r.", runColumns)+` FROM stanch_runs r JOIN stanch_approvals a ON a.run_id = r.id AND a.step_id = r.waiting_step
+		WHERE r.status = ? AND a.decision <> '' AND a.decided_at < ?`, RunWaitingApproval, micros(decidedBefore))
+}
+
+// prefixed qualifies each column of a comma-separated list.
+func prefixed(p, columns string) string {
+	parts := strings.Split(columns, ", ")
+	for i, c := range parts {
+		parts[i] = p + c
+	}
+	return strings.Join(parts, ", ")
+}
+
 // Escalate moves an undecided approval to its second round, once: the
 // escalation's approvers join, the channel changes and the deadline moves
 // on by the escalation's timeout. It reports whether this call did it.
