@@ -2,7 +2,6 @@ package notify_test
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -211,24 +210,7 @@ func (b *bench) approvalMessage(t *testing.T) (msg sandbox.SlackMessage, approve
 		}
 		return false
 	}, 10*time.Second, 10*time.Millisecond, "no approval message with buttons")
-	var blocks []struct {
-		Type     string `json:"type"`
-		Elements []struct {
-			ActionID string `json:"action_id"`
-			Value    string `json:"value"`
-		} `json:"elements"`
-	}
-	require.NoError(t, json.Unmarshal(msg.Blocks, &blocks))
-	for _, bl := range blocks {
-		for _, e := range bl.Elements {
-			switch e.ActionID {
-			case slackact.ActionApprove:
-				approve = e.Value
-			case slackact.ActionDeny:
-				deny = e.Value
-			}
-		}
-	}
+	approve, deny = msg.ButtonValue(slackact.ActionApprove), msg.ButtonValue(slackact.ActionDeny)
 	require.NotEmpty(t, approve)
 	require.NotEmpty(t, deny)
 	return msg, approve, deny
@@ -399,21 +381,8 @@ func TestSlackApprovalEscalates(t *testing.T) {
 		return false
 	}, 10*time.Second, 20*time.Millisecond, "the first request does not say it was escalated")
 
-	var approve string
-	var blocks []struct {
-		Elements []struct {
-			ActionID string `json:"action_id"`
-			Value    string `json:"value"`
-		} `json:"elements"`
-	}
-	require.NoError(t, json.Unmarshal(second.Blocks, &blocks))
-	for _, bl := range blocks {
-		for _, e := range bl.Elements {
-			if e.ActionID == slackact.ActionApprove {
-				approve = e.Value
-			}
-		}
-	}
+	approve := second.ButtonValue(slackact.ActionApprove)
+	require.NotEmpty(t, approve)
 	click := b.click(alice, slackact.ActionApprove, approve, second.TS, time.Time{})
 	click.Channel = "C0SECLEADS"
 	req, err := click.Request(ctx)

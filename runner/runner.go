@@ -20,7 +20,6 @@ import (
 
 	"github.com/stanchhq/stanch/actions"
 	"github.com/stanchhq/stanch/alert"
-	"github.com/stanchhq/stanch/internal/crashpoint"
 	"github.com/stanchhq/stanch/playbooks"
 )
 
@@ -367,29 +366,12 @@ func (r *Runner) Submit(ctx context.Context, a alert.Alert, books []*playbooks.P
 		}
 		want = append(want, NewRun{ID: newRunID(now), Playbook: pb.Name, PlaybookFile: pb.File, PlaybookSource: pb.Source, Correlate: pb.Correlate})
 	}
-	if r.intake != nil {
-		got, err := r.intake.submit(ctx, a, want)
-		sub.Started, sub.Existing, sub.Joined = got.Created, got.Existing, got.Joined
-		return sub, err
+	if r.intake == nil {
+		return sub, errors.New("submit: the runner is not started")
 	}
-	// Not started (plan, tests): the same steps, one alert at a time.
-	created, existing, joined, err := r.store.CreateRuns(ctx, a, want)
-	if err != nil {
-		return sub, err
-	}
-	sub.Started, sub.Existing, sub.Joined = created, existing, joined
-	crashpoint.Hit("submitted") // runs committed, jobs not yet enqueued
-	for _, run := range slices.Concat(created, existing, joined) {
-		if Terminal(run.Status) || run.Status == RunWaitingApproval {
-			continue
-		}
-		// Existing unfinished runs are enqueued again: if the process that
-		// created them died before it could, this is where they continue.
-		if err := r.enqueue(ctx, run.ID); err != nil {
-			return sub, err
-		}
-	}
-	return sub, nil
+	got, err := r.intake.submit(ctx, a, want)
+	sub.Started, sub.Existing, sub.Joined = got.Created, got.Existing, got.Joined
+	return sub, err
 }
 
 // ErrNotApprover is returned when someone outside a step's approvers tries

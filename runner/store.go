@@ -325,16 +325,6 @@ func credentialKey(a alert.Alert) string {
 	return a.Credential.Provider + ":" + a.Credential.ID
 }
 
-// CreateRuns records an alert and creates a run per playbook in runs; see
-// CreateRunsBatch.
-func (s *Store) CreateRuns(ctx context.Context, a alert.Alert, runs []NewRun) (created, existing, joined []Run, err error) {
-	out, err := s.CreateRunsBatch(ctx, []Intake{{Alert: a, Runs: runs}}, nil)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	return out[0].Created, out[0].Existing, out[0].Joined, nil
-}
-
 // Intake is one alert and the runs it should start.
 type Intake struct {
 	Alert alert.Alert

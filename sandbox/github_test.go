@@ -275,14 +275,22 @@ func TestServePrintsGitHubEnvironment(t *testing.T) {
 	t.Parallel()
 	seed, err := ParseSeed("seed.yaml", []byte(githubSeed))
 	require.NoError(t, err)
+	url, out := serveOutput(t, seed)
+	require.Contains(t, out, "export STANCH_GITHUB_API_URL="+url+"/api/v3/\n")
+	require.Contains(t, out, "export STANCH_GITHUB_TOKEN=ghp_seeded\n")
+}
+
+// serveOutput starts Serve on seed, stops it, and returns its address and
+// what it printed.
+func serveOutput(t *testing.T, seed Seed) (url, out string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var out bytes.Buffer
+	var buf bytes.Buffer
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, seed, "127.0.0.1:0", &out, func(url string) { ready <- url }) }()
-	url := <-ready
+	go func() { done <- Serve(ctx, seed, "127.0.0.1:0", &buf, func(url string) { ready <- url }) }()
+	url = <-ready
 	cancel()
 	require.NoError(t, <-done)
-	require.Contains(t, out.String(), "export STANCH_GITHUB_API_URL="+url+"/api/v3/\n")
-	require.Contains(t, out.String(), "export STANCH_GITHUB_TOKEN=ghp_seeded\n")
+	return url, buf.String()
 }

@@ -543,14 +543,7 @@ func TestServePrintsSlackEnvironment(t *testing.T) {
 	t.Parallel()
 	seed, err := ParseSeed("seed.yaml", []byte(slackSeed))
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	var out bytes.Buffer
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, seed, "127.0.0.1:0", &out, func(url string) { ready <- url }) }()
-	url := <-ready
-	cancel()
-	require.NoError(t, <-done)
-	require.Contains(t, out.String(), "export STANCH_SLACK_API_URL="+url+"/slack/api/\n")
-	require.Contains(t, out.String(), "export STANCH_SLACK_TOKEN="+seed.Slack.Token+"\n")
+	url, out := serveOutput(t, seed)
+	require.Contains(t, out, "export STANCH_SLACK_API_URL="+url+"/slack/api/\n")
+	require.Contains(t, out, "export STANCH_SLACK_TOKEN="+seed.Slack.Token+"\n")
 }

@@ -176,7 +176,7 @@ func (h *SlackInteractions) decide(ctx context.Context, c click) string {
 	}
 	var groups []string
 	for _, p := range approvers {
-		if !isSlackGroup(p) {
+		if !slackact.IsGroupID(p) {
 			continue
 		}
 		members, err := h.slack.GroupMembers(ctx, p)
@@ -199,28 +199,8 @@ func (h *SlackInteractions) decide(ctx context.Context, c click) string {
 		h.log.Error("click not recorded", "run", v.RunID, "step", v.StepID, "error", err)
 		return "stanch could not record your decision; try again."
 	case !d.First:
-		return fmt.Sprintf("Already %s by %s at %s; your click changed nothing.", d.Decision, mention(d.DecidedBy), d.DecidedAt.UTC().Format("15:04:05Z"))
+		return fmt.Sprintf("Already %s by %s at %s; your click changed nothing.", d.Decision, slackact.Mention(d.DecidedBy), d.DecidedAt.UTC().Format("15:04:05Z"))
 	}
 	h.log.Info("approval decided in Slack", "run", v.RunID, "step", v.StepID, "decision", v.Decision, "user", c.user)
 	return ""
-}
-
-func isSlackGroup(s string) bool {
-	if len(s) < 2 || s[0] != 'S' {
-		return false
-	}
-	for _, r := range s {
-		if (r < 'A' || r > 'Z') && (r < '0' || r > '9') {
-			return false
-		}
-	}
-	return true
-}
-
-// mention shows a Slack user id as a mention and anything else as is.
-func mention(who string) string {
-	if len(who) > 1 && (who[0] == 'U' || who[0] == 'W') && strings.ToUpper(who) == who && !strings.ContainsAny(who, " -_") {
-		return "<@" + who + ">"
-	}
-	return who
 }

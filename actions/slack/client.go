@@ -191,18 +191,6 @@ func (c *Client) ChannelID(ctx context.Context, channel string) (string, error) 
 	}
 }
 
-func isChannelID(s string) bool {
-	if len(s) < 3 || (s[0] != 'C' && s[0] != 'G' && s[0] != 'D') {
-		return false
-	}
-	for _, r := range s {
-		if (r < 'A' || r > 'Z') && (r < '0' || r > '9') {
-			return false
-		}
-	}
-	return true
-}
-
 // Find looks for the message of run and key that an earlier attempt may
 // have posted to channel (in the thread of threadTS, if given) since
 // since. It returns the channel id and ts, or empty strings.

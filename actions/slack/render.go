@@ -136,7 +136,7 @@ func Incident(rep actions.Report, channelTitle string) Message {
 			line += " — " + escape(clip(s.Message, 200))
 		}
 		if ap := s.Approval; ap != nil && ap.Decision != "" {
-			line += fmt.Sprintf(" (%s by %s)", ap.Decision, who(ap.DecidedBy))
+			line += fmt.Sprintf(" (%s by %s)", ap.Decision, Mention(ap.DecidedBy))
 		}
 		steps = append(steps, line)
 	}
@@ -225,7 +225,7 @@ func Approval(rep actions.Report, step actions.StepReport, tokens *Tokens, secon
 	body += fmt.Sprintf("\n\n*Incident*: %s", escape(IncidentTitle(rep.Alert)))
 	var whoList []string
 	for _, p := range ap.Approvers {
-		whoList = append(whoList, who(p))
+		whoList = append(whoList, Mention(p))
 	}
 	body += "\n*Approvers*: " + strings.Join(whoList, ", ")
 	blocks = append(blocks, slackapi.NewSectionBlock(mrkdwn(clip(body, maxSection)), nil, nil))
@@ -237,7 +237,7 @@ func Approval(rep actions.Report, step actions.StepReport, tokens *Tokens, secon
 		if ap.Decision == "denied" {
 			verb = "Denied"
 		}
-		by := who(ap.DecidedBy)
+		by := Mention(ap.DecidedBy)
 		if ap.Via == "timeout" {
 			by = "timeout (nobody decided in time)"
 		}
@@ -279,28 +279,8 @@ var timeoutText = map[string]string{
 	"":         "the step is denied",
 }
 
-// who renders an approver: Slack users and user groups as mentions.
-func who(id string) string {
-	switch {
-	case len(id) > 1 && (id[0] == 'U' || id[0] == 'W') && isSlackID(id):
-		return "<@" + id + ">"
-	case len(id) > 1 && id[0] == 'S' && isSlackID(id):
-		return "<!subteam^" + id + ">"
-	}
-	return escape(id)
-}
-
-func isSlackID(s string) bool {
-	for _, r := range s {
-		if (r < 'A' || r > 'Z') && (r < '0' || r > '9') {
-			return false
-		}
-	}
-	return true
-}
-
 func channelRef(ch string) string {
-	if strings.HasPrefix(ch, "C") && isSlackID(ch) {
+	if isChannelID(ch) {
 		return "<#" + ch + ">"
 	}
 	return "#" + strings.TrimPrefix(ch, "#")

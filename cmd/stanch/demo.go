@@ -227,28 +227,10 @@ func (d *demoSlack) approval(ctx context.Context, step string) (sandbox.SlackMes
 	}
 }
 
-func buttonValue(m sandbox.SlackMessage, actionID string) string {
-	var blocks []struct {
-		Elements []struct {
-			ActionID string `json:"action_id"`
-			Value    string `json:"value"`
-		} `json:"elements"`
-	}
-	_ = json.Unmarshal(m.Blocks, &blocks)
-	for _, b := range blocks {
-		for _, e := range b.Elements {
-			if e.ActionID == actionID {
-				return e.Value
-			}
-		}
-	}
-	return ""
-}
-
 // click sends user's signed click on Approve and returns the HTTP status.
 func (d *demoSlack) click(ctx context.Context, m sandbox.SlackMessage, user string) (int, error) {
 	c := sandbox.SlackClick{URL: d.hook, SigningSecret: demoSigningSecret, User: user, Channel: demoChannel, MessageTS: m.TS,
-		ActionID: slackact.ActionApprove, BlockID: "stanch_approval", Value: buttonValue(m, slackact.ActionApprove), ButtonText: "Approve"}
+		ActionID: slackact.ActionApprove, BlockID: "stanch_approval", Value: m.ButtonValue(slackact.ActionApprove), ButtonText: "Approve"}
 	res, err := c.Send(ctx, http.DefaultClient)
 	if err != nil {
 		return 0, err

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stanchhq/stanch/actions"
+	slackact "github.com/stanchhq/stanch/actions/slack"
 	"github.com/stanchhq/stanch/playbooks"
 )
 
@@ -130,7 +131,7 @@ func printOtherPermissions(g *globals, reg *actions.Registry, books []*playbooks
 				if ap.Escalate != nil {
 					approvers = append(approvers, ap.Escalate.Approvers...)
 				}
-				if slices.ContainsFunc(approvers, func(p string) bool { return len(p) > 1 && p[0] == 'S' && strings.ToUpper(p) == p }) {
+				if slices.ContainsFunc(approvers, slackact.IsGroupID) {
 					add(need{"slack", "usergroups:read", "approval", "check that who clicked is in an approving user group"})
 				}
 			}
