@@ -47,6 +47,39 @@ type Env struct {
 	// Report, when set, reads the run's current state for actions that
 	// report on it. Plan and tests may leave it nil.
 	Report Reporter
+	// Owner is who the run's credential belongs to, when a step before this
+	// one identified it; the runner has already filled and checked the
+	// step's target parameters against it.
+	Owner Owner
+	// Effect, when set, records a change the action has just made, at once:
+	// the journal shows every effect even if the step then fails or its
+	// process dies.
+	Effect func(e Effect)
+}
+
+// Effect is one change an action made (or, in a plan, would make), for
+// people: what, to what, where.
+type Effect struct {
+	// Description is one line: "deleted access key AKIA… of user ci-bot in
+	// account 444455556666".
+	Description string
+	// Irreversible marks changes that cannot be undone (a deleted key).
+	Irreversible bool
+}
+
+// String renders the effect, marking irreversible ones.
+func (e Effect) String() string {
+	if e.Irreversible {
+		return e.Description + " (irreversible)"
+	}
+	return e.Description
+}
+
+// Record passes e to the run's journal, if anyone listens.
+func (e Env) Record(effect Effect) {
+	if e.Effect != nil {
+		e.Effect(effect)
+	}
 }
 
 // Log returns the step's logger, or a discarding one.
@@ -79,6 +112,10 @@ type Param struct {
 	Required bool
 	Doc      string
 	Kind     reflect.Kind
+	// Target is what the parameter names of the credential's owner
+	// (TargetAccount, TargetUser, TargetRole, TargetCredential), from its
+	// `target:"…"` tag; empty for other parameters. See ApplyOwner.
+	Target string
 }
 
 // Output describes one output value.
@@ -115,6 +152,9 @@ type Result struct {
 	// Message is one line for people: "AKIA… deactivated (was Active)".
 	Message string
 	Outputs map[string]any
+	// Owner, set by actions that identify a credential's owner, tells the
+	// runner who every later step acts on.
+	Owner *Owner
 }
 
 // Plan is what Plan returns.
@@ -125,6 +165,32 @@ type Plan struct {
 	Calls []Call
 	// Outputs are those outputs that the reads determine.
 	Outputs map[string]any
+	// Owner is what Result.Owner would be, for actions that identify one.
+	Owner *Owner
+	// Settled is set (Already or NoOp) when the reads found the state as
+	// the step wants it, so that Do would change nothing: such a step asks
+	// nobody for approval and is recorded with this outcome.
+	Settled Outcome
+}
+
+// Effects returns the changes the plan would make, in order: one per call
+// that mutates.
+func (p Plan) Effects() []Effect {
+	var out []Effect
+	for _, c := range p.Calls {
+		if !c.Mutates {
+			continue
+		}
+		d := c.Effect
+		if d == "" {
+			d = c.Service + ":" + c.Operation
+			if c.Account != "" {
+				d += " in account " + c.Account
+			}
+		}
+		out = append(out, Effect{Description: d, Irreversible: c.Irreversible})
+	}
+	return out
 }
 
 // Call is one API call, with its parameters.
@@ -136,6 +202,13 @@ type Call struct {
 	Mutates bool
 	// Made is true when Plan actually made this (read-only) call.
 	Made bool
+	// Account is the account the call acts in, when the provider has them.
+	Account string
+	// Effect says, for a mutating call, what it changes in words people
+	// approve: "delete access key AKIA… of user ci-bot in account …".
+	Effect string
+	// Irreversible marks mutating calls whose change cannot be undone.
+	Irreversible bool
 }
 
 // Duration is a time.Duration that decodes from strings such as "30s".

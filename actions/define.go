@@ -223,12 +223,17 @@ func describeParams(t reflect.Type) ([]Param, error) {
 		if name == "" || name == "-" {
 			return nil, fmt.Errorf("field %s has no json name", f.Name)
 		}
+		target := f.Tag.Get("target")
+		if target != "" && (!targetRoles[target] || f.Type.Kind() != reflect.String) {
+			return nil, fmt.Errorf("field %s: target %q: want account, user, role or credential on a string field", f.Name, target)
+		}
 		out = append(out, Param{
 			Name:     name,
 			Type:     typeName(f.Type),
 			Required: f.Tag.Get("required") == "true",
 			Doc:      f.Tag.Get("doc"),
 			Kind:     f.Type.Kind(),
+			Target:   target,
 		})
 	}
 	return out, nil

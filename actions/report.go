@@ -18,10 +18,26 @@ type Report struct {
 	StartedAt time.Time
 	// FinishedAt is zero while the run is open.
 	FinishedAt time.Time
-	Alert      alert.Alert
+	// Ended says why a failed or cancelled run ended ("cancelled by alice:
+	// handled by hand").
+	Ended string
+	// Closed is set once people closed the incident.
+	Closed *Closure
+	// Generation counts the times people retried the run.
+	Generation int
+	// Owner is who the credential belongs to, once a step identified it.
+	Owner Owner
+	Alert alert.Alert
 	// Steps are all of the playbook's steps, in order; those not reached
 	// yet have the status "pending".
 	Steps []StepReport
+}
+
+// Closure is people's closing of an incident.
+type Closure struct {
+	By   string
+	At   time.Time
+	Note string
 }
 
 // StepReport is one step of a Report.
@@ -53,6 +69,13 @@ type ApprovalReport struct {
 	DecidedBy   string
 	DecidedAt   time.Time
 	Via         string // cli, slack, timeout
+	// Effects are what the step will change if approved, from its plan
+	// when people were asked; Plan is that plan's summary, or why there is
+	// none.
+	Effects []Effect
+	Plan    string
+	// OnDeny is what a denial means for the run: stop or skip.
+	OnDeny string
 }
 
 // Step returns the step with the given id.

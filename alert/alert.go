@@ -198,3 +198,10 @@ func validSeverity(s string) bool {
 	}
 	return false
 }
+
+// ErrUnactionable is wrapped by errors about a report that can never become
+// an alert stanch can act on as it stands: no credential id can be found in
+// it, or its source refuses stanch the access it needs to read it. Retrying
+// does not help; a person must fix what the error says, so such failures
+// are shown where people look rather than retried.
+var ErrUnactionable = errors.New("cannot be acted on")

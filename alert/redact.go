@@ -10,7 +10,9 @@ import (
 const Redacted = "[REDACTED]"
 
 // secretField names JSON fields whose values are secrets wherever they appear.
-var secretField = regexp.MustCompile(`(?i)^(secret|secret_?access_?key|aws_secret_access_key|session_?token|aws_session_token|token|password|passwd|private_?key|client_secret|signing_?secret|raw|rawv2|match)$`)
+// truffleHog's "Redacted" is the start of the secret for most detectors
+// (the key id only for AWS, which the exception below keeps).
+var secretField = regexp.MustCompile(`(?i)^(secret|secret_?access_?key|aws_secret_access_key|session_?token|aws_session_token|token|password|passwd|private_?key|client_secret|signing_?secret|raw|rawv2|redacted|match)$`)
 
 // awsSecretKey matches a 40-character AWS secret access key shape. It is only
 // applied to strings that sit next to a secret-looking field name or that

@@ -37,9 +37,9 @@ type loader struct {
 var (
 	topKeys      = []string{"name", "description", "on", "when", "correlate", "vars", "steps"}
 	onKeys       = []string{"sources", "kinds", "providers", "credential_kinds"}
-	stepKeys     = []string{"id", "action", "if", "with", "delay", "timeout", "retry", "on_error", "approval"}
+	stepKeys     = []string{"id", "action", "if", "with", "target", "delay", "timeout", "retry", "on_error", "approval"}
 	retryKeys    = []string{"attempts", "backoff", "max_backoff"}
-	approvalKeys = []string{"approvers", "timeout", "on_timeout", "message", "channel", "escalate"}
+	approvalKeys = []string{"approvers", "timeout", "on_timeout", "on_deny", "message", "channel", "escalate"}
 	escalateKeys = []string{"channel", "approvers", "timeout"}
 
 	sources         = []string{alert.SourceGitHub, alert.SourceGuardDuty, alert.SourceHealth, alert.SourceTruffleHog, alert.SourceGitleaks, alert.SourceManual}

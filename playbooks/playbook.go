@@ -29,6 +29,10 @@ const (
 	OnTimeoutDeny     = "deny"
 	OnTimeoutApprove  = "approve"
 	OnTimeoutEscalate = "escalate"
+	OnDenyStop        = "stop"
+	OnDenySkip        = "skip"
+	TargetOwner       = "owner"
+	TargetExplicit    = "explicit"
 )
 
 // Playbook is a validated playbook: every action exists, every parameter
@@ -73,6 +77,11 @@ type Step struct {
 	Retry   Retry
 	// OnError is OnErrorStop or OnErrorContinue.
 	OnError string
+	// Target is TargetOwner (the default: once the run has identified who
+	// owns the credential, the step acts on that owner, and naming another
+	// account, principal or credential is refused) or TargetExplicit (the
+	// step acts on what its `with:` names, on purpose).
+	Target string
 	// Approval, when set, makes the step wait for a person's decision.
 	Approval *Approval
 	// Line is where the step starts in the file.
@@ -97,6 +106,10 @@ type Approval struct {
 	Timeout   time.Duration
 	// OnTimeout is OnTimeoutDeny, OnTimeoutApprove or OnTimeoutEscalate.
 	OnTimeout string
+	// OnDeny is what a denial (by a person, or by the timeout policy) means
+	// for the run: OnDenyStop (the default) ends it cancelled, OnDenySkip
+	// records the step denied and goes on with the next one.
+	OnDeny string
 	// Channel, when set, is the Slack channel where approvers are asked,
 	// with Approve and Deny buttons.
 	Channel string

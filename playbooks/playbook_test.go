@@ -35,14 +35,13 @@ name: defaults
 steps:
   - id: identify
     action: aws.identify_key
-    with: {access_key_id: AKIAIOSFODNN7EXAMPLE}
+    with: {access_key_id: "${{ alert.credential.id }}"}
   - id: deactivate
     action: aws.deactivate_key
     timeout: 30s
     retry: {attempts: 5}
     on_error: continue
     approval: {approvers: [alice]}
-    with: {access_key_id: AKIAIOSFODNN7EXAMPLE}
 `)
 	require.Equal(t, "defaults", pb.Name)
 	require.Equal(t, "test.yaml", pb.File)
@@ -166,6 +165,7 @@ steps:
   - id: deactivate
     action: aws.deactivate_key
     if: "${{ steps.mint.outcome == 'done' }}"
+    target: explicit
     with:
       access_key_id: ${{ steps.mint.outputs.secret }}
       user_name: ${{ steps.identify.outputs.user_name }}
@@ -341,7 +341,7 @@ func TestExpressionColumns(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			src := "name: cols\n" + tc.when + "\nsteps:\n  - id: identify\n    action: aws.identify_key\n    with: {access_key_id: x}\n"
+			src := "name: cols\n" + tc.when + "\nsteps:\n  - id: identify\n    action: aws.identify_key\n    with: {access_key_id: \"${{ alert.credential.id }}\"}\n"
 			_, err := Parse("c.yaml", []byte(src), reg)
 			var errs Errors
 			require.ErrorAs(t, err, &errs)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/expr-lang/expr/ast"
 	yast "github.com/goccy/go-yaml/ast"
 
 	"github.com/stanchhq/stanch/actions"
@@ -59,7 +60,7 @@ func (l *loader) stepHead(n yast.Node, number int) *stepNode {
 	}
 	at := posOf(n)
 	entries, _ := l.mapping(n, "a step")
-	st := &Step{Line: at.line, Timeout: DefaultTimeout, OnError: OnErrorStop,
+	st := &Step{Line: at.line, Timeout: DefaultTimeout, OnError: OnErrorStop, Target: TargetOwner,
 		Retry: Retry{Attempts: DefaultAttempts, Backoff: DefaultBackoff, MaxBackoff: DefaultMaxBackoff}}
 	// A misspelt key (wiht) already explains why parameters seem missing.
 	sn := &stepNode{step: st, fields: fs, at: at, misspelt: len(entries) > len(fs)}
@@ -109,6 +110,7 @@ func (l *loader) stepBody(i int, sn *stepNode) {
 	if mv := fs["if"]; mv != nil {
 		st.cond = l.condition(mv.Value, i)
 	}
+	st.Target = l.oneOf(fs["target"], "target", []string{TargetOwner, TargetExplicit}, TargetOwner)
 	st.with = l.with(i, sn, fs["with"])
 	if mv := fs["delay"]; mv != nil {
 		if d, ok := l.duration(mv.Value, "delay"); ok {
@@ -176,6 +178,7 @@ func (l *loader) approval(i int, mv *yast.MappingValueNode) *Approval {
 		}
 	}
 	a.OnTimeout = l.oneOf(fs["on_timeout"], "approval.on_timeout", []string{OnTimeoutDeny, OnTimeoutApprove, OnTimeoutEscalate}, OnTimeoutDeny)
+	a.OnDeny = l.oneOf(fs["on_deny"], "approval.on_deny", []string{OnDenyStop, OnDenySkip}, OnDenyStop)
 	if cv := fs["channel"]; cv != nil {
 		a.Channel = l.channel(cv, "approval.channel")
 	}
@@ -371,6 +374,58 @@ func (l *loader) templateType(at pos, p actions.Param, v value) {
 	}
 }
 
+// fixedTarget reports a parameter naming the credential's account,
+// principal or key that is the same for every run (a literal, or a template
+// of vars only): a playbook handles whatever credential leaks, so the step
+// would act on that one account, user or key whoever owns the leaked one.
+func (l *loader) fixedTarget(at pos, p actions.Param, v value) {
+	if p.Target == "" {
+		return
+	}
+	var shown string
+	switch t := v.(type) {
+	case literal:
+		if s, ok := t.v.(string); !ok || s == "" {
+			return
+		}
+		shown = fmt.Sprintf("%q", t.v)
+	case whole:
+		if t.e == nil || !onlyVars(t.e) {
+			return
+		}
+		shown = "`" + t.e.src + "`"
+	case mixed:
+		for _, piece := range t {
+			if piece.src != "" && (piece.e == nil || !onlyVars(piece.e)) {
+				return // dynamic, or broken (reported where it is)
+			}
+		}
+		shown = "a text of vars only"
+	default:
+		return
+	}
+	what := map[string]string{actions.TargetAccount: "account", actions.TargetUser: "IAM user", actions.TargetRole: "IAM role", actions.TargetCredential: "credential"}[p.Target]
+	l.add(at, fmt.Sprintf("leave `%s` out: once aws.identify_key has found who owns the leaked credential, the step acts on that owner; or set `target: explicit` on the step to act on %s on purpose", p.Name, shown),
+		"parameter %q fixes the %s to %s for every run, whoever owns the leaked credential", p.Name, what, shown)
+}
+
+// onlyVars reports whether an expression reads nothing but vars, so that
+// its value is the same for every run.
+func onlyVars(e *expression) bool {
+	static := true
+	node := e.program.Node()
+	ast.Walk(&node, visitor(func(n ast.Node) {
+		if id, ok := n.(*ast.IdentifierNode); ok && id.Value != "vars" {
+			static = false
+		}
+	}))
+	return static
+}
+
+type visitor func(ast.Node)
+
+func (v visitor) Visit(n *ast.Node) { v(*n) }
+
 func isInt(k reflect.Kind) bool {
 	return k >= reflect.Int && k <= reflect.Uint64
 }
@@ -406,6 +461,9 @@ func (l *loader) with(i int, sn *stepNode, mv *yast.MappingValueNode) map[string
 	for _, p := range spec.Params {
 		if v, ok := out[p.Name]; ok {
 			l.templateType(keyAt[p.Name], p, v)
+			if _, isLiteral := v.(literal); sn.step.Target != TargetExplicit && !(isLiteral && deferred[p.Name]) {
+				l.fixedTarget(keyAt[p.Name], p, v)
+			}
 		}
 	}
 	for _, err := range sn.action.Check(raw, deferred) {

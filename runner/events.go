@@ -3,6 +3,7 @@ package runner
 import (
 	"time"
 
+	"github.com/stanchhq/stanch/actions"
 	"github.com/stanchhq/stanch/alert"
 )
 
@@ -10,8 +11,12 @@ import (
 type EventKind string
 
 const (
-	EventRunStarted    EventKind = "run_started"
-	EventRunResumed    EventKind = "run_resumed"
+	EventRunStarted EventKind = "run_started"
+	EventRunResumed EventKind = "run_resumed" // after the process working it stopped
+	// EventRunContinued: a run goes on after a decision, a queue move or a
+	// delay; nothing stopped.
+	EventRunContinued  EventKind = "run_continued"
+	EventRunRetried    EventKind = "run_retried"
 	EventStepStarted   EventKind = "step_started"
 	EventStepRetrying  EventKind = "step_retrying"
 	EventStepSucceeded EventKind = "step_succeeded"
@@ -22,6 +27,7 @@ const (
 	EventStepDenied    EventKind = "step_denied"
 	EventStepDelayed   EventKind = "step_delayed"
 	EventStepProgress  EventKind = "step_progress"
+	EventStepEffect    EventKind = "step_effect"
 	EventRunFinished   EventKind = "run_finished"
 	EventRunParked     EventKind = "run_parked"
 )
@@ -43,6 +49,8 @@ type Event struct {
 	// Deadline is when a waiting approval times out, or when a delayed
 	// step is due.
 	Deadline time.Time
+	// Effects are what a step waiting for approval would change.
+	Effects []actions.Effect
 }
 
 func (r *Runner) emit(e Event) {

@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -116,39 +117,62 @@ func (in *intake) commit(batch []*intakeReq) {
 	for i, req := range batch {
 		items[i] = req.it
 	}
-	// On SQLite the jobs go in the same transaction as the runs: one commit
-	// for the batch. Elsewhere they follow it; a run whose job was lost
-	// with its process is enqueued again when the runner starts.
-	var inTx func(tx *sql.Tx, got []Intaken) error
-	if in.r.insertTx != nil {
-		inTx = func(tx *sql.Tx, got []Intaken) error {
-			if jobs := jobsFor(got); len(jobs) > 0 {
-				return in.r.insertTx(ctx, tx, jobs)
-			}
-			return nil
-		}
-	}
-	got, err := in.r.store.CreateRunsBatch(ctx, items, inTx)
-	if err != nil && len(batch) > 1 {
+	got, err := in.r.commitIntakes(ctx, items)
+	if err != nil && len(batch) > 1 && !errors.Is(err, errJobsNotEnqueued) {
 		for _, req := range batch {
 			in.commit([]*intakeReq{req})
 		}
 		return
 	}
-	if err != nil {
+	if err != nil && got == nil {
 		batch[0].done <- intakeResult{err: err}
 		return
 	}
-	crashpoint.Hit("submitted") // runs committed; on PostgreSQL jobs not yet enqueued
-	var jobErr error
-	if jobs := jobsFor(got); inTx == nil && len(jobs) > 0 {
-		if _, err := in.r.client.InsertMany(ctx, jobs); err != nil {
-			jobErr = fmt.Errorf("enqueue runs: %w", err)
+	for i, req := range batch {
+		req.done <- intakeResult{got: got[i], err: err}
+	}
+}
+
+// errJobsNotEnqueued says the runs were committed but their jobs were not:
+// they are enqueued again when a runner starts, or when the alert comes
+// again.
+var errJobsNotEnqueued = errors.New("runs recorded, jobs not enqueued")
+
+// commitOne records one alert and its runs without the intake: for a
+// runner that is not started because another process works the store.
+func (r *Runner) commitOne(ctx context.Context, it Intake) (Intaken, error) {
+	got, err := r.commitIntakes(ctx, []Intake{it})
+	if got == nil {
+		return Intaken{}, err
+	}
+	return got[0], err
+}
+
+// commitIntakes writes alerts, their runs and the runs' jobs: on SQLite in
+// one transaction (one commit for the batch); elsewhere the jobs follow
+// it, and a run whose job was lost with its process is enqueued again when
+// the runner starts.
+func (r *Runner) commitIntakes(ctx context.Context, items []Intake) ([]Intaken, error) {
+	var inTx func(tx *sql.Tx, got []Intaken) error
+	if r.insertTx != nil {
+		inTx = func(tx *sql.Tx, got []Intaken) error {
+			if jobs := jobsFor(got); len(jobs) > 0 {
+				return r.insertTx(ctx, tx, jobs)
+			}
+			return nil
 		}
 	}
-	for i, req := range batch {
-		req.done <- intakeResult{got: got[i], err: jobErr}
+	got, err := r.store.CreateRunsBatch(ctx, items, inTx)
+	if err != nil {
+		return nil, err
 	}
+	crashpoint.Hit("submitted") // runs committed; on PostgreSQL jobs not yet enqueued
+	if jobs := jobsFor(got); inTx == nil && len(jobs) > 0 {
+		if _, err := r.client.InsertMany(ctx, jobs); err != nil {
+			return got, fmt.Errorf("enqueue runs: %w: %w", errJobsNotEnqueued, err)
+		}
+	}
+	return got, nil
 }
 
 // jobsFor returns the jobs of the runs a batch created or found unfinished:
@@ -164,7 +188,7 @@ func jobsFor(got []Intaken) []river.InsertManyParams {
 				continue
 			}
 			seen[run.ID] = true
-			jobs = append(jobs, river.InsertManyParams{Args: RunArgs{RunID: run.ID}})
+			jobs = append(jobs, river.InsertManyParams{Args: RunArgs{RunID: run.ID, Generation: run.Generation}})
 		}
 	}
 	return jobs

@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -74,9 +75,29 @@ func (r *Runner) notify(ctx context.Context, run Run, event string) {
 	if event == "" {
 		opts.ScheduledAt = r.cfg.Now().Add(progressDelay)
 	}
-	if _, err := r.client.Insert(ctx, NotifyArgs{RunID: run.ID, Event: event}, opts); err != nil {
+	if _, err := r.client.Insert(ctx, NotifyArgs{RunID: run.ID, Event: generational(run, event)}, opts); err != nil {
 		r.log.Warn("could not schedule a message update", "run", run.ID, "event", event, "error", err)
 	}
+}
+
+// notifyAlways schedules a sync of a moment that must be shown whichever
+// process applies it (a timeout, an escalation, a person's decision or a
+// change of the run's course): the process that serves Slack shows it, even
+// when this one has no notifier.
+func (r *Runner) notifyAlways(ctx context.Context, run Run, event string) {
+	if _, err := r.client.Insert(ctx, NotifyArgs{RunID: run.ID, Event: generational(run, event)}, nil); err != nil {
+		r.log.Warn("could not schedule a message update", "run", run.ID, "event", event, "error", err)
+	}
+}
+
+// generational names an event of the run's current generation: the same
+// moment of a retried run (an approval decided again) is shown again,
+// though event syncs are once-only.
+func generational(run Run, event string) string {
+	if event == "" || run.Generation == 0 {
+		return event
+	}
+	return fmt.Sprintf("%s@%d", event, run.Generation)
 }
 
 type notifyWorker struct {

@@ -24,6 +24,12 @@ type PlannedStep struct {
 	Approval string
 	Summary  string
 	Calls    []actions.Call
+	// Effects are the changes the step would make, in words people
+	// approve; a step waiting for approval shows them to its approvers.
+	Effects []actions.Effect
+	// Settled says the step would change nothing (already, noop): a step
+	// with an approval then asks nobody.
+	Settled actions.Outcome
 	// Pending says why the step can only be decided or planned at run time.
 	Pending string
 	Error   string
@@ -51,6 +57,7 @@ func Plan(ctx context.Context, reg *actions.Registry, pb *playbooks.Playbook, a 
 		return rep, nil
 	}
 	scope := pb.Scope(a, playbooks.RunInfo{ID: "run_plan", Playbook: pb.Name, StartedAt: time.Now().UTC()})
+	var owner actions.Owner // as a run would learn it from an identifying step's plan
 	// Steps whose outputs only a real run produces (their Plan cannot
 	// compute them): later steps that need them are planned at run time.
 	var unknown []string
@@ -75,7 +82,7 @@ func Plan(ctx context.Context, reg *actions.Registry, pb *playbooks.Playbook, a 
 			if step.Delay > 0 {
 				ps.Approval = strings.TrimSpace(ps.Approval + fmt.Sprintf(" starts %s after the steps before it", step.Delay))
 			}
-			planned, perr := planStep(ctx, reg, step, scope)
+			planned, perr := planStep(ctx, reg, step, scope, owner)
 			switch {
 			case perr != nil && len(unknown) > 0 && !isPermanentPlanError(perr):
 				ps.Pending = fmt.Sprintf("planned at run time: its parameters depend on what %s return (%v)", strings.Join(unknown, ", "), perr)
@@ -83,7 +90,11 @@ func Plan(ctx context.Context, reg *actions.Registry, pb *playbooks.Playbook, a 
 				ps.Error = perr.Error()
 				state = playbooks.StepState{Status: StepFailed, Outcome: "failed"}
 			default:
-				ps.Summary, ps.Calls = planned.Summary, planned.Calls
+				ps.Summary, ps.Calls, ps.Effects, ps.Settled = planned.Summary, planned.Calls, planned.Effects(), planned.Settled
+				if planned.Owner != nil && !owner.Known() {
+					owner = *planned.Owner
+					owner.By = step.ID
+				}
 				if planned.Outputs != nil {
 					state.Outputs = planned.Outputs
 				} else {
@@ -97,7 +108,7 @@ func Plan(ctx context.Context, reg *actions.Registry, pb *playbooks.Playbook, a 
 	return rep, nil
 }
 
-func planStep(ctx context.Context, reg *actions.Registry, step *playbooks.Step, scope playbooks.Scope) (actions.Plan, error) {
+func planStep(ctx context.Context, reg *actions.Registry, step *playbooks.Step, scope playbooks.Scope, owner actions.Owner) (actions.Plan, error) {
 	action, ok := reg.Lookup(step.Action)
 	if !ok {
 		return actions.Plan{}, fmt.Errorf("action %s is not in this build of stanch", step.Action)
@@ -106,13 +117,18 @@ func planStep(ctx context.Context, reg *actions.Registry, step *playbooks.Step, 
 	if err != nil {
 		return actions.Plan{}, err
 	}
+	if step.Target != playbooks.TargetExplicit {
+		if err := actions.ApplyOwner(action.Spec(), step.ID, with, owner); err != nil {
+			return actions.Plan{}, err
+		}
+	}
 	params, err := action.Decode(with)
 	if err != nil {
 		return actions.Plan{}, fmt.Errorf("step %s: %w", step.ID, err)
 	}
 	actx, cancel := context.WithTimeout(ctx, step.Timeout)
 	defer cancel()
-	return action.Plan(actx, actions.Env{RunID: "run_plan", StepID: step.ID, Attempt: 1, IdempotencyKey: "plan/" + step.ID}, params)
+	return action.Plan(actx, actions.Env{RunID: "run_plan", StepID: step.ID, Attempt: 1, IdempotencyKey: "plan/" + step.ID, Owner: owner}, params)
 }
 
 // isPermanentPlanError reports errors that no run-time value could fix,

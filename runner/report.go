@@ -27,7 +27,14 @@ func (r *Runner) Report(ctx context.Context, runID string) (actions.Report, erro
 	if err != nil {
 		return actions.Report{}, err
 	}
-	rep := actions.Report{RunID: run.ID, Playbook: run.Playbook, Status: run.Status, StartedAt: run.CreatedAt, FinishedAt: run.FinishedAt, Alert: run.Alert}
+	rep := actions.Report{RunID: run.ID, Playbook: run.Playbook, Status: run.Status, StartedAt: run.CreatedAt, FinishedAt: run.FinishedAt, Alert: run.Alert,
+		Generation: run.Generation, Owner: run.Owner}
+	if Terminal(run.Status) {
+		rep.Ended = run.Error
+	}
+	if !run.ClosedAt.IsZero() {
+		rep.Closed = &actions.Closure{By: run.ClosedBy, At: run.ClosedAt, Note: run.CloseNote}
+	}
 	for _, step := range pb.Steps {
 		sr := actions.StepReport{ID: step.ID, Action: step.Action, Status: "pending"}
 		if rec, ok := records[step.ID]; ok {
@@ -39,7 +46,11 @@ func (r *Runner) Report(ctx context.Context, runID string) (actions.Report, erro
 			}
 			ar := &actions.ApprovalReport{Approvers: a.Approvers, Message: a.Message, Deadline: a.Deadline, Channel: a.Channel, EscalatedAt: a.EscalatedAt,
 				OnTimeout: onTimeout(step, a),
-				Decision:  a.Decision, DecidedBy: a.DecidedBy, DecidedAt: a.DecidedAt, Via: a.Via}
+				Decision:  a.Decision, DecidedBy: a.DecidedBy, DecidedAt: a.DecidedAt, Via: a.Via,
+				Effects: a.Effects, Plan: a.Plan}
+			if step.Approval != nil {
+				ar.OnDeny = step.Approval.OnDeny
+			}
 			if a.Escalation != nil && !a.EscalatedAt.IsZero() {
 				ar.EscalatedTo = a.Escalation.Channel
 			}

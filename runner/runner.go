@@ -40,6 +40,9 @@ type RunArgs struct {
 	// Queue is QueueInvestigation once the run has reached a slow step;
 	// empty means containment.
 	Queue string `json:"queue,omitempty"`
+	// Generation is the run's generation the job works (see Retry): a
+	// retried run gets a new job, and an older one leaves it alone.
+	Generation int `json:"generation,omitempty"`
 }
 
 // Kind is the job kind stored by River.
@@ -96,6 +99,9 @@ type Config struct {
 	Notifier      Notifier
 	NotifyWorkers int
 	Now           func() time.Time
+	// UnactedPoster, when set, shows each alert that started no run to
+	// people (Slack), once, from a notify worker (see unacted.go).
+	UnactedPoster UnactedPoster
 }
 
 // queue is the part of *river.Client the runner uses; it does not depend on
@@ -105,6 +111,7 @@ type queue interface {
 	Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
 	InsertMany(ctx context.Context, params []river.InsertManyParams) ([]*rivertype.JobInsertResult, error)
 	JobRetry(ctx context.Context, id int64) (*rivertype.JobRow, error)
+	JobGet(ctx context.Context, id int64) (*rivertype.JobRow, error)
 	Start(ctx context.Context) error
 	Stop(ctx context.Context) error
 }
@@ -161,6 +168,9 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 	}
 	if err := river.AddWorkerSafely(workers, &sweepWorker{r: r}); err != nil {
 		return nil, fmt.Errorf("register sweep worker: %w", err)
+	}
+	if err := addUnactedWorker(workers, r); err != nil {
+		return nil, err
 	}
 	rcfg := &river.Config{
 		Queues: map[string]river.QueueConfig{
@@ -293,7 +303,7 @@ func (r *Runner) Start(ctx context.Context) error {
 		if run.Status == RunWaitingApproval {
 			continue // its job is snoozed until a decision or the deadline
 		}
-		if err := r.enqueue(ctx, run.ID); err != nil {
+		if err := r.enqueue(ctx, run); err != nil {
 			return err
 		}
 	}
@@ -314,15 +324,15 @@ func (r *Runner) Stop(ctx context.Context) error {
 	return nil
 }
 
-func (r *Runner) enqueue(ctx context.Context, runID string) error {
-	return r.enqueueOn(ctx, runID, "")
+func (r *Runner) enqueue(ctx context.Context, run Run) error {
+	return r.enqueueOn(ctx, run, "")
 }
 
-func (r *Runner) enqueueOn(ctx context.Context, runID, queue string) error {
+func (r *Runner) enqueueOn(ctx context.Context, run Run, queue string) error {
 	// The job records its id on the run when it starts (see Work): one
 	// commit fewer on the path that answers a webhook.
-	if _, err := r.client.Insert(ctx, RunArgs{RunID: runID, Queue: queue}, nil); err != nil {
-		return fmt.Errorf("enqueue run %s: %w", runID, err)
+	if _, err := r.client.Insert(ctx, RunArgs{RunID: run.ID, Queue: queue, Generation: run.Generation}, nil); err != nil {
+		return fmt.Errorf("enqueue run %s: %w", run.ID, err)
 	}
 	return nil
 }
@@ -366,10 +376,15 @@ func (r *Runner) Submit(ctx context.Context, a alert.Alert, books []*playbooks.P
 		}
 		want = append(want, NewRun{ID: newRunID(now), Playbook: pb.Name, PlaybookFile: pb.File, PlaybookSource: pb.Source, Correlate: pb.Correlate})
 	}
-	if r.intake == nil {
-		return sub, errors.New("submit: the runner is not started")
+	var got Intaken
+	var err error
+	if r.intake != nil {
+		got, err = r.intake.submit(ctx, a, want)
+	} else {
+		// Another process works the store (stanch ingest beside stanch
+		// serve): commit here, and that process's workers take the jobs.
+		got, err = r.commitOne(ctx, Intake{Alert: a, Runs: want})
 	}
-	got, err := r.intake.submit(ctx, a, want)
 	sub.Started, sub.Existing, sub.Joined = got.Created, got.Existing, got.Joined
 	return sub, err
 }
@@ -406,6 +421,14 @@ func (r *Runner) DecideAs(ctx context.Context, d Decision) (Approval, bool, erro
 	if err != nil {
 		return Approval{}, false, err
 	}
+	if Terminal(run.Status) {
+		a, _ := r.store.Approval(ctx, d.RunID, d.StepID)
+		if a.Decision != "" {
+			// Decided before the run ended: say so, as for a second click.
+			return a, false, nil
+		}
+		return Approval{}, false, fmt.Errorf("run %s has ended (%s: %s); its approvals can no longer be decided: %w", d.RunID, run.Status, run.Error, ErrNotWaiting)
+	}
 	pending, err := r.store.Approval(ctx, d.RunID, d.StepID)
 	if errors.Is(err, ErrNotFound) {
 		if run.WaitingStep != "" {
@@ -428,9 +451,7 @@ func (r *Runner) DecideAs(ctx context.Context, d Decision) (Approval, bool, erro
 	if first {
 		// Whoever serves the run shows the decision; this process (stanch
 		// approve) may have no notifier of its own.
-		if _, err := r.client.Insert(ctx, NotifyArgs{RunID: d.RunID, Event: "approval/" + d.StepID + "/decided"}, nil); err != nil {
-			r.log.Warn("could not schedule a message update", "run", d.RunID, "error", err)
-		}
+		r.notifyAlways(ctx, run, "approval/"+d.StepID+"/decided")
 		if run.JobID != 0 {
 			if err := r.wake(ctx, d.RunID, run.JobID); err != nil {
 				return a, first, err

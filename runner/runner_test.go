@@ -28,6 +28,9 @@ type testWorld struct {
 	mu      sync.Mutex
 	effects map[string]int // effect name → times applied
 	fails   map[string]int // step id → retryable failures left
+	// gate, when set, holds every test.slow step with gated: true until
+	// the test closes it.
+	gate chan struct{}
 }
 
 func (w *testWorld) effect(name string) int {
@@ -45,7 +48,23 @@ type markParams struct {
 }
 
 type slowParams struct {
-	For actions.Duration `json:"for" required:"true"`
+	For   actions.Duration `json:"for"`
+	Gated bool             `json:"gated"`
+}
+
+// identifyParams and touchParams are a test provider's: test.identify finds
+// who owns a credential, test.touch changes something of a principal in an
+// account, as the AWS actions do.
+type identifyParams struct {
+	Credential string `json:"credential" required:"true" target:"credential"`
+	Account    string `json:"account" required:"true"`
+	User       string `json:"user" required:"true"`
+}
+
+type touchParams struct {
+	Name    string `json:"name" required:"true"`
+	Account string `json:"account" target:"account"`
+	User    string `json:"user" target:"user"`
 }
 
 const plantedSecret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzPLANTED12"
@@ -56,8 +75,13 @@ func (w *testWorld) registry(t *testing.T) *actions.Registry {
 		Name:    "test.mark",
 		Summary: "record an effect once (idempotent)",
 		Outputs: []actions.Output{{Name: "name", Type: "string"}, {Name: "count", Type: "int"}, {Name: "secret", Type: "string", Secret: true}},
-		PlanFunc: func(_ context.Context, _ actions.Env, p *markParams) (actions.Plan, error) {
-			return actions.Plan{Summary: "would mark " + p.Name}, nil
+		PlanFunc: func(_ context.Context, env actions.Env, p *markParams) (actions.Plan, error) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			if w.effects[p.Name+"@"+env.RunID] > 0 {
+				return actions.Plan{Summary: p.Name + " is already marked", Settled: actions.Already}, nil
+			}
+			return actions.Plan{Summary: "would mark " + p.Name, Calls: []actions.Call{{Service: "test", Operation: "Mark", Params: map[string]any{"name": p.Name}, Mutates: true, Effect: "mark " + p.Name, Irreversible: true}}}, nil
 		},
 		DoFunc: func(_ context.Context, env actions.Env, p *markParams) (actions.Result, error) {
 			w.mu.Lock()
@@ -86,10 +110,16 @@ func (w *testWorld) registry(t *testing.T) *actions.Registry {
 			return actions.Plan{Summary: "would wait"}, nil
 		},
 		DoFunc: func(ctx context.Context, _ actions.Env, p *slowParams) (actions.Result, error) {
+			until := w.gate
+			if !p.Gated {
+				done := make(chan struct{})
+				time.AfterFunc(time.Duration(p.For), func() { close(done) })
+				until = done
+			}
 			select {
 			case <-ctx.Done():
 				return actions.Result{}, actions.Retryable(ctx.Err())
-			case <-time.After(time.Duration(p.For)):
+			case <-until:
 			}
 			w.mu.Lock()
 			w.effects["slow"]++
@@ -97,7 +127,31 @@ func (w *testWorld) registry(t *testing.T) *actions.Registry {
 			return actions.Result{Outcome: actions.Done}, nil
 		},
 	})
-	reg, err := actions.NewRegistry(mark, slow)
+	identify := actions.New(actions.Definition[identifyParams]{
+		Name: "test.identify",
+		PlanFunc: func(_ context.Context, _ actions.Env, p *identifyParams) (actions.Plan, error) {
+			return actions.Plan{Summary: "would identify", Owner: &actions.Owner{Account: p.Account, User: p.User, Credential: p.Credential}}, nil
+		},
+		DoFunc: func(_ context.Context, _ actions.Env, p *identifyParams) (actions.Result, error) {
+			return actions.Result{Outcome: actions.Done, Message: p.Credential + " belongs to " + p.User,
+				Owner: &actions.Owner{Account: p.Account, User: p.User, Credential: p.Credential}}, nil
+		},
+	})
+	touch := actions.New(actions.Definition[touchParams]{
+		Name: "test.touch",
+		PlanFunc: func(_ context.Context, _ actions.Env, p *touchParams) (actions.Plan, error) {
+			return actions.Plan{Summary: "would touch " + p.User + " in " + p.Account, Calls: []actions.Call{{Service: "test", Operation: "Touch", Mutates: true, Account: p.Account,
+				Effect: "touch " + p.Name + " of user " + p.User + " in account " + p.Account}}}, nil
+		},
+		DoFunc: func(_ context.Context, env actions.Env, p *touchParams) (actions.Result, error) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.effects[p.Name+"@"+p.Account+"/"+p.User]++
+			env.Record(actions.Effect{Description: "touched " + p.Name + " of user " + p.User + " in account " + p.Account})
+			return actions.Result{Outcome: actions.Done, Message: "touched " + p.User + " in " + p.Account}, nil
+		},
+	})
+	reg, err := actions.NewRegistry(mark, slow, identify, touch)
 	require.NoError(t, err)
 	return reg
 }
@@ -164,7 +218,7 @@ type bundle struct {
 
 func newBundle(t *testing.T, open func(t *testing.T) *Database) *bundle {
 	t.Helper()
-	b := &bundle{db: open(t), world: &testWorld{effects: map[string]int{}, fails: map[string]int{}}, events: make(chan Event, 1000)}
+	b := &bundle{db: open(t), world: &testWorld{effects: map[string]int{}, fails: map[string]int{}, gate: make(chan struct{})}, events: make(chan Event, 1000)}
 	b.reg = b.world.registry(t)
 	b.runner = b.start(t)
 	return b
@@ -428,7 +482,7 @@ func TestApprovalParksRunAndDecisionResumesIt(t *testing.T) {
 				}
 			}
 			require.Equal(t, []string{
-				"approval_requested approvers alice, bob; times out " + pending.Deadline.Format(time.RFC3339),
+				"approval_requested approvers alice, bob; times out " + pending.Deadline.Format(time.RFC3339) + "; if approved: mark destroy (irreversible)",
 				"approval_refused mallory is not an approver (via cli)",
 				"approval_approved by alice via cli",
 			}, seen)
@@ -534,21 +588,24 @@ steps:
 			}
 			quick := submitOne(t, b, b.playbook(t, twoSteps), testAlert("AKIAI44QH8DHBEXAMPLE"))
 			b.waitStatus(t, quick.ID, RunSucceeded)
-			run, err := b.runner.Store().Run(ctx, slow.ID)
-			require.NoError(t, err)
-			require.Equal(t, RunRunning, run.Status, "the delayed run is still sleeping")
-			require.Zero(t, b.world.effect("again"))
 
-			run = b.waitStatus(t, slow.ID, RunSucceeded, RunFailed)
+			run := b.waitStatus(t, slow.ID, RunSucceeded, RunFailed)
 			require.Equal(t, RunSucceeded, run.Status)
 			steps, err := b.runner.Store().Steps(ctx, run.ID)
 			require.NoError(t, err)
 			require.GreaterOrEqual(t, steps["again"].StartedAt.Sub(steps["first"].EndedAt), 2*time.Second)
+			// Read from the records, not raced against the clock: the one
+			// worker took the second run while the first slept; a held
+			// worker would have started it only after "again" ended.
+			quickSteps, err := b.runner.Store().Steps(ctx, quick.ID)
+			require.NoError(t, err)
+			require.True(t, quickSteps["first"].StartedAt.Before(steps["again"].StartedAt), "the second run started while the delayed one slept")
 			journal, err := b.runner.Store().Journal(ctx, run.ID)
 			require.NoError(t, err)
 			var delayedSeen bool
 			for _, e := range journal {
 				delayedSeen = delayedSeen || (e.Event == "step_delayed" && e.StepID == "again")
+				require.NotEqual(t, "run_resumed", e.Event, "waking for a delayed step is not a resume: nothing stopped")
 			}
 			require.True(t, delayedSeen)
 		})
@@ -622,7 +679,7 @@ steps:
     with: {name: contain-first}
   - id: query
     action: test.slow
-    with: {for: 3s}
+    with: {gated: true}
 `)
 	slow := submitOne(t, b, investigate, testAlert("AKIAIOSFODNN7EXAMPLE"))
 	deadline := time.Now().Add(20 * time.Second)
@@ -630,19 +687,25 @@ steps:
 		require.True(t, time.Now().Before(deadline))
 		time.Sleep(10 * time.Millisecond)
 	}
+	// The slow step cannot finish until the gate opens: the second alert
+	// is contained while it still runs, or never (if it held the one
+	// containment worker).
 	quick := submitOne(t, b, b.playbook(t, twoSteps), testAlert("AKIAI44QH8DHBEXAMPLE"))
 	b.waitStatus(t, quick.ID, RunSucceeded)
-	require.Zero(t, b.world.effect("slow"), "the second alert was contained while the slow query still ran")
+	require.Zero(t, b.world.effect("slow"))
+	close(b.world.gate)
 
 	run := b.waitStatus(t, slow.ID, RunSucceeded, RunFailed)
 	require.Equal(t, RunSucceeded, run.Status)
+	require.Equal(t, 1, b.world.effect("slow"))
 	journal, err := b.runner.Store().Journal(ctx, run.ID)
 	require.NoError(t, err)
-	var moved bool
+	var events []string
 	for _, e := range journal {
-		moved = moved || e.Event == "run_moved"
+		events = append(events, e.Event)
 	}
-	require.True(t, moved)
+	require.Contains(t, events, "run_moved")
+	require.NotContains(t, events, "run_resumed", "moving to the investigation queue is not a resume: nothing stopped")
 }
 
 const escalatingPlaybook = `

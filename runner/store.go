@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stanchhq/stanch/actions"
 	"github.com/stanchhq/stanch/alert"
 )
 
@@ -64,6 +65,18 @@ type Run struct {
 	CreatedAt      time.Time
 	UpdatedAt      time.Time
 	FinishedAt     time.Time
+	// Owner is who the credential belongs to, once a step identified it.
+	Owner actions.Owner
+	// Generation counts the times people retried the run.
+	Generation int
+	// Handoff is set while the run is handed from one worker to the next
+	// on purpose: "moved" (to the investigation queue) or "delayed".
+	Handoff string
+	// ClosedAt, ClosedBy and CloseNote are set once people closed the
+	// incident.
+	ClosedAt  time.Time
+	ClosedBy  string
+	CloseNote string
 	// notify is set while a worker advances the run when its playbook has
 	// something to show people (see Notifier.Wants).
 	notify bool
@@ -113,6 +126,11 @@ type Approval struct {
 	// decides before Deadline; EscalatedAt is set once it has.
 	Escalation  *Escalation
 	EscalatedAt time.Time
+	// Effects are what the step will change if approved, from its plan
+	// when the approval was asked; Plan is that plan's summary (or why it
+	// could not be made).
+	Effects []actions.Effect
+	Plan    string
 }
 
 // Escalation is the second round of an approval.
@@ -129,6 +147,10 @@ type ApprovalRequest struct {
 	Deadline   time.Time
 	Channel    string
 	Escalation *Escalation
+	// Effects are what the step would change, from its plan; Plan is the
+	// plan's summary, or why there is none.
+	Effects []actions.Effect
+	Plan    string
 }
 
 // Decisions.
@@ -233,6 +255,19 @@ var schema = []string{
 		posted_at BIGINT NOT NULL,
 		PRIMARY KEY (run_id, key)
 	)`,
+	// Alerts that arrived but started no run, and why (see unacted.go).
+	`CREATE TABLE IF NOT EXISTS stanch_unacted (
+		dedup_key TEXT PRIMARY KEY,
+		source TEXT NOT NULL,
+		reference TEXT NOT NULL DEFAULT '',
+		reason TEXT NOT NULL,
+		first_at BIGINT NOT NULL,
+		last_at BIGINT NOT NULL,
+		occurrences INTEGER NOT NULL DEFAULT 1,
+		notice_channel TEXT NOT NULL DEFAULT '',
+		notice_ts TEXT NOT NULL DEFAULT '',
+		notice_at BIGINT NOT NULL DEFAULT 0
+	)`,
 	`CREATE TABLE IF NOT EXISTS stanch_schema (
 		version INTEGER NOT NULL
 	)`,
@@ -246,6 +281,23 @@ var migrations = []string{
 	`ALTER TABLE stanch_approvals ADD COLUMN escalate_approvers TEXT NOT NULL DEFAULT ''`,
 	`ALTER TABLE stanch_approvals ADD COLUMN escalate_timeout BIGINT NOT NULL DEFAULT 0`,
 	`ALTER TABLE stanch_approvals ADD COLUMN escalated_at BIGINT NOT NULL DEFAULT 0`,
+	// Who owns the run's credential, once a step identified it (JSON of
+	// actions.Owner): every later step acts on it.
+	`ALTER TABLE stanch_runs ADD COLUMN owner TEXT NOT NULL DEFAULT ''`,
+	// Runs retried by people start a new generation; jobs of an older one
+	// leave the run alone.
+	`ALTER TABLE stanch_runs ADD COLUMN generation INTEGER NOT NULL DEFAULT 0`,
+	// Set when a worker hands the run on deliberately (to another queue,
+	// or to sleep until a delayed step is due), so the next worker does
+	// not take the run for one whose process died.
+	`ALTER TABLE stanch_runs ADD COLUMN handoff TEXT NOT NULL DEFAULT ''`,
+	`ALTER TABLE stanch_runs ADD COLUMN closed_at BIGINT NOT NULL DEFAULT 0`,
+	`ALTER TABLE stanch_runs ADD COLUMN closed_by TEXT NOT NULL DEFAULT ''`,
+	`ALTER TABLE stanch_runs ADD COLUMN close_note TEXT NOT NULL DEFAULT ''`,
+	// What the step would change, from its plan when the approval was
+	// asked (JSON of []actions.Effect), and the plan's summary or error.
+	`ALTER TABLE stanch_approvals ADD COLUMN effects TEXT NOT NULL DEFAULT ''`,
+	`ALTER TABLE stanch_approvals ADD COLUMN plan TEXT NOT NULL DEFAULT ''`,
 }
 
 // Migrate creates stanch's tables if they are missing and brings older
@@ -427,13 +479,14 @@ func (s *Store) createRunsTx(ctx context.Context, tx *sql.Tx, a alert.Alert, run
 	return got, nil
 }
 
-const runColumns = `id, dedup_key, playbook, playbook_file, playbook_source, alert, status, waiting_step, failed_step, error, job_id, created_at, updated_at, finished_at`
+const runColumns = `id, dedup_key, playbook, playbook_file, playbook_source, alert, status, waiting_step, failed_step, error, job_id, created_at, updated_at, finished_at, owner, generation, handoff, closed_at, closed_by, close_note`
 
 func scanRun(row interface{ Scan(...any) error }) (Run, error) {
 	var r Run
-	var src, alertJSON string
-	var created, updated, finished int64
-	if err := row.Scan(&r.ID, &r.DedupKey, &r.Playbook, &r.PlaybookFile, &src, &alertJSON, &r.Status, &r.WaitingStep, &r.FailedStep, &r.Error, &r.JobID, &created, &updated, &finished); err != nil {
+	var src, alertJSON, owner string
+	var created, updated, finished, closed int64
+	if err := row.Scan(&r.ID, &r.DedupKey, &r.Playbook, &r.PlaybookFile, &src, &alertJSON, &r.Status, &r.WaitingStep, &r.FailedStep, &r.Error, &r.JobID, &created, &updated, &finished,
+		&owner, &r.Generation, &r.Handoff, &closed, &r.ClosedBy, &r.CloseNote); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Run{}, ErrNotFound
 		}
@@ -443,7 +496,12 @@ func scanRun(row interface{ Scan(...any) error }) (Run, error) {
 	if err := json.Unmarshal([]byte(alertJSON), &r.Alert); err != nil {
 		return Run{}, fmt.Errorf("decode stored alert of run %s: %w", r.ID, err)
 	}
-	r.CreatedAt, r.UpdatedAt, r.FinishedAt = fromMicros(created), fromMicros(updated), fromMicros(finished)
+	if owner != "" {
+		if err := json.Unmarshal([]byte(owner), &r.Owner); err != nil {
+			return Run{}, fmt.Errorf("decode the owner of run %s: %w", r.ID, err)
+		}
+	}
+	r.CreatedAt, r.UpdatedAt, r.FinishedAt, r.ClosedAt = fromMicros(created), fromMicros(updated), fromMicros(finished), fromMicros(closed)
 	return r, nil
 }
 
@@ -523,12 +581,20 @@ type RunUpdate struct {
 	WaitingStep string
 	FailedStep  string
 	Error       string
-	Event       string
-	Detail      string
+	// Handoff marks a run handed on to the next worker on purpose; any
+	// other update clears it.
+	Handoff string
+	Event   string
+	Detail  string
 }
 
+// ErrRunEnded is returned when a run to be changed has already ended
+// (someone cancelled it meanwhile, say): the worker leaves it alone.
+var ErrRunEnded = errors.New("the run has ended")
+
 // UpdateRun sets a run's status (and the fields that go with it) and appends
-// the event to its journal in the same transaction.
+// the event to its journal in the same transaction. A run that has ended is
+// not changed: the error is ErrRunEnded.
 func (s *Store) UpdateRun(ctx context.Context, runID string, u RunUpdate) error {
 	now := s.now()
 	finished := int64(0)
@@ -536,9 +602,13 @@ func (s *Store) UpdateRun(ctx context.Context, runID string, u RunUpdate) error 
 		finished = micros(now)
 	}
 	return s.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := s.exec(ctx, tx, `UPDATE stanch_runs SET status = ?, waiting_step = ?, failed_step = ?, error = ?, updated_at = ?, finished_at = ? WHERE id = ?`,
-			u.Status, u.WaitingStep, u.FailedStep, alert.RedactText(u.Error), micros(now), finished, runID); err != nil {
+		res, err := s.exec(ctx, tx, `UPDATE stanch_runs SET status = ?, waiting_step = ?, failed_step = ?, error = ?, handoff = ?, updated_at = ?, finished_at = ? WHERE id = ? AND status NOT IN (?, ?, ?)`,
+			u.Status, u.WaitingStep, u.FailedStep, alert.RedactText(u.Error), u.Handoff, micros(now), finished, runID, RunSucceeded, RunFailed, RunCancelled)
+		if err != nil {
 			return fmt.Errorf("update run %s: %w", runID, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("update run %s: %w", runID, ErrRunEnded)
 		}
 		if u.Event == "" {
 			return nil
@@ -643,6 +713,9 @@ type StepEnd struct {
 	Message string
 	Outputs map[string]any // never secrets: the runner strips them
 	Error   string
+	// Owner, when set, is who the step found owns the run's credential:
+	// recorded on the run in the same transaction.
+	Owner *actions.Owner
 }
 
 // FinishStep records a step's final state and journals it, atomically: once
@@ -671,7 +744,21 @@ func (s *Store) FinishStep(ctx context.Context, runID, stepID string, e StepEnd)
 		if errText != "" {
 			detail = errText
 		}
-		return s.appendJournal(ctx, tx, runID, stepID, e.Attempt, "step_"+e.Status, detail)
+		if err := s.appendJournal(ctx, tx, runID, stepID, e.Attempt, "step_"+e.Status, detail); err != nil {
+			return err
+		}
+		if e.Owner == nil {
+			return nil
+		}
+		owner, err := json.Marshal(e.Owner)
+		if err != nil {
+			return fmt.Errorf("encode the owner found by step %s: %w", stepID, err)
+		}
+		if _, err := s.exec(ctx, tx, `UPDATE stanch_runs SET owner = ? WHERE id = ?`, string(owner), runID); err != nil {
+			return fmt.Errorf("record the owner found by step %s: %w", stepID, err)
+		}
+		return s.appendJournal(ctx, tx, runID, stepID, e.Attempt, "owner_identified",
+			fmt.Sprintf("%s belongs to %s: every later step acts there", e.Owner.Credential, e.Owner))
 	})
 }
 
@@ -703,11 +790,15 @@ func (s *Store) RequestApproval(ctx context.Context, runID, stepID string, req A
 	if req.Escalation != nil {
 		esc = *req.Escalation
 	}
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := s.exec(ctx, tx, `INSERT INTO stanch_approvals (run_id, step_id, approvers, message, requested_at, deadline, channel, escalate_channel, escalate_approvers, escalate_timeout)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, step_id) DO NOTHING`,
+	effects, err := json.Marshal(redactEffects(req.Effects))
+	if err != nil {
+		return Approval{}, fmt.Errorf("encode the effects of step %s: %w", stepID, err)
+	}
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := s.exec(ctx, tx, `INSERT INTO stanch_approvals (run_id, step_id, approvers, message, requested_at, deadline, channel, escalate_channel, escalate_approvers, escalate_timeout, effects, plan)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, step_id) DO NOTHING`,
 			runID, stepID, strings.Join(req.Approvers, ","), alert.RedactText(req.Message), micros(s.now()), micros(req.Deadline),
-			req.Channel, esc.Channel, strings.Join(esc.Approvers, ","), int64(esc.Timeout/time.Microsecond))
+			req.Channel, esc.Channel, strings.Join(esc.Approvers, ","), int64(esc.Timeout/time.Microsecond), string(effects), alert.RedactText(req.Plan))
 		if err != nil {
 			return fmt.Errorf("request approval of %s: %w", stepID, err)
 		}
@@ -715,6 +806,15 @@ func (s *Store) RequestApproval(ctx context.Context, runID, stepID string, req A
 			detail := fmt.Sprintf("approvers %s; times out %s", strings.Join(req.Approvers, ", "), req.Deadline.UTC().Format(time.RFC3339))
 			if req.Channel != "" {
 				detail += "; asked in " + req.Channel
+			}
+			if len(req.Effects) > 0 {
+				var effects []string
+				for _, e := range req.Effects {
+					effects = append(effects, e.String())
+				}
+				detail += "; if approved: " + strings.Join(effects, "; ")
+			} else if req.Plan != "" {
+				detail += "; " + req.Plan
 			}
 			return s.appendJournal(ctx, tx, runID, stepID, 0, "approval_requested", detail)
 		}
@@ -726,15 +826,20 @@ func (s *Store) RequestApproval(ctx context.Context, runID, stepID string, req A
 	return s.Approval(ctx, runID, stepID)
 }
 
-const approvalColumns = `run_id, step_id, approvers, message, requested_at, deadline, decision, decided_by, decided_at, via, channel, escalate_channel, escalate_approvers, escalate_timeout, escalated_at`
+const approvalColumns = `run_id, step_id, approvers, message, requested_at, deadline, decision, decided_by, decided_at, via, channel, escalate_channel, escalate_approvers, escalate_timeout, escalated_at, effects, plan`
 
 func scanApproval(row interface{ Scan(...any) error }) (Approval, error) {
 	var a Approval
-	var approvers, escChannel, escApprovers string
+	var approvers, escChannel, escApprovers, effects string
 	var requested, deadline, decided, escTimeout, escalated int64
 	if err := row.Scan(&a.RunID, &a.StepID, &approvers, &a.Message, &requested, &deadline, &a.Decision, &a.DecidedBy, &decided, &a.Via,
-		&a.Channel, &escChannel, &escApprovers, &escTimeout, &escalated); err != nil {
+		&a.Channel, &escChannel, &escApprovers, &escTimeout, &escalated, &effects, &a.Plan); err != nil {
 		return Approval{}, err
+	}
+	if effects != "" {
+		if err := json.Unmarshal([]byte(effects), &a.Effects); err != nil {
+			return Approval{}, fmt.Errorf("decode the effects of step %s: %w", a.StepID, err)
+		}
 	}
 	a.Approvers = splitList(approvers)
 	a.RequestedAt, a.Deadline, a.DecidedAt, a.EscalatedAt = fromMicros(requested), fromMicros(deadline), fromMicros(decided), fromMicros(escalated)
@@ -742,6 +847,14 @@ func scanApproval(row interface{ Scan(...any) error }) (Approval, error) {
 		a.Escalation = &Escalation{Channel: escChannel, Approvers: splitList(escApprovers), Timeout: time.Duration(escTimeout) * time.Microsecond}
 	}
 	return a, nil
+}
+
+func redactEffects(in []actions.Effect) []actions.Effect {
+	out := make([]actions.Effect, len(in))
+	for i, e := range in {
+		out[i] = actions.Effect{Description: alert.RedactText(e.Description), Irreversible: e.Irreversible}
+	}
+	return out
 }
 
 func splitList(s string) []string {

@@ -44,7 +44,7 @@ func (w *sweepWorker) Work(ctx context.Context, _ *river.Job[SweepArgs]) error {
 	for _, run := range runs {
 		w.r.log.Info("waking a run whose approval was decided", "run", run.ID, "step", run.WaitingStep)
 		if run.JobID == 0 {
-			if err := w.r.enqueue(ctx, run.ID); err != nil {
+			if err := w.r.enqueue(ctx, run); err != nil {
 				return err
 			}
 			continue

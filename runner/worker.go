@@ -25,11 +25,23 @@ type runWorker struct {
 // waits for approval, where the job sleeps (snoozes) without holding a
 // worker until a decision wakes it or the approval times out.
 func (w *runWorker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
-	// Approvals wake the run through the job that parked it.
-	if err := w.r.store.SetJob(ctx, job.Args.RunID, job.ID); err != nil {
+	run, err := w.r.store.Run(ctx, job.Args.RunID)
+	if err != nil {
 		return err
 	}
-	err := w.r.advance(ctx, job.Args.RunID, job.Args.Queue)
+	if Terminal(run.Status) || run.Generation != job.Args.Generation {
+		// Ended (cancelled, say) while this job waited, or retried since:
+		// the job of the run's current generation works it.
+		return nil
+	}
+	// Approvals wake the run through the job that parked it.
+	if err := w.r.store.SetJob(ctx, run.ID, job.ID); err != nil {
+		return err
+	}
+	err = w.r.advance(ctx, run, job.Args.Queue)
+	if errors.Is(err, ErrRunEnded) {
+		return nil // someone ended the run while this step ran
+	}
 	if err != nil && ctx.Err() != nil {
 		// Shutting down mid-run is not a failure: make the job available to
 		// the next process at once, without using up an attempt.
@@ -44,14 +56,22 @@ type stepFailure struct {
 	err  string
 }
 
-func (r *Runner) advance(ctx context.Context, runID, queue string) error {
-	run, err := r.store.Run(ctx, runID)
-	if err != nil {
-		return err
+// stops reports whether a step that ended with status ends the run: a
+// failure unless its on_error is continue, a denial unless its approval's
+// on_deny is skip (or its on_error continue).
+func stops(step *playbooks.Step, status string) bool {
+	switch {
+	case step.OnError == playbooks.OnErrorContinue:
+		return false
+	case status == StepFailed:
+		return true
+	case status == StepDenied:
+		return step.Approval == nil || step.Approval.OnDeny != playbooks.OnDenySkip
 	}
-	if Terminal(run.Status) {
-		return nil
-	}
+	return false
+}
+
+func (r *Runner) advance(ctx context.Context, run Run, queue string) error {
 	log := r.log.With("run", run.ID, "playbook", run.Playbook)
 	pb, err := playbooks.Parse(run.PlaybookFile, run.PlaybookSource, r.cfg.Registry)
 	if err != nil {
@@ -64,27 +84,8 @@ func (r *Runner) advance(ctx context.Context, runID, queue string) error {
 		return err
 	}
 	run.notify = r.cfg.Notifier != nil && r.cfg.Notifier.Wants(pb)
-	resumed := run.Status != RunPending
-	if run.Status != RunRunning {
-		event, detail := "run_started", "started"
-		if resumed {
-			event, detail = "run_resumed", "resumed from "+run.Status
-		}
-		if err := r.store.UpdateRun(ctx, run.ID, RunUpdate{Status: RunRunning, Event: event, Detail: detail}); err != nil {
-			return err
-		}
-	} else {
-		resumed = len(records) > 0
-		if resumed {
-			if err := r.store.UpdateRun(ctx, run.ID, RunUpdate{Status: RunRunning, Event: "run_resumed", Detail: "resumed after the process running it stopped"}); err != nil {
-				return err
-			}
-		}
-	}
-	if resumed {
-		r.emit(Event{Kind: EventRunResumed, RunID: run.ID})
-	} else {
-		r.emit(Event{Kind: EventRunStarted, RunID: run.ID})
+	if err := r.begin(ctx, run, records); err != nil {
+		return err
 	}
 
 	scope := pb.Scope(run.Alert, playbooks.RunInfo{ID: run.ID, Playbook: run.Playbook, StartedAt: run.CreatedAt})
@@ -92,22 +93,28 @@ func (r *Runner) advance(ctx context.Context, runID, queue string) error {
 	for seq, step := range pb.Steps {
 		if rec, ok := records[step.ID]; ok && stepFinished(rec.Status) {
 			scope.Steps[step.ID] = playbooks.StepState{Status: rec.Status, Outcome: rec.Outcome, Outputs: rec.Outputs}
-			if (rec.Status == StepFailed || rec.Status == StepDenied) && step.OnError != "continue" {
+			if stops(step, rec.Status) {
 				failure = &stepFailure{step: step.ID, err: rec.Error}
 				break
 			}
 			continue
 		}
+		// People may cancel a run between two steps; the step in flight
+		// when they did finished, and nothing more starts.
+		if now, err := r.store.Run(ctx, run.ID); err != nil {
+			return err
+		} else if Terminal(now.Status) || now.Generation != run.Generation {
+			return nil
+		}
 		if a, ok := r.cfg.Registry.Lookup(step.Action); ok && a.Spec().Slow && queue != QueueInvestigation {
 			// Hand the rest of the run to the investigation workers; this
 			// containment worker is free for the next alert.
-			if err := r.enqueueOn(ctx, run.ID, QueueInvestigation); err != nil {
+			// Marked first, so that the next worker, which may start at
+			// once, knows nothing died.
+			if err := r.store.UpdateRun(ctx, run.ID, RunUpdate{Status: RunRunning, Handoff: handoffMoved, Event: "run_moved", Detail: "to the investigation queue for step " + step.ID}); err != nil {
 				return err
 			}
-			if err := r.store.UpdateRun(ctx, run.ID, RunUpdate{Status: RunRunning, Event: "run_moved", Detail: "to the investigation queue for step " + step.ID}); err != nil {
-				return err
-			}
-			return nil
+			return r.enqueueOn(ctx, run, QueueInvestigation)
 		}
 		if step.Delay > 0 {
 			due, err := r.store.DelayStep(ctx, run.ID, step.ID, seq, step.Action, r.cfg.Now().Add(step.Delay))
@@ -115,13 +122,16 @@ func (r *Runner) advance(ctx context.Context, runID, queue string) error {
 				return err
 			}
 			if wait := due.Sub(r.cfg.Now()); wait > 0 {
+				if err := r.store.UpdateRun(ctx, run.ID, RunUpdate{Status: RunRunning, Handoff: handoffDelayed}); err != nil {
+					return err
+				}
 				// Sleep without holding a worker; River wakes the job.
 				r.emit(Event{Kind: EventStepDelayed, RunID: run.ID, StepID: step.ID, Action: step.Action, Deadline: due})
 				return river.JobSnooze(wait)
 			}
 		}
 		crashpoint.Hit("before:" + step.ID)
-		st, err := r.runStep(ctx, log, run, seq, step, scope)
+		st, err := r.runStep(ctx, log, &run, seq, step, scope)
 		var park *parked
 		if errors.As(err, &park) {
 			if err := r.store.UpdateRun(ctx, run.ID, RunUpdate{Status: RunWaitingApproval, WaitingStep: step.ID, Event: "run_waiting_approval", Detail: "step " + step.ID}); err != nil {
@@ -130,7 +140,11 @@ func (r *Runner) advance(ctx context.Context, runID, queue string) error {
 			// A decision that landed while this job was still running could
 			// not wake it; look once more before sleeping.
 			if a, err := r.store.Approval(ctx, run.ID, step.ID); err == nil && a.Decision != "" {
-				return r.advance(ctx, runID, queue)
+				again, err := r.store.Run(ctx, run.ID)
+				if err != nil {
+					return err
+				}
+				return r.advance(ctx, again, queue)
 			}
 			r.emit(Event{Kind: EventRunParked, RunID: run.ID, StepID: step.ID, Status: RunWaitingApproval, Deadline: park.deadline})
 			return river.JobSnooze(max(time.Until(park.deadline), time.Second))
@@ -140,7 +154,7 @@ func (r *Runner) advance(ctx context.Context, runID, queue string) error {
 		}
 		crashpoint.Hit("after:" + step.ID)
 		scope.Steps[step.ID] = st
-		if (st.Status == StepFailed || st.Status == StepDenied) && step.OnError != "continue" {
+		if stops(step, st.Status) {
 			rec := r.stepRecordError(ctx, run.ID, step.ID)
 			failure = &stepFailure{step: step.ID, err: rec}
 			break
@@ -154,6 +168,44 @@ func (r *Runner) advance(ctx context.Context, runID, queue string) error {
 		return r.finish(ctx, run, status, failure.step, failure.err)
 	}
 	return r.finish(ctx, run, RunSucceeded, "", "")
+}
+
+// Values of Run.Handoff.
+const (
+	handoffMoved   = "moved"
+	handoffDelayed = "delayed"
+)
+
+// begin marks the run running and journals how it got there: started,
+// continued after a decision or a deliberate handoff, or resumed because the
+// process working it died.
+func (r *Runner) begin(ctx context.Context, run Run, records map[string]StepRecord) error {
+	var u RunUpdate
+	kind, detail := EventRunStarted, ""
+	switch {
+	case run.Status == RunPending && run.Generation > 0:
+		u = RunUpdate{Event: "run_started", Detail: fmt.Sprintf("started again (retry %d)", run.Generation)}
+		detail = u.Detail
+	case run.Status == RunPending:
+		u = RunUpdate{Event: "run_started", Detail: "started"}
+	case run.Status == RunWaitingApproval:
+		kind, detail = EventRunContinued, "after the decision on step "+run.WaitingStep
+		u = RunUpdate{Event: "run_continued", Detail: detail}
+	case run.Handoff != "":
+		// Picked up where a worker deliberately left it: nothing died.
+		kind = EventRunContinued
+	case len(records) > 0:
+		kind, detail = EventRunResumed, "after the process running it stopped"
+		u = RunUpdate{Event: "run_resumed", Detail: detail}
+	}
+	if run.Status != RunRunning || run.Handoff != "" || u.Event != "" {
+		u.Status = RunRunning
+		if err := r.store.UpdateRun(ctx, run.ID, u); err != nil {
+			return err
+		}
+	}
+	r.emit(Event{Kind: kind, RunID: run.ID, Message: detail})
+	return nil
 }
 
 func (r *Runner) stepRecordError(ctx context.Context, runID, stepID string) string {
@@ -184,8 +236,9 @@ func (p *parked) Error() string { return "waiting for approval" }
 
 // runStep executes one step to a final state, which it records. It returns
 // a *parked error when the step waits for approval, and other errors only
-// for store failures.
-func (r *Runner) runStep(ctx context.Context, log *slog.Logger, run Run, seq int, step *playbooks.Step, scope playbooks.Scope) (playbooks.StepState, error) {
+// for store failures. A step that finds who owns the credential sets
+// run.Owner for the steps after it.
+func (r *Runner) runStep(ctx context.Context, log *slog.Logger, run *Run, seq int, step *playbooks.Step, scope playbooks.Scope) (playbooks.StepState, error) {
 	end := func(e StepEnd) (playbooks.StepState, error) {
 		e.Seq, e.Action = seq, step.Action
 		if err := r.store.FinishStep(ctx, run.ID, step.ID, e); err != nil {
@@ -193,39 +246,40 @@ func (r *Runner) runStep(ctx context.Context, log *slog.Logger, run Run, seq int
 		}
 		kind := map[string]EventKind{StepSucceeded: EventStepSucceeded, StepFailed: EventStepFailed, StepSkipped: EventStepSkipped, StepDenied: EventStepDenied}[e.Status]
 		r.emit(Event{Kind: kind, RunID: run.ID, StepID: step.ID, Action: step.Action, Attempt: e.Attempt, Outcome: e.Outcome, Message: e.Message, Error: e.Error})
-		r.notify(ctx, run, "")
+		r.notify(ctx, *run, "")
 		return playbooks.StepState{Status: e.Status, Outcome: e.Outcome, Outputs: e.Outputs}, nil
+	}
+	fail := func(msg string) (playbooks.StepState, error) {
+		return end(StepEnd{Status: StepFailed, Outcome: "failed", Error: msg})
 	}
 
 	ok, reason, err := step.Enabled(scope)
 	if err != nil {
-		return end(StepEnd{Status: StepFailed, Outcome: "failed", Error: err.Error()})
+		return fail(err.Error())
 	}
 	if !ok {
 		return end(StepEnd{Status: StepSkipped, Outcome: "skipped", Message: reason})
 	}
+	// Parameters before any approval: nobody is asked about a step that
+	// cannot run, and approvers see what it would do.
+	action, params, err := r.stepParams(step, scope, run.Owner)
+	if err != nil {
+		return fail(err.Error())
+	}
 
 	if step.Approval != nil {
-		decision, err := r.awaitApproval(ctx, run, step, scope)
-		if err != nil {
+		decision, err := r.awaitApproval(ctx, *run, step, scope, action, params)
+		var settled *settledPlan
+		switch {
+		case errors.As(err, &settled):
+			return end(StepEnd{Status: StepSucceeded, Outcome: string(settled.outcome), Message: "no approval asked: " + settled.summary})
+		case err != nil:
 			return playbooks.StepState{}, err
-		}
-		if decision.Decision == Denied {
+		case decision.Decision == Denied && !stops(step, StepDenied):
+			return end(StepEnd{Status: StepDenied, Outcome: "denied", Message: fmt.Sprintf("denied by %s via %s; the run goes on without it (on_deny: skip)", decision.DecidedBy, decision.Via)})
+		case decision.Decision == Denied:
 			return end(StepEnd{Status: StepDenied, Outcome: "denied", Message: fmt.Sprintf("denied by %s via %s", decision.DecidedBy, decision.Via), Error: fmt.Sprintf("step %s was denied by %s", step.ID, decision.DecidedBy)})
 		}
-	}
-
-	action, ok := r.cfg.Registry.Lookup(step.Action)
-	if !ok {
-		return end(StepEnd{Status: StepFailed, Outcome: "failed", Error: fmt.Sprintf("action %s is not in this build of stanch", step.Action)})
-	}
-	with, err := step.Params(scope)
-	if err != nil {
-		return end(StepEnd{Status: StepFailed, Outcome: "failed", Error: err.Error()})
-	}
-	params, err := action.Decode(with)
-	if err != nil {
-		return end(StepEnd{Status: StepFailed, Outcome: "failed", Error: fmt.Sprintf("step %s: %v", step.ID, err)})
 	}
 
 	spec := action.Spec()
@@ -248,7 +302,7 @@ func (r *Runner) runStep(ctx context.Context, log *slog.Logger, run Run, seq int
 		}
 		r.emit(Event{Kind: EventStepStarted, RunID: run.ID, StepID: step.ID, Action: step.Action, Attempt: attempt})
 		started := time.Now()
-		res, err := r.doAttempt(ctx, run, step, action, params, attempt, stepStarted)
+		res, err := r.doAttempt(ctx, *run, step, action, params, attempt, stepStarted)
 		if err == nil {
 			crashpoint.Hit("done:" + step.ID) // the effect happened; the journal does not know yet
 			outputs := publicOutputs(spec, res.Outputs)
@@ -256,8 +310,17 @@ func (r *Runner) runStep(ctx context.Context, log *slog.Logger, run Run, seq int
 			if outcome == "" {
 				outcome = string(actions.Done)
 			}
+			if res.Owner != nil {
+				owner := *res.Owner
+				owner.By = step.ID
+				if run.Owner.Known() && (owner.Account != run.Owner.Account || owner.User != run.Owner.User || owner.Role != run.Owner.Role) {
+					return fail(fmt.Sprintf("step %s found that %s belongs to %s, but step %s found %s belongs to %s; nothing more is done until people look: one run acts on one owner",
+						step.ID, owner.Credential, owner, run.Owner.By, run.Owner.Credential, run.Owner))
+				}
+				res.Owner, run.Owner = &owner, owner
+			}
 			log.Info("step succeeded", "step", step.ID, "action", step.Action, "attempt", attempt, "outcome", outcome, "took", time.Since(started))
-			st, err := end(StepEnd{Attempt: attempt, Status: StepSucceeded, Outcome: outcome, Message: res.Message, Outputs: outputs})
+			st, err := end(StepEnd{Attempt: attempt, Status: StepSucceeded, Outcome: outcome, Message: res.Message, Outputs: outputs, Owner: res.Owner})
 			// Secret outputs reach later steps of this execution only.
 			st.Outputs = res.Outputs
 			return st, err
@@ -284,6 +347,45 @@ func (r *Runner) runStep(ctx context.Context, log *slog.Logger, run Run, seq int
 	}
 }
 
+// stepParams looks the step's action up and builds its parameters: the
+// templates expanded, the owner's account, principal and credential filled
+// in where the playbook left them out (and anything else refused, unless
+// the step says `target: explicit`), decoded strictly.
+func (r *Runner) stepParams(step *playbooks.Step, scope playbooks.Scope, owner actions.Owner) (actions.Action, any, error) {
+	action, ok := r.cfg.Registry.Lookup(step.Action)
+	if !ok {
+		return nil, nil, fmt.Errorf("action %s is not in this build of stanch", step.Action)
+	}
+	with, err := step.Params(scope)
+	if err != nil {
+		return nil, nil, err
+	}
+	if step.Target != playbooks.TargetExplicit {
+		if err := actions.ApplyOwner(action.Spec(), step.ID, with, owner); err != nil {
+			return nil, nil, err
+		}
+	}
+	params, err := action.Decode(with)
+	if err != nil {
+		return nil, nil, fmt.Errorf("step %s: %w", step.ID, err)
+	}
+	return action, params, nil
+}
+
+// env is what an action is told about the step it runs in.
+func (r *Runner) env(run Run, step *playbooks.Step, attempt int, stepStarted time.Time) actions.Env {
+	return actions.Env{
+		RunID:          run.ID,
+		StepID:         step.ID,
+		Attempt:        attempt,
+		IdempotencyKey: run.ID + "/" + step.ID,
+		StepStartedAt:  stepStarted,
+		Owner:          run.Owner,
+		Logger:         r.log.With("run", run.ID, "step", step.ID, "action", step.Action),
+		Report:         func(ctx context.Context) (actions.Report, error) { return r.Report(ctx, run.ID) },
+	}
+}
+
 func (r *Runner) doAttempt(ctx context.Context, run Run, step *playbooks.Step, action actions.Action, params any, attempt int, stepStarted time.Time) (res actions.Result, err error) {
 	actx, cancel := context.WithTimeout(ctx, step.Timeout)
 	defer cancel()
@@ -293,17 +395,17 @@ func (r *Runner) doAttempt(ctx context.Context, run Run, step *playbooks.Step, a
 			err = actions.Permanent(fmt.Errorf("action %s panicked: %v", step.Action, p))
 		}
 	}()
-	env := actions.Env{
-		RunID:          run.ID,
-		StepID:         step.ID,
-		Attempt:        attempt,
-		IdempotencyKey: run.ID + "/" + step.ID,
-		StepStartedAt:  stepStarted,
-		Progress: func(msg string) {
-			r.emit(Event{Kind: EventStepProgress, RunID: run.ID, StepID: step.ID, Action: step.Action, Attempt: attempt, Message: msg})
-		},
-		Logger: r.log.With("run", run.ID, "step", step.ID, "action", step.Action),
-		Report: func(ctx context.Context) (actions.Report, error) { return r.Report(ctx, run.ID) },
+	env := r.env(run, step, attempt, stepStarted)
+	env.Progress = func(msg string) {
+		r.emit(Event{Kind: EventStepProgress, RunID: run.ID, StepID: step.ID, Action: step.Action, Attempt: attempt, Message: msg})
+	}
+	env.Effect = func(e actions.Effect) {
+		// Journalled at once, outside the step's own record: an effect
+		// made by an attempt that then dies is still on record.
+		if err := r.store.Effect(context.WithoutCancel(ctx), run.ID, step.ID, attempt, e); err != nil {
+			r.log.Warn("could not journal an effect", "run", run.ID, "step", step.ID, "error", err)
+		}
+		r.emit(Event{Kind: EventStepEffect, RunID: run.ID, StepID: step.ID, Action: step.Action, Attempt: attempt, Message: e.String()})
 	}
 	res, err = action.Do(actx, env, params)
 	if err != nil && errors.Is(actx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
@@ -312,10 +414,22 @@ func (r *Runner) doAttempt(ctx context.Context, run Run, step *playbooks.Step, a
 	return res, err
 }
 
+// settledPlan says a step's plan found nothing to change, so nobody is asked
+// to approve it and it does not run.
+type settledPlan struct {
+	outcome actions.Outcome
+	summary string
+}
+
+func (s *settledPlan) Error() string { return "nothing to change: " + s.summary }
+
 // awaitApproval returns the decision on a step's approval, deciding by the
 // timeout policy once the deadline passes, or a *parked error while the
-// decision is pending.
-func (r *Runner) awaitApproval(ctx context.Context, run Run, step *playbooks.Step, scope playbooks.Scope) (Approval, error) {
+// decision is pending. The first time, it plans the step so that the
+// request states every effect the step would have; a plan that finds
+// nothing to change (the key already gone) asks nobody and ends with a
+// *settledPlan error.
+func (r *Runner) awaitApproval(ctx context.Context, run Run, step *playbooks.Step, scope playbooks.Scope, action actions.Action, params any) (Approval, error) {
 	a, err := r.store.Approval(ctx, run.ID, step.ID)
 	if errors.Is(err, ErrNotFound) {
 		msg, merr := step.ApprovalMessage(scope)
@@ -326,11 +440,21 @@ func (r *Runner) awaitApproval(ctx context.Context, run Run, step *playbooks.Ste
 		if e := step.Approval.Escalate; e != nil {
 			req.Escalation = &Escalation{Channel: e.Channel, Approvers: e.Approvers, Timeout: e.Timeout}
 		}
+		plan, perr := r.planForApproval(ctx, run, step, action, params)
+		switch {
+		case perr != nil:
+			req.Plan = "its effects could not be planned: " + perr.Error()
+		case plan.Settled != "":
+			r.journal(ctx, run.ID, step.ID, "approval_not_needed", "the step would change nothing: "+plan.Summary)
+			return Approval{}, &settledPlan{outcome: plan.Settled, summary: plan.Summary}
+		default:
+			req.Plan, req.Effects = plan.Summary, plan.Effects()
+		}
 		a, err = r.store.RequestApproval(ctx, run.ID, step.ID, req)
 		if err != nil {
 			return Approval{}, err
 		}
-		r.emit(Event{Kind: EventStepWaiting, RunID: run.ID, StepID: step.ID, Action: step.Action, Message: a.Message, Deadline: a.Deadline})
+		r.emit(Event{Kind: EventStepWaiting, RunID: run.ID, StepID: step.ID, Action: step.Action, Message: a.Message, Deadline: a.Deadline, Effects: a.Effects})
 		r.notify(ctx, run, "approval/"+step.ID+"/requested")
 	} else if err != nil {
 		return Approval{}, err
@@ -348,7 +472,9 @@ func (r *Runner) awaitApproval(ctx context.Context, run Run, step *playbooks.Ste
 		}
 		if escalated {
 			r.emit(Event{Kind: EventStepEscalated, RunID: run.ID, StepID: step.ID, Action: step.Action, Message: "escalated to " + a.Escalation.Channel, Deadline: a.Deadline})
-			r.notify(ctx, run, "approval/"+step.ID+"/escalated")
+			// Shown whoever applies the deadline: the notify job is for the
+			// process that serves Slack, this one or another.
+			r.notifyAlways(ctx, run, "approval/"+step.ID+"/escalated")
 		}
 		if a.Decision != "" {
 			return a, nil
@@ -361,9 +487,17 @@ func (r *Runner) awaitApproval(ctx context.Context, run Run, step *playbooks.Ste
 	}
 	a, first, err := r.store.Decide(ctx, run.ID, step.ID, decision, "timeout", "timeout")
 	if first {
-		r.notify(ctx, run, "approval/"+step.ID+"/decided")
+		r.notifyAlways(ctx, run, "approval/"+step.ID+"/decided")
 	}
 	return a, err
+}
+
+// planForApproval plans the step the way `stanch plan` would, read-only,
+// bounded by the step's timeout.
+func (r *Runner) planForApproval(ctx context.Context, run Run, step *playbooks.Step, action actions.Action, params any) (actions.Plan, error) {
+	pctx, cancel := context.WithTimeout(ctx, min(step.Timeout, time.Minute))
+	defer cancel()
+	return action.Plan(pctx, r.env(run, step, 1, r.cfg.Now()), params)
 }
 
 // backoff is the exponential delay before attempt+1, with jitter so that

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,6 +29,12 @@ type SeedGitHub struct {
 	// Apps are GitHub Apps that may mint installation tokens with a JWT
 	// signed by their private key (NewGitHubAppKey makes a key pair).
 	Apps []SeedGitHubApp `yaml:"apps" json:"apps"`
+	// NoAccess are repositories (owner/name) whose secret-scanning alerts
+	// the token and the Apps may not read: every secret-scanning request
+	// there is answered 404 Not Found, as GitHub answers a token without
+	// the secret_scanning_alerts permission (it does not confirm that the
+	// repository or the alert exists).
+	NoAccess []string `yaml:"no_access" json:"no_access"`
 }
 
 // SeedGitHubAlert is a secret-scanning alert with its secret literal.
@@ -60,6 +67,8 @@ type githubState struct {
 	apps   map[int64]*githubApp    // by app id
 	tokens map[string]*installationToken
 	repos  map[string]*githubRepo // issues and labels, by owner/name
+	// noAccess are the repositories whose alerts nobody may read.
+	noAccess map[string]bool
 }
 
 type githubAlert struct {
@@ -71,11 +80,14 @@ type githubAlert struct {
 }
 
 func newGitHubState(seed *SeedGitHub) *githubState {
-	st := &githubState{login: "stanch-responder", alerts: map[string]*githubAlert{}, apps: map[int64]*githubApp{}, tokens: map[string]*installationToken{}, repos: map[string]*githubRepo{}}
+	st := &githubState{login: "stanch-responder", alerts: map[string]*githubAlert{}, apps: map[int64]*githubApp{}, tokens: map[string]*installationToken{}, repos: map[string]*githubRepo{}, noAccess: map[string]bool{}}
 	if seed == nil {
 		return st
 	}
 	st.token = seed.Token
+	for _, repo := range seed.NoAccess {
+		st.noAccess[repo] = true
+	}
 	if seed.Login != "" {
 		st.login = seed.Login
 	}
@@ -115,6 +127,11 @@ func (g *SeedGitHub) validate() error {
 		}
 		if a.Resolution != "" && !githubResolutions[a.Resolution] {
 			return fmt.Errorf("github: alert %s#%d: resolution %q is not one of false_positive, wont_fix, revoked, used_in_tests", a.Repo, a.Number, a.Resolution)
+		}
+	}
+	for _, repo := range g.NoAccess {
+		if owner, name, ok := strings.Cut(repo, "/"); !ok || owner == "" || name == "" {
+			return fmt.Errorf("github: no_access %q is not owner/name", repo)
 		}
 	}
 	installations := map[int64]bool{}
@@ -235,6 +252,10 @@ func (s *Sandbox) serveGitHub(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.login = login
+	if strings.Contains(route, "SecretScanning") && s.github.noAccess[repo] {
+		c.fail(http.StatusNotFound, "Not Found")
+		return
+	}
 	switch route {
 	case "ListSecretScanningAlertsForRepo":
 		s.listGitHubAlerts(c, repo)
@@ -343,17 +364,32 @@ func (a *githubAlert) locations(api string) []map[string]any {
 	return locs
 }
 
-// listGitHubAlerts answers the list of a repository's alerts, filtered by
-// ?state=; list entries never carry the secret literal here.
+// listGitHubAlerts answers the list of a repository's alerts, newest
+// first, in the same representation as a single alert (with the secret
+// literal unless ?hide_secret=true), filtered by ?state= and by
+// ?secret_type=, a comma-separated list of secret types.
 func (s *Sandbox) listGitHubAlerts(c *githubCall, repo string) {
-	state := c.r.URL.Query().Get("state")
-	list := []map[string]any{}
+	q := c.r.URL.Query()
+	state := q.Get("state")
+	hide := q.Get("hide_secret") == "true"
+	types := map[string]bool{}
+	for t := range strings.SplitSeq(q.Get("secret_type"), ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			types[t] = true
+		}
+	}
+	c.call.params["secret_type"] = q.Get("secret_type")
+	var matched []*githubAlert
 	for _, a := range s.github.alerts {
-		if a.Repo != repo || (state != "" && a.State != state) {
+		if a.Repo != repo || (state != "" && a.State != state) || (len(types) > 0 && !types[a.SecretType]) {
 			continue
 		}
-		list = append(list, map[string]any{"number": a.Number, "state": a.State, "secret_type": a.SecretType,
-			"html_url": "https://github.com/" + repo + "/security/secret-scanning/" + strconv.Itoa(a.Number)})
+		matched = append(matched, a)
+	}
+	slices.SortFunc(matched, func(a, b *githubAlert) int { return b.Number - a.Number })
+	list := make([]map[string]any, 0, len(matched))
+	for _, a := range matched {
+		list = append(list, a.view(c.api(), hide))
 	}
 	c.answer(http.StatusOK, false, list)
 }

@@ -177,6 +177,10 @@ func (s *Sandbox) deleteAccessKey(req *request) (result, *apiError) {
 		}
 	}
 	delete(s.keys, k.id)
+	if s.deleted == nil {
+		s.deleted = map[string]*account{}
+	}
+	s.deleted[k.id] = k.account
 	return result{effective: true}, nil
 }
 

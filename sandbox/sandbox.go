@@ -37,9 +37,12 @@ type Sandbox struct {
 	accounts map[string]*account
 	order    []string        // account ids in seed order
 	keys     map[string]*key // every access key and session key by id
-	calls    []Call
-	github   *githubState
-	slack    *slackState
+	// deleted remembers the account of every deleted key: STS reads the
+	// account out of any key id, deleted or not.
+	deleted map[string]*account
+	calls   []Call
+	github  *githubState
+	slack   *slackState
 }
 
 type account struct {

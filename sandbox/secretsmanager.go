@@ -249,6 +249,11 @@ func (s *Sandbox) putSecretValue(req *request) (result, *apiError) {
 		out["VersionStages"] = v.stages
 		return result{body: out}, nil
 	}
+	if len(sec.versions) == 0 && !slices.Contains(stages, stageCurrent) {
+		// As Secrets Manager does: a secret's first version is its current
+		// one, whatever else it is labelled.
+		stages = append(stages, stageCurrent)
+	}
 	v := &secretVersion{id: in.ClientRequestToken, value: in.SecretString, created: time.Now().UTC()}
 	sec.versions[v.id] = v
 	for _, st := range stages {

@@ -26,11 +26,13 @@ type getAccessKeyInfoResult struct {
 // account is encoded in the key id itself.
 func (s *Sandbox) getAccessKeyInfo(req *request) (result, *apiError) {
 	id := req.form.Get("AccessKeyId")
-	k, ok := s.keys[id]
-	if !ok {
-		return result{}, &apiError{http.StatusBadRequest, "InvalidParameterValue", "the sandbox has no access key " + id}
+	if k, ok := s.keys[id]; ok {
+		return result{body: getAccessKeyInfoResult{Account: k.account.id}}, nil
 	}
-	return result{body: getAccessKeyInfoResult{Account: k.account.id}}, nil
+	if a, ok := s.deleted[id]; ok {
+		return result{body: getAccessKeyInfoResult{Account: a.id}}, nil
+	}
+	return result{}, &apiError{http.StatusBadRequest, "InvalidParameterValue", "the sandbox has no access key " + id}
 }
 
 type getCallerIdentityResult struct {

@@ -17,23 +17,25 @@ var ErrUnsupportedFormat = errors.New("payload format not supported")
 // ParseDocument reads what is handed to `stanch run --alert` or
 // `stanch ingest`: a stanch Alert, an EventBridge event or batch (GuardDuty,
 // AWS Health), truffleHog JSON lines or a gitleaks JSON report. It returns
-// one alert per finding.
-func ParseDocument(data []byte, now time.Time) ([]alert.Alert, error) {
+// one alert per finding it can act on and, for the others, why not; it
+// fails only when the document as a whole cannot be read. files says where
+// the scanned files are, for reports that hide their secrets.
+func ParseDocument(data []byte, now time.Time, files SourceFiles) (Report, error) {
 	switch format := Recognise(data); format {
 	case FormatAlert:
 		a, err := alert.Parse(data, now)
 		if err != nil {
-			return nil, err
+			return Report{}, err
 		}
-		return []alert.Alert{a}, nil
+		return Report{Alerts: []alert.Alert{a}}, nil
 	case FormatEventBridge:
 		return ParseEventBridge(data, now)
 	case FormatTruffleHog:
 		return ParseTruffleHog(data, now)
 	case FormatGitleaks:
-		return ParseGitleaks(data, now)
+		return ParseGitleaks(data, now, files)
 	default:
-		return nil, fmt.Errorf("%w: this looks like %s; give a stanch Alert (docs/alerts.md), an EventBridge event from GuardDuty or AWS Health, truffleHog JSON lines or a gitleaks JSON report", ErrUnsupportedFormat, format)
+		return Report{}, fmt.Errorf("%w: this looks like %s; give a stanch Alert (docs/alerts.md), an EventBridge event from GuardDuty or AWS Health, truffleHog JSON lines or a gitleaks JSON report", ErrUnsupportedFormat, format)
 	}
 }
 
@@ -65,9 +67,9 @@ func Recognise(data []byte) string {
 	}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(data, &obj); err != nil {
-		// truffleHog writes one JSON object per line.
-		first, _, _ := strings.Cut(trimmed, "\n")
-		if json.Unmarshal([]byte(first), &obj) == nil && has(obj, "DetectorName") {
+		// truffleHog writes one JSON object per line, and its own log
+		// lines are often mixed in (2>&1).
+		if looksLikeTruffleHog(trimmed) {
 			return FormatTruffleHog
 		}
 		return FormatUnknown
@@ -81,7 +83,7 @@ func Recognise(data []byte) string {
 		return FormatEventBridge
 	case has(obj, "TopicArn") && has(obj, "Type"):
 		return FormatSNS
-	case has(obj, "DetectorName") && has(obj, "SourceMetadata"):
+	case has(obj, "DetectorName") && has(obj, "SourceMetadata"), isTruffleHogLog(obj):
 		return FormatTruffleHog
 	}
 	return FormatUnknown
@@ -90,4 +92,26 @@ func Recognise(data []byte) string {
 func has(m map[string]json.RawMessage, key string) bool {
 	_, ok := m[key]
 	return ok
+}
+
+// looksLikeTruffleHog reports whether some line of text is a truffleHog
+// finding or one of its JSON log lines.
+func looksLikeTruffleHog(text string) bool {
+	for line := range strings.Lines(text) {
+		var obj map[string]json.RawMessage
+		if json.Unmarshal([]byte(line), &obj) != nil {
+			continue
+		}
+		if has(obj, "DetectorName") || isTruffleHogLog(obj) {
+			return true
+		}
+	}
+	return false
+}
+
+// isTruffleHogLog reports whether obj is one of truffleHog's JSON log
+// lines: {"level":"info-0","ts":…,"logger":"trufflehog","msg":…}.
+func isTruffleHogLog(obj map[string]json.RawMessage) bool {
+	var logger string
+	return has(obj, "msg") && has(obj, "level") && json.Unmarshal(obj["logger"], &logger) == nil && strings.HasPrefix(logger, "trufflehog")
 }

@@ -26,8 +26,10 @@ func load(t *testing.T, name string) []byte {
 
 func parse(t *testing.T, name string) []alert.Alert {
 	t.Helper()
-	alerts, err := ParseDocument(load(t, name), now)
+	rep, err := ParseDocument(load(t, name), now, SourceFiles{})
 	require.NoError(t, err)
+	require.Empty(t, rep.Skipped)
+	alerts := rep.Alerts
 	for _, a := range alerts {
 		for _, secret := range planted {
 			require.NotContains(t, string(a.Raw), secret)
@@ -57,12 +59,12 @@ func TestRecognise(t *testing.T) {
 
 func TestStanchAlert(t *testing.T) {
 	t.Parallel()
-	alerts, err := ParseDocument([]byte(`{"source":"manual","credential":{"id":"AKIAIOSFODNN7EXAMPLE"}}`), now)
+	rep, err := ParseDocument([]byte(`{"source":"manual","credential":{"id":"AKIAIOSFODNN7EXAMPLE"}}`), now, SourceFiles{})
 	require.NoError(t, err)
-	require.Len(t, alerts, 1)
-	require.Equal(t, "AKIAIOSFODNN7EXAMPLE", alerts[0].Credential.ID)
+	require.Len(t, rep.Alerts, 1)
+	require.Equal(t, "AKIAIOSFODNN7EXAMPLE", rep.Alerts[0].Credential.ID)
 
-	_, err = ParseDocument([]byte(`{"action":"created","alert":{"number":42},"repository":{}}`), now)
+	_, err = ParseDocument([]byte(`{"action":"created","alert":{"number":42},"repository":{}}`), now, SourceFiles{})
 	require.ErrorIs(t, err, ErrUnsupportedFormat)
 	require.Contains(t, err.Error(), "GitHub secret_scanning_alert webhook")
 }
@@ -97,14 +99,6 @@ func TestGuardDutySampleFindingsAreTests(t *testing.T) {
 	require.Equal(t, "medium", a.Severity)
 }
 
-func TestGuardDutyOtherResourcesAreRefused(t *testing.T) {
-	t.Parallel()
-	doc := strings.Replace(string(load(t, "guardduty-accesskey.json")), `"resourceType": "AccessKey"`, `"resourceType": "Instance"`, 1)
-	_, err := ParseDocument([]byte(doc), now)
-	require.ErrorIs(t, err, ErrUnsupportedFormat)
-	require.Contains(t, err.Error(), `"Instance" resource`)
-}
-
 func TestHealthCredentialsExposed(t *testing.T) {
 	t.Parallel()
 	alerts := parse(t, "health-credentials-exposed.json")
@@ -120,16 +114,17 @@ func TestHealthCredentialsExposed(t *testing.T) {
 	doc := string(load(t, "health-credentials-exposed.json"))
 	doc = strings.ReplaceAll(doc, `"publicKey": "AKIAIOSFODNN7EXAMPLE",`, ``)
 	doc = strings.Replace(doc, `"entityValue": "AKIAIOSFODNN7EXAMPLE"`, `"entityValue": "IAM_USER/ci-bot/AKIAIOSFODNN7EXAMPLE"`, 1)
-	again, err := ParseDocument([]byte(doc), now)
+	again, err := ParseDocument([]byte(doc), now, SourceFiles{})
 	require.NoError(t, err)
-	require.Equal(t, "AKIAIOSFODNN7EXAMPLE", again[0].Credential.ID)
+	require.Equal(t, "AKIAIOSFODNN7EXAMPLE", again.Alerts[0].Credential.ID)
 }
 
 func TestEventBridgeBatch(t *testing.T) {
 	t.Parallel()
 	batch := "[" + string(load(t, "guardduty-accesskey.json")) + "," + string(load(t, "health-credentials-exposed.json")) + "]"
-	alerts, err := ParseDocument([]byte(batch), now)
+	rep, err := ParseDocument([]byte(batch), now, SourceFiles{})
 	require.NoError(t, err)
+	alerts := rep.Alerts
 	require.Len(t, alerts, 2)
 	require.Equal(t, alert.SourceGuardDuty, alerts[0].Source)
 	require.Equal(t, alert.SourceHealth, alerts[1].Source)
@@ -163,7 +158,8 @@ func TestGitleaks(t *testing.T) {
 // but must not panic, and what it accepts must be a valid alert without
 // the planted secrets.
 func FuzzParseDocument(f *testing.F) {
-	for _, name := range []string{"guardduty-accesskey.json", "guardduty-instance-exfiltration.json", "guardduty-sample.json", "health-credentials-exposed.json", "trufflehog.jsonl", "gitleaks.json"} {
+	for _, name := range []string{"guardduty-accesskey.json", "guardduty-instance-exfiltration.json", "guardduty-sample.json", "guardduty-s3-exfiltration.json", "guardduty-s3-sample.json",
+		"health-credentials-exposed.json", "trufflehog.jsonl", "trufflehog-mixed.jsonl", "gitleaks.json", "gitleaks-git.json", "gitleaks-git-redacted.json"} {
 		data, err := os.ReadFile("testdata/" + name)
 		if err != nil {
 			f.Fatal(err)
@@ -172,11 +168,11 @@ func FuzzParseDocument(f *testing.F) {
 	}
 	f.Add([]byte(`{"source":"manual","credential":{"id":"AKIAIOSFODNN7EXAMPLE"}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		alerts, err := ParseDocument(data, now)
+		rep, err := ParseDocument(data, now, SourceFiles{})
 		if err != nil {
 			return
 		}
-		for _, a := range alerts {
+		for _, a := range rep.Alerts {
 			if err := a.Validate(); err != nil {
 				t.Fatalf("accepted an invalid alert: %v", err)
 			}

@@ -3,7 +3,9 @@ package triggers
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"regexp"
 	"time"
 
 	"github.com/stanchhq/stanch/alert"
@@ -21,45 +23,84 @@ type eventBridgeEvent struct {
 	Detail     json.RawMessage `json:"detail"`
 }
 
+// ErrNotEventBridge is returned when nothing in a document is an
+// EventBridge event: the sender sent something else entirely.
+var ErrNotEventBridge = errors.New("not an EventBridge event")
+
 // ParseEventBridge turns one EventBridge event, or a JSON array of them (a
-// batch), into alerts: GuardDuty findings about access keys and AWS Health
-// AWS_RISK_* events.
-func ParseEventBridge(data []byte, now time.Time) ([]alert.Alert, error) {
+// batch), into alerts: GuardDuty findings that name an access key and AWS
+// Health AWS_RISK_* events. Every event it can act on becomes an alert;
+// the others are skipped with a reason, so one unsupported event never
+// costs the rest of its batch. It fails only when nothing in data is an
+// EventBridge event. Reasons name fields, never their values.
+func ParseEventBridge(data []byte, now time.Time) (Report, error) {
 	var events []json.RawMessage
-	if trimmed := bytes.TrimSpace(data); len(trimmed) > 0 && trimmed[0] == '[' {
-		if err := json.Unmarshal(data, &events); err != nil {
-			return nil, fmt.Errorf("EventBridge batch: %w", err)
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) > 0 && trimmed[0] == '[' {
+		if err := json.Unmarshal(trimmed, &events); err != nil {
+			return Report{}, fmt.Errorf("%w: the body starts like a batch but is not a JSON array", ErrNotEventBridge)
 		}
 	} else {
-		events = []json.RawMessage{data}
+		if !json.Valid(trimmed) {
+			return Report{}, fmt.Errorf("%w: the body is not JSON", ErrNotEventBridge)
+		}
+		events = []json.RawMessage{trimmed}
 	}
-	var out []alert.Alert
+	var rep Report
+	readable := 0
 	for i, raw := range events {
 		var ev eventBridgeEvent
-		if err := json.Unmarshal(raw, &ev); err != nil {
-			return nil, fmt.Errorf("EventBridge event %d: %w", i, err)
+		if json.Unmarshal(raw, &ev) != nil || ev.Source == "" || ev.DetailType == "" {
+			rep.Skipped = append(rep.Skipped, Skipped{Where: fmt.Sprintf("event %d", i+1), Reason: "not an EventBridge event (an object with source, detail-type and detail)"})
+			continue
 		}
-		var a alert.Alert
-		var err error
-		switch ev.Source {
-		case "aws.guardduty":
-			a, err = guardDutyAlert(ev, now)
-		case "aws.health":
-			a, err = healthAlert(ev, now)
-		default:
-			err = fmt.Errorf("%w: source %q (stanch takes aws.guardduty findings and aws.health events)", ErrUnsupportedFormat, ev.Source)
+		readable++
+		id := safeEventID(ev.ID)
+		where := "event " + id
+		if id == "" {
+			where = fmt.Sprintf("event %d", i+1)
 		}
+		a, err := eventAlert(ev, now)
 		if err != nil {
-			return nil, fmt.Errorf("EventBridge event %d (%s): %w", i, ev.ID, err)
+			rep.Skipped = append(rep.Skipped, Skipped{Where: where, Reason: err.Error(), Event: id})
+			continue
 		}
 		a.Raw = alert.RedactJSON(raw)
-		if err := finish(&a, now); err != nil {
-			return nil, fmt.Errorf("EventBridge event %d (%s): %w", i, ev.ID, err)
-		}
-		out = append(out, a)
+		rep.Alerts = append(rep.Alerts, a)
 	}
-	return out, nil
+	if readable == 0 {
+		return Report{}, fmt.Errorf("%w: no object with source, detail-type and detail", ErrNotEventBridge)
+	}
+	return rep, nil
 }
+
+// eventAlert makes the alert of one event, or says why it cannot.
+func eventAlert(ev eventBridgeEvent, now time.Time) (alert.Alert, error) {
+	var a alert.Alert
+	var err error
+	switch ev.Source {
+	case "aws.guardduty":
+		a, err = guardDutyAlert(ev, now)
+	case "aws.health":
+		a, err = healthAlert(ev, now)
+	default:
+		return a, fmt.Errorf("%w: source is neither aws.guardduty nor aws.health (stanch takes GuardDuty findings and AWS Health AWS_RISK_* events)", ErrUnsupportedFormat)
+	}
+	if err != nil {
+		return a, err
+	}
+	if a.Credential.Account != "" && !awsAccountID.MatchString(a.Credential.Account) {
+		return a, errors.New("the account id (detail.accountId, or account) is not a 12-digit AWS account id")
+	}
+	if err := finish(&a, now); err != nil {
+		// Validation errors quote values; the sender's body stays out of
+		// the answer.
+		return a, errors.New("the event does not make a valid alert")
+	}
+	return a, nil
+}
+
+var awsAccountID = regexp.MustCompile(`^[0-9]{12}$`)
 
 // finish fills defaults and validates an alert made by a trigger.
 func finish(a *alert.Alert, now time.Time) error {

@@ -2,19 +2,14 @@ package triggers
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/google/go-github/v60/github"
-
-	"github.com/stanchhq/stanch/alert"
 )
 
 // Deferrer durably records a reference that is turned into alerts later,
@@ -132,84 +127,4 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
-}
-
-// GitHubResolver fetches a secret-scanning alert and its locations through
-// the REST API and turns it into an alert: the secret literal tells the
-// key id, and is redacted everywhere after that.
-type GitHubResolver struct {
-	Client *github.Client
-	Now    func() time.Time
-}
-
-// Resolve implements the deferred resolution of a GitHubAlertRef.
-func (g *GitHubResolver) Resolve(ctx context.Context, raw json.RawMessage) ([]alert.Alert, error) {
-	var ref GitHubAlertRef
-	if err := json.Unmarshal(raw, &ref); err != nil {
-		return nil, fmt.Errorf("GitHub alert reference: %w", err)
-	}
-	owner, repo, ok := strings.Cut(ref.Repo, "/")
-	if !ok {
-		return nil, fmt.Errorf("repository %q is not owner/name", ref.Repo)
-	}
-	ghAlert, _, err := g.Client.SecretScanning.GetAlert(ctx, owner, repo, ref.Number)
-	if err != nil {
-		return nil, fmt.Errorf("get secret-scanning alert %s#%d: %w", ref.Repo, ref.Number, err)
-	}
-	locs, _, err := g.Client.SecretScanning.ListLocationsForAlert(ctx, owner, repo, ref.Number, &github.ListOptions{PerPage: 100})
-	if err != nil {
-		return nil, fmt.Errorf("list locations of %s#%d: %w", ref.Repo, ref.Number, err)
-	}
-	secretType := ghAlert.GetSecretType()
-	loc := alert.Location{Repo: ref.Repo, URL: ghAlert.GetHTMLURL(), AlertNumber: int(ref.Number)}
-	for _, l := range locs {
-		if l.GetType() == "commit" && l.Details != nil {
-			loc.Path, loc.Line, loc.Commit = l.Details.GetPath(), l.Details.GetStartline(), l.Details.GetCommitSHA()
-			break
-		}
-	}
-	cred := githubCredential(secretType, ghAlert.GetSecret())
-	severity := "high"
-	if ref.Action == "publicly_leaked" {
-		severity = "critical"
-	}
-	// The alert as fetched, with the secret literal redacted (the key id
-	// alone is kept by the redaction).
-	fetched, _ := json.Marshal(ghAlert)
-	now := time.Now
-	if g.Now != nil {
-		now = g.Now
-	}
-	a := alert.Alert{
-		Source:     alert.SourceGitHub,
-		Kind:       alert.KindCredentialExposed,
-		ReceivedAt: now(),
-		DedupKey:   fmt.Sprintf("github:%s#%d", ref.Repo, ref.Number),
-		Credential: cred,
-		Location:   loc,
-		Severity:   severity,
-		Title:      fmt.Sprintf("GitHub secret scanning: %s in %s", ghAlert.GetSecretTypeDisplayName(), ref.Repo),
-		Raw:        alert.RedactJSON(fetched),
-	}
-	if err := finish(&a, now()); err != nil {
-		return nil, fmt.Errorf("GitHub alert %s#%d: %w", ref.Repo, ref.Number, err)
-	}
-	return []alert.Alert{a}, nil
-}
-
-// githubCredential maps a GitHub secret type to a credential: AWS types
-// by the key id found in the literal, anything else by a fingerprint.
-func githubCredential(secretType, secret string) alert.Credential {
-	if strings.HasPrefix(secretType, "aws_") {
-		if id := alert.AWSKeyID.FindString(secret); id != "" {
-			kind := alert.CredentialAccessKey
-			if secretType == "aws_session_token" || secretType == "aws_temporary_access_key_id" || strings.HasPrefix(id, "ASIA") {
-				kind = alert.CredentialRoleSession
-			}
-			return alert.Credential{Provider: "aws", Kind: kind, ID: id}
-		}
-	}
-	provider, _, _ := strings.Cut(secretType, "_")
-	sum := sha256.Sum256([]byte(secret))
-	return alert.Credential{Provider: provider, Kind: alert.CredentialToken, ID: "sha256:" + hex.EncodeToString(sum[:8])}
 }

@@ -58,9 +58,15 @@ func TestGitHubWebhookRouting(t *testing.T) {
 
 func TestGitHubCredential(t *testing.T) {
 	t.Parallel()
-	require.Equal(t, alert.Credential{Provider: "aws", Kind: alert.CredentialAccessKey, ID: "AKIAIOSFODNN7EXAMPLE"}, githubCredential("aws_access_key_id", "AKIAIOSFODNN7EXAMPLE"))
-	require.Equal(t, alert.CredentialRoleSession, githubCredential("aws_temporary_access_key_id", "ASIAIOSFODNN7SESSION").Kind)
-	other := githubCredential("slack_api_token", "xoxb-not-a-real-token")
+	cred, ok := githubCredential("aws_access_key_id", "AKIAIOSFODNN7EXAMPLE")
+	require.True(t, ok)
+	require.Equal(t, alert.Credential{Provider: "aws", Kind: alert.CredentialAccessKey, ID: "AKIAIOSFODNN7EXAMPLE"}, cred)
+	cred, _ = githubCredential("aws_temporary_access_key_id", "ASIAIOSFODNN7SESSION")
+	require.Equal(t, alert.CredentialRoleSession, cred.Kind)
+	_, ok = githubCredential("aws_secret_access_key", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+	require.False(t, ok, "the secret alone names no key: its id is looked for in the paired alert")
+	other, ok := githubCredential("slack_api_token", "xoxb-not-a-real-token")
+	require.True(t, ok)
 	require.Equal(t, "slack", other.Provider)
 	require.Regexp(t, `^sha256:[0-9a-f]{16}$`, other.ID, "other secret types are identified by a fingerprint, never the secret")
 }

@@ -2,6 +2,7 @@ package triggers
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -27,24 +28,38 @@ type guardDutyFinding struct {
 			UserType    string `json:"userType"`
 		} `json:"accessKeyDetails"`
 	} `json:"resource"`
+	Service struct {
+		AdditionalInfo json.RawMessage `json:"additionalInfo"`
+	} `json:"service"`
 }
 
 // sampleMarker starts the placeholder values of GuardDuty's sample findings
 // (create-sample-findings): they must never contain anything real.
 const sampleMarker = "GeneratedFinding"
 
+// guardDutyAlert makes an alert of any finding that names the access key it
+// is about. Findings on other resources carry one too when a key was used
+// (an S3 exfiltration, EC2 credentials used elsewhere), and that key is what
+// must be contained; findings that name none are refused.
 func guardDutyAlert(ev eventBridgeEvent, now time.Time) (alert.Alert, error) {
 	if ev.DetailType != "GuardDuty Finding" {
-		return alert.Alert{}, fmt.Errorf("%w: GuardDuty detail-type %q", ErrUnsupportedFormat, ev.DetailType)
+		return alert.Alert{}, fmt.Errorf("%w: detail-type is not \"GuardDuty Finding\"", ErrUnsupportedFormat)
 	}
 	var f guardDutyFinding
 	if err := json.Unmarshal(ev.Detail, &f); err != nil {
-		return alert.Alert{}, fmt.Errorf("GuardDuty finding: %w", err)
-	}
-	if f.Resource.ResourceType != "AccessKey" {
-		return alert.Alert{}, fmt.Errorf("%w: GuardDuty finding %s is about a %q resource, not an access key", ErrUnsupportedFormat, f.Type, f.Resource.ResourceType)
+		return alert.Alert{}, errors.New("detail is not a GuardDuty finding (an object with resource, service, type and id)")
 	}
 	key := f.Resource.AccessKeyDetails
+	if key.AccessKeyID == "" {
+		return alert.Alert{}, fmt.Errorf("%w: the finding names no access key (resource.accessKeyDetails.accessKeyId is missing)", ErrUnsupportedFormat)
+	}
+	test := isSample(f.Service.AdditionalInfo) || strings.HasPrefix(key.AccessKeyID, sampleMarker) || strings.HasPrefix(key.UserName, sampleMarker)
+	if !test && !alert.AWSKeyID.MatchString(key.AccessKeyID) {
+		return alert.Alert{}, errors.New("resource.accessKeyDetails.accessKeyId is not an AWS access key id (AKIA or ASIA and 16 more characters)")
+	}
+	if f.ID == "" {
+		return alert.Alert{}, errors.New("the finding has no id (detail.id)")
+	}
 	kind := alert.CredentialAccessKey
 	if strings.HasPrefix(key.AccessKeyID, "ASIA") || key.UserType == "AssumedRole" || strings.Contains(f.Type, "InstanceCredentialExfiltration") {
 		kind = alert.CredentialRoleSession
@@ -62,8 +77,28 @@ func guardDutyAlert(ev eventBridgeEvent, now time.Time) (alert.Alert, error) {
 		Credential: alert.Credential{Provider: "aws", Kind: kind, ID: key.AccessKeyID, Account: account, Principal: key.UserName},
 		Severity:   guardDutySeverity(f.Severity),
 		Title:      f.Type + ": " + f.Title,
-		Test:       strings.HasPrefix(key.AccessKeyID, sampleMarker) || strings.HasPrefix(key.UserName, sampleMarker),
+		Test:       test,
 	}, nil
+}
+
+// isSample reports whether service.additionalInfo marks a sample finding:
+// {"sample": true} as EventBridge delivers it, or the API's
+// {"value": "{\"sample\":true}", "type": "default"}.
+func isSample(info json.RawMessage) bool {
+	var direct struct {
+		Sample bool   `json:"sample"`
+		Value  string `json:"value"`
+	}
+	if json.Unmarshal(info, &direct) != nil {
+		return false
+	}
+	if direct.Sample {
+		return true
+	}
+	var inner struct {
+		Sample bool `json:"sample"`
+	}
+	return direct.Value != "" && json.Unmarshal([]byte(direct.Value), &inner) == nil && inner.Sample
 }
 
 // guardDutySeverity maps GuardDuty's 0–10 score to stanch's levels, using

@@ -2,6 +2,7 @@ package triggers
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -31,10 +32,10 @@ type healthEvent struct {
 func healthAlert(ev eventBridgeEvent, now time.Time) (alert.Alert, error) {
 	var h healthEvent
 	if err := json.Unmarshal(ev.Detail, &h); err != nil {
-		return alert.Alert{}, fmt.Errorf("AWS Health event: %w", err)
+		return alert.Alert{}, errors.New("detail is not an AWS Health event (an object with eventTypeCode and eventMetadata)")
 	}
 	if !strings.HasPrefix(h.EventTypeCode, "AWS_RISK_") {
-		return alert.Alert{}, fmt.Errorf("%w: AWS Health event type %q (stanch takes the AWS_RISK_* events)", ErrUnsupportedFormat, h.EventTypeCode)
+		return alert.Alert{}, fmt.Errorf("%w: detail.eventTypeCode is not an AWS_RISK_* event type (stanch takes those)", ErrUnsupportedFormat)
 	}
 	// Samples disagree on where the key id stands (a bare id, a user ARN,
 	// IAM_USER/<user>/<key>); take the first key-id-shaped token anywhere.
@@ -50,7 +51,7 @@ func healthAlert(ev eventBridgeEvent, now time.Time) (alert.Alert, error) {
 		}
 	}
 	if keyID == "" {
-		return alert.Alert{}, fmt.Errorf("AWS Health %s names no access key id (looked in eventMetadata.publicKey, affectedEntities and resources)", h.EventTypeCode)
+		return alert.Alert{}, errors.New("the event names no access key id (looked in detail.eventMetadata.publicKey, detail.affectedEntities and resources)")
 	}
 	account := firstNonEmpty(h.EventMetadata.AccountID, h.AffectedAccount, ev.Account)
 	title := fmt.Sprintf("AWS Health %s: %s", h.EventTypeCode, keyID)

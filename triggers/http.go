@@ -150,22 +150,30 @@ func (h *EventBridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.guard.reject(w, r, http.StatusUnauthorized, "missing or wrong "+h.Header)
 		return
 	}
-	alerts, err := ParseEventBridge(body, h.Now())
+	rep, err := ParseEventBridge(body, h.Now())
 	if err != nil {
-		// 400: EventBridge does not retry client errors, and a payload we
-		// cannot read will not improve with retries.
+		// 400 only when nothing in the body is an event: EventBridge does
+		// not retry client errors, and such a body will not improve.
 		h.guard.reject(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
-	accept(w, r, h.guard, h.Sink, alerts)
+	accept(w, r, h.guard, h.Sink, rep)
 }
 
-// accept commits every alert, then answers 200 with their dedup keys. A
-// store failure answers 503 so that the sender retries; alerts committed
-// before it are deduplicated on the retry.
-func accept(w http.ResponseWriter, r *http.Request, g *guard, sink Sink, alerts []alert.Alert) {
-	keys := make([]string, 0, len(alerts))
-	for _, a := range alerts {
+// ignoredEvent is how an event that was read but not acted on is reported
+// to the sender.
+type ignoredEvent struct {
+	Event  string `json:"event"`
+	Reason string `json:"reason"`
+}
+
+// accept commits every alert, then answers 200 with their dedup keys and
+// the events that were ignored, each with its reason (logged too). A store
+// failure answers 503 so that the sender retries; alerts committed before
+// it are deduplicated on the retry.
+func accept(w http.ResponseWriter, r *http.Request, g *guard, sink Sink, rep Report) {
+	keys := make([]string, 0, len(rep.Alerts))
+	for _, a := range rep.Alerts {
 		if err := sink.Accept(r.Context(), a); err != nil {
 			g.log.Error("alert not stored", "source", g.source, "dedup_key", a.DedupKey, "error", err)
 			http.Error(w, "alert not stored; retry", http.StatusServiceUnavailable)
@@ -173,6 +181,22 @@ func accept(w http.ResponseWriter, r *http.Request, g *guard, sink Sink, alerts 
 		}
 		keys = append(keys, a.DedupKey)
 	}
+	ignored := ignoredEvents(g, rep)
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]any{"accepted": keys})
+	_ = json.NewEncoder(w).Encode(map[string]any{"accepted": keys, "ignored": ignored})
+}
+
+// ignoredEvents logs every skipped event (reason and id, never the body)
+// and returns them as the sender is told.
+func ignoredEvents(g *guard, rep Report) []ignoredEvent {
+	out := make([]ignoredEvent, 0, len(rep.Skipped))
+	for _, s := range rep.Skipped {
+		g.log.Warn("event ignored", "source", g.source, "event", s.Where, "reason", s.Reason)
+		id := s.Event
+		if id == "" {
+			id = s.Where
+		}
+		out = append(out, ignoredEvent{Event: id, Reason: s.Reason})
+	}
+	return out
 }

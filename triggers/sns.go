@@ -149,14 +149,14 @@ func (h *SNS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.guard.log.Info("subscription confirmed", "topic", m.TopicArn)
 		writeJSON(w, http.StatusOK, map[string]any{"confirmed": m.TopicArn})
 	case "Notification":
-		alerts, err := ParseEventBridge([]byte(m.Message), h.Now())
+		rep, err := ParseEventBridge([]byte(m.Message), h.Now())
 		if err != nil {
-			// SNS retries on errors; a message that cannot be read will
-			// not improve, so it is refused once and for all.
+			// SNS retries on errors; a message in which nothing can be
+			// read will not improve, so it is refused once and for all.
 			h.guard.reject(w, r, http.StatusBadRequest, err.Error())
 			return
 		}
-		accept(w, r, h.guard, h.Sink, alerts)
+		accept(w, r, h.guard, h.Sink, rep)
 	default:
 		writeJSON(w, http.StatusOK, map[string]any{"ignored": m.Type})
 	}

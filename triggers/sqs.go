@@ -13,8 +13,10 @@ import (
 
 // SQSPoller long-polls an SQS queue that an EventBridge rule (or an SNS
 // subscription) feeds. A message is deleted only after its alerts are
-// durably stored; one that can never be read (a poison message) is logged,
-// counted and deleted, so it is not received forever.
+// durably stored; events in it that cannot be acted on are logged with the
+// reason; one in which nothing can be read (a poison message) is logged,
+// counted, recorded where the sink keeps such things, and deleted, so it
+// is not received forever.
 type SQSPoller struct {
 	Client   *sqs.Client
 	QueueURL string
@@ -22,15 +24,16 @@ type SQSPoller struct {
 	Log      *slog.Logger
 	Now      func() time.Time
 
-	received, accepted, poison atomic.Int64
+	received, accepted, ignored, poison atomic.Int64
 }
 
-// Stats are the poller's counters.
-type Stats struct{ Received, Accepted, Poison int64 }
+// Stats are the poller's counters: messages received, alerts accepted,
+// events ignored (read but not acted on) and poison messages.
+type Stats struct{ Received, Accepted, Ignored, Poison int64 }
 
 // Stats returns the counters so far.
 func (p *SQSPoller) Stats() Stats {
-	return Stats{Received: p.received.Load(), Accepted: p.accepted.Load(), Poison: p.poison.Load()}
+	return Stats{Received: p.received.Load(), Accepted: p.accepted.Load(), Ignored: p.ignored.Load(), Poison: p.poison.Load()}
 }
 
 // Run polls until ctx ends.
@@ -56,7 +59,7 @@ func (p *SQSPoller) Run(ctx context.Context) {
 			continue
 		}
 		for _, m := range out.Messages {
-			p.handle(ctx, aws.ToString(m.Body), aws.ToString(m.ReceiptHandle))
+			p.handle(ctx, aws.ToString(m.MessageId), aws.ToString(m.Body), aws.ToString(m.ReceiptHandle))
 		}
 		// An endpoint that answers a long poll at once (the sandbox, some
 		// emulators) must not turn this loop into a busy one.
@@ -66,16 +69,24 @@ func (p *SQSPoller) Run(ctx context.Context) {
 	}
 }
 
-func (p *SQSPoller) handle(ctx context.Context, body, receipt string) {
+func (p *SQSPoller) handle(ctx context.Context, id, body, receipt string) {
 	p.received.Add(1)
-	alerts, err := ParseEventBridge([]byte(unwrapSNS(body)), p.Now())
+	rep, err := ParseEventBridge([]byte(unwrapSNS(body)), p.Now())
 	if err != nil {
 		p.poison.Add(1)
-		p.Log.Error("poison SQS message deleted", "queue", p.QueueURL, "reason", err.Error())
+		p.Log.Error("poison SQS message deleted", "queue", p.QueueURL, "message", id, "reason", err.Error())
+		if rec, ok := p.Sink.(UnactedRecorder); ok {
+			// Kept where people look, not only in this log: the sender
+			// is never told.
+			if err := rec.RecordUnacted(ctx, "sqs", "sqs:"+p.QueueURL+":"+id, p.QueueURL+" message "+id, "no EventBridge event in it: "+err.Error()); err != nil {
+				p.Log.Error("poison SQS message not recorded; it will be received again", "queue", p.QueueURL, "message", id, "error", err)
+				return
+			}
+		}
 		p.delete(ctx, receipt)
 		return
 	}
-	for _, a := range alerts {
+	for _, a := range rep.Alerts {
 		if err := p.Sink.Accept(ctx, a); err != nil {
 			// Not stored: leave the message, SQS redelivers it after its
 			// visibility timeout.
@@ -83,8 +94,18 @@ func (p *SQSPoller) handle(ctx context.Context, body, receipt string) {
 			return
 		}
 	}
-	p.accepted.Add(int64(len(alerts)))
+	for _, s := range rep.Skipped {
+		p.Log.Warn("event ignored", "queue", p.QueueURL, "message", id, "event", s.Where, "reason", s.Reason)
+	}
+	p.accepted.Add(int64(len(rep.Alerts)))
+	p.ignored.Add(int64(len(rep.Skipped)))
 	p.delete(ctx, receipt)
+}
+
+// UnactedRecorder is implemented by sinks that durably keep what arrived
+// but could not be acted on, so that it is shown where people look.
+type UnactedRecorder interface {
+	RecordUnacted(ctx context.Context, source, dedupKey, reference, reason string) error
 }
 
 func (p *SQSPoller) delete(ctx context.Context, receipt string) {

@@ -316,14 +316,17 @@ func TestPlanChangesNothing(t *testing.T) {
 			require.False(t, c.Made)
 		}
 	}
-	require.Equal(t, []actions.Call{{Service: "iam", Operation: "UpdateAccessKey", Params: map[string]any{"AccessKeyId": b.leaked, "Status": "Inactive", "UserName": b.user}, Mutates: true}}, mutating)
+	require.Equal(t, []actions.Call{{Service: "iam", Operation: "UpdateAccessKey", Params: map[string]any{"AccessKeyId": b.leaked, "Status": "Inactive", "UserName": b.user}, Mutates: true,
+		Account: b.account, Effect: "deactivate access key " + b.leaked + " of user " + b.user + " in account " + b.account}}, mutating)
 	require.Contains(t, plan.Summary, "would deactivate")
+	require.Empty(t, plan.Settled, "a change is planned")
 
 	_, err = do(t, deactivate, map[string]any{"access_key_id": b.leaked, "user_name": b.user})
 	require.NoError(t, err)
 	plan, err = deactivate.Plan(context.Background(), actions.Env{}, p)
 	require.NoError(t, err)
 	require.Contains(t, plan.Summary, "already Inactive")
+	require.Equal(t, actions.Already, plan.Settled, "nothing to change: an approval of this step would ask nobody")
 	for _, c := range plan.Calls {
 		require.False(t, c.Mutates)
 	}
@@ -333,7 +336,14 @@ func TestDeactivateRefusesOtherAccountsAndSessions(t *testing.T) {
 	t.Parallel()
 	b, sb := sandboxBackend(t)
 	deactivate := b.actions(t)["aws.deactivate_key"]
+	// A key of another account than the one named is refused before any
+	// role is assumed: STS says whose it is.
 	_, err := do(t, deactivate, map[string]any{"access_key_id": b.leaked, "account": "444455556666"})
+	require.Error(t, err)
+	require.Equal(t, actions.KindPermanent, actions.KindOf(err))
+	require.Contains(t, err.Error(), "belongs to account 111122223333, not to account 444455556666 where this step acts; nothing was changed")
+	// A key of that account needs its response role.
+	_, err = do(t, deactivate, map[string]any{"access_key_id": "AKIAOTHERACCOUNTKEY1", "account": "444455556666"})
 	require.Error(t, err)
 	require.Equal(t, actions.KindPermanent, actions.KindOf(err))
 	require.Contains(t, err.Error(), "no response role is configured for account 444455556666")

@@ -16,9 +16,9 @@ import (
 
 // DeactivateKeyParams are the parameters of aws.deactivate_key.
 type DeactivateKeyParams struct {
-	AccessKeyID string `json:"access_key_id" required:"true" doc:"the access key to deactivate (AKIA…)"`
-	UserName    string `json:"user_name" doc:"the IAM user owning the key; found with GetAccessKeyLastUsed when empty"`
-	Account     string `json:"account" doc:"the account the key must be in; refused when stanch's credentials act elsewhere"`
+	AccessKeyID string `json:"access_key_id" target:"credential" doc:"the access key to deactivate (AKIA…); default: the run's credential once identified"`
+	UserName    string `json:"user_name" target:"user" doc:"the IAM user owning the key; default: the owner the run identified, else found with GetAccessKeyLastUsed"`
+	Account     string `json:"account" target:"account" doc:"the account the key is in; default: the owner's account once identified, else stanch's own"`
 }
 
 func deactivateKey(p *Provider) actions.Action {
@@ -35,6 +35,7 @@ func deactivateKey(p *Provider) actions.Action {
 			{Name: "iam:ListAccessKeys", Why: "check the key's status before and after"},
 			{Name: "iam:UpdateAccessKey", Why: "set the key Inactive"},
 			{Name: "sts:GetCallerIdentity", Why: "know whether the key's account needs a response role"},
+			{Name: "sts:GetAccessKeyInfo", Why: "make sure the key is in the account the step acts in, when no earlier step identified it"},
 		},
 		Example: `- id: deactivate
   action: aws.deactivate_key
@@ -48,20 +49,22 @@ func deactivateKey(p *Provider) actions.Action {
 			}
 			return checkKeyID(in.AccessKeyID)
 		},
-		PlanFunc: func(ctx context.Context, _ actions.Env, in *DeactivateKeyParams) (actions.Plan, error) {
-			st, err := p.keyState(ctx, in)
+		PlanFunc: func(ctx context.Context, env actions.Env, in *DeactivateKeyParams) (actions.Plan, error) {
+			st, err := p.keyState(ctx, env, in)
 			if err != nil {
 				return actions.Plan{}, err
 			}
 			plan := actions.Plan{Calls: st.calls, Outputs: map[string]any{"user_name": st.user, "previous_status": st.status, "status": statusInactive}}
 			if st.status == statusInactive {
-				plan.Summary = fmt.Sprintf("%s of %s is already Inactive: nothing to change", in.AccessKeyID, st.user)
+				plan.Summary = fmt.Sprintf("%s of %s in account %s is already Inactive: nothing to change", in.AccessKeyID, st.user, st.account)
+				plan.Settled = actions.Already
 				return plan, nil
 			}
-			plan.Summary = fmt.Sprintf("would deactivate %s of %s (now %s), then re-read it until it reads Inactive", in.AccessKeyID, st.user, st.status)
+			plan.Summary = fmt.Sprintf("would deactivate %s of %s in account %s (now %s), then re-read it until it reads Inactive", in.AccessKeyID, st.user, st.account, st.status)
 			plan.Calls = append(plan.Calls,
-				actions.Call{Service: "iam", Operation: "UpdateAccessKey", Params: map[string]any{"AccessKeyId": in.AccessKeyID, "Status": statusInactive, "UserName": st.user}, Mutates: true},
-				actions.Call{Service: "iam", Operation: "ListAccessKeys", Params: map[string]any{"UserName": st.user}})
+				actions.Call{Service: "iam", Operation: "UpdateAccessKey", Params: map[string]any{"AccessKeyId": in.AccessKeyID, "Status": statusInactive, "UserName": st.user}, Mutates: true,
+					Account: st.account, Effect: fmt.Sprintf("deactivate access key %s of user %s in account %s", in.AccessKeyID, st.user, st.account)},
+				actions.Call{Service: "iam", Operation: "ListAccessKeys", Params: map[string]any{"UserName": st.user}, Account: st.account})
 			return plan, nil
 		},
 		DoFunc: func(ctx context.Context, env actions.Env, in *DeactivateKeyParams) (actions.Result, error) {
@@ -76,24 +79,29 @@ const (
 )
 
 type keyState struct {
-	iam    *iam.Client
-	user   string
-	status string
-	calls  []actions.Call
+	iam     *iam.Client
+	account string
+	user    string
+	status  string
+	calls   []actions.Call
 }
 
 // keyState is the check half of deactivate: who owns the key and what its
 // status is now. Every call it makes is read-only.
-func (p *Provider) keyState(ctx context.Context, in *DeactivateKeyParams) (keyState, error) {
+func (p *Provider) keyState(ctx context.Context, env actions.Env, in *DeactivateKeyParams) (keyState, error) {
 	fail := func(err error) (keyState, error) {
 		return keyState{}, fmt.Errorf("deactivate key %s: %w", in.AccessKeyID, err)
 	}
 	var st keyState
-	c, err := p.iam(ctx, in.Account)
+	account, calls, err := p.keyAccount(ctx, env, in.AccessKeyID, in.Account)
 	if err != nil {
 		return fail(err)
 	}
-	st.iam, st.user = c, in.UserName
+	c, err := p.iam(ctx, account)
+	if err != nil {
+		return fail(err)
+	}
+	st.iam, st.account, st.user, st.calls = c, account, in.UserName, calls
 	if st.user == "" {
 		st.calls = append(st.calls, actions.Call{Service: "iam", Operation: "GetAccessKeyLastUsed", Params: map[string]any{"AccessKeyId": in.AccessKeyID}, Made: true})
 		last, err := c.GetAccessKeyLastUsed(ctx, &iam.GetAccessKeyLastUsedInput{AccessKeyId: awssdk.String(in.AccessKeyID)})
@@ -133,13 +141,13 @@ func listedStatus(ctx context.Context, c *iam.Client, user, keyID string) (strin
 var errKeyNotListed = errors.New("key not listed")
 
 func (p *Provider) deactivate(ctx context.Context, env actions.Env, in *DeactivateKeyParams) (actions.Result, error) {
-	st, err := p.keyState(ctx, in)
+	st, err := p.keyState(ctx, env, in)
 	if err != nil {
 		return actions.Result{}, err
 	}
 	out := map[string]any{"user_name": st.user, "previous_status": st.status, "status": statusInactive}
 	if st.status == statusInactive {
-		return actions.Result{Outcome: actions.Already, Message: fmt.Sprintf("%s of %s was already Inactive; nothing changed", in.AccessKeyID, st.user), Outputs: out}, nil
+		return actions.Result{Outcome: actions.Already, Message: fmt.Sprintf("%s of %s in account %s was already Inactive; nothing changed", in.AccessKeyID, st.user, st.account), Outputs: out}, nil
 	}
 	_, err = st.iam.UpdateAccessKey(ctx, &iam.UpdateAccessKeyInput{
 		AccessKeyId: awssdk.String(in.AccessKeyID),
@@ -149,7 +157,8 @@ func (p *Provider) deactivate(ctx context.Context, env actions.Env, in *Deactiva
 	if err != nil {
 		return actions.Result{}, fmt.Errorf("deactivate key %s: iam:UpdateAccessKey: %w", in.AccessKeyID, classify(err))
 	}
-	env.Log().Info("access key deactivated", "key", in.AccessKeyID, "user", st.user)
+	env.Log().Info("access key deactivated", "key", in.AccessKeyID, "user", st.user, "account", st.account)
+	env.Record(actions.Effect{Description: fmt.Sprintf("deactivated access key %s of user %s in account %s", in.AccessKeyID, st.user, st.account)})
 	// Verify: IAM is eventually consistent, so re-read a few times.
 	for attempt := 1; ; attempt++ {
 		status, err := listedStatus(ctx, st.iam, st.user, in.AccessKeyID)
@@ -168,5 +177,5 @@ func (p *Provider) deactivate(ctx context.Context, env actions.Env, in *Deactiva
 		case <-time.After(p.opts.VerifyDelay):
 		}
 	}
-	return actions.Result{Outcome: actions.Done, Message: fmt.Sprintf("%s of %s deactivated (was %s); verified Inactive", in.AccessKeyID, st.user, st.status), Outputs: out}, nil
+	return actions.Result{Outcome: actions.Done, Message: fmt.Sprintf("%s of %s in account %s deactivated (was %s); verified Inactive", in.AccessKeyID, st.user, st.account, st.status), Outputs: out}, nil
 }

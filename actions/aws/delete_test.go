@@ -25,9 +25,10 @@ func TestDeleteKeyFindsTheOwnerAndPlans(t *testing.T) {
 			require.NoError(t, err)
 			plan, err := del.Plan(ctx, actions.Env{}, p)
 			require.NoError(t, err)
-			require.Contains(t, plan.Summary, "would delete "+b.leaked+" of "+b.user+" (now Inactive)")
+			require.Contains(t, plan.Summary, "would delete "+b.leaked+" of "+b.user+" in account "+b.account+" (now Inactive)")
 			last := plan.Calls[len(plan.Calls)-1]
-			require.Equal(t, actions.Call{Service: "iam", Operation: "DeleteAccessKey", Params: map[string]any{"AccessKeyId": b.leaked, "UserName": b.user}, Mutates: true}, last)
+			require.Equal(t, actions.Call{Service: "iam", Operation: "DeleteAccessKey", Params: map[string]any{"AccessKeyId": b.leaked, "UserName": b.user}, Mutates: true,
+				Account: b.account, Irreversible: true, Effect: "delete access key " + b.leaked + " of user " + b.user + " in account " + b.account}, last)
 			for _, c := range plan.Calls[:len(plan.Calls)-1] {
 				require.False(t, c.Mutates)
 				require.True(t, c.Made)

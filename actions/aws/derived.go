@@ -36,7 +36,7 @@ type DerivedCredential struct {
 type ContainDerivedParams struct {
 	Derived []map[string]any `json:"derived" required:"true" doc:"the credentials to contain, each with access_key_id, kind (access_key or session) and optionally user_name or role_name: ${{ steps.impact.outputs.derived_credentials }}"`
 	Mode    string           `json:"mode" doc:"deactivate (the default) or delete the attacker's access keys"`
-	Account string           `json:"account" doc:"the account; its response role is used when it is not stanch's own"`
+	Account string           `json:"account" target:"account" doc:"the account; default: the owner's account once identified, else stanch's own; its response role is used when it is not stanch's own"`
 }
 
 const (
@@ -214,8 +214,11 @@ func (p *Provider) planContainDerived(ctx context.Context, env actions.Env, in *
 		return actions.Plan{}, fmt.Errorf("contain derived credentials: %s: %w", strings.Join(lines, "; "), joinKind(errs))
 	}
 	plan.Summary = fmt.Sprintf("%d derived credential(s): %s", len(in.Derived), strings.Join(lines, "; "))
+	if len(plan.Effects()) == 0 {
+		plan.Settled = actions.Already // every one already contained
+	}
 	if len(in.Derived) == 0 {
-		plan.Summary = "no derived credentials: nothing to contain"
+		plan.Summary, plan.Settled = "no derived credentials: nothing to contain", actions.NoOp
 	}
 	return plan, nil
 }
@@ -240,10 +243,10 @@ func (p *Provider) planOne(ctx context.Context, env actions.Env, in *ContainDeri
 		if st.kept() {
 			return calls, fmt.Sprintf("%s: %s already denies sessions issued before %s", d.AccessKeyID, st.principal(), st.current.UTC().Format("2006-01-02T15:04:05Z")), nil
 		}
-		calls = append(calls, actions.Call{Service: "iam", Operation: st.putOp(), Params: st.putParams(), Mutates: true})
+		calls = append(calls, st.putCall())
 		return calls, fmt.Sprintf("%s: would revoke the sessions of %s", d.AccessKeyID, st.principal()), nil
 	}
-	st, err := p.keyState(ctx, c.key)
+	st, err := p.keyState(ctx, env, c.key)
 	calls = append(calls, st.calls...)
 	if errors.Is(err, errKeyNotListed) && c.action == containDelete {
 		return calls, fmt.Sprintf("%s: already gone", d.AccessKeyID), nil
@@ -253,12 +256,14 @@ func (p *Provider) planOne(ctx context.Context, env actions.Env, in *ContainDeri
 	}
 	switch {
 	case c.action == containDelete:
-		calls = append(calls, actions.Call{Service: "iam", Operation: "DeleteAccessKey", Params: map[string]any{"AccessKeyId": d.AccessKeyID, "UserName": st.user}, Mutates: true})
+		calls = append(calls, actions.Call{Service: "iam", Operation: "DeleteAccessKey", Params: map[string]any{"AccessKeyId": d.AccessKeyID, "UserName": st.user}, Mutates: true,
+			Account: st.account, Irreversible: true, Effect: fmt.Sprintf("delete the derived access key %s of user %s in account %s", d.AccessKeyID, st.user, st.account)})
 		return calls, fmt.Sprintf("%s: would delete it (user %s, now %s)", d.AccessKeyID, st.user, st.status), nil
 	case st.status == statusInactive:
 		return calls, fmt.Sprintf("%s: already Inactive", d.AccessKeyID), nil
 	}
-	calls = append(calls, actions.Call{Service: "iam", Operation: "UpdateAccessKey", Params: map[string]any{"AccessKeyId": d.AccessKeyID, "Status": statusInactive, "UserName": st.user}, Mutates: true})
+	calls = append(calls, actions.Call{Service: "iam", Operation: "UpdateAccessKey", Params: map[string]any{"AccessKeyId": d.AccessKeyID, "Status": statusInactive, "UserName": st.user}, Mutates: true,
+		Account: st.account, Effect: fmt.Sprintf("deactivate the derived access key %s of user %s in account %s", d.AccessKeyID, st.user, st.account)})
 	return calls, fmt.Sprintf("%s: would deactivate it (user %s)", d.AccessKeyID, st.user), nil
 }
 
@@ -341,7 +346,7 @@ func (p *Provider) containOne(ctx context.Context, env actions.Env, in *ContainD
 	if c.action == containDelete {
 		// The attacker's key goes whatever its status; already gone is
 		// success, so a resumed step changes nothing.
-		res, err = p.delete(ctx, &DeleteKeyParams{AccessKeyID: d.AccessKeyID, UserName: c.key.UserName, Account: in.Account, AllowActive: true})
+		res, err = p.delete(ctx, env, &DeleteKeyParams{AccessKeyID: d.AccessKeyID, UserName: c.key.UserName, Account: in.Account, AllowActive: true})
 		return c.action, "", res, err
 	}
 	res, err = p.deactivate(ctx, env, c.key)

@@ -167,10 +167,13 @@ func TestContainDerivedPlan(t *testing.T) {
 		}
 	}
 	require.Equal(t, []actions.Call{
-		{Service: "iam", Operation: "UpdateAccessKey", Params: map[string]any{"AccessKeyId": b.other, "Status": "Inactive", "UserName": b.user}, Mutates: true},
-		{Service: "iam", Operation: "PutRolePolicy", Params: map[string]any{"RoleName": "app-server", "PolicyName": "AWSRevokeOlderSessions", "PolicyDocument": revokeDocument(env.StepStartedAt)}, Mutates: true},
+		{Service: "iam", Operation: "UpdateAccessKey", Params: map[string]any{"AccessKeyId": b.other, "Status": "Inactive", "UserName": b.user}, Mutates: true,
+			Account: b.account, Effect: "deactivate the derived access key " + b.other + " of user ci-bot in account " + b.account},
+		{Service: "iam", Operation: "PutRolePolicy", Params: map[string]any{"RoleName": "app-server", "PolicyName": "AWSRevokeOlderSessions", "PolicyDocument": revokeDocument(env.StepStartedAt)}, Mutates: true,
+			Account: b.account, Effect: "deny every session of role/app-server in account " + b.account + " issued before 2026-11-28T12:00:00Z (inline policy AWSRevokeOlderSessions)"},
 	}, mutating)
-	require.Equal(t, "GetAccessKeyLastUsed", plan.Calls[0].Operation, "the owner is looked up, read-only")
+	require.Equal(t, "GetAccessKeyInfo", plan.Calls[0].Operation, "the key's account is checked, read-only")
+	require.Equal(t, "GetAccessKeyLastUsed", plan.Calls[1].Operation, "the owner is looked up, read-only")
 	require.Contains(t, plan.Summary, b.other+": would deactivate it (user ci-bot)")
 	require.Zero(t, sb.EffectiveCount("UpdateAccessKey")+sb.EffectiveCount("PutRolePolicy"), "a plan changes nothing")
 	require.Equal(t, "Active", b.status(t, b.other))

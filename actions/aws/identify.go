@@ -2,6 +2,7 @@ package aws
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -15,7 +16,7 @@ import (
 
 // IdentifyKeyParams are the parameters of aws.identify_key.
 type IdentifyKeyParams struct {
-	AccessKeyID string `json:"access_key_id" required:"true" doc:"the leaked access key id (AKIA… or ASIA…)"`
+	AccessKeyID string `json:"access_key_id" required:"true" target:"credential" doc:"the leaked access key id (AKIA… or ASIA…)"`
 }
 
 func identifyKey(p *Provider) actions.Action {
@@ -46,7 +47,7 @@ func identifyKey(p *Provider) actions.Action {
 			if err != nil {
 				return actions.Plan{}, err
 			}
-			return actions.Plan{Summary: res.Message, Calls: calls, Outputs: res.Outputs}, nil
+			return actions.Plan{Summary: res.Message, Calls: calls, Outputs: res.Outputs, Owner: res.Owner}, nil
 		},
 		DoFunc: func(ctx context.Context, _ actions.Env, in *IdentifyKeyParams) (actions.Result, error) {
 			res, _, err := p.identify(ctx, in.AccessKeyID)
@@ -80,7 +81,8 @@ func (p *Provider) identify(ctx context.Context, keyID string) (actions.Result, 
 		// Temporary credentials have no IAM owner to look up: the role they
 		// were issued for is found in CloudTrail.
 		out["key_kind"] = "role_session"
-		return actions.Result{Outcome: actions.Done, Message: fmt.Sprintf("%s is a role-session credential of account %s", keyID, account), Outputs: out}, calls, nil
+		return actions.Result{Outcome: actions.Done, Message: fmt.Sprintf("%s is a role-session credential of account %s", keyID, account), Outputs: out,
+			Owner: &actions.Owner{Account: account, Credential: keyID}}, calls, nil
 	}
 	iamc, err := p.iam(ctx, account)
 	if err != nil {
@@ -105,10 +107,14 @@ func (p *Provider) identify(ctx context.Context, keyID string) (actions.Result, 
 			used = fmt.Sprintf("last used %s (%s, %s)", out["last_used_date"], out["last_used_service"], out["last_used_region"])
 		}
 	}
-	return actions.Result{Outcome: actions.Done, Message: fmt.Sprintf("%s belongs to IAM user %s in account %s; %s", keyID, user, account, used), Outputs: out}, calls, nil
+	return actions.Result{Outcome: actions.Done, Message: fmt.Sprintf("%s belongs to IAM user %s in account %s; %s", keyID, user, account, used), Outputs: out,
+		Owner: &actions.Owner{Account: account, User: user, Credential: keyID}}, calls, nil
 }
 
 func checkKeyID(id string) error {
+	if id == "" {
+		return errors.New("access_key_id is needed: identify the key in an earlier step (aws.identify_key), whose owner every later step acts on, or give it")
+	}
 	if len(id) != 20 || !(strings.HasPrefix(id, "AKIA") || strings.HasPrefix(id, "ASIA")) {
 		return fmt.Errorf("access_key_id %q is not an AWS access key id (AKIA… or ASIA…, 20 characters)", id)
 	}

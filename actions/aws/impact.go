@@ -40,12 +40,12 @@ func (r *Regions) UnmarshalJSON(b []byte) error {
 
 // ImpactParams are the parameters of aws.cloudtrail_impact.
 type ImpactParams struct {
-	AccessKeyID string           `json:"access_key_id" required:"true" doc:"the leaked access key id"`
+	AccessKeyID string           `json:"access_key_id" target:"credential" doc:"the leaked access key id; default: the run's credential once identified"`
 	Regions     Regions          `json:"regions" doc:"\"all\" (the account's enabled regions, the default) or a list of regions"`
 	Lookback    actions.Duration `json:"lookback" doc:"how far back to look (default 2160h = 90 days, CloudTrail's limit)"`
 	MaxDepth    int              `json:"max_depth" doc:"how many hops of derived credentials to follow (default 2)"`
 	MaxDerived  int              `json:"max_derived" doc:"at most this many derived credentials (default 20)"`
-	Account     string           `json:"account" doc:"the key's account; its response role is used when it is not stanch's own"`
+	Account     string           `json:"account" target:"account" doc:"the key's account; default: the owner's account once identified, else stanch's own; its response role is used when it is not stanch's own"`
 }
 
 // lookupRate is CloudTrail's LookupEvents limit per account and region.
@@ -76,6 +76,7 @@ func cloudTrailImpact(p *Provider) actions.Action {
 			{Name: "cloudtrail:LookupEvents", Why: "read the key's management events"},
 			{Name: "ec2:DescribeRegions", Why: "find the account's enabled regions"},
 			{Name: "sts:GetCallerIdentity", Why: "know whether the key's account needs a response role"},
+			{Name: "sts:GetAccessKeyInfo", Why: "make sure the key is in the account read, when no earlier step identified it"},
 		},
 		Example: `- id: impact
   action: aws.cloudtrail_impact
@@ -107,8 +108,15 @@ func cloudTrailImpact(p *Provider) actions.Action {
 			}
 			return nil
 		},
-		PlanFunc: func(ctx context.Context, _ actions.Env, in *ImpactParams) (actions.Plan, error) {
+		PlanFunc: func(ctx context.Context, env actions.Env, in *ImpactParams) (actions.Plan, error) {
 			plan := actions.Plan{}
+			// Another account's CloudTrail would say the key did nothing.
+			account, calls, err := p.keyAccount(ctx, env, in.AccessKeyID, in.Account)
+			plan.Calls = calls
+			if err != nil {
+				return plan, fmt.Errorf("impact of %s: %w", in.AccessKeyID, err)
+			}
+			in.Account = account
 			regions, err := p.impactRegions(ctx, in)
 			if err != nil {
 				return plan, err
@@ -186,6 +194,12 @@ type trailEvent struct {
 }
 
 func (p *Provider) impact(ctx context.Context, env actions.Env, in *ImpactParams) (actions.Result, error) {
+	// Another account's CloudTrail would say the key did nothing.
+	account, _, err := p.keyAccount(ctx, env, in.AccessKeyID, in.Account)
+	if err != nil {
+		return actions.Result{}, fmt.Errorf("impact of %s: %w", in.AccessKeyID, err)
+	}
+	in.Account = account
 	regions, err := p.impactRegions(ctx, in)
 	if err != nil {
 		return actions.Result{}, err
@@ -193,12 +207,6 @@ func (p *Provider) impact(ctx context.Context, env actions.Env, in *ImpactParams
 	cfg, err := p.config(ctx, in.Account)
 	if err != nil {
 		return actions.Result{}, fmt.Errorf("impact of %s: %w", in.AccessKeyID, err)
-	}
-	account := in.Account
-	if account == "" {
-		if account, err = p.ambientAccount(ctx); err != nil {
-			return actions.Result{}, err
-		}
 	}
 	end := time.Now()
 	start := end.Add(-time.Duration(in.Lookback))

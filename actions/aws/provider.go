@@ -2,6 +2,7 @@ package aws
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -74,10 +75,34 @@ func (p *Provider) baseConfig(ctx context.Context, account string) (aws.Config, 
 		if err != nil {
 			return aws.Config{}, actions.Permanent(fmt.Errorf("load AWS configuration: %w", err))
 		}
+		// Without credentials every call would fail the same way, after the
+		// SDK's slow probe of the instance metadata service, and retrying
+		// cannot help: say so once. Nothing is kept, so credentials that
+		// appear later (a fixed environment, an instance role back) are
+		// found by the next step.
+		if cfg.Credentials == nil {
+			return aws.Config{}, actions.Permanent(&NoCredentialsError{Err: errors.New("no credential provider")})
+		}
+		if _, err := cfg.Credentials.Retrieve(ctx); err != nil {
+			if ctx.Err() != nil {
+				return aws.Config{}, actions.Retryable(fmt.Errorf("load AWS credentials: %w", err))
+			}
+			return aws.Config{}, actions.Permanent(&NoCredentialsError{Err: err})
+		}
 		p.ambient = &cfg
 	}
 	return *p.ambient, nil
 }
+
+// NoCredentialsError says the SDK's credential chain found no credentials.
+type NoCredentialsError struct{ Err error }
+
+func (e *NoCredentialsError) Error() string {
+	return "no AWS credentials found: set AWS_PROFILE (a profile of ~/.aws/config), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, " +
+		"or run stanch where a role is available (EC2 instance profile, ECS task role, EKS web identity); see docs/configuration.md"
+}
+
+func (e *NoCredentialsError) Unwrap() error { return e.Err }
 
 func (p *Provider) iam(ctx context.Context, account string) (*iam.Client, error) {
 	cfg, err := p.config(ctx, account)
@@ -121,4 +146,42 @@ func (p *Provider) ambientAccount(ctx context.Context) (string, error) {
 // Actions returns every AWS action, sharing p.
 func Actions(p *Provider) []actions.Action {
 	return []actions.Action{identifyKey(p), deactivateKey(p), revokeSessions(p), cloudTrailImpact(p), rotateKey(p), quarantine(p, false), quarantine(p, true), deleteKey(p), containDerived(p)}
+}
+
+// acting returns the account an action acts in: account, or the one
+// stanch's own credentials act in when it is empty.
+func (p *Provider) acting(ctx context.Context, account string) (string, error) {
+	if account != "" {
+		return account, nil
+	}
+	return p.ambientAccount(ctx)
+}
+
+// keyAccount returns the account an action on keyID acts in (account, or
+// stanch's own when empty), after making sure the key belongs to it: an
+// action never acts on, nor reports "already done" about, a key of another
+// account. When the run has identified the key's owner the runner has
+// checked the account already; otherwise STS says whose the key is.
+func (p *Provider) keyAccount(ctx context.Context, env actions.Env, keyID, account string) (string, []actions.Call, error) {
+	acting, err := p.acting(ctx, account)
+	if err != nil {
+		return "", nil, err
+	}
+	if env.Owner.Credential == keyID && env.Owner.Account == acting {
+		return acting, nil, nil
+	}
+	c, err := p.sts(ctx, "")
+	if err != nil {
+		return "", nil, err
+	}
+	calls := []actions.Call{{Service: "sts", Operation: "GetAccessKeyInfo", Params: map[string]any{"AccessKeyId": keyID}, Made: true}}
+	info, err := c.GetAccessKeyInfo(ctx, &sts.GetAccessKeyInfoInput{AccessKeyId: aws.String(keyID)})
+	if err != nil {
+		return "", calls, classify(fmt.Errorf("find the account of %s: sts:GetAccessKeyInfo: %w", keyID, err))
+	}
+	if owner := aws.ToString(info.Account); owner != acting {
+		return "", calls, actions.Permanentf("%s belongs to account %s, not to account %s where this step acts; nothing was changed. "+
+			"Identify the key first (aws.identify_key) so that every step acts in its account, or give account: %s", keyID, owner, acting, owner)
+	}
+	return acting, calls, nil
 }

@@ -20,9 +20,9 @@ import (
 // QuarantineParams are the parameters of aws.quarantine and
 // aws.release_quarantine.
 type QuarantineParams struct {
-	UserName  string `json:"user_name" doc:"the IAM user to quarantine (give this or role_name)"`
-	RoleName  string `json:"role_name" doc:"the IAM role to quarantine (give this or user_name)"`
-	Account   string `json:"account" doc:"the account of the user or role"`
+	UserName  string `json:"user_name" target:"user" doc:"the IAM user to quarantine (give this or role_name); default: the owner the run identified"`
+	RoleName  string `json:"role_name" target:"role" doc:"the IAM role to quarantine (give this or user_name)"`
+	Account   string `json:"account" target:"account" doc:"the account of the user or role; default: the owner's account once identified, else stanch's own"`
 	Mode      string `json:"mode" doc:"managed (attach policy_arn, the default) or inline (a deny-all inline policy named StanchQuarantine)"`
 	PolicyArn string `json:"policy_arn" doc:"managed policy to attach (default arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV2)"`
 }
@@ -94,11 +94,13 @@ func quarantine(p *Provider, release bool) actions.Action {
 			plan := actions.Plan{Calls: q.calls, Outputs: q.outputs(!q.settled(release))}
 			if q.settled(release) {
 				plan.Summary = fmt.Sprintf("%s: nothing to change (%s)", q.principal(), q.state())
+				plan.Settled = actions.Already
 				return plan, nil
 			}
 			op, params := q.change(release)
-			plan.Summary = fmt.Sprintf("would %s %s (%s)", verb, q.principal(), q.policy())
-			plan.Calls = append(plan.Calls, actions.Call{Service: "iam", Operation: op, Params: params, Mutates: true})
+			plan.Summary = fmt.Sprintf("would %s %s in account %s (%s)", verb, q.principal(), q.account, q.policy())
+			plan.Calls = append(plan.Calls, actions.Call{Service: "iam", Operation: op, Params: params, Mutates: true, Account: q.account,
+				Effect: fmt.Sprintf("%s %s in account %s (%s)", verb, q.principal(), q.account, q.policy())})
 			return plan, nil
 		},
 		DoFunc: func(ctx context.Context, env actions.Env, in *QuarantineParams) (actions.Result, error) {
@@ -118,7 +120,9 @@ func (p *Provider) quarantine(ctx context.Context, env actions.Env, in *Quaranti
 	if err := q.apply(ctx, release); err != nil {
 		return actions.Result{}, fmt.Errorf("%s %s: %w", verb, q.principal(), err)
 	}
-	env.Log().Info("quarantine changed", "principal", q.principal(), "policy", q.policy(), "release", release)
+	env.Log().Info("quarantine changed", "principal", q.principal(), "account", q.account, "policy", q.policy(), "release", release)
+	past := map[bool]string{false: "quarantined", true: "released from quarantine"}[release]
+	env.Record(actions.Effect{Description: fmt.Sprintf("%s %s in account %s (%s)", past, q.principal(), q.account, q.policy())})
 	// Verify: read it back; IAM is eventually consistent.
 	for attempt := 1; ; attempt++ {
 		if err := q.read(ctx); err != nil {
@@ -140,8 +144,9 @@ func (p *Provider) quarantine(ctx context.Context, env actions.Env, in *Quaranti
 }
 
 type quarantineCheck struct {
-	iam    *iam.Client
-	params *QuarantineParams
+	iam     *iam.Client
+	account string
+	params  *QuarantineParams
 	// in: the quarantine is in force (the managed policy is attached, or
 	// the inline policy denies everything). present: there is something
 	// for a release to remove (in inline mode, a policy of that name
@@ -159,11 +164,15 @@ func (q *quarantineCheck) settled(release bool) bool {
 }
 
 func (p *Provider) quarantineState(ctx context.Context, in *QuarantineParams) (*quarantineCheck, error) {
-	c, err := p.iam(ctx, in.Account)
+	account, err := p.acting(ctx, in.Account)
 	if err != nil {
 		return nil, err
 	}
-	q := &quarantineCheck{iam: c, params: in}
+	c, err := p.iam(ctx, account)
+	if err != nil {
+		return nil, err
+	}
+	q := &quarantineCheck{iam: c, account: account, params: in}
 	op, params := q.readCall()
 	q.calls = append(q.calls, actions.Call{Service: "iam", Operation: op, Params: params, Made: true})
 	if err = q.read(ctx); err != nil {

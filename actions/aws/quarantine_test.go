@@ -196,12 +196,14 @@ func TestQuarantinePlan(t *testing.T) {
 	}{
 		{"aws.quarantine", map[string]any{"user_name": b.user}, []actions.Call{
 			{Service: "iam", Operation: "ListAttachedUserPolicies", Params: map[string]any{"UserName": b.user}, Made: true},
-			{Service: "iam", Operation: "AttachUserPolicy", Params: map[string]any{"UserName": b.user, "PolicyArn": defaultQuarantinePolicy}, Mutates: true},
+			{Service: "iam", Operation: "AttachUserPolicy", Params: map[string]any{"UserName": b.user, "PolicyArn": defaultQuarantinePolicy}, Mutates: true,
+				Account: b.account, Effect: "quarantine user/" + b.user + " in account " + b.account + " (" + defaultQuarantinePolicy + ")"},
 		}},
 		{"aws.quarantine", map[string]any{"role_name": "app-server", "mode": "inline"}, []actions.Call{
 			{Service: "iam", Operation: "GetRolePolicy", Params: map[string]any{"RoleName": "app-server", "PolicyName": "StanchQuarantine"}, Made: true},
 			{Service: "iam", Operation: "ListRolePolicies", Params: map[string]any{"RoleName": "app-server", "MaxItems": 1}, Made: true},
-			{Service: "iam", Operation: "PutRolePolicy", Params: map[string]any{"RoleName": "app-server", "PolicyName": "StanchQuarantine", "PolicyDocument": denyAllDocument}, Mutates: true},
+			{Service: "iam", Operation: "PutRolePolicy", Params: map[string]any{"RoleName": "app-server", "PolicyName": "StanchQuarantine", "PolicyDocument": denyAllDocument}, Mutates: true,
+				Account: b.account, Effect: "quarantine role/app-server in account " + b.account + " (StanchQuarantine)"},
 		}},
 		{"aws.release_quarantine", map[string]any{"user_name": b.user}, []actions.Call{
 			{Service: "iam", Operation: "ListAttachedUserPolicies", Params: map[string]any{"UserName": b.user}, Made: true},

@@ -19,9 +19,9 @@ import (
 
 // RevokeSessionsParams are the parameters of aws.revoke_sessions.
 type RevokeSessionsParams struct {
-	UserName   string `json:"user_name" doc:"the IAM user whose sessions to revoke (give this or role_name)"`
-	RoleName   string `json:"role_name" doc:"the IAM role whose sessions to revoke (give this or user_name)"`
-	Account    string `json:"account" doc:"the account of the user or role; its response role is used when it is not stanch's own"`
+	UserName   string `json:"user_name" target:"user" doc:"the IAM user whose sessions to revoke (give this or role_name); default: the owner the run identified"`
+	RoleName   string `json:"role_name" target:"role" doc:"the IAM role whose sessions to revoke (give this or user_name)"`
+	Account    string `json:"account" target:"account" doc:"the account of the user or role; default: the owner's account once identified, else stanch's own"`
 	PolicyName string `json:"policy_name" doc:"name of the inline deny policy (default AWSRevokeOlderSessions)"`
 	NotBefore  string `json:"not_before" doc:"RFC 3339 cutoff: credentials issued before it are denied (default: when the step first ran)"`
 }
@@ -77,10 +77,11 @@ func revokeSessions(p *Provider) actions.Action {
 			plan := actions.Plan{Calls: st.calls, Outputs: st.outputs()}
 			if st.kept() {
 				plan.Summary = fmt.Sprintf("%s already denies sessions issued before %s; nothing to change", st.principal(), st.current.Format(time.RFC3339))
+				plan.Settled = actions.Already
 				return plan, nil
 			}
 			plan.Summary = fmt.Sprintf("would deny every session of %s issued before %s", st.principal(), st.cutoff.Format(time.RFC3339))
-			plan.Calls = append(plan.Calls, actions.Call{Service: "iam", Operation: st.putOp(), Params: st.putParams(), Mutates: true})
+			plan.Calls = append(plan.Calls, st.putCall())
 			return plan, nil
 		},
 		DoFunc: func(ctx context.Context, env actions.Env, in *RevokeSessionsParams) (actions.Result, error) {
@@ -100,7 +101,8 @@ func (p *Provider) revoke(ctx context.Context, env actions.Env, in *RevokeSessio
 	if err := st.put(ctx); err != nil {
 		return actions.Result{}, fmt.Errorf("revoke sessions of %s: %w", st.principal(), err)
 	}
-	env.Log().Info("sessions revoked", "principal", st.principal(), "policy", st.policy, "cutoff", st.cutoff.Format(time.RFC3339))
+	env.Log().Info("sessions revoked", "principal", st.principal(), "account", st.account, "policy", st.policy, "cutoff", st.cutoff.Format(time.RFC3339))
+	env.Record(actions.Effect{Description: fmt.Sprintf("denied every session of %s in account %s issued before %s (inline policy %s)", st.principal(), st.account, st.cutoff.Format(time.RFC3339), st.policy)})
 	// Verify: read the policy back; IAM is eventually consistent.
 	for attempt := 1; ; attempt++ {
 		got, err := st.read(ctx)
@@ -129,6 +131,7 @@ func (p *Provider) revoke(ctx context.Context, env actions.Env, in *RevokeSessio
 // cutoffState is the check half of revoke_sessions.
 type cutoffState struct {
 	iam     *iam.Client
+	account string
 	in      *RevokeSessionsParams
 	policy  string
 	cutoff  time.Time // the one this step wants
@@ -162,7 +165,11 @@ func (p *Provider) sessionCutoff(ctx context.Context, env actions.Env, in *Revok
 	if t := st.cutoff.Truncate(time.Second); !t.Equal(st.cutoff) {
 		st.cutoff = t.Add(time.Second)
 	}
-	c, err := p.iam(ctx, in.Account)
+	var err error
+	if st.account, err = p.acting(ctx, in.Account); err != nil {
+		return nil, fmt.Errorf("revoke sessions of %s: %w", st.principal(), err)
+	}
+	c, err := p.iam(ctx, st.account)
 	if err != nil {
 		return nil, fmt.Errorf("revoke sessions of %s: %w", st.principal(), err)
 	}
@@ -213,6 +220,12 @@ func (st *cutoffState) getParams() map[string]any {
 		return map[string]any{"RoleName": st.in.RoleName, "PolicyName": st.policy}
 	}
 	return map[string]any{"UserName": st.in.UserName, "PolicyName": st.policy}
+}
+
+// putCall is the write that puts the cutoff, as a plan shows it.
+func (st *cutoffState) putCall() actions.Call {
+	return actions.Call{Service: "iam", Operation: st.putOp(), Params: st.putParams(), Mutates: true, Account: st.account,
+		Effect: fmt.Sprintf("deny every session of %s in account %s issued before %s (inline policy %s)", st.principal(), st.account, st.cutoff.Format(time.RFC3339), st.policy)}
 }
 
 func (st *cutoffState) putParams() map[string]any {

@@ -210,7 +210,8 @@ func TestRevokeSessionsPlan(t *testing.T) {
 	require.Equal(t, []actions.Call{
 		{Service: "iam", Operation: "GetUserPolicy", Params: map[string]any{"UserName": b.user, "PolicyName": "AWSRevokeOlderSessions"}, Made: true},
 		{Service: "iam", Operation: "ListUserPolicies", Params: map[string]any{"UserName": b.user, "MaxItems": 1}, Made: true},
-		{Service: "iam", Operation: "PutUserPolicy", Params: map[string]any{"UserName": b.user, "PolicyName": "AWSRevokeOlderSessions", "PolicyDocument": revokeDocument(env.StepStartedAt)}, Mutates: true},
+		{Service: "iam", Operation: "PutUserPolicy", Params: map[string]any{"UserName": b.user, "PolicyName": "AWSRevokeOlderSessions", "PolicyDocument": revokeDocument(env.StepStartedAt)}, Mutates: true,
+			Account: b.account, Effect: "deny every session of user/ci-bot in account " + b.account + " issued before 2026-11-28T12:00:00Z (inline policy AWSRevokeOlderSessions)"},
 	}, plan.Calls)
 	require.Contains(t, plan.Summary, "would deny every session of user/ci-bot issued before 2026-11-28T12:00:00Z")
 

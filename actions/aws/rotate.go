@@ -28,17 +28,22 @@ import (
 
 // RotateKeyParams are the parameters of aws.rotate_key.
 type RotateKeyParams struct {
-	UserName          string `json:"user_name" required:"true" doc:"the IAM user whose key is replaced"`
-	LeakedAccessKeyID string `json:"leaked_access_key_id" required:"true" doc:"the leaked key being replaced"`
+	UserName          string `json:"user_name" target:"user" doc:"the IAM user whose key is replaced; default: the owner the run identified"`
+	LeakedAccessKeyID string `json:"leaked_access_key_id" target:"credential" doc:"the leaked key being replaced; default: the run's credential once identified"`
 	SecretID          string `json:"secret_id" required:"true" doc:"name or ARN of the Secrets Manager secret the key's consumers read"`
 	WhenTwoKeys       string `json:"when_two_keys" doc:"the user already has two keys: stop (the default: fail, saying what to do) or delete_leaked_if_inactive"`
-	Account           string `json:"account" doc:"the user's account; its response role is used when it is not stanch's own"`
+	WhenNoSecret      string `json:"when_no_secret" doc:"the secret does not exist: skip (the default: no consumer reads the key from there, so no new key is created and the step ends noop), create (create the secret and store the new key in it) or fail"`
+	Account           string `json:"account" target:"account" doc:"the user's account; default: the owner's account once identified, else stanch's own"`
 	Region            string `json:"region" doc:"the secret's region (default: the configured region)"`
 }
 
 const (
 	twoKeysStop         = "stop"
 	twoKeysDeleteLeaked = "delete_leaked_if_inactive"
+
+	noSecretSkip   = "skip"
+	noSecretCreate = "create"
+	noSecretFail   = "fail"
 
 	stageCurrent = "AWSCURRENT"
 	stagePending = "AWSPENDING"
@@ -76,6 +81,7 @@ func rotateKey(p *Provider) actions.Action {
 			{Name: "iam:CreateAccessKey", Why: "create the replacement key"},
 			{Name: "iam:DeleteAccessKey", Why: "remove a key an interrupted attempt created, or the inactive leaked key when the user has two"},
 			{Name: "secretsmanager:DescribeSecret", Why: "find the current version and the versions that hold keys"},
+			{Name: "secretsmanager:CreateSecret", Why: "create the secret when it is missing (when_no_secret: create)"},
 			{Name: "secretsmanager:GetSecretValue", Why: "recognise the version this step wrote and the keys the secret holds"},
 			{Name: "secretsmanager:PutSecretValue", Why: "store the new key as AWSPENDING"},
 			{Name: "secretsmanager:UpdateSecretVersionStage", Why: "promote it to AWSCURRENT"},
@@ -85,12 +91,21 @@ func rotateKey(p *Provider) actions.Action {
   action: aws.rotate_key
   approval: {approvers: [security-oncall], timeout: 4h}
   with:
-    user_name: ${{ steps.identify.outputs.user_name }}
-    leaked_access_key_id: ${{ alert.credential.id }}
     secret_id: iam-user/${{ steps.identify.outputs.user_name }}
     when_two_keys: delete_leaked_if_inactive
+    when_no_secret: skip
 `,
 		Validate: func(in *RotateKeyParams) error {
+			if in.UserName == "" || in.LeakedAccessKeyID == "" {
+				return errors.New("needs user_name and leaked_access_key_id: identify the key in an earlier step (aws.identify_key), whose owner every later step acts on, or give both")
+			}
+			switch in.WhenNoSecret {
+			case "":
+				in.WhenNoSecret = noSecretSkip
+			case noSecretSkip, noSecretCreate, noSecretFail:
+			default:
+				return fmt.Errorf("when_no_secret %q: want %s, %s or %s", in.WhenNoSecret, noSecretSkip, noSecretCreate, noSecretFail)
+			}
 			switch in.WhenTwoKeys {
 			case "":
 				in.WhenTwoKeys = twoKeysStop
@@ -125,17 +140,22 @@ func rotateKey(p *Provider) actions.Action {
 }
 
 type rotation struct {
-	p     *Provider
-	env   actions.Env
-	in    *RotateKeyParams
-	cfg   awssdk.Config
-	iam   *iam.Client
-	sm    *secretsmanager.Client
-	token string // the ClientRequestToken, hence the secret version id
+	p       *Provider
+	env     actions.Env
+	in      *RotateKeyParams
+	account string // where the user and the secret are
+	cfg     awssdk.Config
+	iam     *iam.Client
+	sm      *secretsmanager.Client
+	token   string // the ClientRequestToken, hence the secret version id
 }
 
 func (p *Provider) rotation(ctx context.Context, env actions.Env, in *RotateKeyParams) (*rotation, error) {
-	cfg, err := p.config(ctx, in.Account)
+	account, _, err := p.keyAccount(ctx, env, in.LeakedAccessKeyID, in.Account)
+	if err != nil {
+		return nil, fmt.Errorf("rotate key of %s: %w", in.UserName, err)
+	}
+	cfg, err := p.config(ctx, account)
 	if err != nil {
 		return nil, fmt.Errorf("rotate key of %s: %w", in.UserName, err)
 	}
@@ -144,7 +164,7 @@ func (p *Provider) rotation(ctx context.Context, env actions.Env, in *RotateKeyP
 			o.Region = in.Region
 		}
 	})
-	return &rotation{p: p, env: env, in: in, cfg: cfg, iam: iam.NewFromConfig(cfg), sm: sm, token: tokenFor(env.IdempotencyKey)}, nil
+	return &rotation{p: p, env: env, in: in, account: account, cfg: cfg, iam: iam.NewFromConfig(cfg), sm: sm, token: tokenFor(env.IdempotencyKey)}, nil
 }
 
 // tokenFor derives the secret version's ClientRequestToken from the run and
@@ -158,11 +178,18 @@ func tokenFor(key string) string {
 }
 
 func (r *rotation) fail(err error) error {
-	return fmt.Errorf("rotate key of %s: %w", r.in.UserName, err)
+	return fmt.Errorf("rotate key of %s in account %s: %w", r.in.UserName, r.account, err)
+}
+
+// where names the user for people: "user ci-bot in account 444455556666".
+func (r *rotation) where() string {
+	return fmt.Sprintf("user %s in account %s", r.in.UserName, r.account)
 }
 
 // rotationState is what the read-only half of the step finds.
 type rotationState struct {
+	// missing: the secret does not exist.
+	missing bool
 	arn     string
 	current string // the version holding AWSCURRENT
 	// ours is the version this step wrote (ClientRequestToken = token), if
@@ -184,7 +211,17 @@ func (r *rotation) inspect(ctx context.Context) (*rotationState, error) {
 	st := &rotationState{}
 	st.read("secretsmanager", "DescribeSecret", map[string]any{"SecretId": r.in.SecretID})
 	desc, err := r.sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: awssdk.String(r.in.SecretID)})
-	if err != nil {
+	var nf *smtypes.ResourceNotFoundException
+	switch {
+	case errors.As(err, &nf) && r.in.WhenNoSecret == noSecretFail:
+		return st, actions.Permanentf("there is no secret %s in account %s for the new key: create it, or set when_no_secret: create (or skip); nothing was changed", r.in.SecretID, r.account)
+	case errors.As(err, &nf):
+		st.missing = true
+		if r.in.WhenNoSecret == noSecretSkip {
+			return st, nil
+		}
+		desc = &secretsmanager.DescribeSecretOutput{}
+	case err != nil:
 		return st, classify(fmt.Errorf("secretsmanager:DescribeSecret %s: %w", r.in.SecretID, err))
 	}
 	st.arn = awssdk.ToString(desc.ARN)
@@ -195,9 +232,11 @@ func (r *rotation) inspect(ctx context.Context) (*rotationState, error) {
 	}
 	// Asked by id rather than found in VersionIdsToStages, which leaves out
 	// versions that have lost every label.
-	st.read("secretsmanager", "GetSecretValue", map[string]any{"SecretId": r.in.SecretID, "VersionId": r.token})
-	if st.ours, st.oursStages, err = r.version(ctx, r.token); err != nil {
-		return st, err
+	if !st.missing {
+		st.read("secretsmanager", "GetSecretValue", map[string]any{"SecretId": r.in.SecretID, "VersionId": r.token})
+		if st.ours, st.oursStages, err = r.version(ctx, r.token); err != nil {
+			return st, err
+		}
 	}
 	if st.ours != nil {
 		if st.ours.AccessKeyID == "" || st.ours.UserName != r.in.UserName {
@@ -347,12 +386,20 @@ func (r *rotation) plan(ctx context.Context) (actions.Plan, error) {
 	if err != nil {
 		return plan, r.fail(err)
 	}
+	if st.missing && r.in.WhenNoSecret == noSecretSkip {
+		plan.Summary = r.noSecret()
+		plan.Settled = actions.NoOp
+		plan.Outputs = map[string]any{"new_access_key_id": "", "secret_arn": "", "version_id": ""}
+		return plan, nil
+	}
 	secretID := map[string]any{"SecretId": r.in.SecretID}
 	promote := []actions.Call{
-		{Service: "sts", Operation: "GetCallerIdentity", Params: map[string]any{"credentials": "the new key"}},
-		{Service: "secretsmanager", Operation: "UpdateSecretVersionStage", Params: map[string]any{"SecretId": r.in.SecretID, "VersionStage": stageCurrent, "MoveToVersionId": r.token, "RemoveFromVersionId": st.current}, Mutates: true},
-		{Service: "secretsmanager", Operation: "UpdateSecretVersionStage", Params: map[string]any{"SecretId": r.in.SecretID, "VersionStage": stagePending, "RemoveFromVersionId": r.token}, Mutates: true},
-		{Service: "secretsmanager", Operation: "DescribeSecret", Params: secretID},
+		{Service: "sts", Operation: "GetCallerIdentity", Params: map[string]any{"credentials": "the new key"}, Account: r.account},
+		r.write(actions.Call{Service: "secretsmanager", Operation: "UpdateSecretVersionStage", Params: map[string]any{"SecretId": r.in.SecretID, "VersionStage": stageCurrent, "MoveToVersionId": r.token, "RemoveFromVersionId": st.current}},
+			fmt.Sprintf("make the new key AWSCURRENT in secret %s of account %s (what its consumers read)", r.in.SecretID, r.account), false),
+		r.write(actions.Call{Service: "secretsmanager", Operation: "UpdateSecretVersionStage", Params: map[string]any{"SecretId": r.in.SecretID, "VersionStage": stagePending, "RemoveFromVersionId": r.token}},
+			fmt.Sprintf("clear AWSPENDING from the new version of secret %s", r.in.SecretID), false),
+		{Service: "secretsmanager", Operation: "DescribeSecret", Params: secretID, Account: r.account},
 	}
 	plan.Outputs = map[string]any{"secret_arn": st.arn}
 	if st.ours != nil {
@@ -360,30 +407,43 @@ func (r *rotation) plan(ctx context.Context) (actions.Plan, error) {
 		plan.Outputs["version_id"] = r.token
 		switch {
 		case slices.Contains(st.oursStages, stageCurrent):
-			plan.Summary = fmt.Sprintf("already rotated: new key %s of %s is AWSCURRENT in %s", st.ours.AccessKeyID, r.in.UserName, r.in.SecretID)
+			plan.Summary = fmt.Sprintf("already rotated: new key %s of %s is AWSCURRENT in %s", st.ours.AccessKeyID, r.where(), r.in.SecretID)
+			plan.Settled = actions.Already
 		case slices.Contains(st.oursStages, stagePending):
 			plan.Summary = fmt.Sprintf("would test key %s, which an earlier attempt stored in %s as AWSPENDING, then make it AWSCURRENT", st.ours.AccessKeyID, r.in.SecretID)
 			plan.Calls = append(plan.Calls, promote...)
 		default:
 			plan.Summary = fmt.Sprintf("key %s was rotated in and has since been replaced in %s: nothing to change", st.ours.AccessKeyID, r.in.SecretID)
+			plan.Settled = actions.Already
 		}
 		return plan, nil
 	}
 	for _, id := range st.orphans {
-		plan.Calls = append(plan.Calls, actions.Call{Service: "iam", Operation: "DeleteAccessKey", Params: map[string]any{"UserName": r.in.UserName, "AccessKeyId": id}, Mutates: true})
+		plan.Calls = append(plan.Calls, r.write(actions.Call{Service: "iam", Operation: "DeleteAccessKey", Params: map[string]any{"UserName": r.in.UserName, "AccessKeyId": id}},
+			fmt.Sprintf("delete access key %s of %s, created by an interrupted attempt of this step and never stored (nobody has its secret)", id, r.where()), true))
 	}
 	deleteLeaked, err := r.room(st, true)
 	if err != nil {
 		return plan, r.fail(err)
 	}
 	if deleteLeaked {
-		plan.Calls = append(plan.Calls, actions.Call{Service: "iam", Operation: "DeleteAccessKey", Params: map[string]any{"UserName": r.in.UserName, "AccessKeyId": r.in.LeakedAccessKeyID}, Mutates: true})
+		plan.Calls = append(plan.Calls, r.write(actions.Call{Service: "iam", Operation: "DeleteAccessKey", Params: map[string]any{"UserName": r.in.UserName, "AccessKeyId": r.in.LeakedAccessKeyID}},
+			fmt.Sprintf("delete the leaked access key %s of %s to make room for the new one (IAM allows two keys; when_two_keys: %s)", r.in.LeakedAccessKeyID, r.where(), twoKeysDeleteLeaked), true))
+	}
+	if st.missing {
+		plan.Calls = append(plan.Calls, r.write(actions.Call{Service: "secretsmanager", Operation: "CreateSecret", Params: map[string]any{"Name": r.in.SecretID}},
+			fmt.Sprintf("create secret %s in account %s (when_no_secret: create)", r.in.SecretID, r.account), false))
 	}
 	plan.Calls = append(plan.Calls,
-		actions.Call{Service: "iam", Operation: "CreateAccessKey", Params: map[string]any{"UserName": r.in.UserName}, Mutates: true},
-		actions.Call{Service: "secretsmanager", Operation: "PutSecretValue", Params: map[string]any{"SecretId": r.in.SecretID, "ClientRequestToken": r.token, "VersionStages": []string{stagePending}}, Mutates: true})
+		r.write(actions.Call{Service: "iam", Operation: "CreateAccessKey", Params: map[string]any{"UserName": r.in.UserName}},
+			fmt.Sprintf("create a new access key for %s", r.where()), false),
+		r.write(actions.Call{Service: "secretsmanager", Operation: "PutSecretValue", Params: map[string]any{"SecretId": r.in.SecretID, "ClientRequestToken": r.token, "VersionStages": []string{stagePending}}},
+			fmt.Sprintf("store the new key in secret %s of account %s as AWSPENDING", r.in.SecretID, r.account), false))
 	plan.Calls = append(plan.Calls, promote...)
-	plan.Summary = fmt.Sprintf("would create a new key for %s, store it in %s as AWSPENDING, test it, then make it AWSCURRENT", r.in.UserName, r.in.SecretID)
+	plan.Summary = fmt.Sprintf("would create a new key for %s, store it in %s as AWSPENDING, test it, then make it AWSCURRENT", r.where(), r.in.SecretID)
+	if st.missing {
+		plan.Summary = fmt.Sprintf("would create the secret %s, then a new key for %s, store it there as AWSPENDING, test it, then make it AWSCURRENT", r.in.SecretID, r.where())
+	}
 	if len(st.orphans) > 0 {
 		plan.Summary += fmt.Sprintf(", after deleting %s, left by an interrupted attempt", strings.Join(st.orphans, ", "))
 	}
@@ -393,28 +453,57 @@ func (r *rotation) plan(ctx context.Context) (actions.Plan, error) {
 	return plan, nil
 }
 
+// write marks a planned call as a change, in this rotation's account.
+func (r *rotation) write(c actions.Call, effect string, irreversible bool) actions.Call {
+	c.Mutates, c.Account, c.Effect, c.Irreversible = true, r.account, effect, irreversible
+	return c
+}
+
+// noSecret says why a rotation without a secret creates no key.
+func (r *rotation) noSecret() string {
+	return fmt.Sprintf("no secret %s in account %s: no consumer reads %s's key from Secrets Manager, so no new key was created (when_no_secret: %s; set create to create the secret)",
+		r.in.SecretID, r.account, r.in.UserName, noSecretSkip)
+}
+
 func (r *rotation) run(ctx context.Context) (actions.Result, error) {
 	st, err := r.inspect(ctx)
 	if err != nil {
 		return actions.Result{}, err
 	}
+	if st.missing && r.in.WhenNoSecret == noSecretSkip {
+		return actions.Result{Outcome: actions.NoOp, Message: r.noSecret(), Outputs: map[string]any{"new_access_key_id": "", "secret_arn": "", "version_id": ""}}, nil
+	}
 	if st.ours != nil {
 		return r.resume(ctx, st)
 	}
 	for _, id := range st.orphans {
-		r.env.Log().Warn("deleting a key an interrupted attempt of this rotation created and never stored", "user", r.in.UserName, "key", id)
+		r.env.Log().Warn("deleting a key an interrupted attempt of this rotation created and never stored", "user", r.in.UserName, "account", r.account, "key", id)
 		if err := r.deleteKey(ctx, id); err != nil {
 			return actions.Result{}, err
 		}
+		r.env.Record(actions.Effect{Description: fmt.Sprintf("deleted access key %s of %s, which an interrupted attempt created and never stored", id, r.where()), Irreversible: true})
 	}
 	deleteLeaked, err := r.room(st, false)
 	if err != nil {
 		return actions.Result{}, err
 	}
 	if deleteLeaked {
-		r.env.Log().Info("deleting the inactive leaked key to make room", "user", r.in.UserName, "key", r.in.LeakedAccessKeyID)
+		r.env.Log().Info("deleting the inactive leaked key to make room", "user", r.in.UserName, "account", r.account, "key", r.in.LeakedAccessKeyID)
 		if err := r.deleteKey(ctx, r.in.LeakedAccessKeyID); err != nil {
 			return actions.Result{}, err
+		}
+		r.env.Record(actions.Effect{Description: fmt.Sprintf("deleted the leaked access key %s of %s to make room for the new one", r.in.LeakedAccessKeyID, r.where()), Irreversible: true})
+	}
+	if st.missing {
+		// Before the key: a secret that cannot be created leaves no key
+		// behind.
+		_, err := r.sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: awssdk.String(r.in.SecretID)})
+		var exists *smtypes.ResourceExistsException
+		if err != nil && !errors.As(err, &exists) {
+			return actions.Result{}, classify(fmt.Errorf("secretsmanager:CreateSecret %s: %w", r.in.SecretID, err))
+		}
+		if err == nil {
+			r.env.Record(actions.Effect{Description: fmt.Sprintf("created secret %s in account %s", r.in.SecretID, r.account)})
 		}
 	}
 	created, err := r.iam.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: awssdk.String(r.in.UserName)})
@@ -423,7 +512,8 @@ func (r *rotation) run(ctx context.Context) (actions.Result, error) {
 	}
 	crashpoint.Hit("rotate:created")
 	ks := &keySecret{UserName: r.in.UserName, AccessKeyID: awssdk.ToString(created.AccessKey.AccessKeyId), SecretAccessKey: awssdk.ToString(created.AccessKey.SecretAccessKey)}
-	r.env.Log().Info("created the replacement key", "user", r.in.UserName, "key", ks.AccessKeyID)
+	r.env.Log().Info("created the replacement key", "user", r.in.UserName, "account", r.account, "key", ks.AccessKeyID)
+	r.env.Record(actions.Effect{Description: fmt.Sprintf("created access key %s for %s", ks.AccessKeyID, r.where())})
 	value, err := json.Marshal(ks)
 	if err != nil {
 		return actions.Result{}, actions.Permanent(fmt.Errorf("encode the secret value: %w", err))
@@ -437,6 +527,7 @@ func (r *rotation) run(ctx context.Context) (actions.Result, error) {
 		return actions.Result{}, classify(fmt.Errorf("secretsmanager:PutSecretValue: %w", err))
 	}
 	crashpoint.Hit("rotate:stored")
+	r.env.Record(actions.Effect{Description: fmt.Sprintf("stored the new key %s in secret %s of account %s as AWSPENDING (version %s)", ks.AccessKeyID, r.in.SecretID, r.account, r.token)})
 	return r.finish(ctx, st, ks)
 }
 
@@ -476,13 +567,30 @@ func (r *rotation) finish(ctx context.Context, st *rotationState, ks *keySecret)
 	if err := r.test(ctx, ks); err != nil {
 		return actions.Result{}, err
 	}
-	in := &secretsmanager.UpdateSecretVersionStageInput{SecretId: awssdk.String(r.in.SecretID), VersionStage: awssdk.String(stageCurrent), MoveToVersionId: awssdk.String(r.token)}
-	if st.current != "" && st.current != r.token {
-		in.RemoveFromVersionId = awssdk.String(st.current)
+	current := st.current
+	if current == "" {
+		// The secret had no current version when the step looked: the
+		// first version stored becomes current by itself.
+		desc, err := r.sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: awssdk.String(r.in.SecretID)})
+		if err != nil {
+			return actions.Result{}, classify(fmt.Errorf("secretsmanager:DescribeSecret %s: %w", r.in.SecretID, err))
+		}
+		for id, stages := range desc.VersionIdsToStages {
+			if slices.Contains(stages, stageCurrent) {
+				current = id
+			}
+		}
 	}
-	if _, err := r.sm.UpdateSecretVersionStage(ctx, in); err != nil {
-		return actions.Result{}, classify(fmt.Errorf("secretsmanager:UpdateSecretVersionStage AWSCURRENT: %w", err))
+	if current != r.token {
+		in := &secretsmanager.UpdateSecretVersionStageInput{SecretId: awssdk.String(r.in.SecretID), VersionStage: awssdk.String(stageCurrent), MoveToVersionId: awssdk.String(r.token)}
+		if current != "" {
+			in.RemoveFromVersionId = awssdk.String(current)
+		}
+		if _, err := r.sm.UpdateSecretVersionStage(ctx, in); err != nil {
+			return actions.Result{}, classify(fmt.Errorf("secretsmanager:UpdateSecretVersionStage AWSCURRENT: %w", err))
+		}
 	}
+	r.env.Record(actions.Effect{Description: fmt.Sprintf("made the new key %s AWSCURRENT in secret %s of account %s", ks.AccessKeyID, r.in.SecretID, r.account)})
 	if err := r.clearPending(ctx); err != nil {
 		return actions.Result{}, err
 	}
@@ -547,11 +655,11 @@ func (r *rotation) done(ctx context.Context, outcome actions.Outcome, ks *keySec
 	if !slices.Contains(desc.VersionIdsToStages[r.token], stageCurrent) {
 		return actions.Result{}, actions.Retryable(fmt.Errorf("verify: AWSCURRENT of %s is not version %s yet", r.in.SecretID, r.token))
 	}
-	msg := fmt.Sprintf("new key %s of %s is AWSCURRENT in %s", ks.AccessKeyID, r.in.UserName, awssdk.ToString(desc.Name))
+	msg := fmt.Sprintf("new key %s of %s is AWSCURRENT in %s", ks.AccessKeyID, r.where(), awssdk.ToString(desc.Name))
 	if outcome == actions.Already {
 		msg = "already rotated: " + msg
 	}
-	r.env.Log().Info("rotated", "user", r.in.UserName, "key", ks.AccessKeyID, "secret", awssdk.ToString(desc.ARN), "version", r.token)
+	r.env.Log().Info("rotated", "user", r.in.UserName, "account", r.account, "key", ks.AccessKeyID, "secret", awssdk.ToString(desc.ARN), "version", r.token)
 	return actions.Result{Outcome: outcome, Message: msg, Outputs: map[string]any{
 		"new_access_key_id": ks.AccessKeyID, "secret_arn": awssdk.ToString(desc.ARN), "version_id": r.token,
 	}}, nil

@@ -358,7 +358,18 @@ func TestRotatePlanChangesNothing(t *testing.T) {
 		"secretsmanager:UpdateSecretVersionStage", "secretsmanager:UpdateSecretVersionStage", "secretsmanager:DescribeSecret",
 	}, ops)
 	require.Equal(t, tokenFor("run_f/rotate"), plan.Calls[5].Params["ClientRequestToken"])
-	require.Contains(t, plan.Summary, "would create a new key for ci-bot")
+	require.Contains(t, plan.Summary, "would create a new key for user ci-bot in account "+b.account)
+	var effects []string
+	for _, e := range plan.Effects() {
+		effects = append(effects, e.String())
+	}
+	require.Equal(t, []string{
+		"delete the leaked access key " + b.leaked + " of user ci-bot in account " + b.account + " to make room for the new one (IAM allows two keys; when_two_keys: delete_leaked_if_inactive) (irreversible)",
+		"create a new access key for user ci-bot in account " + b.account,
+		"store the new key in secret " + secret + " of account " + b.account + " as AWSPENDING",
+		"make the new key AWSCURRENT in secret " + secret + " of account " + b.account + " (what its consumers read)",
+		"clear AWSPENDING from the new version of secret " + secret,
+	}, effects, "approvers are told every change, the irreversible one marked")
 	require.Contains(t, plan.Outputs["secret_arn"], ":secret:"+secret)
 	for _, op := range []string{"DeleteAccessKey", "CreateAccessKey", "PutSecretValue", "UpdateSecretVersionStage"} {
 		require.Zero(t, sb.Count(op), op)
@@ -417,9 +428,12 @@ func TestRotateRefusesABadSecretAndParameters(t *testing.T) {
 	require.ErrorContains(t, err, "temporary")
 
 	_, err = rotate.Do(context.Background(), rotateEnv("run_h", time.Now(), nil),
-		rotateParams(t, rotate, map[string]any{"user_name": b.user, "leaked_access_key_id": b.leaked, "secret_id": "no-such-secret", "when_two_keys": "delete_leaked_if_inactive"}))
+		rotateParams(t, rotate, map[string]any{"user_name": b.user, "leaked_access_key_id": b.leaked, "secret_id": "no-such-secret", "when_two_keys": "delete_leaked_if_inactive", "when_no_secret": "fail"}))
 	require.Error(t, err)
 	require.Equal(t, actions.KindPermanent, actions.KindOf(err), "%v", err)
-	require.Contains(t, err.Error(), "secretsmanager:DescribeSecret no-such-secret")
+	require.Contains(t, err.Error(), "there is no secret no-such-secret in account 111122223333")
+	require.Contains(t, err.Error(), "nothing was changed")
 	require.Zero(t, sb.Count("CreateAccessKey"), "no key is made for a secret that does not exist")
+	_, err = rotate.Decode(map[string]any{"user_name": b.user, "leaked_access_key_id": b.leaked, "secret_id": "x", "when_no_secret": "ignore"})
+	require.ErrorContains(t, err, "when_no_secret")
 }

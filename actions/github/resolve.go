@@ -78,11 +78,13 @@ func resolveAlert(p *Provider) actions.Action {
 			plan := actions.Plan{Calls: []actions.Call{get}, Outputs: r.outputs(current)}
 			if current.State == "resolved" {
 				plan.Summary = fmt.Sprintf("%s is already resolved (%s): nothing to change", r.name, current.describe())
+				plan.Settled = actions.Already
 				return plan, nil
 			}
 			plan.Summary = fmt.Sprintf("would resolve %s (now %s) as %s with the comment %q, then read it again", r.name, current.State, r.resolution, r.comment)
 			plan.Calls = append(plan.Calls,
-				actions.Call{Service: "github", Operation: "PATCH " + r.path, Params: map[string]any{"state": "resolved", "resolution": r.resolution, "resolution_comment": r.comment}, Mutates: true},
+				actions.Call{Service: "github", Operation: "PATCH " + r.path, Params: map[string]any{"state": "resolved", "resolution": r.resolution, "resolution_comment": r.comment}, Mutates: true,
+					Effect: fmt.Sprintf("resolve %s as %s, with a comment saying what stanch did", r.name, r.resolution)},
 				actions.Call{Service: "github", Operation: "GET " + r.path, Params: map[string]any{"hide_secret": true}})
 			plan.Outputs = map[string]any{"state": "resolved", "resolution": r.resolution, "url": current.HTMLURL}
 			return plan, nil

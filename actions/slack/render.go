@@ -121,7 +121,17 @@ func Incident(rep actions.Report, channelTitle string) Message {
 	if where := whereLeaked(a.Location); where != "" {
 		fields = append(fields, mrkdwn("*Where*\n"+clip(where, maxField-10)))
 	}
-	fields = append(fields, mrkdwn(fmt.Sprintf("*Status*\n%s %s", mark(rep.Status), strings.ReplaceAll(rep.Status, "_", " "))))
+	status := fmt.Sprintf("*Status*\n%s %s", mark(rep.Status), strings.ReplaceAll(rep.Status, "_", " "))
+	if rep.Generation > 0 {
+		status += fmt.Sprintf(" (retried %d×)", rep.Generation)
+	}
+	if rep.Ended != "" && rep.Status == "cancelled" {
+		status += " — " + escape(clip(rep.Ended, 300))
+	}
+	if rep.Closed != nil {
+		status += fmt.Sprintf("\n🔒 closed by %s: %s", escape(rep.Closed.By), escape(clip(rep.Closed.Note, 500)))
+	}
+	fields = append(fields, mrkdwn(clip(status, maxField)))
 	blocks = append(blocks, slackapi.NewSectionBlock(nil, fields, nil))
 
 	var steps []string
@@ -229,6 +239,9 @@ func Approval(rep actions.Report, step actions.StepReport, tokens *Tokens, secon
 	}
 	body += "\n*Approvers*: " + strings.Join(whoList, ", ")
 	blocks = append(blocks, slackapi.NewSectionBlock(mrkdwn(clip(body, maxSection)), nil, nil))
+	if effects := effectsText(ap); effects != "" {
+		blocks = append(blocks, slackapi.NewSectionBlock(mrkdwn(clip(effects, maxSection)), nil, nil))
+	}
 
 	var state string
 	switch {
@@ -261,7 +274,7 @@ func Approval(rep actions.Report, step actions.StepReport, tokens *Tokens, secon
 	} else {
 		approve := slackapi.NewButtonBlockElement(ActionApprove, tokens.Sign(ButtonValue{RunID: rep.RunID, StepID: step.ID, Decision: "approved"}), plain("Approve")).
 			WithStyle(slackapi.StylePrimary).
-			WithConfirm(slackapi.NewConfirmationBlockObject(plain("Approve "+clip(step.ID, 60)+"?"), plain(clip("stanch will run "+step.Action+" for run "+rep.RunID+".", 300)), plain("Approve"), plain("Cancel")))
+			WithConfirm(slackapi.NewConfirmationBlockObject(plain("Approve "+clip(step.ID, 60)+"?"), plain(clip(confirmText(rep, step), 300)), plain("Approve"), plain("Cancel")))
 		deny := slackapi.NewButtonBlockElement(ActionDeny, tokens.Sign(ButtonValue{RunID: rep.RunID, StepID: step.ID, Decision: "denied"}), plain("Deny")).
 			WithStyle(slackapi.StyleDanger).
 			WithConfirm(slackapi.NewConfirmationBlockObject(plain("Deny "+clip(step.ID, 60)+"?"), plain(clip("The step will not run.", 300)), plain("Deny"), plain("Cancel")).WithStyle(slackapi.StyleDanger))
@@ -272,11 +285,52 @@ func Approval(rep actions.Report, step actions.StepReport, tokens *Tokens, secon
 	return Message{Text: clip(alert.RedactText(text), 300), Blocks: blocks}
 }
 
+// effectsText says what the step will change if approved, from its plan:
+// every effect, with its account and principal, irreversible ones marked.
+func effectsText(ap *actions.ApprovalReport) string {
+	if len(ap.Effects) == 0 {
+		if ap.Plan != "" {
+			return "*If approved*: " + escape(ap.Plan)
+		}
+		return ""
+	}
+	lines := []string{"*If approved, stanch will:*"}
+	for _, e := range ap.Effects {
+		if e.Irreversible {
+			lines = append(lines, "• ⚠️ "+escape(e.Description)+" — *cannot be undone*")
+		} else {
+			lines = append(lines, "• "+escape(e.Description))
+		}
+	}
+	switch ap.OnDeny {
+	case "skip":
+		lines = append(lines, "_If denied, the step is skipped and the run goes on._")
+	default:
+		lines = append(lines, "_If denied, the run stops here (cancelled)._")
+	}
+	return strings.Join(lines, "\n")
+}
+
 var timeoutText = map[string]string{
 	"deny":     "the step is denied",
 	"approve":  "the step is approved",
 	"escalate": "it is escalated",
 	"":         "the step is denied",
+}
+
+// confirmText is the approve button's confirmation: the irreversible
+// effects first, since they are what a person must not click through.
+func confirmText(rep actions.Report, step actions.StepReport) string {
+	var irreversible []string
+	for _, e := range step.Approval.Effects {
+		if e.Irreversible {
+			irreversible = append(irreversible, alert.RedactText(e.Description))
+		}
+	}
+	if len(irreversible) > 0 {
+		return "This cannot be undone: " + strings.Join(irreversible, "; ") + "."
+	}
+	return "stanch will run " + step.Action + " for run " + rep.RunID + "."
 }
 
 func channelRef(ch string) string {

@@ -55,14 +55,19 @@ func approve(ctx context.Context, g *globals, runID, stepID, by string, deny boo
 	if err != nil {
 		return err
 	}
+	run, err := r.Store().Run(ctx, runID)
+	if err != nil {
+		return err
+	}
 	if first {
 		fmt.Fprintf(g.stdout, "step %s of %s %s by %s\n", stepID, runID, decision, by)
 	} else {
 		fmt.Fprintf(g.stdout, "step %s of %s was already %s by %s at %s (via %s); nothing changed\n",
 			stepID, runID, a.Decision, a.DecidedBy, a.DecidedAt.Format(time.RFC3339), a.Via)
-		run, err := r.Store().Run(ctx, runID)
-		if err != nil {
-			return err
+		if a.Decision != decision {
+			// Asked for one thing, the other happened: scripts must see it.
+			settleSlack(ctx, g, r, runID)
+			return &exitError{code: exitFailed, msg: fmt.Sprintf("step %s was %s, not %s: the first decision stands (run %s is %s)", stepID, a.Decision, decision, runID, run.Status)}
 		}
 		if runner.Terminal(run.Status) || !local {
 			return nil
@@ -75,10 +80,10 @@ func approve(ctx context.Context, g *globals, runID, stepID, by string, deny boo
 		fmt.Fprintln(g.stdout, "another stanch process works this database; it resumes the run now")
 		return nil
 	}
-	run, err := prog.waitRun(ctx, r.Store(), runID, stepID)
+	run, err = prog.waitSettled(ctx, r.Store(), runID)
 	if err != nil {
 		return err
 	}
 	settleSlack(ctx, g, r, run.ID)
-	return conclude(g, run, databaseFlag(dbURL))
+	return conclude(ctx, g, r.Store(), run, databaseFlag(dbURL))
 }

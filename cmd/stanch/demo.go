@@ -184,7 +184,7 @@ func demo(ctx context.Context, g *globals, keep bool) error {
 		fmt.Fprintf(out, "\nstore kept: stanch runs show %s --database %s\n", run.ID, dbURL)
 	}
 	if run.Status != runner.RunSucceeded {
-		return conclude(g, run, "")
+		return conclude(ctx, g, r.Store(), run, "")
 	}
 	return nil
 }
@@ -266,9 +266,8 @@ func indent(text, prefix string) string {
 // (the first time, Mallory tries first and is refused).
 func demoFollow(ctx context.Context, g *globals, r *runner.Runner, prog *progress, runID string, slack *demoSlack) (runner.Run, error) {
 	out := g.stdout
-	decided := ""
 	for {
-		run, err := prog.waitRun(ctx, r.Store(), runID, decided)
+		run, err := prog.waitSettled(ctx, r.Store(), runID)
 		if err != nil || run.Status != runner.RunWaitingApproval {
 			return run, err
 		}
@@ -295,7 +294,6 @@ func demoFollow(ctx context.Context, g *globals, r *runner.Runner, prog *progres
 			return run, err
 		}
 		fmt.Fprintf(out, "  alice clicks Approve (a signed request to %s) → HTTP %d; the run resumes\n", slackHooksRoute, status)
-		decided = run.WaitingStep
 	}
 }
 

@@ -265,8 +265,10 @@ func TestApprovalEndToEnd(t *testing.T) {
 	e.requireContained()
 
 	twice := e.stanch(nil, "approve", runID, step, "--by", "alice", "--deny", "--database", e.db)
-	require.Equal(t, 0, twice.code)
+	require.Equal(t, 1, twice.code, "a denial after the approval is not what happened")
 	require.Contains(t, twice.stdout, "already approved by alice")
+	same := e.stanch(nil, "approve", runID, step, "--by", "alice", "--database", e.db)
+	require.Equal(t, 0, same.code, "the same decision again is no failure")
 }
 
 func TestValidateAndPlan(t *testing.T) {

@@ -16,10 +16,10 @@ import (
 )
 
 func newIngestCmd(g *globals) *cobra.Command {
-	var format, dbURL string
+	var format, dbURL, source string
 	var globs []string
 	cmd := &cobra.Command{
-		Use:   "ingest --playbooks GLOB [--format FORMAT] FILE|-",
+		Use:   "ingest --playbooks GLOB [--format FORMAT] [--source DIR] FILE|-",
 		Short: "Turn a scanner's report into alerts and run the matching playbooks",
 		Long: `Read findings and hand each to the playbooks it matches, as the webhooks do.
 
@@ -27,6 +27,13 @@ FORMAT is trufflehog (JSON lines from 'trufflehog … --json'), gitleaks (a JSON
 'gitleaks … --report-format json'), eventbridge (a GuardDuty or AWS Health event, or a batch),
 alert (a stanch Alert), or auto (the default: recognised from the content). Each finding keeps
 its commit, file and line. Every alert is stored before anything runs.
+
+A finding that cannot be acted on does not stop the others: ingest acts on every finding it can,
+then names each one it could not (file:line and rule or detector, with the reason) on stderr and
+exits 1. truffleHog's own log lines, mixed in with 2>&1, are counted and ignored. A gitleaks
+report made with --redact hides the key ids: each is read again from the scanned file at the
+finding's line (or within 3 lines of it), found as the report names it under --source DIR (the
+directory gitleaks scanned), else relative to the current directory.
 
 When no other stanch process works the store, the runs are worked here and followed (exit codes
 as for 'stanch run'); when one does (for example 'stanch serve'), they are queued for it and
@@ -36,34 +43,35 @@ ingest exits 0 at once.`,
 			if len(globs) == 0 {
 				return usageError{errors.New("ingest needs --playbooks GLOB (the playbooks findings are matched against)")}
 			}
-			return ingest(cmd.Context(), g, format, args[0], globs, dbURL)
+			return ingest(cmd.Context(), g, format, args[0], source, globs, dbURL)
 		},
 	}
 	cmd.Flags().StringVar(&format, "format", "auto", "auto, trufflehog, gitleaks, eventbridge or alert")
+	cmd.Flags().StringVar(&source, "source", "", "the `DIR` the scanner scanned, where the files a redacted report names are read")
 	cmd.Flags().StringArrayVar(&globs, "playbooks", nil, "playbook files or globs (repeatable; required)")
 	cmd.Flags().StringVar(&dbURL, "database", runner.DefaultDatabaseURL(), "store: file:PATH (embedded SQLite) or postgres://USER@HOST/DB")
 	return cmd
 }
 
-func parseFindings(format string, data []byte) ([]alert.Alert, error) {
+func parseFindings(format string, data []byte, files triggers.SourceFiles) (triggers.Report, error) {
 	now := time.Now()
 	switch format {
 	case "auto":
-		return triggers.ParseDocument(data, now)
+		return triggers.ParseDocument(data, now, files)
 	case "trufflehog":
 		return triggers.ParseTruffleHog(data, now)
 	case "gitleaks":
-		return triggers.ParseGitleaks(data, now)
+		return triggers.ParseGitleaks(data, now, files)
 	case "eventbridge":
 		return triggers.ParseEventBridge(data, now)
 	case "alert":
 		a, err := alert.Parse(data, now)
-		return []alert.Alert{a}, err
+		return triggers.Report{Alerts: []alert.Alert{a}}, err
 	}
-	return nil, usageError{fmt.Errorf("--format %q: want auto, trufflehog, gitleaks, eventbridge or alert", format)}
+	return triggers.Report{}, usageError{fmt.Errorf("--format %q: want auto, trufflehog, gitleaks, eventbridge or alert", format)}
 }
 
-func ingest(ctx context.Context, g *globals, format, path string, globs []string, dbURL string) error {
+func ingest(ctx context.Context, g *globals, format, path, source string, globs []string, dbURL string) error {
 	var data []byte
 	var err error
 	if path == "-" {
@@ -74,13 +82,45 @@ func ingest(ctx context.Context, g *globals, format, path string, globs []string
 	if err != nil {
 		return fmt.Errorf("read findings: %w", err)
 	}
-	alerts, err := parseFindings(format, data)
+	files := triggers.SourceFiles{Dirs: []string{"."}}
+	if source != "" {
+		files.Dirs = []string{source, "."}
+	}
+	rep, err := parseFindings(format, data, files)
 	if err != nil {
 		if isUsage(err) {
 			return err
 		}
 		return fmt.Errorf("%s: %w", path, err)
 	}
+	// Every finding that can be acted on is; the exit code then says that
+	// some could not.
+	var unacted *exitError
+	if n := reportSkipped(g.stderr, path, rep); n > 0 {
+		unacted = &exitError{code: exitFailed, msg: fmt.Sprintf("%s: %d finding(s) could not be acted on (named above); the other %d were handed to the playbooks", path, n, len(rep.Alerts))}
+	}
+	return withUnacted(submitFindings(ctx, g, rep.Alerts, globs, dbURL), unacted)
+}
+
+// withUnacted is the exit of ingest: err when submitting failed or a run
+// failed, else unacted when some findings could not be acted on, else the
+// runs' own outcome.
+func withUnacted(err error, unacted *exitError) error {
+	if unacted == nil {
+		return err
+	}
+	if err == nil {
+		return unacted
+	}
+	if ee, ok := exitOf(err); ok {
+		return worse(ee, unacted)
+	}
+	return err
+}
+
+// submitFindings hands the alerts to the playbooks, then follows the runs
+// when this process works them.
+func submitFindings(ctx context.Context, g *globals, alerts []alert.Alert, globs []string, dbURL string) error {
 	reg, err := g.registry()
 	if err != nil {
 		return err
@@ -114,11 +154,12 @@ func ingest(ctx context.Context, g *globals, format, path string, globs []string
 	}
 	var worst *exitError
 	for _, run := range started {
-		done, err := prog.waitRun(ctx, r.Store(), run.ID, "")
+		done, err := prog.waitSettled(ctx, r.Store(), run.ID)
 		if err != nil {
 			return err
 		}
-		if ee, ok := exitOf(conclude(g, done, databaseFlag(dbURL))); ok {
+		settleSlack(ctx, g, r, done.ID)
+		if ee, ok := exitOf(conclude(ctx, g, r.Store(), done, databaseFlag(dbURL))); ok {
 			worst = worse(worst, ee)
 		}
 	}

@@ -94,15 +94,33 @@ func printPlan(g *globals, rep runner.PlanReport) {
 		} else {
 			fmt.Fprintln(g.stdout, "   would run")
 		}
-		if s.Approval != "" {
+		if s.Approval != "" && s.Settled != "" {
+			fmt.Fprintf(g.stdout, "   asks nobody: it would change nothing (%s)\n", s.Settled)
+		} else if s.Approval != "" {
 			fmt.Fprintf(g.stdout, "   %s\n", s.Approval)
 		}
 		if s.Summary != "" {
 			fmt.Fprintf(g.stdout, "   %s\n", s.Summary)
 		}
+		printEffects(g, "   ", s.Effects)
 		for _, c := range s.Calls {
 			fmt.Fprintf(g.stdout, "   %s %s:%s(%s)\n", callMark(c), c.Service, c.Operation, formatParams(c.Params))
 		}
+	}
+}
+
+// printEffects lists what a step changes, irreversible changes marked.
+func printEffects(g *globals, indent string, effects []actions.Effect) {
+	if len(effects) == 0 {
+		return
+	}
+	fmt.Fprintf(g.stdout, "%sit would:\n", indent)
+	for _, e := range effects {
+		mark := "•"
+		if e.Irreversible {
+			mark = "⚠"
+		}
+		fmt.Fprintf(g.stdout, "%s  %s %s\n", indent, mark, e)
 	}
 }
 

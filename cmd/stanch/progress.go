@@ -44,7 +44,15 @@ func (p *progress) observe(e runner.Event) {
 	case runner.EventRunStarted:
 		fmt.Fprintf(p.w, "%s started\n", e.RunID)
 	case runner.EventRunResumed:
-		fmt.Fprintf(p.w, "%s resumed (finished steps are not repeated)\n", e.RunID)
+		fmt.Fprintf(p.w, "%s resumed %s (finished steps are not repeated)\n", e.RunID, e.Message)
+	case runner.EventRunContinued:
+		if e.Message != "" {
+			fmt.Fprintf(p.w, "%s continues %s\n", e.RunID, e.Message)
+		}
+	case runner.EventRunRetried:
+		fmt.Fprintf(p.w, "%s retried %s\n", e.RunID, e.Message)
+	case runner.EventStepEffect:
+		fmt.Fprintf(p.w, "    ⚡ %-12s %s\n", e.StepID, oneLine(e.Message))
 	case runner.EventStepStarted:
 		p.started[key] = e.At
 		fmt.Fprintf(p.w, "  → %-14s %s (attempt %d)\n", e.StepID, e.Action, e.Attempt)
@@ -73,6 +81,8 @@ func (p *progress) observe(e runner.Event) {
 		fmt.Fprintf(p.w, "  ⏲ %-14s waits until %s (delay); the run sleeps without holding a worker\n", e.StepID, e.Deadline.Local().Format(time.TimeOnly))
 	case runner.EventStepWaiting:
 		fmt.Fprintf(p.w, "  ⏸ %-14s waiting for approval until %s: %s\n", e.StepID, e.Deadline.UTC().Format(time.RFC3339), oneLine(e.Message))
+	case runner.EventStepEscalated:
+		fmt.Fprintf(p.w, "  ⏫ %-14s nobody decided in time: %s, until %s\n", e.StepID, e.Message, e.Deadline.UTC().Format(time.RFC3339))
 	}
 }
 
@@ -80,10 +90,12 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// waitRun waits until the run is finished or waits for approval of a step
-// other than decided (the step a decision was just recorded for, which the
-// run is about to leave).
-func (p *progress) waitRun(ctx context.Context, store *runner.Store, runID, decided string) (runner.Run, error) {
+// waitSettled waits until the run has ended, or waits for a decision that
+// nobody has made yet and whose deadline is still ahead. A decided approval,
+// or one whose deadline has passed, is for this process's workers to act on
+// (it works the store): the command's exit code must say what became of
+// the run, not what it was a moment ago.
+func (p *progress) waitSettled(ctx context.Context, store *runner.Store, runID string) (runner.Run, error) {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -91,8 +103,14 @@ func (p *progress) waitRun(ctx context.Context, store *runner.Store, runID, deci
 		if err != nil {
 			return runner.Run{}, err
 		}
-		if runner.Terminal(run.Status) || (run.Status == runner.RunWaitingApproval && run.WaitingStep != decided) {
+		if runner.Terminal(run.Status) {
 			return run, nil
+		}
+		if run.Status == runner.RunWaitingApproval {
+			a, err := store.Approval(ctx, run.ID, run.WaitingStep)
+			if err == nil && a.Decision == "" && time.Now().Before(a.Deadline) {
+				return run, nil
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -103,23 +121,52 @@ func (p *progress) waitRun(ctx context.Context, store *runner.Store, runID, deci
 	}
 }
 
-// conclude prints how a run ended and returns the exit error for it.
-func conclude(g *globals, run runner.Run, dbFlag string) error {
+// conclude prints how a run ended, or what it waits for, and returns the
+// exit error for it.
+func conclude(ctx context.Context, g *globals, store *runner.Store, run runner.Run, dbFlag string) error {
 	switch run.Status {
 	case runner.RunSucceeded:
 		fmt.Fprintf(g.stdout, "%s succeeded\n", run.ID)
 		return nil
 	case runner.RunWaitingApproval:
-		fmt.Fprintf(g.stdout, "%s is waiting for approval of step %q. To continue:\n  stanch approve %s %s --by NAME%s\n  (add --deny to refuse)\n",
-			run.ID, run.WaitingStep, run.ID, run.WaitingStep, dbFlag)
+		a, err := store.Approval(ctx, run.ID, run.WaitingStep)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(g.stdout, "%s is waiting for approval of step %q", run.ID, run.WaitingStep)
+		if a.Escalation != nil && !a.EscalatedAt.IsZero() {
+			fmt.Fprintf(g.stdout, ", escalated to %s (approvers %s)", a.Escalation.Channel, strings.Join(a.Approvers, ", "))
+		}
+		fmt.Fprintf(g.stdout, " until %s.\n", a.Deadline.UTC().Format(time.RFC3339))
+		if a.Plan != "" {
+			fmt.Fprintf(g.stdout, "  %s\n", a.Plan)
+		}
+		printEffects(g, "  ", a.Effects)
+		fmt.Fprintf(g.stdout, "To continue:\n  stanch approve %s %s --by NAME%s\n  (add --deny to refuse)\n",
+			run.ID, run.WaitingStep, dbFlag)
 		return &exitError{code: exitWaiting}
 	case runner.RunCancelled:
-		fmt.Fprintf(g.stdout, "%s cancelled at step %s: %s\n", run.ID, run.FailedStep, run.Error)
+		fmt.Fprintf(g.stdout, "%s cancelled", run.ID)
+		if run.FailedStep != "" {
+			fmt.Fprintf(g.stdout, " at step %s", run.FailedStep)
+		}
+		fmt.Fprintf(g.stdout, ": %s\n", run.Error)
+		printRetry(g, run, dbFlag)
 		return &exitError{code: exitFailed}
 	default:
 		fmt.Fprintf(g.stdout, "%s failed at step %s: %s\n", run.ID, run.FailedStep, run.Error)
+		printRetry(g, run, dbFlag)
 		return &exitError{code: exitFailed}
 	}
+}
+
+// printRetry says how to go on with a run that failed or was cancelled.
+func printRetry(g *globals, run runner.Run, dbFlag string) {
+	if !run.ClosedAt.IsZero() {
+		fmt.Fprintf(g.stdout, "  closed by %s: %s\n", run.ClosedBy, run.CloseNote)
+		return
+	}
+	fmt.Fprintf(g.stdout, "To run it again from there once the cause is fixed:\n  stanch runs retry %s%s\n", run.ID, dbFlag)
 }
 
 // databaseFlag renders --database for commands printed to the user, only

@@ -90,26 +90,25 @@ func follow(ctx context.Context, g *globals, r *runner.Runner, prog *progress, p
 		runID = ex.ID
 		fmt.Fprintf(g.stdout, "alert %s already has run %s of playbook %s (%s, created %s); no second run started\n",
 			a.DedupKey, ex.ID, ex.Playbook, ex.Status, ex.CreatedAt.Format(time.RFC3339))
-		if runner.Terminal(ex.Status) || ex.Status == runner.RunWaitingApproval {
-			return conclude(g, ex, databaseFlag(dbURL))
+		if !runner.Terminal(ex.Status) && ex.Status != runner.RunWaitingApproval {
+			fmt.Fprintf(g.stdout, "run %s is unfinished; continuing it\n", ex.ID)
 		}
-		fmt.Fprintf(g.stdout, "run %s is unfinished; continuing it\n", ex.ID)
 	case len(sub.Joined) == 1:
 		open := sub.Joined[0]
 		runID = open.ID
 		fmt.Fprintf(g.stdout, "alert %s is about %s, which run %s (%s) is already handling: it joined that run instead of starting a second containment\n",
 			a.DedupKey, a.Credential.ID, open.ID, open.Status)
-		if open.Status == runner.RunWaitingApproval {
-			return conclude(g, open, databaseFlag(dbURL))
-		}
 	default:
 		fmt.Fprintf(g.stdout, "playbook %s does not apply to alert %s: %s; nothing was run\n", pb.Name, a.DedupKey, sub.NotMatched[0].Reason)
 		return nil
 	}
-	run, err := prog.waitRun(ctx, r.Store(), runID, "")
+	// A run that waits past its approval's deadline is decided here and
+	// now, by this process's workers: what the command says is what the
+	// run became.
+	run, err := prog.waitSettled(ctx, r.Store(), runID)
 	if err != nil {
 		return err
 	}
 	settleSlack(ctx, g, r, run.ID)
-	return conclude(g, run, databaseFlag(dbURL))
+	return conclude(ctx, g, r.Store(), run, databaseFlag(dbURL))
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stanchhq/stanch/actions"
 	"github.com/stanchhq/stanch/runner"
 )
 
@@ -42,7 +43,7 @@ func newRunsCmd(g *globals) *cobra.Command {
 			}
 			if len(runs) == 0 {
 				fmt.Fprintln(g.stdout, "no runs")
-				return nil
+				return printUnactedHint(cmd.Context(), g, store)
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "RUN\tPLAYBOOK\tSTATUS\tCREDENTIAL\tCREATED\tTOOK")
@@ -55,9 +56,15 @@ func newRunsCmd(g *globals) *cobra.Command {
 				if r.WaitingStep != "" {
 					st += " (" + r.WaitingStep + ")"
 				}
+				if !r.ClosedAt.IsZero() {
+					st += ", closed"
+				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Playbook, st, r.Alert.Credential.ID, r.CreatedAt.Local().Format("2006-01-02 15:04:05"), took)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			return printUnactedHint(cmd.Context(), g, store)
 		},
 	}
 	list.Flags().StringVar(&status, "status", "", "only runs with this status (pending, running, waiting_approval, succeeded, failed, cancelled)")
@@ -88,15 +95,20 @@ func newRunsCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			approvals, err := store.Approvals(ctx, run.ID)
+			if err != nil {
+				return err
+			}
 			if showJSON {
-				return writeJSON(g, map[string]any{"run": runsJSON([]runner.Run{run})[0], "steps": stepsJSON(steps), "journal": journal})
+				return writeJSON(g, map[string]any{"run": runsJSON([]runner.Run{run})[0], "steps": stepsJSON(steps), "approvals": approvals, "journal": journal})
 			}
 			printRun(g, run, steps, journal)
+			printApprovals(g, run, approvals)
 			return nil
 		},
 	}
 	show.Flags().BoolVar(&showJSON, "json", false, "print JSON")
-	cmd.AddCommand(list, show)
+	cmd.AddCommand(list, show, newRetryCmd(g, &dbURL), newCancelCmd(g, &dbURL), newCloseCmd(g, &dbURL))
 	return cmd
 }
 
@@ -120,12 +132,23 @@ func printRun(g *globals, run runner.Run, steps map[string]runner.StepRecord, jo
 		fmt.Fprintf(g.stdout, " in %s", run.Alert.Credential.Account)
 	}
 	fmt.Fprintln(g.stdout)
+	if run.Owner.Known() {
+		fmt.Fprintf(g.stdout, "owner     %s (identified by step %s): every step acts there\n", run.Owner, run.Owner.By)
+	}
 	fmt.Fprintf(g.stdout, "created   %s\n", run.CreatedAt.Local().Format(time.RFC3339))
+	if run.Generation > 0 {
+		fmt.Fprintf(g.stdout, "retried   %d time(s)\n", run.Generation)
+	}
 	if !run.FinishedAt.IsZero() {
 		fmt.Fprintf(g.stdout, "finished  %s (took %s)\n", run.FinishedAt.Local().Format(time.RFC3339), run.FinishedAt.Sub(run.CreatedAt).Round(time.Millisecond))
 	}
-	if run.Error != "" {
+	if run.Error != "" && run.FailedStep != "" {
 		fmt.Fprintf(g.stdout, "error     step %s: %s\n", run.FailedStep, run.Error)
+	} else if run.Error != "" {
+		fmt.Fprintf(g.stdout, "ended     %s\n", run.Error)
+	}
+	if !run.ClosedAt.IsZero() {
+		fmt.Fprintf(g.stdout, "closed    %s by %s: %s\n", run.ClosedAt.Local().Format(time.RFC3339), run.ClosedBy, run.CloseNote)
 	}
 	ordered := make([]runner.StepRecord, 0, len(steps))
 	for _, s := range steps {
@@ -159,6 +182,34 @@ func printRun(g *globals, run runner.Run, steps map[string]runner.StepRecord, jo
 	}
 }
 
+// printApprovals lists the run's approvals: what each step was to change,
+// and who decided.
+func printApprovals(g *globals, run runner.Run, approvals map[string]runner.Approval) {
+	if len(approvals) == 0 {
+		return
+	}
+	ids := make([]string, 0, len(approvals))
+	for id := range approvals {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return approvals[ids[i]].RequestedAt.Before(approvals[ids[j]].RequestedAt) })
+	fmt.Fprintln(g.stdout, "\napprovals")
+	for _, id := range ids {
+		a := approvals[id]
+		state := "waiting until " + a.Deadline.Local().Format(time.RFC3339)
+		if a.Decision != "" {
+			state = fmt.Sprintf("%s by %s via %s at %s", a.Decision, a.DecidedBy, a.Via, a.DecidedAt.Local().Format(time.RFC3339))
+		} else if runner.Terminal(run.Status) {
+			state = "never decided: the run ended"
+		}
+		fmt.Fprintf(g.stdout, "  %s: %s\n", id, state)
+		if a.Plan != "" {
+			fmt.Fprintf(g.stdout, "    %s\n", oneLine(a.Plan))
+		}
+		printEffects(g, "    ", a.Effects)
+	}
+}
+
 type runJSON struct {
 	ID          string    `json:"id"`
 	Playbook    string    `json:"playbook"`
@@ -170,13 +221,24 @@ type runJSON struct {
 	Error       string    `json:"error,omitempty"`
 	CreatedAt   time.Time `json:"created_at"`
 	FinishedAt  time.Time `json:"finished_at,omitzero"`
+	// Owner is who the credential belongs to, once a step identified it.
+	Owner      *actions.Owner `json:"owner,omitempty"`
+	Generation int            `json:"generation,omitempty"`
+	ClosedAt   time.Time      `json:"closed_at,omitzero"`
+	ClosedBy   string         `json:"closed_by,omitempty"`
+	CloseNote  string         `json:"close_note,omitempty"`
 }
 
 func runsJSON(runs []runner.Run) []runJSON {
 	out := make([]runJSON, len(runs))
 	for i, r := range runs {
 		out[i] = runJSON{ID: r.ID, Playbook: r.Playbook, Status: r.Status, DedupKey: r.DedupKey, Credential: r.Alert.Credential.ID,
-			WaitingStep: r.WaitingStep, FailedStep: r.FailedStep, Error: r.Error, CreatedAt: r.CreatedAt, FinishedAt: r.FinishedAt}
+			WaitingStep: r.WaitingStep, FailedStep: r.FailedStep, Error: r.Error, CreatedAt: r.CreatedAt, FinishedAt: r.FinishedAt,
+			Generation: r.Generation, ClosedAt: r.ClosedAt, ClosedBy: r.ClosedBy, CloseNote: r.CloseNote}
+		if r.Owner.Known() {
+			owner := r.Owner
+			out[i].Owner = &owner
+		}
 	}
 	return out
 }

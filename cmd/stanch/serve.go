@@ -46,17 +46,22 @@ func newServeCmd(g *globals) *cobra.Command {
 		Long: `Run the HTTP endpoints that receive alerts and the workers that run playbooks.
 
 Endpoints:
-  POST /hooks/aws/eventbridge   GuardDuty findings and AWS Health AWS_RISK_* events from an
-                                EventBridge API destination; the connection's API-key header
-                                (--eventbridge-header) must carry the secret read from the
-                                environment variable named by --eventbridge-secret-env.
+  POST /hooks/aws/eventbridge   GuardDuty findings that name an access key and AWS Health
+                                AWS_RISK_* events from an EventBridge API destination; the
+                                connection's API-key header (--eventbridge-header) must carry the
+                                secret read from the environment variable named by
+                                --eventbridge-secret-env. Every event that can be acted on is
+                                stored; the others are named with the reason in the answer
+                                ({"accepted":[…],"ignored":[…]}, 200) and the log. Only a body
+                                with no EventBridge event in it is answered 400.
   POST /hooks/github            GitHub secret_scanning_alert (and _location) webhooks, verified
                                 with X-Hub-Signature-256 against the secret in --github-secret-env.
                                 A worker then fetches the alert through the REST API (token from
                                 --github-token-env, or a GitHub App: --github-app-id,
                                 --github-app-installation-id, --github-app-private-key;
-                                --github-api-url for GitHub Enterprise Server) to learn the key id.
-                                The github.* actions use the same credentials.
+                                --github-api-url for GitHub Enterprise Server) to learn the key id
+                                (for a secret without its id, from the key id alert at the same
+                                place). The github.* actions use the same credentials.
   POST /hooks/aws/sns           an SNS HTTPS subscription of the topics named by --sns-topic:
                                 every message's signature (versions 1 and 2) is checked with
                                 a certificate fetched only over HTTPS from an SNS host, and
@@ -72,11 +77,16 @@ STANCH_SLACK_TOKEN (bot token: chat:write, channels:history, channels:read, user
 STANCH_SLACK_SIGNING_SECRET (turns on the buttons and the interactions endpoint) and
 STANCH_SLACK_API_URL (another Web API base, such as the sandbox's).
 
+An alert that cannot be acted on (GitHub answers 401, 403 or 404 for it, no key id can be found,
+or its last attempt failed) is not retried for weeks: it is kept with the reason ('stanch alerts
+list', counted under 'stanch runs list'), logged at ERROR and, with Slack, posted once to the
+channel STANCH_SLACK_ALERTS_CHANNEL names, else that of the first slack.notify step.
+
 With --github-poll-repo/--github-poll-org it also lists open secret-scanning alerts every
 --github-poll-interval, as a backstop: GitHub does not retry failed deliveries.
 With --sqs-queue-url (repeatable), it also long-polls SQS queues fed by EventBridge rules (or
 SNS subscriptions): a message is deleted only after its alerts are stored; a message that can
-never be read is logged, counted and deleted.
+never be read is logged, counted, kept ('stanch alerts list') and deleted.
 
 An alert is committed to the store before the sender gets its 2xx; the answer never waits on
 AWS. Bodies are limited to 1 MiB, each source address is rate-limited, and every rejection is

@@ -100,7 +100,8 @@ func TestServeContainsKeyFromEventBridge(t *testing.T) {
 	require.Equal(t, http.StatusUnauthorized, post(t, hook, "X-Stanch-Token", "wrong", event))
 	require.Equal(t, http.StatusUnauthorized, post(t, hook, "", "", event))
 	require.Equal(t, http.StatusRequestEntityTooLarge, post(t, hook, "X-Stanch-Token", secret, bytes.Repeat([]byte(" "), 2<<20)))
-	require.Equal(t, http.StatusBadRequest, post(t, hook, "X-Stanch-Token", secret, []byte(`{"source":"aws.ec2","detail-type":"x","detail":{}}`)))
+	require.Equal(t, http.StatusBadRequest, post(t, hook, "X-Stanch-Token", secret, []byte(`{"hello":"world"}`)), "nothing in it is an EventBridge event")
+	require.Equal(t, http.StatusOK, post(t, hook, "X-Stanch-Token", secret, []byte(`{"source":"aws.ec2","detail-type":"x","detail":{}}`)), "an event stanch does not act on is read, and ignored")
 	require.Zero(t, e.sb.Count("UpdateAccessKey"), "nothing rejected reaches AWS")
 
 	require.Equal(t, http.StatusOK, post(t, hook, "X-Stanch-Token", secret, event))
@@ -203,6 +204,14 @@ func TestServePollsSQS(t *testing.T) {
 	log := stderr.String()
 	require.Contains(t, log, "poison SQS message deleted")
 	require.Contains(t, log, "received=2 accepted=1 poison=1")
+	// The poison message is kept where people look, not only logged.
+	list := e.stanch(nil, "alerts", "list", "--json", "--database", e.db)
+	require.Equal(t, 0, list.code, list.stderr)
+	var unacted []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(list.stdout), &unacted), list.stdout)
+	require.Len(t, unacted, 1)
+	require.Equal(t, "sqs", unacted[0]["source"])
+	require.Contains(t, unacted[0]["reason"], "no EventBridge event in it: not an EventBridge event: the body is not JSON")
 }
 
 // TestServeGitHubBackstop contains a key whose webhook never arrived: the

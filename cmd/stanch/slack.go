@@ -51,16 +51,34 @@ type slackSetup struct {
 	tokens   *slackact.Tokens
 	secret   string
 	notifier *notify.Slack
+	log      *slog.Logger
 }
 
 func newSlackSetup(client *slackact.Client, signingSecret string, log *slog.Logger) *slackSetup {
-	s := &slackSetup{client: client, secret: signingSecret, tokens: approvalTokens(signingSecret)}
+	s := &slackSetup{client: client, secret: signingSecret, tokens: approvalTokens(signingSecret), log: log}
 	s.notifier = notify.NewSlack(client, s.tokens, log)
 	return s
 }
 
-// configure is a runner option installing the notifier.
-func (s *slackSetup) configure(c *runner.Config) { c.Notifier = s.notifier }
+// configure is a runner option installing the notifier, and the poster of
+// alerts that started no run when there is a channel for them. It runs
+// after the playbooks are set.
+func (s *slackSetup) configure(c *runner.Config) {
+	c.Notifier = s.notifier
+	if !s.client.Configured() {
+		return
+	}
+	channel := unactedChannel(c.Playbooks)
+	if channel == "" {
+		// Only stanch serve loads playbooks for alerts to come; the
+		// commands that run one playbook have no alerts of this kind.
+		if s.log != nil && len(c.Playbooks) > 0 {
+			s.log.Warn("alerts that start no run are not posted to Slack: no playbook has a slack.notify step with a fixed channel", "variable", envSlackAlertsChannel)
+		}
+		return
+	}
+	c.UnactedPoster = &unactedSlack{client: s.client, channel: channel}
+}
 
 // warn says what is missing for the playbooks that use Slack.
 func (s *slackSetup) warn(log *slog.Logger, books []*playbooks.Playbook) {

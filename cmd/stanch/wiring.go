@@ -82,10 +82,12 @@ func readAlerts(g *globals, path string) ([]alert.Alert, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read alert: %w", err)
 	}
-	alerts, err := triggers.ParseDocument(data, time.Now())
+	rep, err := triggers.ParseDocument(data, time.Now(), triggers.SourceFiles{Dirs: []string{"."}})
 	if err != nil {
 		return nil, fmt.Errorf("alert %s: %w", path, err)
 	}
+	reportSkipped(g.stderr, path, rep)
+	alerts := rep.Alerts
 	if len(alerts) == 0 {
 		return nil, fmt.Errorf("alert %s: no findings in it", path)
 	}

@@ -1,0 +1,134 @@
+package triggers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/go-github/v60/github"
+
+	"github.com/stanchhq/stanch/alert"
+)
+
+// GitHubResolver fetches a secret-scanning alert and its locations through
+// the REST API and turns it into an alert: the secret literal tells the
+// key id, and is redacted everywhere after that. An alert whose literal is
+// an AWS secret without its key id takes the id from the paired alert at
+// the same place. Failures that retrying cannot fix (GitHub refuses
+// stanch, no key id can be found) wrap alert.ErrUnactionable and say what a
+// person must do; the others are retried.
+type GitHubResolver struct {
+	Client *github.Client
+	Now    func() time.Time
+}
+
+// Resolve implements the deferred resolution of a GitHubAlertRef.
+func (g *GitHubResolver) Resolve(ctx context.Context, raw json.RawMessage) ([]alert.Alert, error) {
+	var ref GitHubAlertRef
+	if err := json.Unmarshal(raw, &ref); err != nil {
+		return nil, fmt.Errorf("%w: the recorded GitHub alert reference is unreadable: %v", alert.ErrUnactionable, err)
+	}
+	owner, repo, ok := strings.Cut(ref.Repo, "/")
+	if !ok {
+		return nil, fmt.Errorf("%w: repository %q is not owner/name", alert.ErrUnactionable, ref.Repo)
+	}
+	name := fmt.Sprintf("alert %s#%d", ref.Repo, ref.Number)
+	ghAlert, _, err := g.Client.SecretScanning.GetAlert(ctx, owner, repo, ref.Number)
+	if err != nil {
+		return nil, githubFailure("get", name, ref.Repo, err)
+	}
+	locs, err := g.locations(ctx, owner, repo, ref.Number)
+	if err != nil {
+		return nil, githubFailure("list the locations of", name, ref.Repo, err)
+	}
+	if ghAlert.Secret == nil {
+		return nil, fmt.Errorf("%w: GitHub returned %s without its secret literal, which tells stanch which credential leaked; give the token or App read access to the secret (secret_scanning_alerts), then redeliver the webhook", alert.ErrUnactionable, name)
+	}
+	secretType := ghAlert.GetSecretType()
+	loc := alert.Location{Repo: ref.Repo, URL: ghAlert.GetHTMLURL(), AlertNumber: int(ref.Number)}
+	if commits := commitLocations(locs); len(commits) > 0 {
+		loc.Path, loc.Line, loc.Commit = commits[0].path, commits[0].line, commits[0].commit
+	}
+	title := fmt.Sprintf("GitHub secret scanning: %s in %s", ghAlert.GetSecretTypeDisplayName(), ref.Repo)
+	cred, ok := githubCredential(secretType, ghAlert.GetSecret())
+	if !ok {
+		id, pair, err := g.pairedKeyID(ctx, owner, repo, ref, secretType, locs)
+		if err != nil {
+			return nil, err
+		}
+		cred = awsCredential(secretType, id)
+		title += fmt.Sprintf(" (key id from the paired alert #%d)", pair)
+	}
+	severity := "high"
+	if ref.Action == "publicly_leaked" {
+		severity = "critical"
+	}
+	// The alert as fetched, with the secret literal redacted (the key id
+	// alone is kept by the redaction).
+	fetched, _ := json.Marshal(ghAlert)
+	now := time.Now
+	if g.Now != nil {
+		now = g.Now
+	}
+	a := alert.Alert{
+		Source:     alert.SourceGitHub,
+		Kind:       alert.KindCredentialExposed,
+		ReceivedAt: now(),
+		DedupKey:   fmt.Sprintf("github:%s#%d", ref.Repo, ref.Number),
+		Credential: cred,
+		Location:   loc,
+		Severity:   severity,
+		Title:      title,
+		Raw:        alert.RedactJSON(fetched),
+	}
+	if err := finish(&a, now()); err != nil {
+		return nil, fmt.Errorf("%w: GitHub %s does not make a valid alert: %v", alert.ErrUnactionable, name, err)
+	}
+	return []alert.Alert{a}, nil
+}
+
+// locations lists every location of an alert, page by page.
+func (g *GitHubResolver) locations(ctx context.Context, owner, repo string, number int64) ([]*github.SecretScanningAlertLocation, error) {
+	var all []*github.SecretScanningAlertLocation
+	opts := &github.ListOptions{PerPage: 100}
+	for {
+		page, res, err := g.Client.SecretScanning.ListLocationsForAlert(ctx, owner, repo, number, opts)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page...)
+		if res.NextPage == 0 {
+			return all, nil
+		}
+		opts.Page = res.NextPage
+	}
+}
+
+// githubCredential maps a GitHub secret type to a credential: AWS types
+// by the key id found in the literal, anything else by a fingerprint. It
+// is false for an AWS type whose literal holds no key id (the secret
+// access key or session token alone).
+func githubCredential(secretType, secret string) (alert.Credential, bool) {
+	if strings.HasPrefix(secretType, "aws_") {
+		id := alert.AWSKeyID.FindString(secret)
+		if id == "" {
+			return alert.Credential{}, false
+		}
+		return awsCredential(secretType, id), true
+	}
+	provider, _, _ := strings.Cut(secretType, "_")
+	sum := sha256.Sum256([]byte(secret))
+	return alert.Credential{Provider: provider, Kind: alert.CredentialToken, ID: "sha256:" + hex.EncodeToString(sum[:8])}, true
+}
+
+func awsCredential(secretType, id string) alert.Credential {
+	kind := alert.CredentialAccessKey
+	if secretType == "aws_session_token" || secretType == "aws_temporary_access_key_id" || strings.HasPrefix(id, "ASIA") {
+		kind = alert.CredentialRoleSession
+	}
+	return alert.Credential{Provider: "aws", Kind: kind, ID: id}
+}
