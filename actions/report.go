@@ -76,6 +76,9 @@ type ApprovalReport struct {
 	Plan    string
 	// OnDeny is what a denial means for the run: stop or skip.
 	OnDeny string
+	// Generation is the run's generation that asked: a step asked again
+	// after a retry is a new request.
+	Generation int
 }
 
 // Step returns the step with the given id.

@@ -145,13 +145,13 @@ func (s *Slack) Sync(ctx context.Context, runID string) error {
 		default:
 			continue // nowhere to ask: stanch approve only
 		}
-		if err := s.ensure(ctx, rep, approvalKey(st.ID, 0), first); err != nil {
+		if err := s.ensure(ctx, rep, approvalKey(st.ID, ap.Generation, 0), first); err != nil {
 			errs = append(errs, err)
 		}
 		if ap.EscalatedTo != "" {
 			second := slackact.Approval(rep, st, s.tokens, true)
 			second.Channel = ap.EscalatedTo
-			if err := s.ensure(ctx, rep, approvalKey(st.ID, 1), second); err != nil {
+			if err := s.ensure(ctx, rep, approvalKey(st.ID, ap.Generation, 1), second); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -159,7 +159,12 @@ func (s *Slack) Sync(ctx context.Context, runID string) error {
 	return errors.Join(errs...)
 }
 
-func approvalKey(stepID string, round int) string {
+// approvalKey names a step's approval message of one round; a request
+// asked again after a retry gets messages of its own.
+func approvalKey(stepID string, generation, round int) string {
+	if generation > 0 {
+		return fmt.Sprintf("approval/%s/g%d/%d", stepID, generation, round)
+	}
 	return fmt.Sprintf("approval/%s/%d", stepID, round)
 }
 

@@ -392,3 +392,68 @@ func TestSlackApprovalEscalates(t *testing.T) {
 	require.Equal(t, runner.RunSucceeded, run.Status)
 	require.Equal(t, 1, b.world.count("destroy"))
 }
+
+// What people do with a run shows in Slack: a cancel takes the buttons
+// away and says why, a retry asks again in a new message, and a closing
+// note reaches the incident message.
+func TestSlackShowsCancelRetryAndClose(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	run := b.submit(t)
+	b.waitRun(t, run.ID, runner.RunWaitingApproval)
+	first, approve, _ := b.approvalMessage(t)
+
+	_, err := b.r.Cancel(ctx, run.ID, "bob", "handled by hand")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		var approval, incident sandbox.SlackMessage
+		for _, m := range b.topLevel() {
+			switch {
+			case m.TS == first.TS:
+				approval = m
+			case strings.HasPrefix(m.Text, "🚨") || strings.Contains(m.Text, "AKIAIOSFODNN7EXAMPLE"):
+				incident = m
+			}
+		}
+		return strings.Contains(approval.Text, "The run ended (cancelled) before a decision") && !strings.Contains(string(approval.Blocks), slackact.ActionApprove) &&
+			strings.Contains(string(incident.Blocks), "cancelled by bob: handled by hand")
+	}, 10*time.Second, 20*time.Millisecond, "Slack never showed the cancel")
+
+	// The old button decides nothing now.
+	req, err := b.click(alice, slackact.ActionApprove, approve, first.TS, time.Time{}).Request(ctx)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, send(t, req))
+	require.Equal(t, runner.RunCancelled, b.waitRun(t, run.ID, runner.RunCancelled).Status)
+	require.Zero(t, b.world.count("destroy"))
+
+	_, err = b.r.Retry(ctx, run.ID, "", "carol")
+	require.NoError(t, err)
+	b.waitRun(t, run.ID, runner.RunWaitingApproval)
+	var again sandbox.SlackMessage
+	require.Eventually(t, func() bool {
+		for _, m := range b.topLevel() {
+			if m.TS != first.TS && strings.Contains(string(m.Blocks), slackact.ActionApprove) {
+				again = m
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 20*time.Millisecond, "the retried step was not asked again in a new message")
+	require.Equal(t, "approval/destroy/g1/0", again.Metadata.EventPayload["key"])
+	req, err = b.click(alice, slackact.ActionApprove, again.ButtonValue(slackact.ActionApprove), again.TS, time.Time{}).Request(ctx)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, send(t, req))
+	require.Equal(t, runner.RunSucceeded, b.waitRun(t, run.ID, runner.RunSucceeded, runner.RunFailed, runner.RunCancelled).Status)
+	require.Equal(t, 1, b.world.count("destroy"))
+
+	_, err = b.r.Close(ctx, run.ID, "carol", "rotated and reviewed")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		for _, m := range b.topLevel() {
+			if strings.Contains(string(m.Blocks), "closed by carol: rotated and reviewed") {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 20*time.Millisecond, "the incident message never showed the closing note")
+}

@@ -47,7 +47,7 @@ func (r *Runner) Report(ctx context.Context, runID string) (actions.Report, erro
 			ar := &actions.ApprovalReport{Approvers: a.Approvers, Message: a.Message, Deadline: a.Deadline, Channel: a.Channel, EscalatedAt: a.EscalatedAt,
 				OnTimeout: onTimeout(step, a),
 				Decision:  a.Decision, DecidedBy: a.DecidedBy, DecidedAt: a.DecidedAt, Via: a.Via,
-				Effects: a.Effects, Plan: a.Plan}
+				Effects: a.Effects, Plan: a.Plan, Generation: a.Generation}
 			if step.Approval != nil {
 				ar.OnDeny = step.Approval.OnDeny
 			}

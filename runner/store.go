@@ -131,6 +131,8 @@ type Approval struct {
 	// could not be made).
 	Effects []actions.Effect
 	Plan    string
+	// Generation is the run's generation that asked (see Run.Generation).
+	Generation int
 }
 
 // Escalation is the second round of an approval.
@@ -151,6 +153,8 @@ type ApprovalRequest struct {
 	// plan's summary, or why there is none.
 	Effects []actions.Effect
 	Plan    string
+	// Generation is the run's generation asking.
+	Generation int
 }
 
 // Decisions.
@@ -298,6 +302,9 @@ var migrations = []string{
 	// asked (JSON of []actions.Effect), and the plan's summary or error.
 	`ALTER TABLE stanch_approvals ADD COLUMN effects TEXT NOT NULL DEFAULT ''`,
 	`ALTER TABLE stanch_approvals ADD COLUMN plan TEXT NOT NULL DEFAULT ''`,
+	// The run's generation when the approval was asked: asked again after
+	// a retry, it is a new request with messages of its own.
+	`ALTER TABLE stanch_approvals ADD COLUMN generation INTEGER NOT NULL DEFAULT 0`,
 }
 
 // Migrate creates stanch's tables if they are missing and brings older
@@ -795,10 +802,10 @@ func (s *Store) RequestApproval(ctx context.Context, runID, stepID string, req A
 		return Approval{}, fmt.Errorf("encode the effects of step %s: %w", stepID, err)
 	}
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := s.exec(ctx, tx, `INSERT INTO stanch_approvals (run_id, step_id, approvers, message, requested_at, deadline, channel, escalate_channel, escalate_approvers, escalate_timeout, effects, plan)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, step_id) DO NOTHING`,
+		res, err := s.exec(ctx, tx, `INSERT INTO stanch_approvals (run_id, step_id, approvers, message, requested_at, deadline, channel, escalate_channel, escalate_approvers, escalate_timeout, effects, plan, generation)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, step_id) DO NOTHING`,
 			runID, stepID, strings.Join(req.Approvers, ","), alert.RedactText(req.Message), micros(s.now()), micros(req.Deadline),
-			req.Channel, esc.Channel, strings.Join(esc.Approvers, ","), int64(esc.Timeout/time.Microsecond), string(effects), alert.RedactText(req.Plan))
+			req.Channel, esc.Channel, strings.Join(esc.Approvers, ","), int64(esc.Timeout/time.Microsecond), string(effects), alert.RedactText(req.Plan), req.Generation)
 		if err != nil {
 			return fmt.Errorf("request approval of %s: %w", stepID, err)
 		}
@@ -826,14 +833,14 @@ func (s *Store) RequestApproval(ctx context.Context, runID, stepID string, req A
 	return s.Approval(ctx, runID, stepID)
 }
 
-const approvalColumns = `run_id, step_id, approvers, message, requested_at, deadline, decision, decided_by, decided_at, via, channel, escalate_channel, escalate_approvers, escalate_timeout, escalated_at, effects, plan`
+const approvalColumns = `run_id, step_id, approvers, message, requested_at, deadline, decision, decided_by, decided_at, via, channel, escalate_channel, escalate_approvers, escalate_timeout, escalated_at, effects, plan, generation`
 
 func scanApproval(row interface{ Scan(...any) error }) (Approval, error) {
 	var a Approval
 	var approvers, escChannel, escApprovers, effects string
 	var requested, deadline, decided, escTimeout, escalated int64
 	if err := row.Scan(&a.RunID, &a.StepID, &approvers, &a.Message, &requested, &deadline, &a.Decision, &a.DecidedBy, &decided, &a.Via,
-		&a.Channel, &escChannel, &escApprovers, &escTimeout, &escalated, &effects, &a.Plan); err != nil {
+		&a.Channel, &escChannel, &escApprovers, &escTimeout, &escalated, &effects, &a.Plan, &a.Generation); err != nil {
 		return Approval{}, err
 	}
 	if effects != "" {

@@ -436,7 +436,7 @@ func (r *Runner) awaitApproval(ctx context.Context, run Run, step *playbooks.Ste
 		if merr != nil {
 			msg = "approve step " + step.ID + "? (message failed: " + merr.Error() + ")"
 		}
-		req := ApprovalRequest{Approvers: step.Approval.Approvers, Message: msg, Deadline: r.cfg.Now().Add(step.Approval.Timeout), Channel: step.Approval.Channel}
+		req := ApprovalRequest{Approvers: step.Approval.Approvers, Message: msg, Deadline: r.cfg.Now().Add(step.Approval.Timeout), Channel: step.Approval.Channel, Generation: run.Generation}
 		if e := step.Approval.Escalate; e != nil {
 			req.Escalation = &Escalation{Channel: e.Channel, Approvers: e.Approvers, Timeout: e.Timeout}
 		}
