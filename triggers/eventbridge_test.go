@@ -148,12 +148,14 @@ func TestSNSMixedBatchStoresWhatItCan(t *testing.T) {
 	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 	require.Len(t, sink.alerts, 1)
 	var answer struct {
-		Accepted []string       `json:"accepted"`
-		Ignored  []ignoredEvent `json:"ignored"`
+		Accepted     []string       `json:"accepted"`
+		Ignored      []ignoredEvent `json:"ignored"`
+		IgnoredCount int            `json:"ignored_count"`
 	}
 	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &answer))
 	require.Equal(t, []string{"guardduty:111122223333:5ac5a4d1e6d0c3b0a9f8e7d6c5b4a392"}, answer.Accepted)
 	require.Len(t, answer.Ignored, 4)
+	require.Equal(t, 4, answer.IgnoredCount)
 	require.Equal(t, "ec2-event", answer.Ignored[0].Event)
 	require.NotContains(t, rec.Body.String(), plantedKeyField)
 

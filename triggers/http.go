@@ -183,7 +183,7 @@ func accept(w http.ResponseWriter, r *http.Request, g *guard, sink Sink, rep Rep
 	}
 	ignored := ignoredEvents(g, rep)
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]any{"accepted": keys, "ignored": ignored})
+	_ = json.NewEncoder(w).Encode(map[string]any{"accepted": keys, "ignored": ignored, "ignored_count": len(ignored)})
 }
 
 // ignoredEvents logs every skipped event (reason and id, never the body)

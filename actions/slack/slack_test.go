@@ -223,3 +223,33 @@ func TestApprovalButtonsCarryValidTokens(t *testing.T) {
 	require.NotContains(t, text, "[ Approve ]")
 	require.Contains(t, text, "Approved by @U0ALICE at 2026-11-28 10:00:00Z")
 }
+
+// An approval message says every change the step will make, in the owner's
+// account, the irreversible ones marked and repeated in the confirmation,
+// and what a denial means; a planted secret in an effect never shows.
+func TestApprovalStatesEveryEffect(t *testing.T) {
+	tokens, err := NewTokens([]byte("0123456789abcdef0123"))
+	require.NoError(t, err)
+	rep := report()
+	step := rep.Steps[4]
+	step.Approval = &actions.ApprovalReport{Approvers: []string{"U0ALICE"}, Message: "Rotate it?", Deadline: time.Now().Add(time.Hour), OnTimeout: "deny", OnDeny: "skip",
+		Effects: []actions.Effect{
+			{Description: "delete the leaked access key AKIAIOSFODNN7EXAMPLE of user ci-bot in account 444455556666 to make room for the new one", Irreversible: true},
+			{Description: "store the new key in secret iam-user/ci-bot of account 444455556666 (not " + planted + ")"},
+		}}
+	m := Approval(rep, step, tokens, false)
+	text := PlainText(m)
+	require.Contains(t, text, "If approved, stanch will:")
+	require.Contains(t, text, "• ⚠️ delete the leaked access key AKIAIOSFODNN7EXAMPLE of user ci-bot in account 444455556666 to make room for the new one — *cannot be undone*")
+	require.Contains(t, text, "• store the new key in secret iam-user/ci-bot of account 444455556666")
+	require.Contains(t, text, "If denied, the step is skipped and the run goes on.")
+	require.NotContains(t, text+BlocksJSON(m), planted)
+	var confirm string
+	for _, b := range m.Blocks {
+		if ab, ok := b.(*slackapi.ActionBlock); ok {
+			btn := ab.Elements.ElementSet[0].(*slackapi.ButtonBlockElement)
+			confirm = btn.Confirm.Text.Text
+		}
+	}
+	require.Equal(t, "This cannot be undone: delete the leaked access key AKIAIOSFODNN7EXAMPLE of user ci-bot in account 444455556666 to make room for the new one.", confirm)
+}

@@ -80,10 +80,5 @@ func approve(ctx context.Context, g *globals, runID, stepID, by string, deny boo
 		fmt.Fprintln(g.stdout, "another stanch process works this database; it resumes the run now")
 		return nil
 	}
-	run, err = prog.waitSettled(ctx, r.Store(), runID)
-	if err != nil {
-		return err
-	}
-	settleSlack(ctx, g, r, run.ID)
-	return conclude(ctx, g, r.Store(), run, databaseFlag(dbURL))
+	return prog.followToEnd(ctx, g, r, runID, dbURL)
 }

@@ -154,14 +154,12 @@ func submitFindings(ctx context.Context, g *globals, alerts []alert.Alert, globs
 	}
 	var worst *exitError
 	for _, run := range started {
-		done, err := prog.waitSettled(ctx, r.Store(), run.ID)
-		if err != nil {
+		err := prog.followToEnd(ctx, g, r, run.ID, dbURL)
+		ee, ok := exitOf(err)
+		if err != nil && !ok {
 			return err
 		}
-		settleSlack(ctx, g, r, done.ID)
-		if ee, ok := exitOf(conclude(ctx, g, r.Store(), done, databaseFlag(dbURL))); ok {
-			worst = worse(worst, ee)
-		}
+		worst = worse(worst, ee)
 	}
 	if worst == nil {
 		return nil

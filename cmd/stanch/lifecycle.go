@@ -137,10 +137,5 @@ func lifecycle(ctx context.Context, g *globals, dbURL string, change func(contex
 		fmt.Fprintf(g.stdout, "%s will run again (retry %d); another stanch process works this store and takes it up now\n", run.ID, run.Generation)
 		return nil
 	}
-	run, err = prog.waitSettled(ctx, r.Store(), run.ID)
-	if err != nil {
-		return err
-	}
-	settleSlack(ctx, g, r, run.ID)
-	return conclude(ctx, g, r.Store(), run, databaseFlag(dbURL))
+	return prog.followToEnd(ctx, g, r, run.ID, dbURL)
 }

@@ -121,6 +121,18 @@ func (p *progress) waitSettled(ctx context.Context, store *runner.Store, runID s
 	}
 }
 
+// followToEnd waits for the run to settle (see waitSettled), brings its
+// Slack messages up to date and says how it stands, with the exit error
+// for it: what every command that works a run here ends with.
+func (p *progress) followToEnd(ctx context.Context, g *globals, r *runner.Runner, runID, dbURL string) error {
+	run, err := p.waitSettled(ctx, r.Store(), runID)
+	if err != nil {
+		return err
+	}
+	settleSlack(ctx, g, r, run.ID)
+	return conclude(ctx, g, r.Store(), run, databaseFlag(dbURL))
+}
+
 // conclude prints how a run ended, or what it waits for, and returns the
 // exit error for it.
 func conclude(ctx context.Context, g *globals, store *runner.Store, run runner.Run, dbFlag string) error {

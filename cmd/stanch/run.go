@@ -105,10 +105,5 @@ func follow(ctx context.Context, g *globals, r *runner.Runner, prog *progress, p
 	// A run that waits past its approval's deadline is decided here and
 	// now, by this process's workers: what the command says is what the
 	// run became.
-	run, err := prog.waitSettled(ctx, r.Store(), runID)
-	if err != nil {
-		return err
-	}
-	settleSlack(ctx, g, r, run.ID)
-	return conclude(ctx, g, r.Store(), run, databaseFlag(dbURL))
+	return prog.followToEnd(ctx, g, r, runID, dbURL)
 }
