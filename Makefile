@@ -6,8 +6,10 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 all: build
 
+# -buildvcs=true: stanch version names the commit even where GOFLAGS
+# turns VCS stamping off.
 build:
-	$(GO) build -o bin/stanch ./cmd/stanch
+	$(GO) build -buildvcs=true -o bin/stanch ./cmd/stanch
 
 # Starts the local PostgreSQL (when this machine has one) so the runner's
 # tests run on both stores; without it those tests say why they skip.

@@ -132,6 +132,11 @@ type Output struct {
 type Permission struct {
 	Name string // e.g. "iam:UpdateAccessKey", "chat:write", "secret_scanning_alerts:write"
 	Why  string
+	// Resource, for an IAM permission whose resource a playbook can make
+	// known, is its ARN with {param} standing for a step parameter, such
+	// as "arn:aws:secretsmanager:*:*:secret:{secret_id}*". Empty means any
+	// resource: it acts on whatever leaked.
+	Resource string
 }
 
 // Outcome says what Do did.

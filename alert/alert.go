@@ -97,8 +97,55 @@ type Location struct {
 }
 
 // AWSKeyID matches an AWS access key id: AKIA for IAM user keys, ASIA for
-// STS temporary credentials.
+// STS temporary credentials. It finds ids inside text; KeyID says whether a
+// value is one.
 var AWSKeyID = regexp.MustCompile(`\b(AKIA|ASIA)[A-Z0-9]{16}\b`)
+
+// awsKeyIDShape finds what is meant as a key id even where AWSKeyID would
+// not (inside a longer word, lower-cased, cut short), so that "xAKIA…" or
+// "AKIA123" is refused rather than taken for some other kind of token.
+var awsKeyIDShape = regexp.MustCompile(`(?i)^(AKIA|ASIA)|(AKIA|ASIA)[A-Z0-9]{16}`)
+
+var awsKeyIDExact = regexp.MustCompile(`^(AKIA|ASIA)[A-Z0-9]{16}$`)
+
+// KeyID normalises a value that should be one AWS access key id: the
+// whitespace around it is trimmed, and what is left must be exactly AKIA or
+// ASIA and 16 upper-case letters or digits. Anything else (another word
+// before or after it, two ids, a line break inside) is not a key id: the
+// run would fail to identify it and the key would stay active, so it is
+// refused rather than guessed at.
+func KeyID(s string) (string, bool) {
+	id := strings.TrimSpace(s)
+	return id, awsKeyIDExact.MatchString(id)
+}
+
+// KeyIDIn returns the AWS access key id that text (a secret literal, a
+// scanner's match) holds, and how many different ones it holds: the id is
+// only returned when that is exactly one.
+func KeyIDIn(text string) (string, int) {
+	ids := AWSKeyID.FindAllString(text, -1)
+	distinct := map[string]bool{}
+	for _, id := range ids {
+		distinct[id] = true
+	}
+	if len(distinct) != 1 {
+		return "", len(distinct)
+	}
+	return ids[0], 1
+}
+
+// KindOf is what an AWS key id's prefix says it is: AKIA an IAM user's
+// access key, ASIA temporary credentials of a role session. The prefix
+// decides; what a source says about the key only informs.
+func KindOf(id string) (string, bool) {
+	switch {
+	case strings.HasPrefix(id, "AKIA"):
+		return CredentialAccessKey, true
+	case strings.HasPrefix(id, "ASIA"):
+		return CredentialRoleSession, true
+	}
+	return "", false
+}
 
 // ErrInvalid is wrapped by every validation error of Parse and Validate.
 var ErrInvalid = errors.New("invalid alert")
@@ -111,17 +158,19 @@ func Parse(data []byte, now time.Time) (Alert, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&a); err != nil {
-		return Alert{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		// The decoder quotes what it did not expect, such as an unknown
+		// field's name, which may be a secret.
+		return Alert{}, fmt.Errorf("%w: %s", ErrInvalid, RedactText(err.Error()))
 	}
 	if dec.More() {
 		return Alert{}, fmt.Errorf("%w: more than one JSON document", ErrInvalid)
 	}
+	// Before anything reads it: neither the alert nor an error about it
+	// may carry a secret.
+	a.Redact()
 	a.Normalise(now)
 	if err := a.Validate(); err != nil {
-		return Alert{}, err
-	}
-	if len(a.Raw) > 0 {
-		a.Raw = RedactJSON(a.Raw)
+		return Alert{}, RedactError(err)
 	}
 	return a, nil
 }
@@ -133,16 +182,17 @@ func (a *Alert) Normalise(now time.Time) {
 		a.ReceivedAt = now
 	}
 	a.ReceivedAt = a.ReceivedAt.UTC()
-	if a.Credential.Provider == "" && AWSKeyID.MatchString(a.Credential.ID) {
+	// Only the whitespace around an id is forgiven (a copied id with its
+	// line break); Validate refuses anything else around it.
+	a.Credential.ID = strings.TrimSpace(a.Credential.ID)
+	isKey := awsKeyIDExact.MatchString(a.Credential.ID)
+	if a.Credential.Provider == "" && isKey {
 		a.Credential.Provider = "aws"
 	}
 	if a.Credential.Kind == "" {
-		switch {
-		case strings.HasPrefix(a.Credential.ID, "AKIA"):
-			a.Credential.Kind = CredentialAccessKey
-		case strings.HasPrefix(a.Credential.ID, "ASIA"):
-			a.Credential.Kind = CredentialRoleSession
-		default:
+		if kind, ok := KindOf(a.Credential.ID); ok && isKey {
+			a.Credential.Kind = kind
+		} else {
 			a.Credential.Kind = CredentialToken
 		}
 	}
@@ -166,13 +216,27 @@ func (a Alert) Validate() error {
 	if a.Source == "" {
 		add("source is required (github, guardduty, health, trufflehog, gitleaks or manual)")
 	}
-	if a.Credential.ID == "" {
+	// The value is never quoted: a field meant for a key id may hold a
+	// secret, or escape sequences for the terminal that shows the error.
+	id := a.Credential.ID
+	isKey := awsKeyIDExact.MatchString(id)
+	switch {
+	case id == "":
 		add("credential.id is required (for AWS, the access key id AKIA…/ASIA…)")
+	case hasControl(id):
+		add("credential.id contains control characters (line breaks, escape sequences); give the identifier alone")
+	case a.Test:
+		// Sample findings carry placeholders instead of key ids; they are
+		// kept (marked test) so that the sender is answered, and contain
+		// nothing.
+	case isKey:
+	case a.Credential.Provider == "aws" || (a.Credential.Provider == "" && awsKeyIDShape.MatchString(id)):
+		// "key=AKIA…", "AKIA… AKIA…": taken as some other token it would
+		// start no AWS playbook, and the key would stay active.
+		add("credential.id is not an AWS access key id: give the one key id alone, AKIA or ASIA followed by 16 upper-case letters or digits")
 	}
-	// Sample findings carry placeholders instead of key ids; they are kept
-	// (marked test) so that the sender is answered, and contain nothing.
-	if a.Credential.Provider == "aws" && a.Credential.ID != "" && !a.Test && !AWSKeyID.MatchString(a.Credential.ID) {
-		add("credential.id %q is not an AWS access key id (AKIA or ASIA followed by 16 characters)", a.Credential.ID)
+	if kind, ok := KindOf(id); ok && isKey && !a.Test && a.Credential.Kind != kind && a.Credential.Kind != "" {
+		add("credential.kind %q does not match credential.id: the prefix %s makes it %s", a.Credential.Kind, id[:4], kind)
 	}
 	if a.Credential.Account != "" && a.Credential.Provider == "aws" && !awsAccount.MatchString(a.Credential.Account) {
 		add("credential.account %q is not a 12-digit AWS account id", a.Credential.Account)
@@ -189,6 +253,18 @@ func (a Alert) Validate() error {
 }
 
 var awsAccount = regexp.MustCompile(`^[0-9]{12}$`)
+
+// hasControl reports whether s holds a C0 or C1 control character or a
+// bidirectional formatting character, none of which belongs in an
+// identifier.
+func hasControl(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f) || (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069) || r == 0x200e || r == 0x200f || r == 0x061c || r == 0xfffd {
+			return true
+		}
+	}
+	return false
+}
 
 func validSeverity(s string) bool {
 	for _, v := range severities {

@@ -56,6 +56,9 @@ var (
 )
 
 func (l *loader) load(data []byte) *Playbook {
+	if !l.withinLimits(data) {
+		return nil
+	}
 	f, err := yparser.ParseBytes(data, 0)
 	if err != nil {
 		l.syntaxError(err)

@@ -2,6 +2,7 @@ package playbooks
 
 import (
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"slices"
@@ -155,7 +156,13 @@ type RunInfo struct {
 // Load reads and validates the playbook at path. When it is invalid the
 // error is Errors, listing every problem.
 func Load(path string, reg *actions.Registry) (*Playbook, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read playbook: %w", err)
+	}
+	defer f.Close()
+	// One byte past the limit is enough to refuse a file, however large.
+	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("read playbook: %w", err)
 	}

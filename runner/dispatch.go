@@ -29,7 +29,7 @@ func (d *Dispatcher) Accept(ctx context.Context, a alert.Alert) error {
 		for _, r := range sub.Started {
 			runs = append(runs, r.ID)
 		}
-		d.Log.Info("alert accepted", "dedup_key", a.DedupKey, "source", a.Source, "credential", a.Credential.ID,
+		d.Log.Info("alert accepted", "dedup_key", sub.Alert.DedupKey, "source", sub.Alert.Source, "credential", sub.Alert.Credential.ID,
 			"runs", runs, "duplicate_of", len(sub.Existing), "not_matched", len(sub.NotMatched))
 	}
 	return nil

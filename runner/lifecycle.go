@@ -12,6 +12,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/alert"
 	"github.com/stanchhq/stanch/playbooks"
 )
 
@@ -195,6 +196,7 @@ func (s *Store) cancelTx(ctx context.Context, tx *sql.Tx, run Run, by, note stri
 	if note != "" {
 		why += ": " + note
 	}
+	why = alert.RedactText(why)
 	now := micros(s.now())
 	res, err := s.exec(ctx, tx, `UPDATE stanch_runs SET status = ?, waiting_step = '', failed_step = ?, error = ?, handoff = '', updated_at = ?, finished_at = ? WHERE id = ? AND status NOT IN (?, ?, ?)`,
 		RunCancelled, run.WaitingStep, why, now, now, run.ID, RunSucceeded, RunFailed, RunCancelled)
@@ -217,6 +219,7 @@ func (r *Runner) Close(ctx context.Context, runID, by, note string) (Run, error)
 	if !run.ClosedAt.IsZero() {
 		return run, fmt.Errorf("run %s was already closed by %s at %s (%q): %w", run.ID, run.ClosedBy, run.ClosedAt.Format(time.RFC3339), run.CloseNote, ErrLifecycle)
 	}
+	by, note = alert.RedactText(by), alert.RedactText(note)
 	err = r.store.inTx(ctx, func(tx *sql.Tx) error {
 		if !Terminal(run.Status) {
 			if err := r.store.cancelTx(ctx, tx, run, by, "closed: "+note); err != nil {

@@ -10,8 +10,24 @@ import (
 )
 
 // ErrBusy is returned when another stanch process already runs the workers
-// of an embedded SQLite store.
+// of an embedded SQLite store; the error is a *BusyError, which says which.
 var ErrBusy = errors.New("database in use by another stanch process")
+
+// BusyError says which process works an embedded SQLite store, so that
+// every command that meets it can name it.
+type BusyError struct {
+	// PID is the holder's process id as it wrote it in Lock ("unknown"
+	// when it wrote none).
+	PID  string
+	Lock string
+}
+
+func (e *BusyError) Error() string {
+	return fmt.Sprintf("%v (pid %s holds %s); stop it, use another --database, or use PostgreSQL for several processes", ErrBusy, e.PID, e.Lock)
+}
+
+// Is makes errors.Is(err, ErrBusy) true.
+func (e *BusyError) Is(target error) bool { return target == ErrBusy }
 
 // processLock is an exclusive advisory lock beside a SQLite database. The
 // embedded store is for one process; holding the lock is also what lets a
@@ -32,7 +48,7 @@ func lockDatabase(path string) (*processLock, error) {
 		if pid == "" {
 			pid = "unknown"
 		}
-		return nil, fmt.Errorf("%w (pid %s holds %s.lock); stop it, use another --database, or use PostgreSQL for several processes", ErrBusy, pid, path)
+		return nil, &BusyError{PID: pid, Lock: path + ".lock"}
 	}
 	if err := f.Truncate(0); err == nil {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)

@@ -39,7 +39,9 @@ func (r *Runner) Defer(ctx context.Context, kind, dedupKey string, ref []byte) e
 	if _, ok := r.cfg.Resolvers[kind]; !ok {
 		return fmt.Errorf("no resolver for %q", kind)
 	}
-	args := ResolveArgs{Resolver: kind, DedupKey: dedupKey, Ref: ref}
+	// A reference names where to fetch an alert, never a secret; a sender
+	// could still have put one in it.
+	args := ResolveArgs{Resolver: kind, DedupKey: alert.RedactText(dedupKey), Ref: alert.RedactJSON(ref)}
 	var err error
 	if r.insertTx != nil {
 		// The answer to the sender waits for this commit: make it durable.
@@ -67,6 +69,11 @@ type resolveWorker struct {
 // failures (GitHub unreachable) are retried by River with backoff, and
 // recorded the same way when the last attempt fails.
 func (w *resolveWorker) Work(ctx context.Context, job *river.Job[ResolveArgs]) error {
+	// River keeps the error of every attempt in the store.
+	return alert.RedactError(w.work(ctx, job))
+}
+
+func (w *resolveWorker) work(ctx context.Context, job *river.Job[ResolveArgs]) error {
 	resolve, ok := w.r.cfg.Resolvers[job.Args.Resolver]
 	if !ok {
 		return w.unactionable(ctx, job, fmt.Errorf("%w: no resolver for %q in this build", alert.ErrUnactionable, job.Args.Resolver))

@@ -362,6 +362,9 @@ type NotMatched struct {
 // Submit durably records the alert and a run for each matching playbook,
 // then enqueues the runs. When Submit returns nil the alert is committed.
 func (r *Runner) Submit(ctx context.Context, a alert.Alert, books []*playbooks.Playbook) (Submission, error) {
+	// The triggers redacted it already; whatever handed it here, nothing a
+	// playbook sees, stores or sends carries a secret.
+	a.Redact()
 	sub := Submission{Alert: a}
 	var want []NewRun
 	now := r.cfg.Now()

@@ -275,6 +275,12 @@ var schema = []string{
 	`CREATE TABLE IF NOT EXISTS stanch_schema (
 		version INTEGER NOT NULL
 	)`,
+	// Digests of requests already handled (Slack clicks), each until its
+	// signature could no longer verify (see seen.go).
+	`CREATE TABLE IF NOT EXISTS stanch_seen_requests (
+		digest TEXT PRIMARY KEY,
+		expires BIGINT NOT NULL
+	)`,
 }
 
 // migrations change tables that existing databases already have; each runs
@@ -427,6 +433,7 @@ func (s *Store) CreateRunsBatch(ctx context.Context, items []Intake, also func(t
 
 func (s *Store) createRunsTx(ctx context.Context, tx *sql.Tx, a alert.Alert, runs []NewRun) (Intaken, error) {
 	var got Intaken
+	a.Redact() // as Submit did, for whoever calls the store directly
 	alertJSON, err := json.Marshal(a)
 	if err != nil {
 		return got, fmt.Errorf("encode alert: %w", err)
@@ -736,6 +743,7 @@ func (s *Store) FinishStep(ctx context.Context, runID, stepID string, e StepEnd)
 	if err != nil {
 		return fmt.Errorf("encode outputs of step %s: %w", stepID, err)
 	}
+	data = redactStrings(data)
 	now := micros(s.now())
 	errText := alert.RedactText(e.Error)
 	return s.inTx(ctx, func(tx *sql.Tx) error {
@@ -854,6 +862,39 @@ func scanApproval(row interface{ Scan(...any) error }) (Approval, error) {
 		a.Escalation = &Escalation{Channel: escChannel, Approvers: splitList(escApprovers), Timeout: time.Duration(escTimeout) * time.Microsecond}
 	}
 	return a, nil
+}
+
+// redactStrings redacts every string of a JSON document, and every field
+// name, as free text: outputs are stanch's own, so their field names say
+// nothing about secrets, but their text can quote one.
+func redactStrings(doc []byte) []byte {
+	var v any
+	if json.Unmarshal(doc, &v) != nil {
+		return doc // json.Marshal made it
+	}
+	var walk func(v any) any
+	walk = func(v any) any {
+		switch t := v.(type) {
+		case string:
+			return alert.RedactText(t)
+		case []any:
+			for i := range t {
+				t[i] = walk(t[i])
+			}
+		case map[string]any:
+			out := make(map[string]any, len(t))
+			for k, c := range t {
+				out[alert.RedactText(k)] = walk(c)
+			}
+			return out
+		}
+		return v
+	}
+	out, err := json.Marshal(walk(v))
+	if err != nil {
+		return doc
+	}
+	return out
 }
 
 func redactEffects(in []actions.Effect) []actions.Effect {

@@ -53,13 +53,13 @@ type UnactedPoster interface {
 const unactedColumns = `dedup_key, source, reference, reason, first_at, last_at, occurrences, notice_channel, notice_ts, notice_at`
 
 // RecordUnacted keeps u, or counts one more occurrence of it (with its
-// latest reason). The reason is redacted here, whoever calls.
+// latest reason). Its text is redacted here, whoever calls.
 func (s *Store) RecordUnacted(ctx context.Context, u Unacted) error {
 	at := micros(s.now())
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		_, err := s.exec(ctx, tx, `INSERT INTO stanch_unacted (dedup_key, source, reference, reason, first_at, last_at, occurrences) VALUES (?, ?, ?, ?, ?, ?, 1)
 			ON CONFLICT (dedup_key) DO UPDATE SET reason = excluded.reason, last_at = excluded.last_at, occurrences = stanch_unacted.occurrences + 1`,
-			u.DedupKey, u.Source, u.Reference, alert.RedactText(u.Reason), at, at)
+			alert.RedactText(u.DedupKey), alert.RedactText(u.Source), alert.RedactText(u.Reference), alert.RedactText(u.Reason), at, at)
 		if err != nil {
 			return fmt.Errorf("record unacted alert %s: %w", u.DedupKey, err)
 		}
@@ -140,7 +140,7 @@ func scanUnacted(row rowScanner) (Unacted, error) {
 // alert (on the notify queue, so a slow chat service never holds the
 // worker that recorded it).
 func (r *Runner) recordUnacted(ctx context.Context, u Unacted) error {
-	u.Reason = alert.RedactText(u.Reason)
+	u.DedupKey, u.Source, u.Reference, u.Reason = alert.RedactText(u.DedupKey), alert.RedactText(u.Source), alert.RedactText(u.Reference), alert.RedactText(u.Reason)
 	if err := r.store.RecordUnacted(ctx, u); err != nil {
 		return err
 	}

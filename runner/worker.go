@@ -25,6 +25,11 @@ type runWorker struct {
 // waits for approval, where the job sleeps (snoozes) without holding a
 // worker until a decision wakes it or the approval times out.
 func (w *runWorker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
+	// River keeps the error of every attempt in the store.
+	return alert.RedactError(w.work(ctx, job))
+}
+
+func (w *runWorker) work(ctx context.Context, job *river.Job[RunArgs]) error {
 	run, err := w.r.store.Run(ctx, job.Args.RunID)
 	if err != nil {
 		return err

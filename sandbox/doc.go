@@ -9,4 +9,8 @@
 // (slack.OptionAPIURL(url + "/slack/api/")), for a workspace seeded with
 // channels, users and user groups, keeping the messages posted; SlackClick
 // sends a signed button click to an interactivity endpoint.
+//
+// Any service can be made slow, throttling or failing (Fault): from Go
+// with SetFault, from the seed's faults: section, or at /_sandbox/faults
+// while it runs, to rehearse playbooks against a degraded AWS.
 package sandbox

@@ -199,10 +199,17 @@ func (c *githubCall) api() string { return "http://" + c.r.Host + "/api/v3" }
 func (s *Sandbox) serveGitHub(w http.ResponseWriter, r *http.Request) {
 	parts := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/api/v3/"), "/"), "/")
 	c := &githubCall{s: s, w: w, r: r, call: &request{service: "github", action: r.Method + " " + r.URL.Path, params: map[string]string{"path": r.URL.Path}}}
+	fault := s.fault("github")
+	if err := sleepCtx(r.Context(), fault.Latency); err != nil {
+		s.mu.Lock()
+		s.recordLocked(c.call, 499, false) // the client went away before the answer
+		s.mu.Unlock()
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if f := s.faults["github"]; f != (Fault{}) {
-		if e := f.inject(); e != nil {
+	if fault != (Fault{}) {
+		if e := fault.inject(); e != nil {
 			if e.status == http.StatusServiceUnavailable {
 				c.fail(http.StatusServiceUnavailable, "injected by the sandbox: service unavailable")
 			} else {

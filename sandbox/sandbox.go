@@ -167,6 +167,9 @@ func New(seed Seed, opts Options) (*Sandbox, error) {
 	}
 	s.github = newGitHubState(seed.GitHub)
 	s.slack = newSlackState(seed.Slack)
+	for service, spec := range seed.Faults {
+		s.faults[service], _ = spec.Fault() // validated above
+	}
 	return s, nil
 }
 
@@ -180,6 +183,9 @@ func (s *Sandbox) SetLatency(d time.Duration) {
 // ServeHTTP dispatches a request to the service it is for.
 func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
+	// Before the AWS protocols: curl -d sends a form-encoded POST.
+	case r.URL.Path == faultsPath || strings.HasPrefix(r.URL.Path, faultsPath+"/"):
+		s.serveFaults(w, r)
 	case r.URL.Path == "/_sandbox/calls" && r.Method == http.MethodGet:
 		writeJSON(w, s.Calls())
 	case r.URL.Path == "/_sandbox/state" && r.Method == http.MethodGet:
@@ -193,7 +199,7 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodPost && r.Header.Get("X-Amz-Target") != "":
 		s.serveJSON(w, r)
 	default:
-		http.Error(w, "the sandbox answers AWS Query-protocol POSTs (IAM, STS), GET /_sandbox/calls and GET /_sandbox/state", http.StatusNotFound)
+		http.Error(w, "the sandbox answers AWS Query-protocol POSTs (IAM, STS), GET /_sandbox/calls, GET /_sandbox/state and /_sandbox/faults", http.StatusNotFound)
 	}
 }
 
@@ -331,6 +337,7 @@ func Serve(ctx context.Context, seed Seed, addr string, out io.Writer, ready fun
 		fmt.Fprintf(out, "export STANCH_SLACK_API_URL=%s/slack/api/\nexport STANCH_SLACK_TOKEN=%s\n", url, seed.Slack.Token)
 	}
 	fmt.Fprintf(out, "# sandbox: accounts %s; calls at %s/_sandbox/calls, state at %s/_sandbox/state\n", strings.Join(sb.order, ", "), url, url)
+	printFaults(out, seed.Faults, url)
 	srv := &http.Server{Handler: sb, ReadHeaderTimeout: 10 * time.Second}
 	if ready != nil {
 		ready(url)

@@ -3,12 +3,14 @@ package sandbox
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/parser"
 )
 
 // Seed is the sandbox's initial state. The first account's first user's
@@ -21,6 +23,10 @@ type Seed struct {
 	GitHub *SeedGitHub `yaml:"github" json:"github"`
 	// Slack is a Slack workspace served under /slack/api/ (the Web API).
 	Slack *SeedSlack `yaml:"slack" json:"slack"`
+	// Faults make services slow or unreliable from the start, by service
+	// (see FaultServices): {iam: {latency: 200ms, error_rate: 0.1,
+	// throttle_rate: 0.2}}. The /_sandbox/faults endpoint changes them.
+	Faults map[string]FaultSpec `yaml:"faults" json:"faults"`
 }
 
 // SeedAccount is one AWS account.
@@ -112,9 +118,63 @@ func ParseSeed(name string, data []byte) (Seed, error) {
 		return Seed{}, fmt.Errorf("seed %s: %s", name, strings.TrimSpace(yaml.FormatError(err, false, false)))
 	}
 	if err := s.validate(); err != nil {
+		var at *seedPathError
+		if errors.As(err, &at) {
+			if pos := yamlPosition(data, at.path); pos != "" {
+				return Seed{}, fmt.Errorf("seed %s: %s %w", name, pos, err)
+			}
+		}
 		return Seed{}, fmt.Errorf("seed %s: %w", name, err)
 	}
 	return s, nil
+}
+
+// seedPathError is a seed error about one value, which path (a YAML path
+// such as $.faults.iam.error_rate) finds in the file.
+type seedPathError struct {
+	path string
+	err  error
+}
+
+func (e *seedPathError) Error() string { return e.err.Error() }
+func (e *seedPathError) Unwrap() error { return e.err }
+
+// yamlPosition is "[line:column]" of the value at path in a YAML (or JSON)
+// document, the way the decoder's own errors say where, or "" when it is
+// not found.
+func yamlPosition(data []byte, path string) string {
+	p, err := yaml.PathString(path)
+	if err != nil {
+		return ""
+	}
+	file, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		return ""
+	}
+	node, err := p.FilterFile(file)
+	if err != nil || node == nil {
+		return ""
+	}
+	pos := node.GetToken().Position
+	return fmt.Sprintf("[%d:%d]", pos.Line, pos.Column)
+}
+
+// validateFaults checks the seed's faults: known services, durations and
+// shares of calls.
+func validateFaults(faults map[string]FaultSpec) error {
+	for _, service := range sortedKeys(faults) {
+		if err := checkFaultService(service); err != nil {
+			return &seedPathError{"$.faults." + service, fmt.Errorf("faults: %w", err)}
+		}
+		if _, err := faults[service].Fault(); err != nil {
+			var fe *faultFieldError
+			if errors.As(err, &fe) {
+				return &seedPathError{"$.faults." + service + "." + fe.field, fmt.Errorf("faults: %s: %w", service, err)}
+			}
+			return fmt.Errorf("faults: %s: %w", service, err)
+		}
+	}
+	return nil
 }
 
 func (s Seed) validate() error {
@@ -122,6 +182,9 @@ func (s Seed) validate() error {
 		return fmt.Errorf("the first account needs a user with a key: the responder whose credentials stanch uses")
 	}
 	if err := s.GitHub.validate(); err != nil {
+		return err
+	}
+	if err := validateFaults(s.Faults); err != nil {
 		return err
 	}
 	keys := map[string]bool{}

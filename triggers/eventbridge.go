@@ -62,7 +62,7 @@ func ParseEventBridge(data []byte, now time.Time) (Report, error) {
 		}
 		a, err := eventAlert(ev, now)
 		if err != nil {
-			rep.Skipped = append(rep.Skipped, Skipped{Where: where, Reason: err.Error(), Event: id})
+			rep.Skipped = append(rep.Skipped, Skipped{Where: where, Reason: err.Error(), Event: id, Refused: !errors.Is(err, ErrUnsupportedFormat)})
 			continue
 		}
 		a.Raw = alert.RedactJSON(raw)
@@ -71,7 +71,7 @@ func ParseEventBridge(data []byte, now time.Time) (Report, error) {
 	if readable == 0 {
 		return Report{}, fmt.Errorf("%w: no object with source, detail-type and detail", ErrNotEventBridge)
 	}
-	return rep, nil
+	return rep.redacted(), nil
 }
 
 // eventAlert makes the alert of one event, or says why it cannot.
@@ -102,8 +102,11 @@ func eventAlert(ev eventBridgeEvent, now time.Time) (alert.Alert, error) {
 
 var awsAccountID = regexp.MustCompile(`^[0-9]{12}$`)
 
-// finish fills defaults and validates an alert made by a trigger.
+// finish redacts, fills defaults and validates an alert made by a
+// trigger. Redaction comes first, so that neither the alert nor an error
+// about it carries a secret.
 func finish(a *alert.Alert, now time.Time) error {
+	a.Redact()
 	a.Normalise(now)
-	return a.Validate()
+	return alert.RedactError(a.Validate())
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"regexp"
 	"strings"
 
 	"github.com/google/go-github/v60/github"
@@ -42,31 +44,52 @@ type GitHub struct {
 
 // NewGitHub returns the endpoint; secret is the webhook's secret.
 func NewGitHub(secret []byte, sink Deferrer, log *slog.Logger) *GitHub {
-	h := &GitHub{Secret: secret, Sink: sink, guard: newGuard("github", log, 0, 0), seen: newReplayMemory(100000)}
-	h.guard.limit(DefaultRateLimit)
-	return h
+	return &GitHub{Secret: secret, Sink: sink, guard: newGuard("github", log, DefaultRateLimit), seen: newReplayMemory(100000)}
 }
 
-// RateLimit sets the endpoint's limit per source address.
+// RateLimit sets the endpoint's limits per source address (see guard).
 func (h *GitHub) RateLimit(perSecond float64) { h.guard.limit(perSecond) }
+
+// TrustProxies sets the proxies whose X-Forwarded-For names the source
+// address (see guard.client).
+func (h *GitHub) TrustProxies(proxies []netip.Prefix) { h.guard.trust(proxies) }
+
+// githubSignature is the shape of X-Hub-Signature-256, checked before the
+// body is read so that a request without one costs nothing more.
+var githubSignature = regexp.MustCompile(`^sha256=[0-9a-fA-F]{64}$`)
 
 // alertActions start or join an incident; "resolved" is only recorded.
 var alertActions = map[string]bool{"created": true, "reopened": true, "publicly_leaked": true, "validated": true}
 
 func (h *GitHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, ok := h.guard.read(w, r)
+	if !h.guard.start(w, r) {
+		return
+	}
+	const wrongSignature = "missing or wrong X-Hub-Signature-256"
+	if len(h.Secret) == 0 || !githubSignature.MatchString(r.Header.Get("X-Hub-Signature-256")) {
+		h.guard.unauthenticated(w, r, http.StatusUnauthorized, wrongSignature)
+		return
+	}
+	body, ok := h.guard.body(w, r)
 	if !ok {
 		return
 	}
-	// HMAC-SHA256 of the raw body, compared in constant time; a delivery
-	// without a signature is refused like a wrong one.
-	if err := github.ValidateSignature(r.Header.Get("X-Hub-Signature-256"), body, h.Secret); err != nil || len(h.Secret) == 0 {
-		h.guard.reject(w, r, http.StatusUnauthorized, "missing or wrong X-Hub-Signature-256")
+	// HMAC-SHA256 of the raw body, compared in constant time.
+	if err := github.ValidateSignature(r.Header.Get("X-Hub-Signature-256"), body, h.Secret); err != nil {
+		h.guard.unauthenticated(w, r, http.StatusUnauthorized, wrongSignature)
+		return
+	}
+	if !h.guard.authenticated(w, r) {
 		return
 	}
 	event, delivery := r.Header.Get("X-GitHub-Event"), r.Header.Get("X-GitHub-Delivery")
 	// The signature has no timestamp, so a captured delivery can be sent
 	// again: answer a delivery id already handled without doing anything.
+	// The header is not signed, so this only spares work: what makes a
+	// replay harmless is that the store keeps one alert per repository and
+	// alert number, whatever the delivery, and that the resolver reads the
+	// alert as GitHub has it now. That is why this memory is not kept
+	// across restarts, unlike Slack's.
 	if delivery != "" && h.seen.seen(delivery) {
 		writeJSON(w, http.StatusOK, map[string]any{"duplicate": delivery})
 		return
@@ -103,6 +126,14 @@ func (h *GitHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := json.Unmarshal(doc, &payload); err != nil || payload.Repository.FullName == "" || payload.Alert.Number == 0 {
 		h.guard.reject(w, r, http.StatusBadRequest, "not a secret-scanning payload (repository.full_name and alert.number are needed)")
+		return
+	}
+	if err := CheckRepo("repository.full_name", payload.Repository.FullName); err != nil {
+		h.guard.reject(w, r, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := checkAlertNumber("alert.number", payload.Alert.Number); err != nil {
+		h.guard.reject(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
 	if event == "secret_scanning_alert" && !alertActions[payload.Action] {

@@ -92,7 +92,7 @@ func (g *GitHubResolver) pairedKeyID(ctx context.Context, owner, repo string, re
 				}
 				secret = full.GetSecret()
 			}
-			if id := alert.AWSKeyID.FindString(secret); id != "" {
+			if id, ok := alert.KeyID(secret); ok {
 				return id, int(number), nil
 			}
 		}

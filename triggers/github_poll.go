@@ -3,6 +3,7 @@ package triggers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -20,20 +21,23 @@ type GitHubBackstop struct {
 	Sink   Deferrer
 }
 
-// Poll lists and defers every open alert once.
+// Poll lists and defers every open alert once. An alert whose repository
+// or number GitHub would not have made is skipped, and named in the error
+// once every other alert is deferred.
 func (b *GitHubBackstop) Poll(ctx context.Context) error {
+	var skipped []error
 	for _, repo := range b.Repos {
-		owner, name, ok := strings.Cut(repo, "/")
-		if !ok {
-			return fmt.Errorf("repository %q is not owner/name", repo)
+		if err := CheckRepo("--github-poll-repo", repo); err != nil {
+			return err
 		}
+		owner, name, _ := strings.Cut(repo, "/")
 		opts := &github.SecretScanningAlertListOptions{State: "open", ListOptions: github.ListOptions{PerPage: 100}}
 		for {
 			alerts, res, err := b.Client.SecretScanning.ListAlertsForRepo(ctx, owner, name, opts)
 			if err != nil {
 				return fmt.Errorf("list secret-scanning alerts of %s: %w", repo, err)
 			}
-			if err := b.deferAll(ctx, repo, alerts); err != nil {
+			if err := b.deferAll(ctx, repo, alerts, &skipped); err != nil {
 				return err
 			}
 			if res.NextPage == 0 {
@@ -43,6 +47,9 @@ func (b *GitHubBackstop) Poll(ctx context.Context) error {
 		}
 	}
 	for _, org := range b.Orgs {
+		if err := CheckOwner("--github-poll-org", org); err != nil {
+			return err
+		}
 		opts := &github.SecretScanningAlertListOptions{State: "open", ListOptions: github.ListOptions{PerPage: 100}}
 		for {
 			alerts, res, err := b.Client.SecretScanning.ListAlertsForOrg(ctx, org, opts)
@@ -50,7 +57,7 @@ func (b *GitHubBackstop) Poll(ctx context.Context) error {
 				return fmt.Errorf("list secret-scanning alerts of organisation %s: %w", org, err)
 			}
 			for _, a := range alerts {
-				if err := b.deferAll(ctx, a.GetRepository().GetFullName(), []*github.SecretScanningAlert{a}); err != nil {
+				if err := b.deferAll(ctx, a.GetRepository().GetFullName(), []*github.SecretScanningAlert{a}, &skipped); err != nil {
 					return err
 				}
 			}
@@ -60,11 +67,15 @@ func (b *GitHubBackstop) Poll(ctx context.Context) error {
 			opts.ListOptions.Page = res.NextPage
 		}
 	}
-	return nil
+	return errors.Join(skipped...)
 }
 
-func (b *GitHubBackstop) deferAll(ctx context.Context, repo string, alerts []*github.SecretScanningAlert) error {
+func (b *GitHubBackstop) deferAll(ctx context.Context, repo string, alerts []*github.SecretScanningAlert, skipped *[]error) error {
 	for _, a := range alerts {
+		if err := errors.Join(CheckRepo("a listed alert's repository", repo), checkAlertNumber("a listed alert's number", int64(a.GetNumber()))); err != nil {
+			*skipped = append(*skipped, fmt.Errorf("alert skipped: %w", err))
+			continue
+		}
 		ref, _ := json.Marshal(GitHubAlertRef{Repo: repo, Number: int64(a.GetNumber()), SecretType: a.GetSecretType(), Action: "poll"})
 		if err := b.Sink.Defer(ctx, ResolverGitHubAlert, fmt.Sprintf("github:%s#%d", repo, a.GetNumber()), ref); err != nil {
 			return err

@@ -32,10 +32,15 @@ func (g *GitHubResolver) Resolve(ctx context.Context, raw json.RawMessage) ([]al
 	if err := json.Unmarshal(raw, &ref); err != nil {
 		return nil, fmt.Errorf("%w: the recorded GitHub alert reference is unreadable: %v", alert.ErrUnactionable, err)
 	}
-	owner, repo, ok := strings.Cut(ref.Repo, "/")
-	if !ok {
-		return nil, fmt.Errorf("%w: repository %q is not owner/name", alert.ErrUnactionable, ref.Repo)
+	// The reference was checked when it was recorded; it is checked again
+	// here because its names become paths requested with stanch's token.
+	if err := CheckRepo("the recorded repository", ref.Repo); err != nil {
+		return nil, fmt.Errorf("%w: %v", alert.ErrUnactionable, err)
 	}
+	if err := checkAlertNumber("the recorded alert number", ref.Number); err != nil {
+		return nil, fmt.Errorf("%w: %v", alert.ErrUnactionable, err)
+	}
+	owner, repo, _ := strings.Cut(ref.Repo, "/")
 	name := fmt.Sprintf("alert %s#%d", ref.Repo, ref.Number)
 	ghAlert, _, err := g.Client.SecretScanning.GetAlert(ctx, owner, repo, ref.Number)
 	if err != nil {
@@ -54,13 +59,16 @@ func (g *GitHubResolver) Resolve(ctx context.Context, raw json.RawMessage) ([]al
 		loc.Path, loc.Line, loc.Commit = commits[0].path, commits[0].line, commits[0].commit
 	}
 	title := fmt.Sprintf("GitHub secret scanning: %s in %s", ghAlert.GetSecretTypeDisplayName(), ref.Repo)
-	cred, ok := githubCredential(secretType, ghAlert.GetSecret())
+	cred, ok, err := githubCredential(secretType, ghAlert.GetSecret())
+	if err != nil {
+		return nil, fmt.Errorf("%w: GitHub %s: %v; find the key id and run stanch run --alert with it", alert.ErrUnactionable, name, err)
+	}
 	if !ok {
 		id, pair, err := g.pairedKeyID(ctx, owner, repo, ref, secretType, locs)
 		if err != nil {
 			return nil, err
 		}
-		cred = awsCredential(secretType, id)
+		cred = awsCredential(id)
 		title += fmt.Sprintf(" (key id from the paired alert #%d)", pair)
 	}
 	severity := "high"
@@ -108,27 +116,33 @@ func (g *GitHubResolver) locations(ctx context.Context, owner, repo string, numb
 	}
 }
 
+// keyIDTypes are the secret types whose literal is an AWS key id.
+var keyIDTypes = map[string]bool{"aws_access_key_id": true, "aws_temporary_access_key_id": true}
+
 // githubCredential maps a GitHub secret type to a credential: AWS types
-// by the key id found in the literal, anything else by a fingerprint. It
-// is false for an AWS type whose literal holds no key id (the secret
-// access key or session token alone).
-func githubCredential(secretType, secret string) (alert.Credential, bool) {
+// by the key id that is the literal, anything else by a fingerprint. It is
+// false for an AWS type whose literal is not a key id (the secret access
+// key or session token alone), and an error when the literal of a key id
+// type is not one key id (two of them, or one with more around it): which
+// key leaked is then not known, and guessing could contain the wrong one.
+func githubCredential(secretType, secret string) (alert.Credential, bool, error) {
 	if strings.HasPrefix(secretType, "aws_") {
-		id := alert.AWSKeyID.FindString(secret)
-		if id == "" {
-			return alert.Credential{}, false
+		if id, ok := alert.KeyID(secret); ok {
+			return awsCredential(id), true, nil
 		}
-		return awsCredential(secretType, id), true
+		if keyIDTypes[secretType] {
+			return alert.Credential{}, false, fmt.Errorf("the secret literal of this %s alert is not one AWS access key id", secretType)
+		}
+		return alert.Credential{}, false, nil
 	}
 	provider, _, _ := strings.Cut(secretType, "_")
 	sum := sha256.Sum256([]byte(secret))
-	return alert.Credential{Provider: provider, Kind: alert.CredentialToken, ID: "sha256:" + hex.EncodeToString(sum[:8])}, true
+	return alert.Credential{Provider: provider, Kind: alert.CredentialToken, ID: "sha256:" + hex.EncodeToString(sum[:8])}, true, nil
 }
 
-func awsCredential(secretType, id string) alert.Credential {
-	kind := alert.CredentialAccessKey
-	if secretType == "aws_session_token" || secretType == "aws_temporary_access_key_id" || strings.HasPrefix(id, "ASIA") {
-		kind = alert.CredentialRoleSession
-	}
+// awsCredential is the credential of an AWS key id, of the kind its prefix
+// says.
+func awsCredential(id string) alert.Credential {
+	kind, _ := alert.KindOf(id)
 	return alert.Credential{Provider: "aws", Kind: kind, ID: id}
 }

@@ -57,7 +57,7 @@ func ParseGitleaks(data []byte, now time.Time, files SourceFiles) (Report, error
 		}
 		rep.Alerts = append(rep.Alerts, a)
 	}
-	return rep, nil
+	return rep.redacted(), nil
 }
 
 func gitleaksAlert(entry json.RawMessage, n int, now time.Time, files SourceFiles) (alert.Alert, *Skipped) {
@@ -79,7 +79,10 @@ func gitleaksAlert(entry json.RawMessage, n int, now time.Time, files SourceFile
 		cred = alert.Credential{Provider: "aws", ID: id}
 		title += " (key id read from the scanned file)"
 	} else {
-		cred = scannedCredential(f.RuleID, f.Secret+" "+f.Match)
+		var err error
+		if cred, err = scannedCredential(f.RuleID, f.Secret+" "+f.Match); err != nil {
+			return alert.Alert{}, &Skipped{Where: where, Reason: err.Error()}
+		}
 	}
 	dedup := f.Fingerprint
 	if dedup == "" {

@@ -50,19 +50,27 @@ func guardDutyAlert(ev eventBridgeEvent, now time.Time) (alert.Alert, error) {
 		return alert.Alert{}, errors.New("detail is not a GuardDuty finding (an object with resource, service, type and id)")
 	}
 	key := f.Resource.AccessKeyDetails
-	if key.AccessKeyID == "" {
+	if strings.TrimSpace(key.AccessKeyID) == "" {
 		return alert.Alert{}, fmt.Errorf("%w: the finding names no access key (resource.accessKeyDetails.accessKeyId is missing)", ErrUnsupportedFormat)
 	}
 	test := isSample(f.Service.AdditionalInfo) || strings.HasPrefix(key.AccessKeyID, sampleMarker) || strings.HasPrefix(key.UserName, sampleMarker)
-	if !test && !alert.AWSKeyID.MatchString(key.AccessKeyID) {
-		return alert.Alert{}, errors.New("resource.accessKeyDetails.accessKeyId is not an AWS access key id (AKIA or ASIA and 16 more characters)")
+	id, ok := alert.KeyID(key.AccessKeyID)
+	if !ok && !test {
+		return alert.Alert{}, errors.New("resource.accessKeyDetails.accessKeyId is not an AWS access key id (AKIA or ASIA and 16 upper-case letters or digits, alone)")
 	}
 	if f.ID == "" {
 		return alert.Alert{}, errors.New("the finding has no id (detail.id)")
 	}
-	kind := alert.CredentialAccessKey
-	if strings.HasPrefix(key.AccessKeyID, "ASIA") || key.UserType == "AssumedRole" || strings.Contains(f.Type, "InstanceCredentialExfiltration") {
-		kind = alert.CredentialRoleSession
+	// The key's prefix says what it is: an AKIA key named by an
+	// InstanceCredentialExfiltration finding is still a user's key, and
+	// the playbook for keys must contain it. The finding's type and user
+	// type only stand in for the placeholders of sample findings.
+	kind, ok := alert.KindOf(id)
+	if !ok {
+		kind = alert.CredentialAccessKey
+		if key.UserType == "AssumedRole" || strings.Contains(f.Type, "InstanceCredentialExfiltration") {
+			kind = alert.CredentialRoleSession
+		}
 	}
 	account := f.AccountID
 	if account == "" {
@@ -74,7 +82,7 @@ func guardDutyAlert(ev eventBridgeEvent, now time.Time) (alert.Alert, error) {
 		ReceivedAt: now,
 		// Repeats of a finding keep its id: one alert per finding.
 		DedupKey:   "guardduty:" + account + ":" + f.ID,
-		Credential: alert.Credential{Provider: "aws", Kind: kind, ID: key.AccessKeyID, Account: account, Principal: key.UserName},
+		Credential: alert.Credential{Provider: "aws", Kind: kind, ID: id, Account: account, Principal: key.UserName},
 		Severity:   guardDutySeverity(f.Severity),
 		Title:      f.Type + ": " + f.Title,
 		Test:       test,

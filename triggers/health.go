@@ -38,20 +38,20 @@ func healthAlert(ev eventBridgeEvent, now time.Time) (alert.Alert, error) {
 		return alert.Alert{}, fmt.Errorf("%w: detail.eventTypeCode is not an AWS_RISK_* event type (stanch takes those)", ErrUnsupportedFormat)
 	}
 	// Samples disagree on where the key id stands (a bare id, a user ARN,
-	// IAM_USER/<user>/<key>); take the first key-id-shaped token anywhere.
-	var keyID string
+	// IAM_USER/<user>/<key>); take the key-id-shaped token wherever it is,
+	// as long as the event names one key: of two, stanch cannot tell which
+	// one leaked.
 	candidates := []string{h.EventMetadata.PublicKey}
 	for _, e := range h.AffectedEntities {
 		candidates = append(candidates, e.EntityValue)
 	}
 	candidates = append(candidates, ev.Resources...)
-	for _, c := range candidates {
-		if keyID = alert.AWSKeyID.FindString(c); keyID != "" {
-			break
-		}
-	}
-	if keyID == "" {
+	keyID, n := alert.KeyIDIn(strings.Join(candidates, " "))
+	switch {
+	case n == 0:
 		return alert.Alert{}, errors.New("the event names no access key id (looked in detail.eventMetadata.publicKey, detail.affectedEntities and resources)")
+	case n > 1:
+		return alert.Alert{}, errors.New("the event names more than one access key id (in detail.eventMetadata.publicKey, detail.affectedEntities and resources); stanch acts on an event that names one")
 	}
 	account := firstNonEmpty(h.EventMetadata.AccountID, h.AffectedAccount, ev.Account)
 	title := fmt.Sprintf("AWS Health %s: %s", h.EventTypeCode, keyID)

@@ -30,6 +30,39 @@ type Skipped struct {
 	NotAFinding bool
 	// Event is the EventBridge event's id, when it has a readable one.
 	Event string
+	// Refused marks an event of a kind stanch acts on that it cannot act
+	// on as sent (a key id field that holds no key id, or more than one):
+	// unlike an event of another kind, that is an error the sender must
+	// see, or the credential stays active while it thinks it delivered.
+	Refused bool
+}
+
+// refusedOnly reports whether nothing in r became an alert and something
+// in it was refused: such a document is answered as a client error.
+func (r Report) refusedOnly() bool {
+	if len(r.Alerts) > 0 {
+		return false
+	}
+	for _, s := range r.Skipped {
+		if s.Refused {
+			return true
+		}
+	}
+	return false
+}
+
+// redacted returns the report with its alerts redacted (again: each was as
+// it was made) and the text of its skipped entries too: where an entry is
+// names a file, and a file name can hold a secret.
+func (r Report) redacted() Report {
+	for i := range r.Alerts {
+		r.Alerts[i].Redact()
+	}
+	for i := range r.Skipped {
+		s := &r.Skipped[i]
+		s.Where, s.Reason, s.Event = alert.RedactText(s.Where), alert.RedactText(s.Reason), alert.RedactText(s.Event)
+	}
+	return r
 }
 
 // Unactionable returns the skipped entries that were findings.

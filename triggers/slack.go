@@ -2,13 +2,18 @@ package triggers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -43,6 +48,14 @@ var (
 	ErrNotWaiting  = errors.New("not waiting for a decision")
 )
 
+// SeenRequests remembers requests already handled, beyond the life of one
+// process: the runner's store implements it.
+type SeenRequests interface {
+	// FirstSeen records digest until expires and reports whether this is
+	// the first time it is recorded (among digests not yet expired).
+	FirstSeen(ctx context.Context, digest string, expires time.Time) (bool, error)
+}
+
 // SlackInteractions is POST /hooks/slack/interactions, where Slack sends
 // clicks on the Approve and Deny buttons of approval messages.
 type SlackInteractions struct {
@@ -52,6 +65,8 @@ type SlackInteractions struct {
 	slack   *slackact.Client
 	guard   *guard
 	seen    *replayMemory
+	// durable, when set, remembers signatures across restarts.
+	durable SeenRequests
 	log     *slog.Logger
 	// ackWithin is how long a click's handling may hold the response;
 	// Slack shows an error after 3 s.
@@ -66,41 +81,68 @@ func NewSlackInteractions(secret string, tokens *slackact.Tokens, decider Decide
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &SlackInteractions{secret: secret, tokens: tokens, decider: decider, slack: client, guard: newGuard("slack", log, 0, 0),
+	return &SlackInteractions{secret: secret, tokens: tokens, decider: decider, slack: client, guard: newGuard("slack", log, DefaultRateLimit),
 		seen: newReplayMemory(100000), log: log, ackWithin: 2 * time.Second}
-	h.guard.limit(DefaultRateLimit)
-	return h
 }
 
-// RateLimit sets the endpoint's limit per source address.
+// RateLimit sets the endpoint's limits per source address (see guard).
 func (h *SlackInteractions) RateLimit(perSecond float64) { h.guard.limit(perSecond) }
+
+// TrustProxies sets the proxies whose X-Forwarded-For names the source
+// address (see guard.client).
+func (h *SlackInteractions) TrustProxies(proxies []netip.Prefix) { h.guard.trust(proxies) }
+
+// RememberIn keeps the signatures of handled requests in seen as well as in
+// memory, so that a request captured before a restart is still refused
+// within its five minutes.
+func (h *SlackInteractions) RememberIn(seen SeenRequests) { h.durable = seen }
+
+// slackSignature is the shape of X-Slack-Signature, checked before the body
+// is read.
+var slackSignature = regexp.MustCompile(`^v0=[0-9a-fA-F]{64}$`)
+
+// slackWindow is how far a request's timestamp may be from now (the
+// verifier's limit); a signature is remembered a little longer than that.
+const slackWindow = 5 * time.Minute
 
 // Wait waits for clicks still being handled after their answer was sent.
 func (h *SlackInteractions) Wait() { h.wg.Wait() }
 
 func (h *SlackInteractions) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, ok := h.guard.read(w, r)
-	if !ok {
+	if !h.guard.start(w, r) {
 		return
 	}
 	// v0 signature over the raw body; the verifier refuses timestamps more
-	// than five minutes away.
+	// than five minutes away, which it can tell before the body is read.
 	if h.secret == "" {
-		h.guard.reject(w, r, http.StatusUnauthorized, "no Slack signing secret configured")
+		h.guard.unauthenticated(w, r, http.StatusUnauthorized, "no Slack signing secret configured")
 		return
 	}
 	v, err := slackapi.NewSecretsVerifier(r.Header, h.secret)
-	if err != nil {
-		h.guard.reject(w, r, http.StatusUnauthorized, "missing or stale Slack signature headers")
+	if err != nil || !slackSignature.MatchString(r.Header.Get("X-Slack-Signature")) {
+		h.guard.unauthenticated(w, r, http.StatusUnauthorized, "missing or stale Slack signature headers")
+		return
+	}
+	body, ok := h.guard.body(w, r)
+	if !ok {
 		return
 	}
 	if _, err := v.Write(body); err != nil || v.Ensure() != nil {
-		h.guard.reject(w, r, http.StatusUnauthorized, "wrong Slack signature")
+		h.guard.unauthenticated(w, r, http.StatusUnauthorized, "wrong Slack signature")
+		return
+	}
+	if !h.guard.authenticated(w, r) {
 		return
 	}
 	// Inside the window a captured request would verify again: the
-	// signature is remembered and a second use refused.
-	if h.seen.seen(r.Header.Get("X-Slack-Signature")) {
+	// signature is remembered and a second use refused. It is remembered as
+	// the bytes the verifier compared, not the header's text, since the
+	// same bytes in upper-case hex verify just as well.
+	if replay, err := h.replayed(r); err != nil {
+		h.log.Error("Slack request not checked against replays; refused", "error", err)
+		http.Error(w, "stanch could not record the request; try again", http.StatusServiceUnavailable)
+		return
+	} else if replay {
 		h.guard.reject(w, r, http.StatusUnauthorized, "replayed Slack request")
 		return
 	}
@@ -136,6 +178,33 @@ type click struct {
 	user, channel, actionID, value string
 }
 
+// replayed records a verified request's signature and reports whether it
+// was seen before: in this process, or (with RememberIn) by any process on
+// the same store within the signature's window.
+func (h *SlackInteractions) replayed(r *http.Request) (bool, error) {
+	sig, err := hex.DecodeString(strings.TrimPrefix(r.Header.Get("X-Slack-Signature"), "v0="))
+	if err != nil {
+		return false, fmt.Errorf("decode a verified signature: %w", err)
+	}
+	sum := sha256.Sum256(append([]byte("slack v0 signature\x00"), sig...))
+	digest := "slack:" + hex.EncodeToString(sum[:])
+	if h.seen.seen(digest) {
+		return true, nil
+	}
+	if h.durable == nil {
+		return false, nil
+	}
+	// The verifier accepted the timestamp, so it parses; the signature
+	// verifies again until it is slackWindow old.
+	ts, _ := strconv.ParseInt(r.Header.Get("X-Slack-Request-Timestamp"), 10, 64)
+	first, err := h.durable.FirstSeen(r.Context(), digest, time.Unix(ts, 0).Add(slackWindow+time.Minute))
+	if err != nil {
+		h.seen.forget(digest)
+		return false, fmt.Errorf("remember a Slack request: %w", err)
+	}
+	return !first, nil
+}
+
 // handle decides a click, waiting at most ackWithin: the rest (telling
 // someone their click was refused) goes on after the answer.
 func (h *SlackInteractions) handle(ctx context.Context, c click) {
@@ -168,7 +237,7 @@ func (h *SlackInteractions) decide(ctx context.Context, c click) string {
 	}
 	approvers, err := h.decider.Approvers(ctx, v.RunID, v.StepID)
 	if errors.Is(err, ErrNotWaiting) {
-		return fmt.Sprintf("Step %s of run %s is not waiting for a decision.", v.StepID, v.RunID)
+		return fmt.Sprintf("Step %s of run %s is not waiting for a decision.", slackact.Escape(v.StepID), slackact.Escape(v.RunID))
 	}
 	if err != nil {
 		h.log.Error("click not recorded", "run", v.RunID, "step", v.StepID, "error", err)
@@ -192,14 +261,18 @@ func (h *SlackInteractions) decide(ctx context.Context, c click) string {
 	switch {
 	case errors.Is(err, ErrNotApprover):
 		h.log.Warn("click refused", "source", "slack", "reason", "not an approver", "user", c.user, "run", v.RunID, "step", v.StepID)
-		return fmt.Sprintf("You are not an approver of step %s (approvers: %s). Your click was recorded and changed nothing.", v.StepID, strings.Join(approvers, ", "))
+		who := make([]string, len(approvers))
+		for i, p := range approvers {
+			who[i] = slackact.Mention(p)
+		}
+		return fmt.Sprintf("You are not an approver of step %s (approvers: %s). Your click was recorded and changed nothing.", slackact.Escape(v.StepID), strings.Join(who, ", "))
 	case errors.Is(err, ErrNotWaiting):
-		return fmt.Sprintf("Step %s of run %s is not waiting for a decision.", v.StepID, v.RunID)
+		return fmt.Sprintf("Step %s of run %s is not waiting for a decision.", slackact.Escape(v.StepID), slackact.Escape(v.RunID))
 	case err != nil:
 		h.log.Error("click not recorded", "run", v.RunID, "step", v.StepID, "error", err)
 		return "stanch could not record your decision; try again."
 	case !d.First:
-		return fmt.Sprintf("Already %s by %s at %s; your click changed nothing.", d.Decision, slackact.Mention(d.DecidedBy), d.DecidedAt.UTC().Format("15:04:05Z"))
+		return fmt.Sprintf("Already %s by %s at %s; your click changed nothing.", slackact.Escape(d.Decision), slackact.Mention(d.DecidedBy), d.DecidedAt.UTC().Format("15:04:05Z"))
 	}
 	h.log.Info("approval decided in Slack", "run", v.RunID, "step", v.StepID, "decision", v.Decision, "user", c.user)
 	return ""

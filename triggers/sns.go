@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
@@ -45,7 +46,7 @@ type SNS struct {
 func NewSNS(topics []string, sink Sink, log *slog.Logger) *SNS {
 	client := &http.Client{Timeout: 10 * time.Second}
 	return &SNS{
-		Topics: topics, Sink: sink, Now: time.Now, guard: newGuard("sns", log, DefaultRateLimit, 4*DefaultRateLimit), certs: map[string]*x509.Certificate{},
+		Topics: topics, Sink: sink, Now: time.Now, guard: newGuard("sns", log, DefaultRateLimit), certs: map[string]*x509.Certificate{},
 		FetchCert: func(u string) (*x509.Certificate, error) {
 			res, err := client.Get(u)
 			if err != nil {
@@ -76,8 +77,12 @@ func NewSNS(topics []string, sink Sink, log *slog.Logger) *SNS {
 	}
 }
 
-// RateLimit sets the endpoint's limit per source address.
+// RateLimit sets the endpoint's limits per source address (see guard).
 func (h *SNS) RateLimit(perSecond float64) { h.guard.limit(perSecond) }
+
+// TrustProxies sets the proxies whose X-Forwarded-For names the source
+// address (see guard.client).
+func (h *SNS) TrustProxies(proxies []netip.Prefix) { h.guard.trust(proxies) }
 
 // snsHost is what a signing certificate's and a SubscribeURL's host must be.
 var snsHost = regexp.MustCompile(`^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$`)
@@ -117,21 +122,29 @@ func (m snsMessage) stringToSign() string {
 }
 
 func (h *SNS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, ok := h.guard.read(w, r)
+	if !h.guard.start(w, r) {
+		return
+	}
+	// The signature is inside the body: everything refused before it
+	// verifies counts as unauthenticated.
+	body, ok := h.guard.body(w, r)
 	if !ok {
 		return
 	}
 	var m snsMessage
 	if err := json.Unmarshal(body, &m); err != nil {
-		h.guard.reject(w, r, http.StatusBadRequest, "not an SNS message")
+		h.guard.unauthenticated(w, r, http.StatusBadRequest, "not an SNS message")
 		return
 	}
 	if !slices.Contains(h.Topics, m.TopicArn) {
-		h.guard.reject(w, r, http.StatusForbidden, "topic is not configured")
+		h.guard.unauthenticated(w, r, http.StatusForbidden, "topic is not configured")
 		return
 	}
 	if err := h.verify(m); err != nil {
-		h.guard.reject(w, r, http.StatusUnauthorized, "signature: "+err.Error())
+		h.guard.unauthenticated(w, r, http.StatusUnauthorized, "signature: "+err.Error())
+		return
+	}
+	if !h.guard.authenticated(w, r) {
 		return
 	}
 	switch m.Type {
@@ -172,7 +185,13 @@ func (h *SNS) verify(m snsMessage) error {
 	h.mu.Unlock()
 	if !ok {
 		if cert, err = h.FetchCert(m.SigningCertURL); err != nil {
-			return fmt.Errorf("fetch certificate: %w", err)
+			// Without the URL, which the sender wrote: rejections quote
+			// nothing of the body.
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			return fmt.Errorf("fetch the certificate SigningCertURL names: %w", err)
 		}
 		h.mu.Lock()
 		h.certs[m.SigningCertURL] = cert
@@ -195,5 +214,5 @@ func (h *SNS) verify(m snsMessage) error {
 		sum := sha256.Sum256(text)
 		return rsa.VerifyPKCS1v15(pub, crypto.SHA256, sum[:], sig)
 	}
-	return fmt.Errorf("SignatureVersion %q is not 1 or 2", m.SignatureVersion)
+	return errors.New("SignatureVersion is not 1 or 2")
 }

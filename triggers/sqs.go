@@ -96,6 +96,17 @@ func (p *SQSPoller) handle(ctx context.Context, id, body, receipt string) {
 	}
 	for _, s := range rep.Skipped {
 		p.Log.Warn("event ignored", "queue", p.QueueURL, "message", id, "event", s.Where, "reason", s.Reason)
+		rec, ok := p.Sink.(UnactedRecorder)
+		if !s.Refused || !ok {
+			continue
+		}
+		// An event stanch should act on but cannot as sent (a finding whose
+		// key id field holds no one key id): nobody else is told, so it is
+		// kept where people look.
+		if err := rec.RecordUnacted(ctx, "sqs", "sqs:"+p.QueueURL+":"+id+":"+s.Where, p.QueueURL+" message "+id+", "+s.Where, s.Reason); err != nil {
+			p.Log.Error("refused event not recorded; the message will be received again", "queue", p.QueueURL, "message", id, "error", err)
+			return
+		}
 	}
 	p.accepted.Add(int64(len(rep.Alerts)))
 	p.ignored.Add(int64(len(rep.Skipped)))

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -77,7 +78,7 @@ func ParseTruffleHog(data []byte, now time.Time) (Report, error) {
 	if err := sc.Err(); err != nil {
 		rep.skip(fmt.Sprintf("line %d and after", n+1), "a line longer than %d bytes; the rest of the output was not read", maxTruffleHogLine)
 	}
-	return rep, nil
+	return rep.redacted(), nil
 }
 
 // truffleHogLine reads one non-empty line: an alert, or why it is none.
@@ -110,9 +111,9 @@ func truffleHogLine(line []byte, n int, now time.Time) (alert.Alert, *Skipped) {
 		loc = alert.Location{Path: d.Filesystem.File, Line: d.Filesystem.Line}
 	}
 	where = fmt.Sprintf("line %d (%s, %s)", n, place(loc), r.DetectorName)
-	cred, ok := truffleHogCredential(r)
-	if !ok {
-		return alert.Alert{}, &Skipped{Where: where, Reason: "an AWS finding without an access key id in Raw, RawV2 or Redacted"}
+	cred, err := truffleHogCredential(r)
+	if err != nil {
+		return alert.Alert{}, &Skipped{Where: where, Reason: err.Error()}
 	}
 	if cred.Provider == "aws" {
 		cred.Account = r.ExtraData["account"]
@@ -142,20 +143,23 @@ func truffleHogLine(line []byte, n int, now time.Time) (alert.Alert, *Skipped) {
 }
 
 // truffleHogCredential identifies a finding's credential. For AWS
-// detectors it is false when no key id can be found: such a finding names
+// detectors it fails when no one key id can be found: such a finding names
 // nothing stanch can contain.
-func truffleHogCredential(r truffleHogResult) (alert.Credential, bool) {
-	cred := scannedCredential(r.DetectorName, r.Raw+" "+r.RawV2)
-	if alert.AWSKeyID.MatchString(cred.ID) || !strings.Contains(strings.ToLower(r.DetectorName), "aws") {
-		return cred, true
+func truffleHogCredential(r truffleHogResult) (alert.Credential, error) {
+	cred, err := scannedCredential(r.DetectorName, r.Raw+" "+r.RawV2)
+	if _, isKey := alert.KeyID(cred.ID); err != nil || isKey || !strings.Contains(strings.ToLower(r.DetectorName), "aws") {
+		return cred, err
 	}
 	// Early 3.x output: Raw is base64, and the key id is in Redacted.
 	for _, text := range []string{r.Redacted, fromBase64(r.Raw), fromBase64(r.RawV2)} {
-		if id := alert.AWSKeyID.FindString(text); id != "" {
-			return alert.Credential{Provider: "aws", ID: id}, true
+		switch id, n := alert.KeyIDIn(text); {
+		case n == 1:
+			return alert.Credential{Provider: "aws", ID: id}, nil
+		case n > 1:
+			return alert.Credential{}, errMoreThanOneKeyID
 		}
 	}
-	return cred, false
+	return cred, errors.New("an AWS finding without an access key id in Raw, RawV2 or Redacted")
 }
 
 func fromBase64(s string) string {

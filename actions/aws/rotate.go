@@ -37,6 +37,10 @@ type RotateKeyParams struct {
 	Region            string `json:"region" doc:"the secret's region (default: the configured region)"`
 }
 
+// secretResource is the ARN pattern of the secrets a rotation writes: the
+// step's secret_id, with Secrets Manager's six-character suffix.
+const secretResource = "arn:aws:secretsmanager:*:*:secret:{secret_id}*"
+
 const (
 	twoKeysStop         = "stop"
 	twoKeysDeleteLeaked = "delete_leaked_if_inactive"
@@ -80,11 +84,11 @@ func rotateKey(p *Provider) actions.Action {
 			{Name: "iam:GetAccessKeyLastUsed", Why: "never take a key that has been used for one an interrupted attempt left"},
 			{Name: "iam:CreateAccessKey", Why: "create the replacement key"},
 			{Name: "iam:DeleteAccessKey", Why: "remove a key an interrupted attempt created, or the inactive leaked key when the user has two"},
-			{Name: "secretsmanager:DescribeSecret", Why: "find the current version and the versions that hold keys"},
-			{Name: "secretsmanager:CreateSecret", Why: "create the secret when it is missing (when_no_secret: create)"},
-			{Name: "secretsmanager:GetSecretValue", Why: "recognise the version this step wrote and the keys the secret holds"},
-			{Name: "secretsmanager:PutSecretValue", Why: "store the new key as AWSPENDING"},
-			{Name: "secretsmanager:UpdateSecretVersionStage", Why: "promote it to AWSCURRENT"},
+			{Name: "secretsmanager:DescribeSecret", Why: "find the current version and the versions that hold keys", Resource: secretResource},
+			{Name: "secretsmanager:CreateSecret", Why: "create the secret when it is missing (when_no_secret: create)", Resource: secretResource},
+			{Name: "secretsmanager:GetSecretValue", Why: "recognise the version this step wrote and the keys the secret holds", Resource: secretResource},
+			{Name: "secretsmanager:PutSecretValue", Why: "store the new key as AWSPENDING", Resource: secretResource},
+			{Name: "secretsmanager:UpdateSecretVersionStage", Why: "promote it to AWSCURRENT", Resource: secretResource},
 			{Name: "sts:GetCallerIdentity", Why: "test the new key before promoting it"},
 		},
 		Example: `- id: rotate

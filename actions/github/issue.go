@@ -11,6 +11,7 @@ import (
 	gh "github.com/google/go-github/v60/github"
 
 	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/alert"
 	"github.com/stanchhq/stanch/internal/crashpoint"
 )
 
@@ -132,7 +133,9 @@ func (p *Provider) newIssue(env actions.Env, in *OpenIssueParams) (*wantedIssue,
 	if env.RunID == "" {
 		return nil, actions.Permanent(errors.New("github.open_issue needs the run's id to find its issue again"))
 	}
-	w := &wantedIssue{owner: owner, name: name, repo: owner + "/" + name, title: in.Title, state: in.State}
+	// GitHub keeps what it is sent for good: redacted here, whatever the
+	// playbook's templates put in.
+	w := &wantedIssue{owner: owner, name: name, repo: owner + "/" + name, title: alert.RedactText(in.Title), state: in.State}
 	if w.state == "" {
 		w.state = "open"
 	}
@@ -140,7 +143,7 @@ func (p *Provider) newIssue(env actions.Env, in *OpenIssueParams) (*wantedIssue,
 	// after a crash finds the issue it opened instead of opening another.
 	w.marker = fmt.Sprintf("<!-- stanch:run=%s key=%s -->", env.RunID, key)
 	w.body = w.marker
-	if b := strings.TrimRight(in.Body, "\n"); b != "" {
+	if b := strings.TrimRight(alert.RedactText(in.Body), "\n"); b != "" {
 		w.body = b + "\n\n" + w.marker
 	}
 	for _, l := range append(slices.Clone(in.Labels), IssueLabel) {

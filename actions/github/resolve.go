@@ -12,6 +12,7 @@ import (
 	gh "github.com/google/go-github/v60/github"
 
 	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/alert"
 	"github.com/stanchhq/stanch/internal/crashpoint"
 )
 
@@ -158,7 +159,9 @@ func (p *Provider) newResolution(env actions.Env, in *ResolveAlertParams) (*reso
 		name:       fmt.Sprintf("secret-scanning alert %s/%s#%d", owner, repo, in.AlertNumber),
 		path:       fmt.Sprintf("repos/%s/%s/secret-scanning/alerts/%d", owner, repo, in.AlertNumber),
 		resolution: in.Resolution,
-		comment:    strings.TrimSpace(in.Comment),
+		// GitHub keeps the comment for good: redacted here, whatever the
+		// playbook's template put in it.
+		comment: alert.RedactText(strings.TrimSpace(in.Comment)),
 	}
 	if r.resolution == "" {
 		r.resolution = "revoked"

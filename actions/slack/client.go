@@ -2,6 +2,7 @@ package slack
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	slackapi "github.com/slack-go/slack"
+
+	"github.com/stanchhq/stanch/alert"
 )
 
 // Options configure the Slack client.
@@ -134,6 +137,7 @@ const metadataType = "stanch_message"
 // Post posts m carrying run and key in its metadata, and returns the
 // channel id and timestamp.
 func (c *Client) Post(ctx context.Context, runID, key string, m Message) (channel, ts string, err error) {
+	m = redacted(m)
 	opts := []slackapi.MsgOption{
 		slackapi.MsgOptionText(m.Text, false),
 		slackapi.MsgOptionBlocks(m.Blocks...),
@@ -249,6 +253,7 @@ func (c *Client) Find(ctx context.Context, channel, threadTS, runID, key string,
 
 // Update replaces the text and blocks of a posted message.
 func (c *Client) Update(ctx context.Context, channel, ts string, m Message) error {
+	m = redacted(m)
 	return c.call(ctx, "chat.update", func() error {
 		_, _, _, err := c.api.UpdateMessageContext(ctx, channel, ts, slackapi.MsgOptionText(m.Text, false), slackapi.MsgOptionBlocks(m.Blocks...))
 		return err
@@ -257,10 +262,68 @@ func (c *Client) Update(ctx context.Context, channel, ts string, m Message) erro
 
 // Ephemeral shows text to one user in a channel.
 func (c *Client) Ephemeral(ctx context.Context, channel, user, text string) error {
+	text = alert.RedactText(text)
 	return c.call(ctx, "chat.postEphemeral", func() error {
 		_, err := c.api.PostEphemeralContext(ctx, channel, user, slackapi.MsgOptionText(text, false))
 		return err
 	})
+}
+
+// redacted is m as it may leave stanch: its fallback text and every text in
+// its blocks redacted. The renderers redact what they put in; this is the
+// last place before Slack, whatever rendered the message. Button values
+// and ids are stanch's own and stay as they are.
+func redacted(m Message) Message {
+	m.Text = alert.RedactText(m.Text)
+	if len(m.Blocks) == 0 {
+		return m
+	}
+	data, err := json.Marshal(slackapi.Blocks{BlockSet: m.Blocks})
+	if err != nil {
+		return m
+	}
+	var doc any
+	if json.Unmarshal(data, &doc) != nil {
+		return m
+	}
+	changed := false
+	var walk func(key string, v any) any
+	walk = func(key string, v any) any {
+		switch t := v.(type) {
+		case string:
+			switch key {
+			case "value", "action_id", "block_id", "type":
+				return t
+			}
+			if r := alert.RedactText(t); r != t {
+				changed = true
+				return r
+			}
+		case []any:
+			for i := range t {
+				t[i] = walk(key, t[i])
+			}
+		case map[string]any:
+			for k, c := range t {
+				t[k] = walk(k, c)
+			}
+		}
+		return v
+	}
+	doc = walk("", doc)
+	if !changed {
+		return m
+	}
+	if data, err = json.Marshal(doc); err != nil {
+		return Message{Channel: m.Channel, ThreadTS: m.ThreadTS, Text: m.Text}
+	}
+	var blocks slackapi.Blocks
+	if err := json.Unmarshal(data, &blocks); err != nil {
+		// Better no blocks than blocks that may hold a secret.
+		return Message{Channel: m.Channel, ThreadTS: m.ThreadTS, Text: m.Text}
+	}
+	m.Blocks = blocks.BlockSet
+	return m
 }
 
 // GroupMembers returns the user ids of a user group, cached for a minute.

@@ -3,6 +3,7 @@ package slack
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"sort"
 	"strings"
 	"time"
@@ -53,9 +54,11 @@ func clip(s string, n int) string {
 	return string([]rune(s)[:n-1]) + "…"
 }
 
-// escape makes text safe for mrkdwn: Slack reads &, < and > as markup.
-// Escape makes text safe for mrkdwn (Slack reads &, < and > as markup)
-// and redacts anything secret-looking.
+// Escape makes text safe for Slack (it reads &, < and > as markup, in
+// mrkdwn and plain_text alike: <!channel>, <https://…|Click here>) and
+// redacts anything secret-looking. Every text that comes from outside goes
+// through it, in every field: fallback text, headers, sections, context,
+// confirmation dialogs, thread replies.
 func Escape(s string) string { return escape(s) }
 
 func escape(s string) string {
@@ -99,7 +102,7 @@ func Incident(rep actions.Report, channelTitle string) Message {
 	if channelTitle != "" {
 		title = channelTitle
 	}
-	blocks := []slackapi.Block{slackapi.NewHeaderBlock(plain(clip("🚨 "+alert.RedactText(title), maxHeader)))}
+	blocks := []slackapi.Block{slackapi.NewHeaderBlock(plain(clip("🚨 "+escape(title), maxHeader)))}
 
 	owner, account := a.Credential.Principal, a.Credential.Account
 	for _, s := range rep.Steps {
@@ -121,7 +124,7 @@ func Incident(rep actions.Report, channelTitle string) Message {
 	if where := whereLeaked(a.Location); where != "" {
 		fields = append(fields, mrkdwn("*Where*\n"+clip(where, maxField-10)))
 	}
-	status := fmt.Sprintf("*Status*\n%s %s", mark(rep.Status), strings.ReplaceAll(rep.Status, "_", " "))
+	status := fmt.Sprintf("*Status*\n%s %s", mark(rep.Status), escape(strings.ReplaceAll(rep.Status, "_", " ")))
 	if rep.Generation > 0 {
 		status += fmt.Sprintf(" (retried %d×)", rep.Generation)
 	}
@@ -157,7 +160,7 @@ func Incident(rep actions.Report, channelTitle string) Message {
 	}
 	footer := fmt.Sprintf("stanch run `%s` · playbook `%s` · updated %s", escape(rep.RunID), escape(rep.Playbook), time.Now().UTC().Format("15:04:05Z"))
 	blocks = append(blocks, slackapi.NewContextBlock("", mrkdwn(footer)))
-	return Message{Text: clip(alert.RedactText(title)+" ("+strings.ReplaceAll(rep.Status, "_", " ")+")", 300), Blocks: blocks}
+	return Message{Text: clip(escape(title)+" ("+escape(strings.ReplaceAll(rep.Status, "_", " "))+")", 300), Blocks: blocks}
 }
 
 func whereLeaked(l alert.Location) string {
@@ -172,13 +175,27 @@ func whereLeaked(l alert.Location) string {
 		}
 	}
 	where = escape(where)
-	if l.URL != "" {
-		where = fmt.Sprintf("<%s|%s>", strings.NewReplacer("|", "%7C", ">", "%3E").Replace(l.URL), or(where, "link"))
+	if target, ok := linkTarget(l.URL); ok {
+		where = fmt.Sprintf("<%s|%s>", target, or(where, "link"))
+	} else if l.URL != "" {
+		// Another scheme (javascript:, file:, a Slack command) is never
+		// a link: it is shown as text.
+		where = strings.TrimSpace(where + " " + escape(l.URL))
 	}
 	if l.Commit != "" {
 		where += fmt.Sprintf(" (commit `%s`)", escape(clip(l.Commit, 12)))
 	}
 	return where
+}
+
+// linkTarget returns raw as the target of a Slack link when it is an
+// http(s) URL with a host, escaped so that it cannot end the link early.
+func linkTarget(raw string) (string, bool) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
+		return "", false
+	}
+	return strings.NewReplacer("&", "&amp;", "<", "%3C", ">", "%3E", "|", "%7C").Replace(alert.RedactText(u.String())), true
 }
 
 // impactSummary describes the output of the run's CloudTrail step.
@@ -189,11 +206,11 @@ func impactSummary(rep actions.Report) string {
 		}
 		out := normalise(s.Outputs)
 		var lines []string
-		lines = append(lines, fmt.Sprintf("%v event(s) in %d region(s), first %s, last %s; %v denied", num(out["events"]), len(list(out["regions"])), or(str(out["first_used"]), "—"), or(str(out["last_used"]), "—"), num(out["denied"])))
+		lines = append(lines, fmt.Sprintf("%v event(s) in %d region(s), first %s, last %s; %v denied", escape(fmt.Sprint(num(out["events"]))), len(list(out["regions"])), escape(or(str(out["first_used"]), "—")), escape(or(str(out["last_used"]), "—")), escape(fmt.Sprint(num(out["denied"])))))
 		if counts, ok := out["finding_counts"].(map[string]any); ok && len(counts) > 0 {
 			var parts []string
 			for _, k := range sortedKeys(counts) {
-				parts = append(parts, fmt.Sprintf("%s %v", strings.ReplaceAll(k, "_", " "), num(counts[k])))
+				parts = append(parts, fmt.Sprintf("%s %s", escape(strings.ReplaceAll(k, "_", " ")), escape(fmt.Sprint(num(counts[k])))))
 			}
 			lines = append(lines, "Findings: "+strings.Join(parts, ", "))
 		}
@@ -214,7 +231,7 @@ func impactSummary(rep actions.Report) string {
 			lines = append(lines, "Derived credentials: "+strings.Join(ids, ", "))
 		}
 		if failed, ok := out["regions_failed"].(map[string]any); ok && len(failed) > 0 {
-			lines = append(lines, fmt.Sprintf("⚠️ %d region(s) could not be read: %s", len(failed), strings.Join(sortedKeys(failed), ", ")))
+			lines = append(lines, fmt.Sprintf("⚠️ %d region(s) could not be read: %s", len(failed), escape(strings.Join(sortedKeys(failed), ", "))))
 		}
 		return strings.Join(lines, "\n")
 	}
@@ -230,6 +247,7 @@ func Approval(rep actions.Report, step actions.StepReport, tokens *Tokens, secon
 	if secondRound {
 		header = "⏫ Escalated: " + header[len("✋ "):]
 	}
+	header = escape(header)
 	blocks := []slackapi.Block{slackapi.NewHeaderBlock(plain(clip(header, maxHeader)))}
 	body := escape(ap.Message)
 	body += fmt.Sprintf("\n\n*Incident*: %s", escape(IncidentTitle(rep.Alert)))
@@ -261,7 +279,7 @@ func Approval(rep actions.Report, step actions.StepReport, tokens *Tokens, secon
 	case !secondRound && ap.EscalatedTo != "":
 		state = fmt.Sprintf("Nobody decided in time; escalated to %s at %s", channelRef(ap.EscalatedTo), ap.EscalatedAt.UTC().Format("2006-01-02 15:04:05Z"))
 	case rep.Status != "waiting_approval" && rep.Status != "running" && rep.Status != "pending":
-		state = "The run ended (" + rep.Status + ") before a decision"
+		state = "The run ended (" + escape(rep.Status) + ") before a decision"
 	}
 	text := header
 	if state != "" {
@@ -274,15 +292,15 @@ func Approval(rep actions.Report, step actions.StepReport, tokens *Tokens, secon
 	} else {
 		approve := slackapi.NewButtonBlockElement(ActionApprove, tokens.Sign(ButtonValue{RunID: rep.RunID, StepID: step.ID, Decision: "approved"}), plain("Approve")).
 			WithStyle(slackapi.StylePrimary).
-			WithConfirm(slackapi.NewConfirmationBlockObject(plain("Approve "+clip(step.ID, 60)+"?"), plain(clip(confirmText(rep, step), 300)), plain("Approve"), plain("Cancel")))
+			WithConfirm(slackapi.NewConfirmationBlockObject(plain("Approve "+clip(escape(step.ID), 60)+"?"), plain(clip(confirmText(rep, step), 300)), plain("Approve"), plain("Cancel")))
 		deny := slackapi.NewButtonBlockElement(ActionDeny, tokens.Sign(ButtonValue{RunID: rep.RunID, StepID: step.ID, Decision: "denied"}), plain("Deny")).
 			WithStyle(slackapi.StyleDanger).
-			WithConfirm(slackapi.NewConfirmationBlockObject(plain("Deny "+clip(step.ID, 60)+"?"), plain(clip("The step will not run.", 300)), plain("Deny"), plain("Cancel")).WithStyle(slackapi.StyleDanger))
+			WithConfirm(slackapi.NewConfirmationBlockObject(plain("Deny "+clip(escape(step.ID), 60)+"?"), plain(clip("The step will not run.", 300)), plain("Deny"), plain("Cancel")).WithStyle(slackapi.StyleDanger))
 		blocks = append(blocks, slackapi.NewActionBlock("stanch_approval", approve, deny))
 		blocks = append(blocks, slackapi.NewContextBlock("", mrkdwn(fmt.Sprintf("Times out %s; then %s", ap.Deadline.UTC().Format("2006-01-02 15:04:05Z"), timeoutText[ap.OnTimeout]))))
 	}
 	blocks = append(blocks, slackapi.NewContextBlock("", mrkdwn(fmt.Sprintf("stanch run `%s` · step `%s`", escape(rep.RunID), escape(step.ID)))))
-	return Message{Text: clip(alert.RedactText(text), 300), Blocks: blocks}
+	return Message{Text: clip(text, 300), Blocks: blocks}
 }
 
 // effectsText says what the step will change if approved, from its plan:
@@ -324,20 +342,20 @@ func confirmText(rep actions.Report, step actions.StepReport) string {
 	var irreversible []string
 	for _, e := range step.Approval.Effects {
 		if e.Irreversible {
-			irreversible = append(irreversible, alert.RedactText(e.Description))
+			irreversible = append(irreversible, escape(e.Description))
 		}
 	}
 	if len(irreversible) > 0 {
 		return "This cannot be undone: " + strings.Join(irreversible, "; ") + "."
 	}
-	return "stanch will run " + step.Action + " for run " + rep.RunID + "."
+	return "stanch will run " + escape(step.Action) + " for run " + escape(rep.RunID) + "."
 }
 
 func channelRef(ch string) string {
 	if isChannelID(ch) {
 		return "<#" + ch + ">"
 	}
-	return "#" + strings.TrimPrefix(ch, "#")
+	return "#" + escape(strings.TrimPrefix(ch, "#"))
 }
 
 func or(s, def string) string {

@@ -33,33 +33,33 @@ func newActionsCmd(g *globals) *cobra.Command {
 			}
 			for i, s := range specs {
 				if i > 0 {
-					fmt.Fprintln(g.stdout)
+					sayln(g.stdout)
 				}
-				fmt.Fprintf(g.stdout, "%s\n  %s\n", s.Name, s.Summary)
-				fmt.Fprintln(g.stdout, "  parameters:")
+				say(g.stdout, "%s\n  %s\n", s.Name, s.Summary)
+				sayln(g.stdout, "  parameters:")
 				for _, p := range s.Params {
 					req := ""
 					if p.Required {
 						req = ", required"
 					}
-					fmt.Fprintf(g.stdout, "    %-18s %s%s  %s\n", p.Name, p.Type, req, p.Doc)
+					say(g.stdout, "    %-18s %s%s  %s\n", p.Name, p.Type, req, p.Doc)
 				}
-				fmt.Fprintln(g.stdout, "  outputs:")
+				sayln(g.stdout, "  outputs:")
 				for _, o := range s.Outputs {
 					secret := ""
 					if o.Secret {
 						secret = " (secret: never stored or shown)"
 					}
-					fmt.Fprintf(g.stdout, "    %-18s %s  %s%s\n", o.Name, o.Type, o.Doc, secret)
+					say(g.stdout, "    %-18s %s  %s%s\n", o.Name, o.Type, o.Doc, secret)
 				}
-				fmt.Fprintln(g.stdout, "  permissions:")
+				sayln(g.stdout, "  permissions:")
 				for _, p := range s.Permissions {
-					fmt.Fprintf(g.stdout, "    %-28s %s\n", p.Name, p.Why)
+					say(g.stdout, "    %-28s %s\n", p.Name, p.Why)
 				}
 				if s.Example != "" {
-					fmt.Fprintln(g.stdout, "  example:")
+					sayln(g.stdout, "  example:")
 					for _, line := range strings.Split(strings.TrimRight(s.Example, "\n"), "\n") {
-						fmt.Fprintf(g.stdout, "    %s\n", line)
+						say(g.stdout, "    %s\n", line)
 					}
 				}
 			}

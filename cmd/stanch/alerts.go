@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -44,12 +43,12 @@ what they could not act on at once (and ingest then exits 1).`,
 				return writeJSON(g, unactedJSON(unacted))
 			}
 			if len(unacted) == 0 {
-				fmt.Fprintln(g.stdout, "no alerts without a run: stanch could act on every alert it received")
+				sayln(g.stdout, "no alerts without a run: stanch could act on every alert it received")
 				return nil
 			}
-			fmt.Fprintf(g.stdout, "%d alert(s) could not be acted on and started no run:\n", len(unacted))
+			say(g.stdout, "%d alert(s) could not be acted on and started no run:\n", len(unacted))
 			for _, u := range unacted {
-				fmt.Fprintf(g.stdout, "\n%s  (%s %s; %d time(s), last %s)\n  %s\n", u.DedupKey, u.Source, u.Reference, u.Count, u.LastAt.Local().Format("2006-01-02 15:04:05"), u.Reason)
+				say(g.stdout, "\n%s  (%s %s; %d time(s), last %s)\n  %s\n", u.DedupKey, u.Source, u.Reference, u.Count, u.LastAt.Local().Format("2006-01-02 15:04:05"), u.Reason)
 			}
 			return nil
 		},
@@ -89,7 +88,7 @@ func printUnactedHint(ctx context.Context, g *globals, store *runner.Store) erro
 		return err
 	}
 	if n > 0 {
-		fmt.Fprintf(g.stdout, "%d alert(s) could not be acted on: see stanch alerts list\n", n)
+		say(g.stdout, "%d alert(s) could not be acted on: see stanch alerts list\n", n)
 	}
 	return nil
 }

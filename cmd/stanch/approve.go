@@ -21,7 +21,7 @@ func newApproveCmd(g *globals) *cobra.Command {
 NAME must be one of the step's approvers. The first decision wins: a second one changes
 nothing and says who decided first. When no other stanch process works this database, the
 run continues here and is followed like 'stanch run' (same exit codes); otherwise the
-process that works it (for example 'stanch serve') resumes it at once.`,
+process that works it (for example 'stanch serve', named by its pid) resumes it at once.`,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if by == "" {
@@ -42,7 +42,8 @@ func approve(ctx context.Context, g *globals, runID, stepID, by string, deny boo
 		return err
 	}
 	prog := newProgress(g.stdout)
-	r, local, stop, err := joinRunner(ctx, g, dbURL, reg, prog.observe)
+	r, holder, stop, err := joinRunner(ctx, g, dbURL, reg, prog.observe)
+	local := holder == ""
 	if err != nil {
 		return err
 	}
@@ -60,9 +61,9 @@ func approve(ctx context.Context, g *globals, runID, stepID, by string, deny boo
 		return err
 	}
 	if first {
-		fmt.Fprintf(g.stdout, "step %s of %s %s by %s\n", stepID, runID, decision, by)
+		say(g.stdout, "step %s of %s %s by %s\n", stepID, runID, decision, by)
 	} else {
-		fmt.Fprintf(g.stdout, "step %s of %s was already %s by %s at %s (via %s); nothing changed\n",
+		say(g.stdout, "step %s of %s was already %s by %s at %s (via %s); nothing changed\n",
 			stepID, runID, a.Decision, a.DecidedBy, a.DecidedAt.Format(time.RFC3339), a.Via)
 		if a.Decision != decision {
 			// Asked for one thing, the other happened: scripts must see it.
@@ -74,10 +75,10 @@ func approve(ctx context.Context, g *globals, runID, stepID, by string, deny boo
 		}
 		// The process that had the decision may have died before the run
 		// finished: continue it here.
-		fmt.Fprintf(g.stdout, "%s is %s; continuing it\n", runID, run.Status)
+		say(g.stdout, "%s is %s; continuing it\n", runID, run.Status)
 	}
 	if !local {
-		fmt.Fprintln(g.stdout, "another stanch process works this database; it resumes the run now")
+		say(g.stdout, "another stanch process works this database; it resumes the run now: %s\n", holder)
 		return nil
 	}
 	return prog.followToEnd(ctx, g, r, runID, dbURL)

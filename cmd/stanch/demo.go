@@ -123,8 +123,8 @@ func demo(ctx context.Context, g *globals, keep bool) error {
 	clicks := httptest.NewServer(slack.handler(r, slog.New(slog.DiscardHandler)))
 	defer clicks.Close()
 
-	fmt.Fprintf(out, "sandbox   AWS (IAM, STS, CloudTrail, Secrets Manager) at %s, account %s\n", endpoint, seed.Accounts[0].ID)
-	fmt.Fprintf(out, "          Slack Web API at %s/slack/api/ (#sec-incidents); button clicks go to %s%s\n", endpoint, clicks.URL, slackHooksRoute)
+	say(out, "sandbox   AWS (IAM, STS, CloudTrail, Secrets Manager) at %s, account %s\n", endpoint, seed.Accounts[0].ID)
+	say(out, "          Slack Web API at %s/slack/api/ (#sec-incidents); button clicks go to %s%s\n", endpoint, clicks.URL, slackHooksRoute)
 	alertData, err := examples.FS.ReadFile(demoAlert)
 	if err != nil {
 		return err
@@ -135,8 +135,8 @@ func demo(ctx context.Context, g *globals, keep bool) error {
 		return err
 	}
 	before, _ := sb.KeyStatus(a.Credential.Account, a.Credential.ID)
-	fmt.Fprintf(out, "alert     %s\n          %s %s in account %s is %s\n", a.Title, a.Credential.Kind, a.Credential.ID, a.Credential.Account, before)
-	fmt.Fprintf(out, "playbook  %s: %s\n\n", pb.Name, pb.Description)
+	say(out, "alert     %s\n          %s %s in account %s is %s\n", a.Title, a.Credential.Kind, a.Credential.ID, a.Credential.Account, before)
+	say(out, "playbook  %s: %s\n\n", pb.Name, pb.Description)
 
 	sub, err := r.Submit(ctx, a, []*playbooks.Playbook{pb})
 	if err != nil {
@@ -151,10 +151,10 @@ func demo(ctx context.Context, g *globals, keep bool) error {
 		return err
 	}
 
-	fmt.Fprintln(out)
+	sayln(out)
 	for _, c := range sb.Calls() {
 		if c.Action == "UpdateAccessKey" && c.Effective {
-			fmt.Fprintf(out, "contained %s %s after the alert was read (Active → Inactive)\n", a.Credential.ID, c.Time.Sub(read).Round(time.Millisecond))
+			say(out, "contained %s %s after the alert was read (Active → Inactive)\n", a.Credential.ID, c.Time.Sub(read).Round(time.Millisecond))
 			break
 		}
 	}
@@ -162,7 +162,7 @@ func demo(ctx context.Context, g *globals, keep bool) error {
 	if !ok {
 		after = "deleted"
 	}
-	fmt.Fprintf(out, "%s: %s → %s\n", a.Credential.ID, before, after)
+	say(out, "%s: %s → %s\n", a.Credential.ID, before, after)
 
 	steps, err := r.Store().Steps(ctx, run.ID)
 	if err != nil {
@@ -173,15 +173,15 @@ func demo(ctx context.Context, g *globals, keep bool) error {
 		return err
 	}
 	if text, ok := slackDemo.incident(ctx, run.Status); ok {
-		fmt.Fprintln(out, "\nthe incident message in #sec-incidents, as stanch left it:")
-		fmt.Fprintln(out, indent(text, "  │ "))
+		sayln(out, "\nthe incident message in #sec-incidents, as stanch left it:")
+		sayLines(out, indent(text, "  │ "))
 	}
-	fmt.Fprintln(out, "\nwhat the sandbox received (through the real AWS SDK and slack-go):")
+	sayln(out, "\nwhat the sandbox received (through the real AWS SDK and slack-go):")
 	printCalls(out, sb.Calls(), read)
-	fmt.Fprintln(out)
+	sayln(out)
 	printRun(g, run, steps, journal)
 	if keep {
-		fmt.Fprintf(out, "\nstore kept: stanch runs show %s --database %s\n", run.ID, dbURL)
+		say(out, "\nstore kept: stanch runs show %s --database %s\n", run.ID, dbURL)
 	}
 	if run.Status != runner.RunSucceeded {
 		return conclude(ctx, g, r.Store(), run, "")
@@ -276,7 +276,8 @@ func demoFollow(ctx context.Context, g *globals, r *runner.Runner, prog *progres
 			return run, err
 		}
 		text, _ := slackact.PlainTextJSON(msg.Blocks)
-		fmt.Fprintf(out, "  Slack #sec-incidents:\n%s\n", indent(strings.TrimRight(text, "\n"), "    │ "))
+		sayln(out, "  Slack #sec-incidents:")
+		sayLines(out, indent(strings.TrimRight(text, "\n"), "    │ "))
 		if !slack.refused {
 			slack.refused = true
 			status, err := slack.click(ctx, msg, demoMallory)
@@ -287,13 +288,13 @@ func demoFollow(ctx context.Context, g *globals, r *runner.Runner, prog *progres
 			if eph := slack.sb.SlackEphemerals(); len(eph) > 0 {
 				answer = eph[len(eph)-1].Text
 			}
-			fmt.Fprintf(out, "  mallory clicks Approve → HTTP %d, and only she sees: %q\n", status, answer)
+			say(out, "  mallory clicks Approve → HTTP %d, and only she sees: %q\n", status, answer)
 		}
 		status, err := slack.click(ctx, msg, demoAlice)
 		if err != nil {
 			return run, err
 		}
-		fmt.Fprintf(out, "  alice clicks Approve (a signed request to %s) → HTTP %d; the run resumes\n", slackHooksRoute, status)
+		say(out, "  alice clicks Approve (a signed request to %s) → HTTP %d; the run resumes\n", slackHooksRoute, status)
 	}
 }
 
@@ -317,10 +318,10 @@ func printCalls(out io.Writer, calls []sandbox.Call, since time.Time) {
 		if n := j - i; n > 1 {
 			detail = fmt.Sprintf("×%d", n)
 		}
-		fmt.Fprintf(out, "  %s +%-8s %s %s %s\n", mark, c.Time.Sub(since).Round(time.Millisecond), c.Service, c.Action, detail)
+		say(out, "  %s +%-8s %s %s %s\n", mark, c.Time.Sub(since).Round(time.Millisecond), c.Service, c.Action, detail)
 		i = j
 	}
-	fmt.Fprintln(out, "  (* changed state)")
+	sayln(out, "  (* changed state)")
 }
 
 // slackCallDetail shortens a Slack call to where it went and which of the

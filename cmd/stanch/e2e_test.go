@@ -350,3 +350,41 @@ func TestRoleCredentialsExfiltrated(t *testing.T) {
 	require.Equal(t, 1, e.sb.EffectiveCount("PutRolePolicy"))
 	require.Zero(t, e.sb.Count("UpdateAccessKey"), "there is no key to deactivate")
 }
+
+// stanch version names the commit it was built from (make build stamps it)
+// and the Go version; stanch serve logs the same at start.
+func TestVersionNamesTheCommit(t *testing.T) {
+	t.Parallel()
+	head, err := exec.Command("git", "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Skipf("not in a git checkout: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "stanch")
+	out, err := exec.Command("go", "build", "-buildvcs=true", "-o", bin, ".").CombinedOutput()
+	require.NoError(t, err, string(out))
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		got, err := exec.Command(bin, args...).Output()
+		require.NoError(t, err)
+		require.Contains(t, string(got), "commit "+strings.TrimSpace(string(head)), args)
+		require.Contains(t, string(got), "go1.", args)
+	}
+	js, err := exec.Command(bin, "version", "--json").Output()
+	require.NoError(t, err)
+	var b buildInfo
+	require.NoError(t, json.Unmarshal(js, &b))
+	require.Equal(t, strings.TrimSpace(string(head)), b.Commit)
+}
+
+// An unknown command is a usage error (exit 2) at every level.
+func TestUnknownCommandsAreUsageErrors(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t)
+	for _, args := range [][]string{{"nosuch"}, {"runs", "nosuch"}, {"alerts", "nosuch"}} {
+		res := e.stanch(nil, args...)
+		require.Equal(t, exitUsage, res.code, "%v: %s%s", args, res.stdout, res.stderr)
+		require.Contains(t, res.stderr, `unknown command "nosuch"`, args)
+	}
+	help := e.stanch(nil, "runs")
+	require.Equal(t, exitOK, help.code, "a group without a subcommand shows its help")
+	require.Contains(t, help.stdout, "Available Commands")
+}

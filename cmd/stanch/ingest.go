@@ -36,8 +36,11 @@ finding's line (or within 3 lines of it), found as the report names it under --s
 directory gitleaks scanned), else relative to the current directory.
 
 When no other stanch process works the store, the runs are worked here and followed (exit codes
-as for 'stanch run'); when one does (for example 'stanch serve'), they are queued for it and
-ingest exits 0 at once.`,
+as for 'stanch run'); when one does (for example 'stanch serve'), they are queued for it, ingest
+names it (its pid) and exits 0 at once.
+
+A credential.id (or a finding's key id) must be one AWS access key id; whitespace around it is
+trimmed, anything else around it or a second id is refused, naming the field (docs/alerts.md).`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(globs) == 0 {
@@ -130,7 +133,7 @@ func submitFindings(ctx context.Context, g *globals, alerts []alert.Alert, globs
 		return err
 	}
 	prog := newProgress(g.stdout)
-	r, local, stop, err := joinRunner(ctx, g, dbURL, reg, prog.observe)
+	r, holder, stop, err := joinRunner(ctx, g, dbURL, reg, prog.observe)
 	if err != nil {
 		return err
 	}
@@ -141,15 +144,15 @@ func submitFindings(ctx context.Context, g *globals, alerts []alert.Alert, globs
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(g.stdout, "%s: %s %s", a.DedupKey, a.Credential.Kind, a.Credential.ID)
+		say(g.stdout, "%s: %s %s", a.DedupKey, a.Credential.Kind, a.Credential.ID)
 		if a.Location.Path != "" {
-			fmt.Fprintf(g.stdout, " at %s:%d", a.Location.Path, a.Location.Line)
+			say(g.stdout, " at %s:%d", a.Location.Path, a.Location.Line)
 		}
-		fmt.Fprintf(g.stdout, ": %d run(s) started, %d already existed, %d joined an open run, %d playbook(s) did not apply\n", len(sub.Started), len(sub.Existing), len(sub.Joined), len(sub.NotMatched))
+		say(g.stdout, ": %d run(s) started, %d already existed, %d joined an open run, %d playbook(s) did not apply\n", len(sub.Started), len(sub.Existing), len(sub.Joined), len(sub.NotMatched))
 		started = append(started, sub.Started...)
 	}
-	if !local {
-		fmt.Fprintf(g.stdout, "%d alert(s) stored; another stanch process works this store and runs them\n", len(alerts))
+	if holder != "" {
+		say(g.stdout, "%d alert(s) stored; another stanch process works this store and runs them: %s\n", len(alerts), holder)
 		return nil
 	}
 	var worst *exitError

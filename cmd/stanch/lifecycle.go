@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/user"
 
@@ -109,7 +108,7 @@ func lifecycle(ctx context.Context, g *globals, dbURL string, change func(contex
 		return err
 	}
 	prog := newProgress(g.stdout)
-	r, local, stop, err := joinRunner(ctx, g, dbURL, reg, prog.observe)
+	r, holder, stop, err := joinRunner(ctx, g, dbURL, reg, prog.observe)
 	if err != nil {
 		return err
 	}
@@ -124,17 +123,17 @@ func lifecycle(ctx context.Context, g *globals, dbURL string, change func(contex
 	switch {
 	case !follow:
 		settleSlack(ctx, g, r, run.ID)
-		fmt.Fprintf(g.stdout, "%s %s", run.ID, run.Status)
+		say(g.stdout, "%s %s", run.ID, run.Status)
 		if run.Error != "" {
-			fmt.Fprintf(g.stdout, ": %s", run.Error)
+			say(g.stdout, ": %s", run.Error)
 		}
 		if !run.ClosedAt.IsZero() {
-			fmt.Fprintf(g.stdout, "; closed by %s: %s", run.ClosedBy, run.CloseNote)
+			say(g.stdout, "; closed by %s: %s", run.ClosedBy, run.CloseNote)
 		}
-		fmt.Fprintln(g.stdout)
+		sayln(g.stdout)
 		return nil
-	case !local:
-		fmt.Fprintf(g.stdout, "%s will run again (retry %d); another stanch process works this store and takes it up now\n", run.ID, run.Generation)
+	case holder != "":
+		say(g.stdout, "%s will run again (retry %d); another stanch process works this store and takes it up now: %s\n", run.ID, run.Generation, holder)
 		return nil
 	}
 	return prog.followToEnd(ctx, g, r, run.ID, dbURL)

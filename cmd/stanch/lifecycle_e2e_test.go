@@ -225,6 +225,8 @@ func TestIngestBesideServe(t *testing.T) {
 	_, _, serveLog := e.startServeWith(t, "testdata/contain.yaml", "eb-secret")
 	res := e.stanch(nil, "ingest", "--playbooks", "testdata/contain.yaml", "--database", e.db, e.example("alerts/manual-aws-key.json"))
 	require.Equal(t, exitOK, res.code, res.stdout+res.stderr)
+	require.Contains(t, serveLog.String(), "stanch serve starting", "serve logs its version at start")
+	require.Contains(t, serveLog.String(), "go=go1.")
 	require.Contains(t, res.stdout, "1 run(s) started")
 	require.Contains(t, res.stdout, "another stanch process works this store and runs them")
 	deadline := time.Now().Add(30 * time.Second)

@@ -9,9 +9,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/stanchhq/stanch/internal/redactlog"
 )
 
 // Exit codes scripts can rely on.
@@ -48,13 +51,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.msg != "" {
-			fmt.Fprintln(stderr, "stanch:", ee.msg)
+			sayLines(stderr, "stanch: "+ee.msg)
 		}
 		return ee.code
 	}
-	fmt.Fprintln(stderr, "stanch:", err)
-	if isUsage(err) {
-		fmt.Fprintln(stderr, "Run 'stanch --help' for usage.")
+	sayLines(stderr, "stanch: "+err.Error())
+	// cobra's own refusal of a command it does not know is a usage error too.
+	if isUsage(err) || strings.HasPrefix(err.Error(), "unknown command ") {
+		sayln(stderr, "Run 'stanch --help' for usage.")
 		return exitUsage
 	}
 	return exitFailed
@@ -101,7 +105,9 @@ func (g *globals) logger() *slog.Logger {
 	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
 		level = slog.LevelWarn
 	}
-	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level}))
+	// Every record is redacted before it is written, whatever logged it
+	// (stanch, River, the SDKs).
+	return slog.New(redactlog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level})))
 }
 
 func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
@@ -137,8 +143,30 @@ Exit codes: 0 success, 1 failure (a failed run, an invalid playbook), 2 usage er
 		newPermissionsCmd(g),
 		newSandboxCmd(g),
 		newDemoCmd(g),
+		newVersionCmd(g),
 	)
+	requireSubcommand(root)
+	root.Version = readBuildInfo().String()
+	root.SetVersionTemplate("{{.Version}}\n")
 	return root
+}
+
+// requireSubcommand makes every command below root that only groups
+// others (stanch runs, stanch alerts) refuse an unknown subcommand with a
+// usage error, as root does, instead of printing its help and exiting 0.
+func requireSubcommand(root *cobra.Command) {
+	for _, c := range root.Commands() {
+		if c.HasSubCommands() && c.Run == nil && c.RunE == nil {
+			c.Args = cobra.ArbitraryArgs
+			c.RunE = func(cmd *cobra.Command, args []string) error {
+				if len(args) > 0 {
+					return usageError{fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())}
+				}
+				return cmd.Help()
+			}
+		}
+		requireSubcommand(c)
+	}
 }
 
 // exactArgs is cobra.ExactArgs with errors marked as usage errors.

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -17,12 +18,16 @@ import (
 func newPermissionsCmd(g *globals) *cobra.Command {
 	var paths []string
 	cmd := &cobra.Command{
-		Use:   "permissions --playbook FILE...",
+		Use:   "permissions --playbook FILE|GLOB...",
 		Short: "Print the least-privilege IAM policy that playbooks need",
 		Long: `Print the IAM policy document (JSON) that stanch's own credentials, or its response roles,
 need to run the given playbooks: exactly the IAM actions that the playbooks' actions declare,
-and nothing else. Attach it to the responder user or role. examples/iam/responder-policy.json
-is this command's output for examples/playbooks/*.yaml.
+and nothing else. Where the playbooks make a resource known, the grant is narrowed to it: a
+rotation's Secrets Manager actions are allowed only on the secrets under its secret_id (for
+the example, arn:aws:secretsmanager:*:*:secret:iam-user/*). The actions on the leaked user,
+role or key stay on any resource, since which one leaks is known only when it does; stderr
+says which statements stay broad and why. Attach it to the responder user or role.
+examples/iam/responder-policy.json is this command's output for examples/playbooks/*.yaml.
 
 What the playbooks need from other services (the GitHub App's permissions, such as
 secret_scanning_alerts:write, or Slack scopes) is listed on stderr, so that stdout stays the
@@ -36,28 +41,31 @@ policy document.`,
 			if err != nil {
 				return err
 			}
-			var books []*playbooks.Playbook
-			for _, path := range paths {
-				pb, err := loadPlaybook(g, reg, path)
-				if err != nil {
-					return err
-				}
-				books = append(books, pb)
+			books, err := loadPlaybooks(g, reg, paths)
+			if err != nil {
+				return err
 			}
 			cfg, err := loadConfig(g.configPath)
 			if err != nil {
 				return err
 			}
-			out, err := json.MarshalIndent(iamPolicy(reg, books, cfg.roleARNs()), "", "  ")
+			doc, broad := iamPolicy(reg, books, cfg.roleARNs())
+			out, err := json.MarshalIndent(doc, "", "  ")
 			if err != nil {
 				return err
 			}
-			fmt.Fprintln(g.stdout, string(out))
+			sayLines(g.stdout, string(out))
+			if len(broad) > 0 {
+				sayln(g.stderr, "Statements that stay broad, and why:")
+				for _, b := range broad {
+					say(g.stderr, "  %s\n", b)
+				}
+			}
 			printOtherPermissions(g, reg, books)
 			return nil
 		},
 	}
-	cmd.Flags().StringArrayVar(&paths, "playbook", nil, "playbook YAML file (repeatable; shell globs work: --playbook a.yaml --playbook b.yaml)")
+	cmd.Flags().StringArrayVar(&paths, "playbook", nil, "playbook YAML file or quoted glob (repeatable): --playbook 'playbooks/*.yaml' --playbook extra.yaml")
 	return cmd
 }
 
@@ -75,36 +83,112 @@ type policyStatement struct {
 
 // iamPolicy is the union of the IAM permissions that the AWS actions used
 // by books declare, plus sts:AssumeRole on the configured response roles.
-func iamPolicy(reg *actions.Registry, books []*playbooks.Playbook, roleARNs []string) policyDocument {
-	set := map[string]bool{}
+// A permission whose resource the playbooks make known (the secrets a
+// rotation writes, under the playbook's prefix) is granted on those
+// resources only; the rest stays on any resource, and broad says why.
+func iamPolicy(reg *actions.Registry, books []*playbooks.Playbook, roleARNs []string) (doc policyDocument, broad []string) {
+	anywhere := map[string]bool{}          // actions allowed on any resource
+	scoped := map[string]map[string]bool{} // action → resource patterns
+	why := map[string]string{}             // action → why it stays broad, when a step could have scoped it
 	for _, pb := range books {
+		outputs := map[string][]string{}
 		for _, step := range pb.Steps {
 			a, ok := reg.Lookup(step.Action)
-			if !ok || !strings.HasPrefix(step.Action, "aws.") {
+			if !ok {
 				continue
 			}
-			for _, perm := range a.Spec().Permissions {
-				set[perm.Name] = true
+			spec := a.Spec()
+			if strings.HasPrefix(step.Action, "aws.") {
+				params := step.PatternParams(pb, outputs)
+				for _, perm := range spec.Permissions {
+					resource, reason := permissionResource(perm, params)
+					if resource == "" {
+						anywhere[perm.Name] = true
+						if reason != "" {
+							why[perm.Name] = fmt.Sprintf("%s: step %s of %s: %s", perm.Name, step.ID, pb.Name, reason)
+						}
+						continue
+					}
+					if scoped[perm.Name] == nil {
+						scoped[perm.Name] = map[string]bool{}
+					}
+					scoped[perm.Name][resource] = true
+				}
+			}
+			for _, o := range spec.Outputs {
+				outputs[step.ID] = append(outputs[step.ID], o.Name)
 			}
 		}
 	}
-	names := make([]string, 0, len(set))
-	for n := range set {
-		names = append(names, n)
+	doc = policyDocument{Version: "2012-10-17"}
+	// One statement per set of resources; an action allowed anywhere needs
+	// no narrower grant.
+	byResources := map[string][]string{}
+	for name, resources := range scoped {
+		if anywhere[name] {
+			continue
+		}
+		key := strings.Join(slices.Sorted(maps.Keys(resources)), "\n")
+		byResources[key] = append(byResources[key], name)
 	}
-	sort.Strings(names)
-	doc := policyDocument{Version: "2012-10-17", Statement: []policyStatement{{
-		Sid:    "StanchResponder",
-		Effect: "Allow",
-		Action: names,
-		// Incident response acts on whichever user, role or key leaked, so
-		// the resources cannot be known in advance.
-		Resource: "*",
-	}}}
+	if len(anywhere) > 0 {
+		doc.Statement = append(doc.Statement, policyStatement{
+			Sid:    "StanchResponder",
+			Effect: "Allow",
+			Action: slices.Sorted(maps.Keys(anywhere)),
+			// Incident response acts on whichever user, role or key leaked,
+			// so these resources cannot be known in advance.
+			Resource: "*",
+		})
+		broad = append(broad, "StanchResponder allows its actions on any resource: they act on whichever IAM user, role or key leaked, known only when it does")
+	}
+	for i, key := range slices.Sorted(maps.Keys(byResources)) {
+		sid := "StanchSecrets"
+		if i > 0 {
+			sid = fmt.Sprintf("StanchSecrets%d", i+1)
+		}
+		actionsOf := byResources[key]
+		sort.Strings(actionsOf)
+		doc.Statement = append(doc.Statement, policyStatement{Sid: sid, Effect: "Allow", Action: actionsOf, Resource: strings.Split(key, "\n")})
+	}
+	for _, name := range slices.Sorted(maps.Keys(why)) {
+		broad = append(broad, why[name])
+	}
 	if len(roleARNs) > 0 {
 		doc.Statement = append(doc.Statement, policyStatement{Sid: "AssumeResponseRoles", Effect: "Allow", Action: []string{"sts:AssumeRole"}, Resource: roleARNs})
 	}
-	return doc
+	return doc, broad
+}
+
+// permissionResource is the resource a step grants perm on: its Resource
+// pattern with the step's parameters filled in, or "" for any resource,
+// with the reason when the pattern could not be filled.
+func permissionResource(perm actions.Permission, params map[string]string) (string, string) {
+	if perm.Resource == "" {
+		return "", ""
+	}
+	resource := perm.Resource
+	for {
+		open := strings.Index(resource, "{")
+		end := strings.Index(resource, "}")
+		if open < 0 || end < open {
+			break
+		}
+		name := resource[open+1 : end]
+		value, ok := params[name]
+		switch {
+		case !ok:
+			return "", fmt.Sprintf("%s is known only at run time", name)
+		case strings.HasPrefix(value, "arn:"):
+			// A full ARN names the resource itself.
+			return value, ""
+		}
+		resource = resource[:open] + value + resource[end+1:]
+	}
+	for strings.Contains(resource, "**") {
+		resource = strings.ReplaceAll(resource, "**", "*")
+	}
+	return resource, ""
 }
 
 // printOtherPermissions lists, on stderr, the permissions that the
@@ -158,8 +242,8 @@ func printOtherPermissions(g *globals, reg *actions.Registry, books []*playbooks
 		}
 		return a.action < b.action
 	})
-	fmt.Fprintln(g.stderr, "Besides this IAM policy, the playbooks need (see `stanch actions`):")
+	sayln(g.stderr, "Besides this IAM policy, the playbooks need (see `stanch actions`):")
 	for _, n := range needs {
-		fmt.Fprintf(g.stderr, "  %-8s %-30s %s: %s\n", n.provider, n.name, n.action, n.why)
+		say(g.stderr, "  %-8s %-30s %s: %s\n", n.provider, n.name, n.action, n.why)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -64,17 +66,80 @@ func TestResponderPolicyCoversEveryCall(t *testing.T) {
 	require.Equal(t, 0, res.code, res.stderr)
 	var doc policyDocument
 	require.NoError(t, json.Unmarshal([]byte(res.stdout), &doc))
-	allowed := map[string]bool{}
-	for _, st := range doc.Statement {
-		for _, a := range st.Action {
-			allowed[a] = true
-		}
-	}
 	calls := e.sb.Calls()
 	require.NotEmpty(t, calls)
+	var secretCalls int
 	for _, c := range calls {
-		require.True(t, allowed[c.Service+":"+c.Action], "%s:%s was called but the policy does not allow it", c.Service, c.Action)
+		resource := "*"
+		if c.Service == "secretsmanager" {
+			// As IAM evaluates it: the secret's ARN, with the six random
+			// characters Secrets Manager appends to its name.
+			resource = "arn:aws:secretsmanager:" + c.Region + ":" + c.Account + ":secret:" + c.Params["SecretId"] + "-AbCdEf"
+			secretCalls++
+		}
+		require.True(t, policyAllows(doc, c.Service+":"+c.Action, resource), "%s:%s on %s was called but the policy does not allow it", c.Service, c.Action, resource)
 	}
+	require.Positive(t, secretCalls, "the rotation's calls were evaluated with their resources")
+	require.False(t, policyAllows(doc, "secretsmanager:GetSecretValue", "arn:aws:secretsmanager:us-east-1:"+account+":secret:prod/database-AbCdEf"),
+		"the responder reads no secret outside the playbooks' prefix")
+}
+
+// policyAllows evaluates Allow statements as IAM does for one action on
+// one resource: action names and resource ARNs match with * and ?.
+func policyAllows(doc policyDocument, action, resource string) bool {
+	for _, st := range doc.Statement {
+		if st.Effect != "Allow" || !slices.ContainsFunc(st.Action, func(a string) bool { return iamMatch(a, action) }) {
+			continue
+		}
+		switch r := st.Resource.(type) {
+		case string:
+			if iamMatch(r, resource) {
+				return true
+			}
+		case []any:
+			for _, one := range r {
+				if s, ok := one.(string); ok && iamMatch(s, resource) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+func iamMatch(pattern, s string) bool {
+	re := regexp.QuoteMeta(pattern)
+	re = strings.ReplaceAll(strings.ReplaceAll(re, `\*`, ".*"), `\?`, ".")
+	return regexp.MustCompile("^(?i:" + re + ")$").MatchString(s)
+}
+
+// A secret that depends on the alert cannot narrow the grant: it stays
+// broad, and stanch says why.
+func TestPermissionsSayWhatStaysBroad(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t)
+	pb := e.writeFile("by-repo.yaml", `name: by-repo
+steps:
+  - id: identify
+    action: aws.identify_key
+    with: {access_key_id: "${{ alert.credential.id }}"}
+  - id: rotate
+    action: aws.rotate_key
+    with:
+      secret_id: ${{ alert.location.repo }}
+`)
+	res := e.stanch(nil, "permissions", "--playbook", pb)
+	require.Equal(t, 0, res.code, res.stderr)
+	var doc policyDocument
+	require.NoError(t, json.Unmarshal([]byte(res.stdout), &doc))
+	require.True(t, policyAllows(doc, "secretsmanager:PutSecretValue", "arn:aws:secretsmanager:eu-west-1:1:secret:anything-AbCdEf"))
+	require.Contains(t, res.stderr, "secretsmanager:PutSecretValue: step rotate of by-repo: secret_id is known only at run time")
+
+	globbed := e.stanch(nil, "permissions", "--playbook", e.example("playbooks/*.yaml"))
+	require.Equal(t, 0, globbed.code, globbed.stderr)
+	want, err := os.ReadFile("../../examples/iam/responder-policy.json")
+	require.NoError(t, err)
+	require.JSONEq(t, string(want), globbed.stdout, "--playbook takes a glob, as its help says")
 }
 
 func TestPermissionsAddsAssumeRoleForResponseRoles(t *testing.T) {
@@ -86,9 +151,10 @@ func TestPermissionsAddsAssumeRoleForResponseRoles(t *testing.T) {
 	require.Equal(t, 0, res.code, res.stderr)
 	var doc policyDocument
 	require.NoError(t, json.Unmarshal([]byte(res.stdout), &doc))
-	require.Len(t, doc.Statement, 2)
-	require.Equal(t, []string{"sts:AssumeRole"}, doc.Statement[1].Action)
-	require.Equal(t, []any{"arn:aws:iam::*:role/stanch-responder"}, doc.Statement[1].Resource)
+	require.Len(t, doc.Statement, 3)
+	last := doc.Statement[len(doc.Statement)-1]
+	require.Equal(t, []string{"sts:AssumeRole"}, last.Action)
+	require.Equal(t, []any{"arn:aws:iam::*:role/stanch-responder"}, last.Resource)
 }
 
 // runToEnd runs a playbook and approves every step that waits, as

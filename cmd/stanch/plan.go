@@ -46,9 +46,9 @@ changes anything and stores nothing.`,
 			for i, rep := range reports {
 				if len(reports) > 1 {
 					if i > 0 {
-						fmt.Fprintln(g.stdout)
+						sayln(g.stdout)
 					}
-					fmt.Fprintf(g.stdout, "alert %d of %d: %s\n", i+1, len(reports), alerts[i].DedupKey)
+					say(g.stdout, "alert %d of %d: %s\n", i+1, len(reports), alerts[i].DedupKey)
 				}
 				printPlan(g, rep)
 				for _, s := range rep.Steps {
@@ -69,42 +69,42 @@ changes anything and stores nothing.`,
 
 func printPlan(g *globals, rep runner.PlanReport) {
 	if !rep.Matched {
-		fmt.Fprintf(g.stdout, "playbook %s does not apply to this alert: %s\n", rep.Playbook, rep.Reason)
+		say(g.stdout, "playbook %s does not apply to this alert: %s\n", rep.Playbook, rep.Reason)
 		return
 	}
-	fmt.Fprintf(g.stdout, "playbook %s applies: %s\n", rep.Playbook, rep.Reason)
+	say(g.stdout, "playbook %s applies: %s\n", rep.Playbook, rep.Reason)
 	for i, s := range rep.Steps {
-		fmt.Fprintf(g.stdout, "\n%d. %s (%s)\n", i+1, s.ID, s.Action)
+		say(g.stdout, "\n%d. %s (%s)\n", i+1, s.ID, s.Action)
 		switch {
 		case s.Error != "":
-			fmt.Fprintf(g.stdout, "   cannot plan: %s\n", s.Error)
+			say(g.stdout, "   cannot plan: %s\n", s.Error)
 			continue
 		case s.Pending != "":
-			fmt.Fprintf(g.stdout, "   %s\n", s.Pending)
+			say(g.stdout, "   %s\n", s.Pending)
 			if s.Approval != "" {
-				fmt.Fprintf(g.stdout, "   %s\n", s.Approval)
+				say(g.stdout, "   %s\n", s.Approval)
 			}
 			continue
 		case !s.WillRun:
-			fmt.Fprintf(g.stdout, "   would be skipped: %s\n", s.Reason)
+			say(g.stdout, "   would be skipped: %s\n", s.Reason)
 			continue
 		}
 		if s.Reason != "" {
-			fmt.Fprintf(g.stdout, "   would run: %s\n", s.Reason)
+			say(g.stdout, "   would run: %s\n", s.Reason)
 		} else {
-			fmt.Fprintln(g.stdout, "   would run")
+			sayln(g.stdout, "   would run")
 		}
 		if s.Approval != "" && s.Settled != "" {
-			fmt.Fprintf(g.stdout, "   asks nobody: it would change nothing (%s)\n", s.Settled)
+			say(g.stdout, "   asks nobody: it would change nothing (%s)\n", s.Settled)
 		} else if s.Approval != "" {
-			fmt.Fprintf(g.stdout, "   %s\n", s.Approval)
+			say(g.stdout, "   %s\n", s.Approval)
 		}
 		if s.Summary != "" {
-			fmt.Fprintf(g.stdout, "   %s\n", s.Summary)
+			say(g.stdout, "   %s\n", s.Summary)
 		}
 		printEffects(g, "   ", s.Effects)
 		for _, c := range s.Calls {
-			fmt.Fprintf(g.stdout, "   %s %s:%s(%s)\n", callMark(c), c.Service, c.Operation, formatParams(c.Params))
+			say(g.stdout, "   %s %s:%s(%s)\n", callMark(c), c.Service, c.Operation, formatParams(c.Params))
 		}
 	}
 }
@@ -114,13 +114,13 @@ func printEffects(g *globals, indent string, effects []actions.Effect) {
 	if len(effects) == 0 {
 		return
 	}
-	fmt.Fprintf(g.stdout, "%sit would:\n", indent)
+	say(g.stdout, "%sit would:\n", indent)
 	for _, e := range effects {
 		mark := "•"
 		if e.Irreversible {
 			mark = "⚠"
 		}
-		fmt.Fprintf(g.stdout, "%s  %s %s\n", indent, mark, e)
+		say(g.stdout, "%s  %s %s\n", indent, mark, e)
 	}
 }
 

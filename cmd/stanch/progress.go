@@ -42,47 +42,47 @@ func (p *progress) observe(e runner.Event) {
 	key := e.RunID + "/" + e.StepID
 	switch e.Kind {
 	case runner.EventRunStarted:
-		fmt.Fprintf(p.w, "%s started\n", e.RunID)
+		say(p.w, "%s started\n", e.RunID)
 	case runner.EventRunResumed:
-		fmt.Fprintf(p.w, "%s resumed %s (finished steps are not repeated)\n", e.RunID, e.Message)
+		say(p.w, "%s resumed %s (finished steps are not repeated)\n", e.RunID, e.Message)
 	case runner.EventRunContinued:
 		if e.Message != "" {
-			fmt.Fprintf(p.w, "%s continues %s\n", e.RunID, e.Message)
+			say(p.w, "%s continues %s\n", e.RunID, e.Message)
 		}
 	case runner.EventRunRetried:
-		fmt.Fprintf(p.w, "%s retried %s\n", e.RunID, e.Message)
+		say(p.w, "%s retried %s\n", e.RunID, e.Message)
 	case runner.EventStepEffect:
-		fmt.Fprintf(p.w, "    ⚡ %-12s %s\n", e.StepID, oneLine(e.Message))
+		say(p.w, "    ⚡ %-12s %s\n", e.StepID, oneLine(e.Message))
 	case runner.EventStepStarted:
 		p.started[key] = e.At
-		fmt.Fprintf(p.w, "  → %-14s %s (attempt %d)\n", e.StepID, e.Action, e.Attempt)
+		say(p.w, "  → %-14s %s (attempt %d)\n", e.StepID, e.Action, e.Attempt)
 	case runner.EventStepRetrying:
-		fmt.Fprintf(p.w, "  ↻ %-14s attempt %d failed: %s; retrying in %s\n", e.StepID, e.Attempt, oneLine(e.Error), e.Duration.Round(time.Millisecond))
+		say(p.w, "  ↻ %-14s attempt %d failed: %s; retrying in %s\n", e.StepID, e.Attempt, oneLine(e.Error), e.Duration.Round(time.Millisecond))
 	case runner.EventStepSucceeded:
 		took := ""
 		if s, ok := p.started[key]; ok {
 			took = " in " + e.At.Sub(s).Round(time.Millisecond).String()
 		}
-		fmt.Fprintf(p.w, "  ✓ %-14s %s%s: %s\n", e.StepID, e.Outcome, took, oneLine(e.Message))
+		say(p.w, "  ✓ %-14s %s%s: %s\n", e.StepID, e.Outcome, took, oneLine(e.Message))
 	case runner.EventStepSkipped:
-		fmt.Fprintf(p.w, "  – %-14s skipped: %s\n", e.StepID, oneLine(e.Message))
+		say(p.w, "  – %-14s skipped: %s\n", e.StepID, oneLine(e.Message))
 	case runner.EventStepFailed:
-		fmt.Fprintf(p.w, "  ✗ %-14s failed: %s\n", e.StepID, oneLine(e.Error))
+		say(p.w, "  ✗ %-14s failed: %s\n", e.StepID, oneLine(e.Error))
 	case runner.EventStepDenied:
-		fmt.Fprintf(p.w, "  ✗ %-14s %s\n", e.StepID, oneLine(e.Message))
+		say(p.w, "  ✗ %-14s %s\n", e.StepID, oneLine(e.Message))
 	case runner.EventStepProgress:
 		// Long steps report often; one line a second is enough to read.
 		if last, ok := p.shown[key]; ok && e.At.Sub(last) < time.Second {
 			return
 		}
 		p.shown[key] = e.At
-		fmt.Fprintf(p.w, "    … %-12s %s\n", e.StepID, oneLine(e.Message))
+		say(p.w, "    … %-12s %s\n", e.StepID, oneLine(e.Message))
 	case runner.EventStepDelayed:
-		fmt.Fprintf(p.w, "  ⏲ %-14s waits until %s (delay); the run sleeps without holding a worker\n", e.StepID, e.Deadline.Local().Format(time.TimeOnly))
+		say(p.w, "  ⏲ %-14s waits until %s (delay); the run sleeps without holding a worker\n", e.StepID, e.Deadline.Local().Format(time.TimeOnly))
 	case runner.EventStepWaiting:
-		fmt.Fprintf(p.w, "  ⏸ %-14s waiting for approval until %s: %s\n", e.StepID, e.Deadline.UTC().Format(time.RFC3339), oneLine(e.Message))
+		say(p.w, "  ⏸ %-14s waiting for approval until %s: %s\n", e.StepID, e.Deadline.UTC().Format(time.RFC3339), oneLine(e.Message))
 	case runner.EventStepEscalated:
-		fmt.Fprintf(p.w, "  ⏫ %-14s nobody decided in time: %s, until %s\n", e.StepID, e.Message, e.Deadline.UTC().Format(time.RFC3339))
+		say(p.w, "  ⏫ %-14s nobody decided in time: %s, until %s\n", e.StepID, e.Message, e.Deadline.UTC().Format(time.RFC3339))
 	}
 }
 
@@ -138,35 +138,35 @@ func (p *progress) followToEnd(ctx context.Context, g *globals, r *runner.Runner
 func conclude(ctx context.Context, g *globals, store *runner.Store, run runner.Run, dbFlag string) error {
 	switch run.Status {
 	case runner.RunSucceeded:
-		fmt.Fprintf(g.stdout, "%s succeeded\n", run.ID)
+		say(g.stdout, "%s succeeded\n", run.ID)
 		return nil
 	case runner.RunWaitingApproval:
 		a, err := store.Approval(ctx, run.ID, run.WaitingStep)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(g.stdout, "%s is waiting for approval of step %q", run.ID, run.WaitingStep)
+		say(g.stdout, "%s is waiting for approval of step %q", run.ID, run.WaitingStep)
 		if a.Escalation != nil && !a.EscalatedAt.IsZero() {
-			fmt.Fprintf(g.stdout, ", escalated to %s (approvers %s)", a.Escalation.Channel, strings.Join(a.Approvers, ", "))
+			say(g.stdout, ", escalated to %s (approvers %s)", a.Escalation.Channel, strings.Join(a.Approvers, ", "))
 		}
-		fmt.Fprintf(g.stdout, " until %s.\n", a.Deadline.UTC().Format(time.RFC3339))
+		say(g.stdout, " until %s.\n", a.Deadline.UTC().Format(time.RFC3339))
 		if a.Plan != "" {
-			fmt.Fprintf(g.stdout, "  %s\n", a.Plan)
+			say(g.stdout, "  %s\n", a.Plan)
 		}
 		printEffects(g, "  ", a.Effects)
-		fmt.Fprintf(g.stdout, "To continue:\n  stanch approve %s %s --by NAME%s\n  (add --deny to refuse)\n",
+		say(g.stdout, "To continue:\n  stanch approve %s %s --by NAME%s\n  (add --deny to refuse)\n",
 			run.ID, run.WaitingStep, dbFlag)
 		return &exitError{code: exitWaiting}
 	case runner.RunCancelled:
-		fmt.Fprintf(g.stdout, "%s cancelled", run.ID)
+		say(g.stdout, "%s cancelled", run.ID)
 		if run.FailedStep != "" {
-			fmt.Fprintf(g.stdout, " at step %s", run.FailedStep)
+			say(g.stdout, " at step %s", run.FailedStep)
 		}
-		fmt.Fprintf(g.stdout, ": %s\n", run.Error)
+		say(g.stdout, ": %s\n", run.Error)
 		printRetry(g, run, dbFlag)
 		return &exitError{code: exitFailed}
 	default:
-		fmt.Fprintf(g.stdout, "%s failed at step %s: %s\n", run.ID, run.FailedStep, run.Error)
+		say(g.stdout, "%s failed at step %s: %s\n", run.ID, run.FailedStep, run.Error)
 		printRetry(g, run, dbFlag)
 		return &exitError{code: exitFailed}
 	}
@@ -175,10 +175,10 @@ func conclude(ctx context.Context, g *globals, store *runner.Store, run runner.R
 // printRetry says how to go on with a run that failed or was cancelled.
 func printRetry(g *globals, run runner.Run, dbFlag string) {
 	if !run.ClosedAt.IsZero() {
-		fmt.Fprintf(g.stdout, "  closed by %s: %s\n", run.ClosedBy, run.CloseNote)
+		say(g.stdout, "  closed by %s: %s\n", run.ClosedBy, run.CloseNote)
 		return
 	}
-	fmt.Fprintf(g.stdout, "To run it again from there once the cause is fixed:\n  stanch runs retry %s%s\n", run.ID, dbFlag)
+	say(g.stdout, "To run it again from there once the cause is fixed:\n  stanch runs retry %s%s\n", run.ID, dbFlag)
 }
 
 // databaseFlag renders --database for commands printed to the user, only

@@ -21,7 +21,8 @@ func newRunCmd(g *globals) *cobra.Command {
 The alert file (or - for stdin) is a stanch Alert JSON document (docs/alerts.md), a GuardDuty
 finding or AWS Health event as EventBridge delivers it (one, or a batch), truffleHog JSON lines
 or a gitleaks JSON report: the format is recognised. A file with several findings starts a run
-for each. Every alert is stored before anything runs. An alert whose dedup key already has a
+for each. A credential.id must be one AWS access key id (whitespace around it is trimmed);
+anything else is refused, naming the field. Every alert is stored before anything runs. An alert whose dedup key already has a
 run of this playbook starts no second run: stanch says which run exists and, if it is
 unfinished (for example because the process running it was killed), resumes it without
 repeating finished steps.
@@ -84,22 +85,22 @@ func follow(ctx context.Context, g *globals, r *runner.Runner, prog *progress, p
 	switch {
 	case len(sub.Started) == 1:
 		runID = sub.Started[0].ID
-		fmt.Fprintf(g.stdout, "run %s: playbook %s, alert %s (%s %s)\n", runID, pb.Name, a.DedupKey, a.Credential.Kind, a.Credential.ID)
+		say(g.stdout, "run %s: playbook %s, alert %s (%s %s)\n", runID, pb.Name, a.DedupKey, a.Credential.Kind, a.Credential.ID)
 	case len(sub.Existing) == 1:
 		ex := sub.Existing[0]
 		runID = ex.ID
-		fmt.Fprintf(g.stdout, "alert %s already has run %s of playbook %s (%s, created %s); no second run started\n",
+		say(g.stdout, "alert %s already has run %s of playbook %s (%s, created %s); no second run started\n",
 			a.DedupKey, ex.ID, ex.Playbook, ex.Status, ex.CreatedAt.Format(time.RFC3339))
 		if !runner.Terminal(ex.Status) && ex.Status != runner.RunWaitingApproval {
-			fmt.Fprintf(g.stdout, "run %s is unfinished; continuing it\n", ex.ID)
+			say(g.stdout, "run %s is unfinished; continuing it\n", ex.ID)
 		}
 	case len(sub.Joined) == 1:
 		open := sub.Joined[0]
 		runID = open.ID
-		fmt.Fprintf(g.stdout, "alert %s is about %s, which run %s (%s) is already handling: it joined that run instead of starting a second containment\n",
+		say(g.stdout, "alert %s is about %s, which run %s (%s) is already handling: it joined that run instead of starting a second containment\n",
 			a.DedupKey, a.Credential.ID, open.ID, open.Status)
 	default:
-		fmt.Fprintf(g.stdout, "playbook %s does not apply to alert %s: %s; nothing was run\n", pb.Name, a.DedupKey, sub.NotMatched[0].Reason)
+		say(g.stdout, "playbook %s does not apply to alert %s: %s; nothing was run\n", pb.Name, a.DedupKey, sub.NotMatched[0].Reason)
 		return nil
 	}
 	// A run that waits past its approval's deadline is decided here and

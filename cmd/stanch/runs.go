@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"sort"
 	"text/tabwriter"
@@ -42,11 +41,11 @@ func newRunsCmd(g *globals) *cobra.Command {
 				return writeJSON(g, runsJSON(runs))
 			}
 			if len(runs) == 0 {
-				fmt.Fprintln(g.stdout, "no runs")
+				sayln(g.stdout, "no runs")
 				return printUnactedHint(cmd.Context(), g, store)
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "RUN\tPLAYBOOK\tSTATUS\tCREDENTIAL\tCREATED\tTOOK")
+			sayln(tw, "RUN\tPLAYBOOK\tSTATUS\tCREDENTIAL\tCREATED\tTOOK")
 			for _, r := range runs {
 				took := "-"
 				if !r.FinishedAt.IsZero() {
@@ -59,7 +58,7 @@ func newRunsCmd(g *globals) *cobra.Command {
 				if !r.ClosedAt.IsZero() {
 					st += ", closed"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Playbook, st, r.Alert.Credential.ID, r.CreatedAt.Local().Format("2006-01-02 15:04:05"), took)
+				say(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Playbook, st, r.Alert.Credential.ID, r.CreatedAt.Local().Format("2006-01-02 15:04:05"), took)
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -126,36 +125,36 @@ func openStore(cmd *cobra.Command, dbURL string) (*runner.Store, func(), error) 
 }
 
 func printRun(g *globals, run runner.Run, steps map[string]runner.StepRecord, journal []runner.Entry) {
-	fmt.Fprintf(g.stdout, "run       %s\nplaybook  %s (%s)\nstatus    %s\n", run.ID, run.Playbook, run.PlaybookFile, run.Status)
-	fmt.Fprintf(g.stdout, "alert     %s: %s %s", run.Alert.DedupKey, run.Alert.Credential.Kind, run.Alert.Credential.ID)
+	say(g.stdout, "run       %s\nplaybook  %s (%s)\nstatus    %s\n", run.ID, run.Playbook, run.PlaybookFile, run.Status)
+	say(g.stdout, "alert     %s: %s %s", run.Alert.DedupKey, run.Alert.Credential.Kind, run.Alert.Credential.ID)
 	if run.Alert.Credential.Account != "" {
-		fmt.Fprintf(g.stdout, " in %s", run.Alert.Credential.Account)
+		say(g.stdout, " in %s", run.Alert.Credential.Account)
 	}
-	fmt.Fprintln(g.stdout)
+	sayln(g.stdout)
 	if run.Owner.Known() {
-		fmt.Fprintf(g.stdout, "owner     %s (identified by step %s): every step acts there\n", run.Owner, run.Owner.By)
+		say(g.stdout, "owner     %s (identified by step %s): every step acts there\n", run.Owner, run.Owner.By)
 	}
-	fmt.Fprintf(g.stdout, "created   %s\n", run.CreatedAt.Local().Format(time.RFC3339))
+	say(g.stdout, "created   %s\n", run.CreatedAt.Local().Format(time.RFC3339))
 	if run.Generation > 0 {
-		fmt.Fprintf(g.stdout, "retried   %d time(s)\n", run.Generation)
+		say(g.stdout, "retried   %d time(s)\n", run.Generation)
 	}
 	if !run.FinishedAt.IsZero() {
-		fmt.Fprintf(g.stdout, "finished  %s (took %s)\n", run.FinishedAt.Local().Format(time.RFC3339), run.FinishedAt.Sub(run.CreatedAt).Round(time.Millisecond))
+		say(g.stdout, "finished  %s (took %s)\n", run.FinishedAt.Local().Format(time.RFC3339), run.FinishedAt.Sub(run.CreatedAt).Round(time.Millisecond))
 	}
 	if run.Error != "" && run.FailedStep != "" {
-		fmt.Fprintf(g.stdout, "error     step %s: %s\n", run.FailedStep, run.Error)
+		say(g.stdout, "error     step %s: %s\n", run.FailedStep, run.Error)
 	} else if run.Error != "" {
-		fmt.Fprintf(g.stdout, "ended     %s\n", run.Error)
+		say(g.stdout, "ended     %s\n", run.Error)
 	}
 	if !run.ClosedAt.IsZero() {
-		fmt.Fprintf(g.stdout, "closed    %s by %s: %s\n", run.ClosedAt.Local().Format(time.RFC3339), run.ClosedBy, run.CloseNote)
+		say(g.stdout, "closed    %s by %s: %s\n", run.ClosedAt.Local().Format(time.RFC3339), run.ClosedBy, run.CloseNote)
 	}
 	ordered := make([]runner.StepRecord, 0, len(steps))
 	for _, s := range steps {
 		ordered = append(ordered, s)
 	}
 	sort.Slice(ordered, func(i, j int) bool { return ordered[i].Seq < ordered[j].Seq })
-	fmt.Fprintln(g.stdout, "\nsteps")
+	sayln(g.stdout, "\nsteps")
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 	for _, s := range ordered {
 		took := "-"
@@ -166,10 +165,10 @@ func printRun(g *globals, run runner.Run, steps map[string]runner.StepRecord, jo
 		if s.Error != "" {
 			detail = s.Error
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\tattempts %d\t%s\t%s\n", s.StepID, s.Action, s.Status, s.Outcome, s.Attempts, took, oneLine(detail))
+		say(tw, "  %s\t%s\t%s\t%s\tattempts %d\t%s\t%s\n", s.StepID, s.Action, s.Status, s.Outcome, s.Attempts, took, oneLine(detail))
 	}
 	tw.Flush()
-	fmt.Fprintln(g.stdout, "\njournal")
+	sayln(g.stdout, "\njournal")
 	for _, e := range journal {
 		step := ""
 		if e.StepID != "" {
@@ -178,7 +177,7 @@ func printRun(g *globals, run runner.Run, steps map[string]runner.StepRecord, jo
 				step += fmt.Sprintf("#%d", e.Attempt)
 			}
 		}
-		fmt.Fprintf(g.stdout, "  +%-9s %-20s%s %s\n", e.At.Sub(run.CreatedAt).Round(time.Millisecond), e.Event, step, oneLine(e.Detail))
+		say(g.stdout, "  +%-9s %-20s%s %s\n", e.At.Sub(run.CreatedAt).Round(time.Millisecond), e.Event, step, oneLine(e.Detail))
 	}
 }
 
@@ -193,7 +192,7 @@ func printApprovals(g *globals, run runner.Run, approvals map[string]runner.Appr
 		ids = append(ids, id)
 	}
 	sort.Slice(ids, func(i, j int) bool { return approvals[ids[i]].RequestedAt.Before(approvals[ids[j]].RequestedAt) })
-	fmt.Fprintln(g.stdout, "\napprovals")
+	sayln(g.stdout, "\napprovals")
 	for _, id := range ids {
 		a := approvals[id]
 		state := "waiting until " + a.Deadline.Local().Format(time.RFC3339)
@@ -202,9 +201,9 @@ func printApprovals(g *globals, run runner.Run, approvals map[string]runner.Appr
 		} else if runner.Terminal(run.Status) {
 			state = "never decided: the run ended"
 		}
-		fmt.Fprintf(g.stdout, "  %s: %s\n", id, state)
+		say(g.stdout, "  %s: %s\n", id, state)
 		if a.Plan != "" {
-			fmt.Fprintf(g.stdout, "    %s\n", oneLine(a.Plan))
+			say(g.stdout, "    %s\n", oneLine(a.Plan))
 		}
 		printEffects(g, "    ", a.Effects)
 	}
@@ -250,10 +249,4 @@ func stepsJSON(steps map[string]runner.StepRecord) []runner.StepRecord {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
 	return out
-}
-
-func writeJSON(g *globals, v any) error {
-	enc := json.NewEncoder(g.stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -33,6 +35,7 @@ type serveFlags struct {
 	sqsQueues            []string
 	snsTopics            []string
 	rateLimit            float64
+	trustedProxies       []string
 	pollRepos, pollOrgs  []string
 	pollEvery            time.Duration
 	shutdownGrace        time.Duration
@@ -52,10 +55,14 @@ Endpoints:
                                 secret read from the environment variable named by
                                 --eventbridge-secret-env. Every event that can be acted on is
                                 stored; the others are named with the reason in the answer
-                                ({"accepted":[…],"ignored":[…]}, 200) and the log. Only a body
-                                with no EventBridge event in it is answered 400.
+                                ({"accepted":[…],"ignored":[…]}, 200) and the log. A body with
+                                no EventBridge event in it is answered 400, and so is one where
+                                nothing was accepted and an event was refused as malformed (a
+                                GuardDuty finding whose key id field holds no one key id).
   POST /hooks/github            GitHub secret_scanning_alert (and _location) webhooks, verified
-                                with X-Hub-Signature-256 against the secret in --github-secret-env.
+                                with X-Hub-Signature-256 against the secret in --github-secret-env;
+                                repository.full_name and alert.number must be what GitHub makes
+                                (else 400).
                                 A worker then fetches the alert through the REST API (token from
                                 --github-token-env, or a GitHub App: --github-app-id,
                                 --github-app-installation-id, --github-app-private-key;
@@ -69,7 +76,8 @@ Endpoints:
   POST /hooks/slack/interactions
                                 clicks on the Approve and Deny buttons of approval messages,
                                 verified with the app's signing secret (v0 signatures, 5-minute
-                                window, each request accepted once).
+                                window, each request accepted once, also after a restart:
+                                handled signatures are kept in the store).
   GET  /healthz                 200 when the store answers.
 
 Slack (for slack.notify steps and approval messages) is configured from the environment:
@@ -89,8 +97,13 @@ SNS subscriptions): a message is deleted only after its alerts are stored; a mes
 never be read is logged, counted, kept ('stanch alerts list') and deleted.
 
 An alert is committed to the store before the sender gets its 2xx; the answer never waits on
-AWS. Bodies are limited to 1 MiB, each source address is rate-limited, and every rejection is
-logged (reason and source address, never the body). SIGTERM or Ctrl-C drains in-flight
+AWS. Bodies are limited to 1 MiB. Each source address has two budgets of --rate-limit requests
+a second per endpoint: one for authenticated requests and one for requests refused before or
+at authentication, so forged requests never cost genuine ones theirs. The source address is
+the peer's; behind a load balancer or proxy, name it with --trusted-proxy and the address it
+appends to X-Forwarded-For is used instead (the header is ignored from any other peer).
+Rejections are logged (reason and source address, never the body); past the budget, forged
+requests are logged as a count once a second. SIGTERM or Ctrl-C drains in-flight
 requests, then lets running steps finish (up to --shutdown-grace).`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -114,7 +127,8 @@ requests, then lets running steps finish (up to --shutdown-grace).`,
 	fl.StringArrayVar(&f.pollRepos, "github-poll-repo", nil, "repository (owner/name) whose open secret-scanning alerts are polled as a backstop for missed webhooks (repeatable)")
 	fl.StringArrayVar(&f.pollOrgs, "github-poll-org", nil, "organisation whose open secret-scanning alerts are polled as a backstop (repeatable)")
 	fl.DurationVar(&f.pollEvery, "github-poll-interval", 10*time.Minute, "how often the backstop polls")
-	fl.Float64Var(&f.rateLimit, "rate-limit", triggers.DefaultRateLimit, "requests per second each source address may make to each endpoint (bursts of 4 s worth; 0 = no limit)")
+	fl.Float64Var(&f.rateLimit, "rate-limit", triggers.DefaultRateLimit, "requests per second each source address may make to each endpoint, authenticated and refused ones counted apart (bursts of 4 s worth; 0 = no limit)")
+	fl.StringArrayVar(&f.trustedProxies, "trusted-proxy", nil, "`CIDR` (or address) of a load balancer or proxy in front of stanch whose X-Forwarded-For names the source address (repeatable); without it the header is ignored")
 	fl.StringArrayVar(&f.snsTopics, "sns-topic", nil, "SNS topic ARN whose HTTPS subscription POSTs to /hooks/aws/sns (repeatable); other topics are refused")
 	fl.StringArrayVar(&f.sqsQueues, "sqs-queue-url", nil, "SQS queue to poll for EventBridge events (repeatable)")
 	fl.DurationVar(&f.shutdownGrace, "shutdown-grace", 30*time.Second, "how long to wait for in-flight requests and running steps on shutdown")
@@ -127,6 +141,20 @@ func serve(ctx context.Context, g *globals, f serveFlags) error {
 	}
 	if (f.tlsCert == "") != (f.tlsKey == "") {
 		return usageError{errors.New("--tls-cert and --tls-key go together")}
+	}
+	proxies, err := f.proxies()
+	if err != nil {
+		return usageError{err}
+	}
+	for _, repo := range f.pollRepos {
+		if err := triggers.CheckRepo("--github-poll-repo "+strconv.Quote(repo), repo); err != nil {
+			return usageError{err}
+		}
+	}
+	for _, org := range f.pollOrgs {
+		if err := triggers.CheckOwner("--github-poll-org "+strconv.Quote(org), org); err != nil {
+			return usageError{err}
+		}
 	}
 	gh := f.github()
 	ghOpts, err := gh.options()
@@ -143,6 +171,8 @@ func serve(ctx context.Context, g *globals, f serveFlags) error {
 		return err
 	}
 	log := g.logger()
+	build := readBuildInfo()
+	log.Info("stanch serve starting", "version", build.Version, "commit", build.Commit, "modified", build.Modified, "go", build.GoVersion)
 	mux := http.NewServeMux()
 	prog := newProgress(g.stderr)
 	prog.quiet = true
@@ -175,26 +205,30 @@ func serve(ctx context.Context, g *globals, f serveFlags) error {
 		return err
 	}
 	defer stop()
-	if h := slack.mount(mux, r, log, f.rateLimit); h != nil {
+	if h := slack.mount(mux, r, log, f.rateLimit, proxies); h != nil {
 		defer h.Wait()
 	}
 	sink := &runner.Dispatcher{Runner: r, Playbooks: books, Log: log}
 	if ghSecret != "" {
 		h := triggers.NewGitHub([]byte(ghSecret), sink, log)
 		h.RateLimit(f.rateLimit)
+		h.TrustProxies(proxies)
 		mux.Handle("/hooks/github", h)
 	} else {
 		log.Warn("GitHub endpoint off: its secret variable is not set", "variable", f.ghSecretEnv)
 	}
 
 	if secret := os.Getenv(f.ebSecretEv); secret != "" {
-		mux.Handle("/hooks/aws/eventbridge", triggers.NewEventBridgeLimited(f.ebHeader, []byte(secret), sink, log, f.rateLimit))
+		h := triggers.NewEventBridgeLimited(f.ebHeader, []byte(secret), sink, log, f.rateLimit)
+		h.TrustProxies(proxies)
+		mux.Handle("/hooks/aws/eventbridge", h)
 	} else {
 		log.Warn("EventBridge endpoint off: its secret variable is not set", "variable", f.ebSecretEv)
 	}
 	if len(f.snsTopics) > 0 {
 		h := triggers.NewSNS(f.snsTopics, sink, log)
 		h.RateLimit(f.rateLimit)
+		h.TrustProxies(proxies)
 		mux.Handle("/hooks/aws/sns", h)
 	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, req *http.Request) {
@@ -202,7 +236,7 @@ func serve(ctx context.Context, g *globals, f serveFlags) error {
 			http.Error(w, "store unavailable", http.StatusServiceUnavailable)
 			return
 		}
-		fmt.Fprintln(w, "ok")
+		_, _ = io.WriteString(w, "ok\n")
 	})
 	srv := &http.Server{
 		Handler:           mux,
@@ -224,7 +258,7 @@ func serve(ctx context.Context, g *globals, f serveFlags) error {
 	for i, pb := range books {
 		names[i] = pb.Name
 	}
-	fmt.Fprintf(g.stdout, "stanch serve: %s://%s, playbooks %s, store %s\n", scheme, ln.Addr(), strings.Join(names, ", "), f.dbURL)
+	say(g.stdout, "stanch serve: %s://%s, playbooks %s, store %s\n", scheme, ln.Addr(), strings.Join(names, ", "), f.dbURL)
 
 	pollCtx, stopPolling := context.WithCancel(ctx)
 	defer stopPolling()
@@ -257,7 +291,7 @@ func serve(ctx context.Context, g *globals, f serveFlags) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	fmt.Fprintln(g.stdout, "stanch serve: shutting down; draining requests")
+	sayln(g.stdout, "stanch serve: shutting down; draining requests")
 	stopPolling()
 	pollers.Wait()
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.shutdownGrace)
@@ -266,6 +300,19 @@ func serve(ctx context.Context, g *globals, f serveFlags) error {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// proxies reads --trusted-proxy.
+func (f serveFlags) proxies() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range f.trustedProxies {
+		p, err := triggers.ParseTrustedProxy(s)
+		if err != nil {
+			return nil, fmt.Errorf("--trusted-proxy: %w", err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // github returns the GitHub settings: the flags, else the environment.

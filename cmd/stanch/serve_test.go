@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -46,12 +47,14 @@ func (e *e2e) startServeWith(t *testing.T, playbook, secret string, extra ...str
 	cmd.Stderr = stderr
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	line, err := bufio.NewReader(stdout).ReadString('\n')
+	out := bufio.NewReader(stdout)
+	line, err := out.ReadString('\n')
 	require.NoError(t, err, stderr.String())
 	_, rest, ok := strings.Cut(line, "http://")
 	require.True(t, ok, line)
 	addr, _, _ := strings.Cut(rest, ",")
-	go func() { _, _ = bufio.NewReader(stdout).WriteTo(new(bytes.Buffer)) }()
+	// The rest of standard output joins the log: a test sees all of it.
+	go func() { _, _ = out.WriteTo(stderr) }()
 	return "http://" + addr, cmd, stderr
 }
 
@@ -76,16 +79,30 @@ func (s *syncBuffer) String() string {
 
 func post(t *testing.T, url, header, secret string, body []byte) int {
 	t.Helper()
+	code, _ := postAnswer(t, url, header, secret, body)
+	return code
+}
+
+// postAnswer is post that also returns the body of the answer.
+func postAnswer(t *testing.T, url, header, secret string, body []byte) (int, string) {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", "application/json")
 	if header != "" {
 		req.Header.Set(header, secret)
 	}
+	return answer(t, req)
+}
+
+func answer(t *testing.T, req *http.Request) (int, string) {
+	t.Helper()
 	res, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
-	res.Body.Close()
-	return res.StatusCode
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	return res.StatusCode, string(body)
 }
 
 func TestServeContainsKeyFromEventBridge(t *testing.T) {
@@ -128,6 +145,14 @@ const githubSecret = "It's a Secret to Everybody"
 
 func signedGitHub(t *testing.T, url, event, delivery string, body []byte, secret string) int {
 	t.Helper()
+	code, _ := signedGitHubAnswer(t, url, event, delivery, body, secret)
+	return code
+}
+
+// signedGitHubAnswer is signedGitHub that also returns the body of the
+// answer.
+func signedGitHubAnswer(t *testing.T, url, event, delivery string, body []byte, secret string) (int, string) {
+	t.Helper()
 	mac := hmac.New(sha256.New, []byte(secret))
 	mac.Write(body)
 	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
@@ -136,10 +161,7 @@ func signedGitHub(t *testing.T, url, event, delivery string, body []byte, secret
 	req.Header.Set("X-GitHub-Event", event)
 	req.Header.Set("X-GitHub-Delivery", delivery)
 	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
-	res, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	res.Body.Close()
-	return res.StatusCode
+	return answer(t, req)
 }
 
 func TestServeContainsKeyFromGitHubSecretScanning(t *testing.T) {

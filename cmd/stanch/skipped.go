@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"io"
 	"strings"
 
@@ -24,12 +23,12 @@ func reportSkipped(w io.Writer, path string, rep triggers.Report) int {
 			notFindings[s.Reason] = append(notFindings[s.Reason], s.Where)
 			continue
 		}
-		fmt.Fprintf(w, "%s: could not act on %s: %s\n", path, s.Where, s.Reason)
+		say(w, "%s: could not act on %s: %s\n", path, s.Where, s.Reason)
 		unacted++
 	}
 	for _, kind := range kinds {
 		where := notFindings[kind]
-		fmt.Fprintf(w, "%s: ignored %d line(s) that are not findings (%s): %s\n", path, len(where), kind, strings.Join(where, ", "))
+		say(w, "%s: ignored %d line(s) that are not findings (%s): %s\n", path, len(where), kind, strings.Join(where, ", "))
 	}
 	return unacted
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"time"
 
@@ -95,23 +96,30 @@ func (s *slackSetup) warn(log *slog.Logger, books []*playbooks.Playbook) {
 }
 
 // handler returns the interactions endpoint, or nil without a signing
-// secret.
+// secret. Signatures of handled clicks are kept in the store, so that a
+// captured click is refused after a restart too.
 func (s *slackSetup) handler(r *runner.Runner, log *slog.Logger) *triggers.SlackInteractions {
 	s.notifier.Attach(r)
 	if s.tokens == nil {
 		return nil
 	}
-	return triggers.NewSlackInteractions(s.secret, s.tokens, notify.Decider(r), s.client, log)
+	h := triggers.NewSlackInteractions(s.secret, s.tokens, notify.Decider(r), s.client, log)
+	h.RememberIn(r.Store())
+	return h
 }
 
+// The store is where clicks are remembered across restarts.
+var _ triggers.SeenRequests = (*runner.Store)(nil)
+
 // mount attaches the notifier to r and serves clicks on mux.
-func (s *slackSetup) mount(mux *http.ServeMux, r *runner.Runner, log *slog.Logger, rateLimit float64) *triggers.SlackInteractions {
+func (s *slackSetup) mount(mux *http.ServeMux, r *runner.Runner, log *slog.Logger, rateLimit float64, proxies []netip.Prefix) *triggers.SlackInteractions {
 	h := s.handler(r, log)
 	if h == nil {
 		log.Warn("Slack interactions endpoint off: the signing secret is not set", "variable", envSlackSecret)
 		return nil
 	}
 	h.RateLimit(rateLimit)
+	h.TrustProxies(proxies)
 	mux.Handle(slackHooksRoute, h)
 	return h
 }

@@ -15,6 +15,8 @@ func newValidateCmd(g *globals) *cobra.Command {
 		Short: "Check playbooks without running anything",
 		Long: `Check playbooks: YAML syntax, keys, actions and their parameters, expressions and step
 references. Every problem in every file is reported at once as file:line:col with a hint.
+Before parsing, a file is refused if it is larger than 1 MiB, nests collections more than 64
+deep or holds more than 50,000 YAML nodes: it is safe to run on files proposed in a pull request.
 Prints ok and exits 0 when all are valid; exits 1 otherwise.`,
 		Args: minArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
@@ -31,15 +33,15 @@ Prints ok and exits 0 when all are valid; exits 1 otherwise.`,
 				bad++
 				var perrs playbooks.Errors
 				if errors.As(err, &perrs) {
-					fmt.Fprintln(g.stdout, perrs.Error())
+					sayLines(g.stdout, perrs.Error())
 				} else {
-					fmt.Fprintf(g.stdout, "%s: %v\n", path, err)
+					say(g.stdout, "%s: %v\n", path, err)
 				}
 			}
 			if bad > 0 {
 				return &exitError{code: exitFailed, msg: fmt.Sprintf("%d of %d playbook(s) invalid", bad, len(args))}
 			}
-			fmt.Fprintln(g.stdout, "ok")
+			sayln(g.stdout, "ok")
 			return nil
 		},
 	}

@@ -61,7 +61,7 @@ func loadPlaybook(g *globals, reg *actions.Registry, path string) (*playbooks.Pl
 	if err != nil {
 		var perrs playbooks.Errors
 		if errors.As(err, &perrs) {
-			fmt.Fprintln(g.stderr, perrs.Error())
+			sayLines(g.stderr, perrs.Error())
 			return nil, &exitError{code: exitFailed, msg: fmt.Sprintf("%s: %d problem(s); fix them and run again (stanch validate %s)", path, len(perrs), path)}
 		}
 		return nil, err
@@ -173,20 +173,25 @@ func loadPlaybooks(g *globals, reg *actions.Registry, globs []string) ([]*playbo
 }
 
 // joinRunner opens the store and works its runs here unless another
-// process already does (local is then false: what is submitted is queued
-// for that process). stop closes what was opened.
-func joinRunner(ctx context.Context, g *globals, dbURL string, reg *actions.Registry, observer func(runner.Event)) (r *runner.Runner, local bool, stop func(), err error) {
+// process already does: holder then names it ("stanch process 1234"), and
+// what is submitted is queued for that process. On PostgreSQL, where any
+// number of processes work the store, it is always local. stop closes what
+// was opened.
+func joinRunner(ctx context.Context, g *globals, dbURL string, reg *actions.Registry, observer func(runner.Event)) (r *runner.Runner, holder string, stop func(), err error) {
 	r, db, err := openRunner(ctx, g, dbURL, reg, observer)
 	if err != nil {
-		return nil, false, nil, err
+		return nil, "", nil, err
 	}
-	if err := r.Start(ctx); errors.Is(err, runner.ErrBusy) {
-		return r, false, func() { db.Close() }, nil
+	var busy *runner.BusyError
+	if err := r.Start(ctx); errors.As(err, &busy) {
+		// Whoever holds the store must be named: the runs wait for it, and
+		// a process that exits soon (stanch run) leaves them to the next.
+		return r, "stanch process " + busy.PID + " (it holds " + busy.Lock + ")", func() { db.Close() }, nil
 	} else if err != nil {
 		db.Close()
-		return nil, false, nil, err
+		return nil, "", nil, err
 	}
-	return r, true, func() {
+	return r, "", func() {
 		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		_ = r.Stop(stopCtx)

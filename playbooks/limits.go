@@ -1,0 +1,86 @@
+package playbooks
+
+import (
+	"io"
+
+	"github.com/goccy/go-yaml/scanner"
+	"github.com/goccy/go-yaml/token"
+)
+
+// Limits on a playbook file, checked before it is parsed. goccy/go-yaml's
+// parser needs time and memory that grow much faster than the file when
+// collections nest deeply (40 KB of nested flow sequences took 6.5 s and
+// 657 MB, 200 KB more than 1.5 GB), and `stanch validate` runs in CI on
+// pull requests, on files anyone may propose. A real playbook is a few
+// kilobytes, nests a handful of levels and holds a few thousand tokens.
+const (
+	// MaxSize is the largest playbook file, in bytes.
+	MaxSize = 1 << 20
+	// MaxDepth is how deeply collections may nest, block and flow
+	// together.
+	MaxDepth = 64
+	// MaxNodes is how many YAML tokens (keys, values, indicators) a
+	// playbook may hold.
+	MaxNodes = 50000
+)
+
+// withinLimits reports whether data may be handed to the parser, adding
+// a problem at the place a limit is passed when it may not. It reads the
+// tokens one by one with the parser's own scanner, which takes time and
+// memory in proportion to the input, and stops at the first limit passed.
+func (l *loader) withinLimits(data []byte) bool {
+	const hint = "a playbook nests a few levels (steps, with, parameters) and is a few kilobytes; split or flatten what is here"
+	if len(data) > MaxSize {
+		l.add(pos{1, 1}, hint, "the file is larger than %d bytes (1 MiB), the most a playbook may be", MaxSize)
+		return false
+	}
+	var s scanner.Scanner
+	s.Init(string(data))
+	var (
+		nodes int
+		flow  int   // open [ and {
+		block []int // columns of the open block collections
+		line  int   // the line of the last token seen
+	)
+	for {
+		// Like the parser's own lexer, go on after a scanning error: the
+		// parser will see what follows it. A scan that yields nothing is
+		// no progress; the parser reports the syntax error.
+		tokens, err := s.Scan()
+		if err == io.EOF || (err != nil && len(tokens) == 0) {
+			return true
+		}
+		for _, tk := range tokens {
+			if tk == nil || tk.Position == nil || tk.Type == token.CommentType {
+				continue
+			}
+			at := pos{tk.Position.Line, tk.Position.Column}
+			if nodes++; nodes > MaxNodes {
+				l.add(at, hint, "more than %d YAML nodes; a playbook may hold at most %d", MaxNodes, MaxNodes)
+				return false
+			}
+			switch tk.Type {
+			case token.SequenceStartType, token.MappingStartType:
+				flow++
+			case token.SequenceEndType, token.MappingEndType:
+				flow = max(flow-1, 0)
+			case token.DocumentHeaderType:
+				block, flow = nil, 0
+			}
+			// Outside flow collections nesting is indentation: a line's
+			// first token, and every "- " (several may share a line),
+			// opens a level deeper than the open ones to its left.
+			if flow == 0 && (at.line != line || tk.Type == token.SequenceEntryType) {
+				for len(block) > 0 && block[len(block)-1] >= at.col {
+					block = block[:len(block)-1]
+				}
+				block = append(block, at.col)
+			}
+			line = at.line
+			if depth := len(block) + flow; depth > MaxDepth {
+				l.add(at, hint, "collections nested more than %d deep; a playbook may nest at most %d", MaxDepth, MaxDepth)
+				return false
+			}
+		}
+	}
+}
