@@ -103,6 +103,11 @@ type Spec struct {
 	// Slow actions (minutes, such as CloudTrail queries) run on workers of
 	// their own, so that they never delay another alert's containment.
 	Slow bool
+	// Containment marks actions that take a leaked credential's power
+	// away (deactivate or delete the key, revoke its sessions, quarantine
+	// its owner): the first such step of a run that succeeds is when the
+	// credential is contained (the time-to-contain metric).
+	Containment bool
 }
 
 // Param describes one parameter, derived from the parameter struct.

@@ -22,6 +22,9 @@ type Definition[P any] struct {
 	Example     string
 	// Slow marks long-running actions; see Spec.Slow.
 	Slow bool
+	// Containment marks actions that contain a credential; see
+	// Spec.Containment.
+	Containment bool
 	// Validate, when set, checks decoded parameters beyond their types.
 	Validate func(p *P) error
 	PlanFunc func(ctx context.Context, env Env, p *P) (Plan, error)
@@ -52,6 +55,7 @@ func (a *defined[P]) Spec() Spec {
 		Permissions: a.def.Permissions,
 		Example:     a.def.Example,
 		Slow:        a.def.Slow,
+		Containment: a.def.Containment,
 	}
 }
 

@@ -68,3 +68,47 @@ func KindOf(err error) ErrorKind {
 	}
 	return KindRetryable
 }
+
+// APIError is what a provider's API answered when one of its calls failed,
+// for metrics: the provider, its service and the error code, never
+// anything of the request. Actions attach it where they sort their errors
+// (WithAPIError); the runner reads it back (APIErrorOf).
+type APIError struct {
+	// Provider is aws, slack or github.
+	Provider string
+	// Service is the provider's API: iam, sts, cloudtrail,
+	// secrets_manager (AWS), web (Slack's Web API), rest (GitHub's).
+	Service string
+	// Code is the provider's own error code (AccessDenied, Throttling,
+	// channel_not_found), else http_<status>, or timeout or network when
+	// no answer came.
+	Code string
+}
+
+// apiError carries an APIError beside the error it describes, without
+// changing that error's text.
+type apiError struct {
+	err error
+	api APIError
+}
+
+func (e *apiError) Error() string { return e.err.Error() }
+func (e *apiError) Unwrap() error { return e.err }
+
+// WithAPIError attaches what the provider answered to err.
+func WithAPIError(err error, api APIError) error {
+	if err == nil {
+		return nil
+	}
+	return &apiError{err: err, api: api}
+}
+
+// APIErrorOf returns what the provider answered for err, when an action
+// said.
+func APIErrorOf(err error) (APIError, bool) {
+	var e *apiError
+	if errors.As(err, &e) {
+		return e.api, true
+	}
+	return APIError{}, false
+}

@@ -59,6 +59,21 @@ var ErrDatabaseURL = errors.New("bad database URL")
 // OpenDatabase opens file:PATH (SQLite, created if missing) or
 // postgres://… / postgresql://… .
 func OpenDatabase(ctx context.Context, url string) (*Database, error) {
+	dialect, path, err := parseDatabaseURL(url)
+	if err != nil {
+		return nil, err
+	}
+	if dialect == Postgres {
+		return openPostgres(ctx, url)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create database directory: %w", err)
+	}
+	return openSQLite(path, "")
+}
+
+// parseDatabaseURL says which database url names, and for SQLite the file.
+func parseDatabaseURL(url string) (Dialect, string, error) {
 	switch {
 	case strings.HasPrefix(url, "file:"):
 		path := strings.TrimPrefix(url, "file:")
@@ -66,30 +81,26 @@ func OpenDatabase(ctx context.Context, url string) (*Database, error) {
 			path = path[:i]
 		}
 		if path == "" {
-			return nil, fmt.Errorf("%w %q: want file:PATH", ErrDatabaseURL, url)
+			return "", "", fmt.Errorf("%w %q: want file:PATH", ErrDatabaseURL, url)
 		}
-		return openSQLite(path)
+		return SQLite, path, nil
 	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
-		return openPostgres(ctx, url)
+		return Postgres, "", nil
 	default:
-		return nil, fmt.Errorf("%w %q: want file:PATH for the embedded SQLite store or postgres://USER@HOST/DB", ErrDatabaseURL, url)
+		return "", "", fmt.Errorf("%w %q: want file:PATH for the embedded SQLite store or postgres://USER@HOST/DB", ErrDatabaseURL, url)
 	}
 }
 
-func openSQLite(path string) (*Database, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("create database directory: %w", err)
-	}
+// openSQLite opens the file at path; extra is added to the DSN's query
+// (mode=rw refuses to create a missing file).
+func openSQLite(path, extra string) (*Database, error) {
 	// Commits that answer a sender (an alert accepted, a decision
 	// recorded) are made with synchronous=FULL: they survive a power cut.
 	// Everything else a run writes uses NORMAL, which survives a crash of
 	// the process but may lose the last moments of progress to a power cut;
 	// the steps then run again and, being idempotent, find their work done.
-	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"
-	db, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
-	}
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate" + extra
+	db := openCaching(dsn)
 	// SQLite allows one writer; River's own advice is a single connection,
 	// which also keeps our journal writes and River's in one order.
 	db.SetMaxOpenConns(1)
@@ -97,11 +108,7 @@ func openSQLite(path string) (*Database, error) {
 		db.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	durable, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
-	}
+	durable := openCaching(dsn)
 	durable.SetMaxOpenConns(1)
 	return &Database{Dialect: SQLite, URL: "file:" + path, Path: path, SQL: db, durable: durable}, nil
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/stanchhq/stanch/actions"
 	"github.com/stanchhq/stanch/alert"
+	"github.com/stanchhq/stanch/playbooks"
 )
 
 // EventKind names a progress event.
@@ -30,10 +31,32 @@ const (
 	EventStepEffect    EventKind = "step_effect"
 	EventRunFinished   EventKind = "run_finished"
 	EventRunParked     EventKind = "run_parked"
+	// EventRunContained: the run's first containment step (see
+	// actions.Spec.Containment) succeeded; Duration is the time since the
+	// run's alert was received.
+	EventRunContained EventKind = "run_contained"
+	// EventStepAPIError: an attempt of a step failed with an error a
+	// provider's API answered (API says which).
+	EventStepAPIError EventKind = "step_api_error"
+	// EventAlertSubmitted: an alert was committed; Source is its source and
+	// Outcome what it did (AlertStarted, AlertJoined, AlertDuplicate,
+	// AlertUnmatched).
+	EventAlertSubmitted EventKind = "alert_submitted"
+	// EventAlertUnacted: an alert that cannot be acted on was recorded
+	// (see Unacted); Source is where it came from.
+	EventAlertUnacted EventKind = "alert_unacted"
 )
 
-// Event is one moment of a run's progress, for live output. It never holds
-// a secret.
+// What a submitted alert did, in EventAlertSubmitted's Outcome.
+const (
+	AlertStarted   = "started"   // it started at least one run
+	AlertJoined    = "joined"    // it joined an open run about the same credential
+	AlertDuplicate = "duplicate" // its runs already existed (a redelivery)
+	AlertUnmatched = "unmatched" // no playbook matched it
+)
+
+// Event is one moment of a run's progress (or of an alert's intake), for
+// live output and metrics. It never holds a secret.
 type Event struct {
 	Kind     EventKind
 	At       time.Time
@@ -51,6 +74,18 @@ type Event struct {
 	Deadline time.Time
 	// Effects are what a step waiting for approval would change.
 	Effects []actions.Effect
+	// Duration (above) is, for step_retrying, the wait before the next
+	// attempt; for step_succeeded and step_failed, how long the step's
+	// attempts took in this process, retries included (0 when no attempt
+	// ran); for run_contained, the time since the alert was received.
+
+	// Playbook is the run's playbook (run_finished, run_contained).
+	Playbook string
+	// Source is the alert's source (alert_submitted, alert_unacted,
+	// run_contained).
+	Source string
+	// API is what a provider's API answered (step_api_error).
+	API actions.APIError
 }
 
 func (r *Runner) emit(e Event) {
@@ -60,4 +95,39 @@ func (r *Runner) emit(e Event) {
 	e.At = r.cfg.Now()
 	e.Message, e.Error = alert.RedactText(e.Message), alert.RedactText(e.Error)
 	r.cfg.Observer(e)
+}
+
+// submitted is the event of a committed alert: what it did, the first of
+// started, joined, duplicate.
+func (s Submission) submitted() Event {
+	outcome := AlertUnmatched
+	switch {
+	case len(s.Started) > 0:
+		outcome = AlertStarted
+	case len(s.Joined) > 0:
+		outcome = AlertJoined
+	case len(s.Existing) > 0:
+		outcome = AlertDuplicate
+	}
+	return Event{Kind: EventAlertSubmitted, Source: s.Alert.Source, Outcome: outcome}
+}
+
+// containedBy reports whether the step at seq, which just succeeded,
+// contains the run's credential for the first time: its action is a
+// containment action and no earlier step with one succeeded (in this
+// process or before a restart: scope holds the journal's steps).
+func (r *Runner) containedBy(pb *playbooks.Playbook, seq int, scope playbooks.Scope) bool {
+	contains := func(step *playbooks.Step) bool {
+		a, ok := r.cfg.Registry.Lookup(step.Action)
+		return ok && a.Spec().Containment
+	}
+	if !contains(pb.Steps[seq]) {
+		return false
+	}
+	for _, earlier := range pb.Steps[:seq] {
+		if contains(earlier) && scope.Steps[earlier.ID].Status == StepSucceeded {
+			return false
+		}
+	}
+	return true
 }

@@ -17,10 +17,10 @@ import (
 
 // intake commits the alerts submitted at the same moment together: one
 // transaction for all their runs and one insert for all their jobs. On the
-// embedded SQLite store each commit is an fsync on the one connection the
-// workers share, so a burst of webhooks pays for a few commits instead of
-// two per alert. Nobody waits for a batch to fill: a batch is whatever
-// queued up while the previous one was being written.
+// embedded SQLite store each commit is an fsync, so a burst of webhooks pays
+// for a few commits instead of two per alert. Nobody waits for a batch to
+// fill: a batch is whatever queued up while the previous one was being
+// written. Once a batch is answered, the intake wakes the workers.
 type intake struct {
 	r    *Runner
 	reqs chan *intakeReq
@@ -131,6 +131,15 @@ func (in *intake) commit(batch []*intakeReq) {
 	for i, req := range batch {
 		req.done <- intakeResult{got: got[i], err: err}
 	}
+	if err == nil && in.r.insertTx != nil {
+		// The jobs were inserted in the store's transaction, which woke
+		// no worker (see waker); on PostgreSQL their insert did.
+		// Answered first: the jobs are committed, and waking the
+		// workers only saves them their poll.
+		if jobs := jobsFor(got); len(jobs) > 0 {
+			in.r.waker.wake(jobs[len(jobs)-1].Args)
+		}
+	}
 }
 
 // errJobsNotEnqueued says the runs were committed but their jobs were not:
@@ -149,9 +158,9 @@ func (r *Runner) commitOne(ctx context.Context, it Intake) (Intaken, error) {
 }
 
 // commitIntakes writes alerts, their runs and the runs' jobs: on SQLite in
-// one transaction (one commit for the batch); elsewhere the jobs follow
-// it, and a run whose job was lost with its process is enqueued again when
-// the runner starts.
+// one transaction (one commit for the batch; the intake then wakes the
+// workers: see waker); elsewhere the jobs follow it, and a run whose job
+// was lost with its process is enqueued again when the runner starts.
 func (r *Runner) commitIntakes(ctx context.Context, items []Intake) ([]Intaken, error) {
 	var inTx func(tx *sql.Tx, got []Intaken) error
 	if r.insertTx != nil {

@@ -253,7 +253,7 @@ func (r *Runner) ended(ctx context.Context, runID, event string) (Run, error) {
 	if run.JobID != 0 {
 		// A job asleep until an approval's deadline wakes now, sees the run
 		// ended and finishes.
-		if _, err := r.client.JobRetry(ctx, run.JobID); err != nil && !errors.Is(err, rivertype.ErrNotFound) {
+		if _, err := r.wakeJob(ctx, run.JobID); err != nil && !errors.Is(err, rivertype.ErrNotFound) {
 			r.log.Warn("could not wake the job of an ended run", "run", run.ID, "error", err)
 		}
 	}

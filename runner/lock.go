@@ -63,3 +63,28 @@ func (l *processLock) release() {
 	_ = syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)
 	_ = l.f.Close()
 }
+
+// Holder says which process works an embedded SQLite store now, as a
+// *BusyError, or nil when none does (or the store is PostgreSQL, which any
+// number of processes work). It is for messages only: it reads the pid the
+// holder wrote and checks that the process is alive, rather than try the
+// lock, which for that instant would refuse a stanch serve starting.
+func (d *Database) Holder() *BusyError {
+	if d.Dialect != SQLite {
+		return nil
+	}
+	lock := d.Path + ".lock"
+	data, err := os.ReadFile(lock)
+	if err != nil {
+		return nil // no process ever worked it
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 0 {
+		return nil
+	}
+	// The pid stays in the file once its process has exited.
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return nil
+	}
+	return &BusyError{PID: strconv.Itoa(pid), Lock: lock}
+}

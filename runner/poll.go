@@ -10,8 +10,9 @@ import (
 
 // Poller is periodic work that feeds alerts in, such as the GitHub
 // backstop that lists open secret-scanning alerts a missed webhook never
-// delivered. It runs as a River periodic job, so with several replicas
-// only the elected leader schedules it.
+// delivered. On PostgreSQL it runs as a River periodic job, so with several
+// replicas only the elected leader schedules it; on SQLite the one process
+// that works the store schedules it (see runPoller).
 type Poller struct {
 	Every time.Duration
 	// Poll runs on a worker; r is the runner to hand what it finds to.
@@ -49,9 +50,7 @@ func (w *pollWorker) Work(ctx context.Context, job *river.Job[PollArgs]) error {
 }
 
 func periodicJobs(pollers map[string]Poller) []*river.PeriodicJob {
-	jobs := []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(sweepEvery), func() (river.JobArgs, *river.InsertOpts) {
-		return SweepArgs{}, nil
-	}, nil)}
+	var jobs []*river.PeriodicJob
 	for name, p := range pollers {
 		jobs = append(jobs, river.NewPeriodicJob(river.PeriodicInterval(p.Every), func() (river.JobArgs, *river.InsertOpts) {
 			return PollArgs{Poller: name}, nil

@@ -48,6 +48,9 @@ func (r *Runner) Defer(ctx context.Context, kind, dedupKey string, ref []byte) e
 		err = r.cfg.DB.durableTx(ctx, func(tx *sql.Tx) error {
 			return r.insertTx(ctx, tx, []river.InsertManyParams{{Args: args}})
 		})
+		if err == nil {
+			r.waker.wake(args) // committed in a transaction: see waker
+		}
 	} else {
 		_, err = r.client.Insert(ctx, args, nil)
 	}

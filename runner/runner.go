@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -102,6 +103,9 @@ type Config struct {
 	// UnactedPoster, when set, shows each alert that started no run to
 	// people (Slack), once, from a notify worker (see unacted.go).
 	UnactedPoster UnactedPoster
+	// fetchPoll, when set, replaces the workers' backstop poll: tests set
+	// an hour to show that nothing waits for it.
+	fetchPoll time.Duration
 }
 
 // queue is the part of *river.Client the runner uses; it does not depend on
@@ -132,6 +136,22 @@ type Runner struct {
 	// insertTx inserts jobs in a transaction of the store's own (SQLite,
 	// where River's transactions are *sql.Tx); nil on PostgreSQL.
 	insertTx func(ctx context.Context, tx *sql.Tx, params []river.InsertManyParams) error
+	// exec is River's executor, for the maintenance the runner does itself
+	// on SQLite (embedded.go).
+	exec riverdriver.Executor
+	// waker wakes River's workers for jobs that became available without
+	// an insert outside a transaction (wake.go).
+	waker *waker
+	// loops are the runner's own background loops (the waker and the
+	// sweep; on SQLite the housekeeping and the pollers); stopBackground
+	// ends them.
+	loops          sync.WaitGroup
+	stopBackground func()
+	// afterSweep, when set (by tests, before Start), is called after each
+	// sweep.
+	afterSweep func()
+	// parsed are the playbooks of runs this runner worked (playbookcache.go).
+	parsed parsedPlaybooks
 }
 
 // New migrates the database (River's tables and stanch's) and returns a
@@ -153,6 +173,7 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 		cfg.NotifyWorkers = 4
 	}
 	r := &Runner{cfg: cfg, store: NewStore(cfg.DB, cfg.Now), log: cfg.Logger}
+	r.waker = newWaker(r)
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, &runWorker{r: r}); err != nil {
 		return nil, fmt.Errorf("register run worker: %w", err)
@@ -185,14 +206,23 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 		JobTimeout:           -1,
 		RescueStuckJobsAfter: 10 * time.Minute,
 		// Containment is measured in milliseconds: a new job must be picked
-		// up at once. PostgreSQL wakes workers with LISTEN/NOTIFY; SQLite
-		// has no notifications, so it polls (a cheap indexed query).
+		// up at once. Workers are woken when a job is inserted (through
+		// LISTEN/NOTIFY on PostgreSQL, in this process on SQLite: see
+		// embedded.go); the poll is a backstop.
 		PeriodicJobs:      periodicJobs(cfg.Pollers),
 		FetchCooldown:     2 * time.Millisecond,
 		FetchPollInterval: 250 * time.Millisecond,
 	}
 	if cfg.DB.Dialect == SQLite {
-		rcfg.FetchPollInterval = 10 * time.Millisecond
+		// One process works the store (lock.go): no leader to elect, and
+		// the runner does the maintenance itself (keepHouse), so that an
+		// idle stanch writes nothing.
+		rcfg.FetchPollInterval = backstopPoll
+		rcfg.LeaderElectionDisabled = true
+		rcfg.PeriodicJobs = nil
+	}
+	if cfg.fetchPoll > 0 {
+		rcfg.FetchPollInterval = cfg.fetchPoll
 	}
 	var err error
 	switch cfg.DB.Dialect {
@@ -217,7 +247,7 @@ func setupPG(ctx context.Context, r *Runner, rcfg *river.Config, db *Database) e
 }
 
 func (r *Runner) setup(ctx context.Context, rcfg *river.Config, d *riversqlite.Driver) error {
-	return setup(ctx, r, rcfg, d)
+	return setup[*sql.Tx](ctx, r, rcfg, localDriver{d})
 }
 
 func setup[TTx any](ctx context.Context, r *Runner, rcfg *river.Config, driver riverdriver.Driver[TTx]) error {
@@ -233,6 +263,7 @@ func setup[TTx any](ctx context.Context, r *Runner, rcfg *river.Config, driver r
 		return fmt.Errorf("river client: %w", err)
 	}
 	r.client = client
+	r.exec = driver.GetExecutor()
 	if c, ok := any(client).(*river.Client[*sql.Tx]); ok {
 		r.insertTx = func(ctx context.Context, tx *sql.Tx, params []river.InsertManyParams) error {
 			_, err := c.InsertManyTx(ctx, tx, params)
@@ -295,6 +326,7 @@ func (r *Runner) Start(ctx context.Context) error {
 	}
 	r.started = true
 	r.intake = newIntake(r)
+	r.background()
 	runs, err := r.store.UnfinishedRuns(ctx)
 	if err != nil {
 		return err
@@ -318,6 +350,7 @@ func (r *Runner) Stop(ctx context.Context) error {
 	}
 	r.started = false
 	r.intake.close()
+	r.stopBackground()
 	if err := r.client.Stop(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("stop workers: %w", err)
 	}
@@ -389,6 +422,9 @@ func (r *Runner) Submit(ctx context.Context, a alert.Alert, books []*playbooks.P
 		got, err = r.commitOne(ctx, Intake{Alert: a, Runs: want})
 	}
 	sub.Started, sub.Existing, sub.Joined = got.Created, got.Existing, got.Joined
+	if err == nil {
+		r.emit(sub.submitted())
+	}
 	return sub, err
 }
 
@@ -475,16 +511,17 @@ func MayDecide(a Approval, who string, groups []string) bool {
 	return false
 }
 
-// wake makes a run's sleeping job available now. A job still running (it
-// is about to go to sleep) is left alone by River, so wait for it to settle
-// and try again; the worker also re-reads the decision before sleeping.
+// wake makes a run's sleeping job available now, and a worker take it. A
+// job still running (it is about to go to sleep) is left alone by River, so
+// wait for it to settle and try again; the worker also re-reads the
+// decision before sleeping.
 func (r *Runner) wake(ctx context.Context, runID string, jobID int64) error {
 	for range 200 {
-		job, err := r.client.JobRetry(ctx, jobID)
+		state, err := r.wakeJob(ctx, jobID)
 		if err != nil {
 			return fmt.Errorf("wake run %s: %w", runID, err)
 		}
-		if job.State != rivertype.JobStateRunning {
+		if state != rivertype.JobStateRunning {
 			return nil
 		}
 		select {

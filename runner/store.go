@@ -36,6 +36,9 @@ const (
 	StepDelayed         = "delayed"
 )
 
+// RunStatuses are every status a run can have, in the order of its life.
+var RunStatuses = []string{RunPending, RunRunning, RunWaitingApproval, RunSucceeded, RunFailed, RunCancelled}
+
 // Terminal reports whether a run status is final.
 func Terminal(status string) bool {
 	return status == RunSucceeded || status == RunFailed || status == RunCancelled

@@ -145,6 +145,7 @@ func (r *Runner) recordUnacted(ctx context.Context, u Unacted) error {
 		return err
 	}
 	r.log.Error("alert cannot be acted on; it started no run", "source", u.Source, "dedup_key", u.DedupKey, "reference", u.Reference, "reason", u.Reason)
+	r.emit(Event{Kind: EventAlertUnacted, Source: u.Source})
 	if r.cfg.UnactedPoster == nil {
 		return nil
 	}

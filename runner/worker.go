@@ -78,7 +78,7 @@ func stops(step *playbooks.Step, status string) bool {
 
 func (r *Runner) advance(ctx context.Context, run Run, queue string) error {
 	log := r.log.With("run", run.ID, "playbook", run.Playbook)
-	pb, err := playbooks.Parse(run.PlaybookFile, run.PlaybookSource, r.cfg.Registry)
+	pb, err := r.playbook(run)
 	if err != nil {
 		// The playbook was valid when the run started; an action it uses is
 		// gone from this build. Nothing can be done without a human.
@@ -159,6 +159,10 @@ func (r *Runner) advance(ctx context.Context, run Run, queue string) error {
 		}
 		crashpoint.Hit("after:" + step.ID)
 		scope.Steps[step.ID] = st
+		if st.Status == StepSucceeded && r.containedBy(pb, seq, scope) {
+			r.emit(Event{Kind: EventRunContained, RunID: run.ID, StepID: step.ID, Action: step.Action, Playbook: run.Playbook, Source: run.Alert.Source,
+				Duration: max(r.cfg.Now().Sub(run.Alert.ReceivedAt), 0)})
+		}
 		if stops(step, st.Status) {
 			rec := r.stepRecordError(ctx, run.ID, step.ID)
 			failure = &stepFailure{step: step.ID, err: rec}
@@ -229,7 +233,7 @@ func (r *Runner) finish(ctx context.Context, run Run, status, failedStep, errTex
 	if err := r.store.UpdateRun(ctx, run.ID, RunUpdate{Status: status, FailedStep: failedStep, Error: errText, Event: "run_" + status, Detail: detail}); err != nil {
 		return err
 	}
-	r.emit(Event{Kind: EventRunFinished, RunID: run.ID, Status: status, StepID: failedStep, Error: errText})
+	r.emit(Event{Kind: EventRunFinished, RunID: run.ID, Status: status, StepID: failedStep, Error: errText, Playbook: run.Playbook})
 	r.notify(ctx, run, "finished")
 	return nil
 }
@@ -244,13 +248,18 @@ func (p *parked) Error() string { return "waiting for approval" }
 // for store failures. A step that finds who owns the credential sets
 // run.Owner for the steps after it.
 func (r *Runner) runStep(ctx context.Context, log *slog.Logger, run *Run, seq int, step *playbooks.Step, scope playbooks.Scope) (playbooks.StepState, error) {
+	var ran time.Time // when this process began the step's first attempt
 	end := func(e StepEnd) (playbooks.StepState, error) {
 		e.Seq, e.Action = seq, step.Action
 		if err := r.store.FinishStep(ctx, run.ID, step.ID, e); err != nil {
 			return playbooks.StepState{}, err
 		}
 		kind := map[string]EventKind{StepSucceeded: EventStepSucceeded, StepFailed: EventStepFailed, StepSkipped: EventStepSkipped, StepDenied: EventStepDenied}[e.Status]
-		r.emit(Event{Kind: kind, RunID: run.ID, StepID: step.ID, Action: step.Action, Attempt: e.Attempt, Outcome: e.Outcome, Message: e.Message, Error: e.Error})
+		var took time.Duration
+		if !ran.IsZero() {
+			took = time.Since(ran)
+		}
+		r.emit(Event{Kind: kind, RunID: run.ID, StepID: step.ID, Action: step.Action, Attempt: e.Attempt, Outcome: e.Outcome, Message: e.Message, Error: e.Error, Duration: took})
 		r.notify(ctx, *run, "")
 		return playbooks.StepState{Status: e.Status, Outcome: e.Outcome, Outputs: e.Outputs}, nil
 	}
@@ -307,6 +316,9 @@ func (r *Runner) runStep(ctx context.Context, log *slog.Logger, run *Run, seq in
 		}
 		r.emit(Event{Kind: EventStepStarted, RunID: run.ID, StepID: step.ID, Action: step.Action, Attempt: attempt})
 		started := time.Now()
+		if ran.IsZero() {
+			ran = started
+		}
 		res, err := r.doAttempt(ctx, *run, step, action, params, attempt, stepStarted)
 		if err == nil {
 			crashpoint.Hit("done:" + step.ID) // the effect happened; the journal does not know yet
@@ -333,6 +345,9 @@ func (r *Runner) runStep(ctx context.Context, log *slog.Logger, run *Run, seq in
 		lastErr = err
 		if ctx.Err() != nil {
 			return playbooks.StepState{}, ctx.Err() // shutting down: the job resumes later
+		}
+		if api, ok := actions.APIErrorOf(err); ok {
+			r.emit(Event{Kind: EventStepAPIError, RunID: run.ID, StepID: step.ID, Action: step.Action, Attempt: attempt, API: api})
 		}
 		kind := actions.KindOf(err)
 		if kind == actions.KindPermanent || attempt >= step.Retry.Attempts {

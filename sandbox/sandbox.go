@@ -326,6 +326,21 @@ func Serve(ctx context.Context, seed Seed, addr string, out io.Writer, ready fun
 	if err != nil {
 		return fmt.Errorf("sandbox listen %s: %w", addr, err)
 	}
+	return serve(ctx, sb, seed, ln, out, ready)
+}
+
+// ServeListener is Serve on a listener already open: one a parent process
+// opened and handed down (stanch sandbox --detach). It closes ln.
+func ServeListener(ctx context.Context, seed Seed, ln net.Listener, out io.Writer, ready func(url string)) error {
+	sb, err := New(seed, Options{})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	return serve(ctx, sb, seed, ln, out, ready)
+}
+
+func serve(ctx context.Context, sb *Sandbox, seed Seed, ln net.Listener, out io.Writer, ready func(url string)) error {
 	url := "http://" + ln.Addr().String()
 	responder := seed.Accounts[0].Users[0].Keys[0]
 	// AWS_DEFAULT_REGION too: version 1 of the AWS CLI reads only that one.

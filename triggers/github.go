@@ -91,15 +91,18 @@ func (h *GitHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// alert as GitHub has it now. That is why this memory is not kept
 	// across restarts, unlike Slack's.
 	if delivery != "" && h.seen.seen(delivery) {
+		h.guard.count(ResultDuplicate)
 		writeJSON(w, http.StatusOK, map[string]any{"duplicate": delivery})
 		return
 	}
 	switch event {
 	case "ping":
+		h.guard.count(ResultIgnored)
 		writeJSON(w, http.StatusOK, map[string]any{"ok": true})
 		return
 	case "secret_scanning_alert", "secret_scanning_alert_location":
 	default:
+		h.guard.count(ResultIgnored)
 		writeJSON(w, http.StatusAccepted, map[string]any{"ignored": event})
 		return
 	}
@@ -138,6 +141,7 @@ func (h *GitHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if event == "secret_scanning_alert" && !alertActions[payload.Action] {
 		h.guard.log.Info("secret-scanning alert recorded", "action", payload.Action, "repo", payload.Repository.FullName, "alert", payload.Alert.Number, "delivery", delivery)
+		h.guard.count(ResultIgnored)
 		writeJSON(w, http.StatusOK, map[string]any{"recorded": payload.Action})
 		return
 	}
@@ -148,9 +152,11 @@ func (h *GitHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := h.Sink.Defer(r.Context(), ResolverGitHubAlert, dedup, ref); err != nil {
 		h.guard.log.Error("alert not stored", "source", "github", "dedup_key", dedup, "error", err)
 		h.seen.forget(delivery) // a redelivery must be able to succeed
+		h.guard.count(ResultUnavailable)
 		http.Error(w, "alert not stored; retry", http.StatusServiceUnavailable)
 		return
 	}
+	h.guard.count(ResultAccepted)
 	writeJSON(w, http.StatusOK, map[string]any{"accepted": []string{dedup}})
 }
 

@@ -52,6 +52,8 @@ type guard struct {
 	quiet     int
 	quietFrom time.Time
 	lastLoud  time.Time
+	// meter, when set, is told what became of each request (meter.go).
+	meter Meter
 }
 
 func newGuard(source string, log *slog.Logger, perSecond float64) *guard {
@@ -201,10 +203,12 @@ func (g *guard) unauthenticated(w http.ResponseWriter, r *http.Request, status i
 	reason = alert.RedactText(reason) // a reason is stanch's words, but may quote a field's name
 	addr := g.client(r)
 	if g.allow(&g.unauthed, addr) {
+		g.count(refusal(status))
 		g.logRejection(r, addr, status, reason)
 		http.Error(w, reason, status)
 		return
 	}
+	g.count(ResultRateLimited)
 	g.mu.Lock()
 	now := time.Now()
 	if g.quiet == 0 {
@@ -231,6 +235,7 @@ func (g *guard) authenticated(w http.ResponseWriter, r *http.Request) bool {
 	if g.allow(&g.authed, addr) {
 		return true
 	}
+	g.count(ResultRateLimited)
 	g.logRejection(r, addr, http.StatusTooManyRequests, "rate limit exceeded")
 	http.Error(w, "rate limit exceeded", http.StatusTooManyRequests)
 	return false
@@ -239,6 +244,7 @@ func (g *guard) authenticated(w http.ResponseWriter, r *http.Request) bool {
 // reject refuses an authenticated request (a payload stanch cannot use).
 func (g *guard) reject(w http.ResponseWriter, r *http.Request, status int, reason string) {
 	reason = alert.RedactText(reason) // the last word on what leaves: whatever a reason quotes
+	g.count(refusal(status))
 	g.logRejection(r, g.client(r), status, reason)
 	http.Error(w, reason, status)
 }

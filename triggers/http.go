@@ -94,16 +94,21 @@ func accept(w http.ResponseWriter, r *http.Request, g *guard, sink Sink, rep Rep
 	for _, a := range rep.Alerts {
 		if err := sink.Accept(r.Context(), a); err != nil {
 			g.log.Error("alert not stored", "source", g.source, "dedup_key", a.DedupKey, "error", err)
+			g.count(ResultUnavailable)
 			http.Error(w, "alert not stored; retry", http.StatusServiceUnavailable)
 			return
 		}
 		keys = append(keys, a.DedupKey)
 	}
 	ignored := ignoredEvents(g, rep)
-	status := http.StatusOK
-	if rep.refusedOnly() {
-		status = http.StatusBadRequest
+	status, result := http.StatusOK, ResultAccepted
+	switch {
+	case rep.refusedOnly():
+		status, result = http.StatusBadRequest, ResultMalformed
+	case len(keys) == 0:
+		result = ResultIgnored
 	}
+	g.count(result)
 	writeJSON(w, status, map[string]any{"accepted": keys, "ignored": ignored, "ignored_count": len(ignored)})
 }
 

@@ -140,6 +140,7 @@ func (h *SlackInteractions) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// same bytes in upper-case hex verify just as well.
 	if replay, err := h.replayed(r); err != nil {
 		h.log.Error("Slack request not checked against replays; refused", "error", err)
+		h.guard.count(ResultUnavailable)
 		http.Error(w, "stanch could not record the request; try again", http.StatusServiceUnavailable)
 		return
 	} else if replay {
@@ -157,6 +158,7 @@ func (h *SlackInteractions) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if cb.Type != slackapi.InteractionTypeBlockActions {
+		h.guard.count(ResultIgnored)
 		w.WriteHeader(http.StatusOK)
 		return
 	}
@@ -171,6 +173,7 @@ func (h *SlackInteractions) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.handle(r.Context(), c)
 		break
 	}
+	h.guard.count(ResultAccepted)
 	w.WriteHeader(http.StatusOK)
 }
 

@@ -156,10 +156,12 @@ func (h *SNS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if err := h.Confirm(m.SubscribeURL); err != nil {
 			h.guard.log.Error("subscription not confirmed", "topic", m.TopicArn, "error", err)
+			h.guard.count(ResultUnavailable)
 			http.Error(w, "confirmation failed; SNS will send it again", http.StatusServiceUnavailable)
 			return
 		}
 		h.guard.log.Info("subscription confirmed", "topic", m.TopicArn)
+		h.guard.count(ResultAccepted)
 		writeJSON(w, http.StatusOK, map[string]any{"confirmed": m.TopicArn})
 	case "Notification":
 		rep, err := ParseEventBridge([]byte(m.Message), h.Now())
@@ -171,6 +173,7 @@ func (h *SNS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		accept(w, r, h.guard, h.Sink, rep)
 	default:
+		h.guard.count(ResultIgnored)
 		writeJSON(w, http.StatusOK, map[string]any{"ignored": m.Type})
 	}
 }

@@ -23,6 +23,9 @@ type SQSPoller struct {
 	Sink     Sink
 	Log      *slog.Logger
 	Now      func() time.Time
+	// Meter, when set, is told what became of each message (endpoint
+	// sqs; see Meter).
+	Meter Meter
 
 	received, accepted, ignored, poison atomic.Int64
 }
@@ -80,9 +83,11 @@ func (p *SQSPoller) handle(ctx context.Context, id, body, receipt string) {
 			// is never told.
 			if err := rec.RecordUnacted(ctx, "sqs", "sqs:"+p.QueueURL+":"+id, p.QueueURL+" message "+id, "no EventBridge event in it: "+err.Error()); err != nil {
 				p.Log.Error("poison SQS message not recorded; it will be received again", "queue", p.QueueURL, "message", id, "error", err)
+				p.count(ResultUnavailable)
 				return
 			}
 		}
+		p.count(ResultMalformed)
 		p.delete(ctx, receipt)
 		return
 	}
@@ -91,6 +96,7 @@ func (p *SQSPoller) handle(ctx context.Context, id, body, receipt string) {
 			// Not stored: leave the message, SQS redelivers it after its
 			// visibility timeout.
 			p.Log.Error("alert not stored; the message will be received again", "queue", p.QueueURL, "dedup_key", a.DedupKey, "error", err)
+			p.count(ResultUnavailable)
 			return
 		}
 	}
@@ -105,12 +111,27 @@ func (p *SQSPoller) handle(ctx context.Context, id, body, receipt string) {
 		// kept where people look.
 		if err := rec.RecordUnacted(ctx, "sqs", "sqs:"+p.QueueURL+":"+id+":"+s.Where, p.QueueURL+" message "+id+", "+s.Where, s.Reason); err != nil {
 			p.Log.Error("refused event not recorded; the message will be received again", "queue", p.QueueURL, "message", id, "error", err)
+			p.count(ResultUnavailable)
 			return
 		}
 	}
 	p.accepted.Add(int64(len(rep.Alerts)))
 	p.ignored.Add(int64(len(rep.Skipped)))
+	switch {
+	case len(rep.Alerts) > 0:
+		p.count(ResultAccepted)
+	case rep.refusedOnly():
+		p.count(ResultMalformed)
+	default:
+		p.count(ResultIgnored)
+	}
 	p.delete(ctx, receipt)
+}
+
+func (p *SQSPoller) count(result string) {
+	if p.Meter != nil {
+		p.Meter.Request("sqs", result)
+	}
 }
 
 // UnactedRecorder is implemented by sinks that durably keep what arrived

@@ -30,6 +30,7 @@ func deactivateKey(p *Provider) actions.Action {
 			{Name: "previous_status", Type: "string", Doc: "Active or Inactive, before the step"},
 			{Name: "status", Type: "string", Doc: "Inactive"},
 		},
+		Containment: true,
 		Permissions: []actions.Permission{
 			{Name: "iam:GetAccessKeyLastUsed", Why: "find the key's owner when user_name is not given"},
 			{Name: "iam:ListAccessKeys", Why: "check the key's status before and after"},

@@ -29,6 +29,7 @@ func deleteKey(p *Provider) actions.Action {
 			{Name: "user_name", Type: "string", Doc: "the user that owned the key"},
 			{Name: "deleted", Type: "bool", Doc: "true when this step deleted it, false when it was already gone"},
 		},
+		Containment: true,
 		Permissions: []actions.Permission{
 			{Name: "iam:GetAccessKeyLastUsed", Why: "find the key's owner when user_name is not given, and make sure a key not listed is really gone"},
 			{Name: "iam:ListAccessKeys", Why: "check the key exists and is inactive, and verify it is gone"},

@@ -1,8 +1,11 @@
 package aws
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
@@ -39,6 +42,7 @@ func classify(err error) error {
 	if err == nil {
 		return nil
 	}
+	err = withAPIError(err)
 	var ae smithy.APIError
 	if errors.As(err, &ae) {
 		if permanentCodes[ae.ErrorCode()] {
@@ -52,4 +56,25 @@ func classify(err error) error {
 		}
 	}
 	return actions.Retryable(err)
+}
+
+// withAPIError attaches which AWS service answered err and its error code
+// (for metrics), when err is an SDK call's.
+func withAPIError(err error) error {
+	var op *smithy.OperationError
+	if !errors.As(err, &op) {
+		return err
+	}
+	api := actions.APIError{Provider: "aws", Service: strings.ReplaceAll(strings.ToLower(op.ServiceID), " ", "_"), Code: "network"}
+	var ae smithy.APIError
+	var re *smithyhttp.ResponseError
+	switch {
+	case errors.As(err, &ae) && ae.ErrorCode() != "":
+		api.Code = ae.ErrorCode()
+	case errors.As(err, &re):
+		api.Code = fmt.Sprintf("http_%d", re.HTTPStatusCode())
+	case errors.Is(err, context.DeadlineExceeded):
+		api.Code = "timeout"
+	}
+	return actions.WithAPIError(err, api)
 }

@@ -85,6 +85,7 @@ func quarantine(p *Provider, release bool) actions.Action {
 		},
 		Permissions: quarantinePermissions,
 		Example:     quarantineExample(release),
+		Containment: !release,
 		Validate:    validateQuarantine,
 		PlanFunc: func(ctx context.Context, _ actions.Env, in *QuarantineParams) (actions.Plan, error) {
 			q, err := p.quarantineState(ctx, in)

@@ -37,6 +37,7 @@ func revokeSessions(p *Provider) actions.Action {
 			{Name: "policy_name", Type: "string", Doc: "the inline policy holding the cutoff"},
 			{Name: "cutoff", Type: "string", Doc: "RFC 3339 time in force: sessions issued before it are denied"},
 		},
+		Containment: true,
 		Permissions: []actions.Permission{
 			{Name: "iam:GetUserPolicy", Why: "read the cutoff already in force on a user"},
 			{Name: "iam:PutUserPolicy", Why: "put the session cutoff on a user"},

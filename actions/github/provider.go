@@ -66,6 +66,7 @@ func classify(err error, need string) error {
 	if err == nil {
 		return nil
 	}
+	err = withAPIError(err)
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return actions.Retryable(err)
 	}
@@ -97,4 +98,24 @@ func classify(err error, need string) error {
 		}
 	}
 	return actions.Retryable(err)
+}
+
+// withAPIError attaches what GitHub answered to err (for metrics), when it
+// answered.
+func withAPIError(err error) error {
+	api := actions.APIError{Provider: "github", Service: "rest"}
+	var rl *gh.RateLimitError
+	var abuse *gh.AbuseRateLimitError
+	var er *gh.ErrorResponse
+	switch {
+	case errors.As(err, &rl):
+		api.Code = "rate_limited"
+	case errors.As(err, &abuse):
+		api.Code = "secondary_rate_limit"
+	case errors.As(err, &er) && er.Response != nil:
+		api.Code = fmt.Sprintf("http_%d", er.Response.StatusCode)
+	default:
+		return err
+	}
+	return actions.WithAPIError(err, api)
 }

@@ -103,6 +103,7 @@ func (c *Client) notify(ctx context.Context, env actions.Env, in *NotifyParams) 
 // classify sorts Slack's errors: a wrong channel, token or scope will not
 // fix itself; rate limits and outages will.
 func classify(err error) error {
+	err = withAPIError(err)
 	var rl *RateLimited
 	if errors.As(err, &rl) {
 		return actions.Retryable(err)
@@ -119,4 +120,24 @@ func classify(err error) error {
 		return actions.Permanent(err)
 	}
 	return actions.Retryable(err)
+}
+
+// withAPIError attaches Slack's error code to err (for metrics), when
+// Slack answered.
+func withAPIError(err error) error {
+	api := actions.APIError{Provider: "slack", Service: "web"}
+	var rl *RateLimited
+	var se slackapi.SlackErrorResponse
+	var sc slackapi.StatusCodeError
+	switch {
+	case errors.As(err, &rl):
+		api.Code = "ratelimited"
+	case errors.As(err, &se):
+		api.Code = se.Err
+	case errors.As(err, &sc):
+		api.Code = fmt.Sprintf("http_%d", sc.Code)
+	default:
+		return err
+	}
+	return actions.WithAPIError(err, api)
 }

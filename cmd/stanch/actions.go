@@ -13,7 +13,7 @@ func newActionsCmd(g *globals) *cobra.Command {
 		Use:   "actions [NAME...]",
 		Short: "List every action with its parameters, outputs and permissions",
 		RunE: func(_ *cobra.Command, args []string) error {
-			reg, err := g.registry()
+			reg, err := schemaRegistry()
 			if err != nil {
 				return err
 			}

@@ -30,7 +30,7 @@ Reports given to 'stanch ingest' and 'stanch run' are not listed: those commands
 what they could not act on at once (and ingest then exits 1).`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			store, closeDB, err := openStore(cmd, dbURL)
+			store, closeDB, err := openReadStore(cmd.Context(), g, dbURL)
 			if err != nil {
 				return err
 			}

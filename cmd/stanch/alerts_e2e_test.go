@@ -50,7 +50,7 @@ func newSNSCertHost(t *testing.T, signer *sandbox.SNSSigner) *snsCertHost {
 	require.NoError(t, err)
 	hostKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
-	u, err := url(signer.CertURL)
+	u, err := splitURL(signer.CertURL)
 	require.NoError(t, err)
 	hostTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: u.host}, DNSNames: []string{u.host},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
@@ -80,7 +80,7 @@ func newSNSCertHost(t *testing.T, signer *sandbox.SNSSigner) *snsCertHost {
 
 type parsedURL struct{ host, path string }
 
-func url(s string) (parsedURL, error) {
+func splitURL(s string) (parsedURL, error) {
 	rest, ok := strings.CutPrefix(s, "https://")
 	if !ok {
 		return parsedURL{}, os.ErrInvalid

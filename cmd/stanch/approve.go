@@ -37,6 +37,9 @@ process that works it (for example 'stanch serve', named by its pid) resumes it 
 }
 
 func approve(ctx context.Context, g *globals, runID, stepID, by string, deny bool, dbURL string) error {
+	if err := requireStore(ctx, g, dbURL); err != nil {
+		return err
+	}
 	reg, err := g.registry()
 	if err != nil {
 		return err
@@ -81,5 +84,5 @@ func approve(ctx context.Context, g *globals, runID, stepID, by string, deny boo
 		say(g.stdout, "another stanch process works this database; it resumes the run now: %s\n", holder)
 		return nil
 	}
-	return prog.followToEnd(ctx, g, r, runID, dbURL)
+	return prog.followToEnd(ctx, g, r, runID)
 }

@@ -1,21 +1,117 @@
 package main
 
 import (
-	"bytes"
+	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
+	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
-
-	"github.com/goccy/go-yaml"
+	"time"
 
 	awsactions "github.com/stanchhq/stanch/actions/aws"
+	"github.com/stanchhq/stanch/internal/strictyaml"
+	"github.com/stanchhq/stanch/triggers"
 )
 
-// fileConfig is stanch's configuration file. It names where secrets come
-// from (an environment variable or a file), never the secrets themselves.
+// fileConfig is stanch's configuration file: everything a deployment
+// sets, in one place. It names where secrets come from (an environment
+// variable or a file), never the secrets themselves, so that it can be
+// checked in CI and kept in version control. Flags and STANCH_* variables
+// override it (see settings.go for the order).
 type fileConfig struct {
-	AWS awsConfig `yaml:"aws"`
+	// Database is the store: file:PATH or postgres://USER@HOST/DB (the
+	// password from PGPASSWORD or ~/.pgpass, never here).
+	Database  string         `yaml:"database"`
+	Log       logConfig      `yaml:"log"`
+	Playbooks []string       `yaml:"playbooks"`
+	Serve     serveConfig    `yaml:"serve"`
+	Triggers  triggersConfig `yaml:"triggers"`
+	GitHub    githubConfig   `yaml:"github"`
+	Slack     slackConfig    `yaml:"slack"`
+	AWS       awsConfig      `yaml:"aws"`
+
+	// path is the file; at says where each key's value is in it.
+	path string
+	at   strictyaml.Positions
+}
+
+type logConfig struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+type serveConfig struct {
+	Listen         string        `yaml:"listen"`
+	TLS            tlsConfig     `yaml:"tls"`
+	MetricsListen  string        `yaml:"metrics_listen"`
+	RateLimit      *float64      `yaml:"rate_limit"`
+	TrustedProxies []string      `yaml:"trusted_proxies"`
+	ShutdownGrace  time.Duration `yaml:"shutdown_grace"`
+}
+
+type tlsConfig struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"` // a file: its content is secret, its name is not
+}
+
+type triggersConfig struct {
+	EventBridge eventBridgeConfig `yaml:"eventbridge"`
+	GitHub      secretSource      `yaml:"github"`
+	SNS         snsConfig         `yaml:"sns"`
+	SQS         sqsConfig         `yaml:"sqs"`
+}
+
+type eventBridgeConfig struct {
+	Header       string `yaml:"header"`
+	secretSource `yaml:",inline"`
+}
+
+type snsConfig struct {
+	Topics []string `yaml:"topics"`
+}
+
+type sqsConfig struct {
+	Queues []string `yaml:"queues"`
+}
+
+// secretSource names where a secret is read: an environment variable or a
+// file (a mounted Kubernetes or systemd secret), never the secret itself.
+type secretSource struct {
+	SecretEnv  string `yaml:"secret_env"`
+	SecretFile string `yaml:"secret_file"`
+}
+
+type githubConfig struct {
+	APIURL    string           `yaml:"api_url"`
+	TokenEnv  string           `yaml:"token_env"`
+	TokenFile string           `yaml:"token_file"`
+	App       *githubAppConfig `yaml:"app"`
+	Poll      githubPollConfig `yaml:"poll"`
+}
+
+type githubAppConfig struct {
+	ID             int64  `yaml:"id"`
+	InstallationID int64  `yaml:"installation_id"`
+	PrivateKeyFile string `yaml:"private_key_file"`
+}
+
+type githubPollConfig struct {
+	Repos    []string      `yaml:"repos"`
+	Orgs     []string      `yaml:"orgs"`
+	Interval time.Duration `yaml:"interval"`
+}
+
+type slackConfig struct {
+	APIURL            string `yaml:"api_url"`
+	TokenEnv          string `yaml:"token_env"`
+	TokenFile         string `yaml:"token_file"`
+	SigningSecretEnv  string `yaml:"signing_secret_env"`
+	SigningSecretFile string `yaml:"signing_secret_file"`
+	AlertsChannel     string `yaml:"alerts_channel"`
 }
 
 type awsConfig struct {
@@ -70,43 +166,280 @@ func (v ExternalIDSource) resolve(where string) (string, error) {
 	return v.ExternalID, nil
 }
 
-// loadConfig reads the configuration file at path; an empty path is the
-// empty configuration (the SDK's own settings, no other accounts).
-func loadConfig(path string) (fileConfig, error) {
-	var cfg fileConfig
+// loadConfig reads and checks the configuration file at path; an empty
+// path is the empty configuration. Every problem of the file is reported
+// at once (strictyaml.Problems), secrets are not read: they are resolved
+// when used.
+func loadConfig(path string) (*fileConfig, error) {
+	cfg := &fileConfig{path: path, at: strictyaml.Positions{}}
 	if path == "" {
 		return cfg, nil
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return cfg, fmt.Errorf("read configuration: %w", err)
+		return nil, fmt.Errorf("read configuration: %w", err)
 	}
-	if err := yaml.NewDecoder(bytes.NewReader(data), yaml.DisallowUnknownField()).Decode(&cfg); err != nil {
-		return cfg, fmt.Errorf("configuration %s: %s", path, strings.TrimSpace(yaml.FormatError(err, false, true)))
+	at, err := strictyaml.Decode(path, data, cfg)
+	cfg.at = at
+	var probs strictyaml.Problems
+	if err != nil && !errors.As(err, &probs) {
+		return nil, err
+	}
+	// What decoded is checked too, so one run shows everything to fix.
+	probs = append(probs, cfg.check()...)
+	if len(probs) > 0 {
+		sort.SliceStable(probs, func(i, j int) bool {
+			return probs[i].Line < probs[j].Line || (probs[i].Line == probs[j].Line && probs[i].Col < probs[j].Col)
+		})
+		return nil, probs
 	}
 	return cfg, nil
 }
 
+// origin names where a key's value is: "stanch.yaml:12:9".
+func (c *fileConfig) origin(key string) string {
+	p, ok := c.at[key]
+	if !ok {
+		return c.path
+	}
+	return fmt.Sprintf("%s:%d:%d", c.path, p.Line, p.Col)
+}
+
+// relative resolves a path the file names against the file's directory,
+// as people expect of paths in a configuration file.
+func (c *fileConfig) relative(p string) string {
+	if p == "" || filepath.IsAbs(p) || c.path == "" || strings.Contains(p, "://") {
+		return p
+	}
+	return filepath.Join(filepath.Dir(c.path), p)
+}
+
+var (
+	envNameRe   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	snsTopicRe  = regexp.MustCompile(`^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$`)
+	slackChanRe = regexp.MustCompile(`^(#?[a-z0-9][a-z0-9._-]{0,79}|[CG][A-Z0-9]{2,})$`)
+)
+
+// check reports, with their positions, every value that could not work,
+// without reading any secret: what a deployment must fix before it runs.
+func (c *fileConfig) check() strictyaml.Problems {
+	var probs strictyaml.Problems
+	add := func(key, hint, format string, args ...any) {
+		p := c.at[key]
+		if p.Line == 0 {
+			p = strictyaml.Pos{Line: 1, Col: 1}
+		}
+		probs = append(probs, &strictyaml.Problem{File: c.path, Line: p.Line, Col: p.Col, Msg: fmt.Sprintf(format, args...), Hint: hint})
+	}
+	if d := c.Database; d != "" {
+		switch {
+		case strings.HasPrefix(d, "file:"):
+		case strings.HasPrefix(d, "postgres://"), strings.HasPrefix(d, "postgresql://"):
+			if u, err := url.Parse(d); err != nil {
+				add("database", "", "database %q is not a URL: %v", d, err)
+			} else if _, has := u.User.Password(); has {
+				add("database", "leave the password out: set PGPASSWORD, or use ~/.pgpass", "the database URL holds a password; secrets stay out of the configuration file")
+			}
+		default:
+			add("database", "file:PATH for the embedded SQLite store, or postgres://USER@HOST/DB", "database %q is neither file:PATH nor postgres://…", d)
+		}
+	}
+	oneOf := func(key, v string, allowed ...string) {
+		if v != "" && !containsString(allowed, v) {
+			add(key, "one of: "+strings.Join(allowed, ", "), "%q is not a valid `%s`", v, key)
+		}
+	}
+	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	oneOf("log.format", c.Log.Format, "text", "json")
+	for i, p := range c.Playbooks {
+		key := fmt.Sprintf("playbooks[%d]", i)
+		if matches, err := filepath.Glob(c.relative(p)); err != nil || len(matches) == 0 {
+			add(key, "paths are relative to the configuration file's directory", "playbooks %q matches no file", p)
+		}
+	}
+	hostPort := func(key, v string) {
+		if v == "" {
+			return
+		}
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			add(key, "write host:port, such as 127.0.0.1:8080 or :8443", "`%s` %q is not host:port", key, v)
+		}
+	}
+	hostPort("serve.listen", c.Serve.Listen)
+	hostPort("serve.metrics_listen", c.Serve.MetricsListen)
+	if (c.Serve.TLS.Cert == "") != (c.Serve.TLS.Key == "") {
+		add("serve.tls", "give both cert and key, or neither", "`serve.tls` needs both `cert` and `key`")
+	}
+	if r := c.Serve.RateLimit; r != nil && *r < 0 {
+		add("serve.rate_limit", "0 turns the limit off", "`serve.rate_limit` %v is below zero", *r)
+	}
+	for i, p := range c.Serve.TrustedProxies {
+		if _, err := triggers.ParseTrustedProxy(p); err != nil {
+			add(fmt.Sprintf("serve.trusted_proxies[%d]", i), "a CIDR such as 10.0.0.0/8, or an address", "%v", err)
+		}
+	}
+	secret := func(key string, s secretSource) {
+		if s.SecretEnv != "" && s.SecretFile != "" {
+			add(key+".secret_file", "", "give `secret_env` or `secret_file` in `%s`, not both", key)
+		}
+		if s.SecretEnv != "" && !envNameRe.MatchString(s.SecretEnv) {
+			add(key+".secret_env", "name the variable that holds the secret, not the secret", "%q is not an environment variable's name", s.SecretEnv)
+		}
+	}
+	secret("triggers.eventbridge", c.Triggers.EventBridge.secretSource)
+	secret("triggers.github", c.Triggers.GitHub)
+	for i, t := range c.Triggers.SNS.Topics {
+		if !snsTopicRe.MatchString(t) {
+			add(fmt.Sprintf("triggers.sns.topics[%d]", i), "arn:aws:sns:REGION:ACCOUNT:NAME", "%q is not an SNS topic ARN", t)
+		}
+	}
+	for i, q := range c.Triggers.SQS.Queues {
+		if u, err := url.Parse(q); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			add(fmt.Sprintf("triggers.sqs.queues[%d]", i), "an SQS queue URL: https://sqs.REGION.amazonaws.com/ACCOUNT/NAME", "%q is not a queue URL", q)
+		}
+	}
+	gh := c.GitHub
+	if gh.APIURL != "" {
+		if u, err := url.Parse(gh.APIURL); err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
+			add("github.api_url", "GitHub Enterprise Server's API, such as https://ghe.example.com/api/v3/", "%q is not a URL", gh.APIURL)
+		}
+	}
+	if gh.TokenEnv != "" && !envNameRe.MatchString(gh.TokenEnv) {
+		add("github.token_env", "name the variable that holds the token, not the token", "%q is not an environment variable's name", gh.TokenEnv)
+	}
+	if gh.TokenEnv != "" && gh.TokenFile != "" {
+		add("github.token_file", "", "give `token_env` or `token_file`, not both")
+	}
+	if app := gh.App; app != nil {
+		if gh.TokenEnv != "" || gh.TokenFile != "" {
+			add("github.app", "", "give either a token or a GitHub App, not both")
+		}
+		if app.ID <= 0 {
+			add("github.app", "the App's id, from its settings page", "`github.app` needs `id`, a number above 0")
+		}
+		if app.InstallationID <= 0 {
+			add("github.app", "the installation's id in the organisation or account", "`github.app` needs `installation_id`, a number above 0")
+		}
+		if app.PrivateKeyFile == "" {
+			add("github.app", "the .pem file GitHub generated for the App", "`github.app` needs `private_key_file`")
+		}
+	}
+	for i, r := range gh.Poll.Repos {
+		if err := triggers.CheckRepo("", r); err != nil {
+			add(fmt.Sprintf("github.poll.repos[%d]", i), "owner/name", "%q is not a repository's owner/name", r)
+		}
+	}
+	for i, o := range gh.Poll.Orgs {
+		if err := triggers.CheckOwner("", o); err != nil {
+			add(fmt.Sprintf("github.poll.orgs[%d]", i), "", "%q is not an organisation's name", o)
+		}
+	}
+	sl := c.Slack
+	for key, name := range map[string]string{"slack.token_env": sl.TokenEnv, "slack.signing_secret_env": sl.SigningSecretEnv} {
+		if name != "" && !envNameRe.MatchString(name) {
+			add(key, "name the variable that holds the secret, not the secret", "%q is not an environment variable's name", name)
+		}
+	}
+	if sl.TokenEnv != "" && sl.TokenFile != "" {
+		add("slack.token_file", "", "give `token_env` or `token_file`, not both")
+	}
+	if sl.SigningSecretEnv != "" && sl.SigningSecretFile != "" {
+		add("slack.signing_secret_file", "", "give `signing_secret_env` or `signing_secret_file`, not both")
+	}
+	if sl.AlertsChannel != "" && !slackChanRe.MatchString(sl.AlertsChannel) {
+		add("slack.alerts_channel", `a channel name such as "#sec-incidents" (quoted) or an id such as C0123ABCD`, "%q is not a Slack channel", sl.AlertsChannel)
+	}
+	if rc := c.AWS.ResponseRoles; rc != nil {
+		if rc.ARN != "" && !strings.Contains(rc.ARN, "{account}") {
+			add("aws.response_roles.arn", "e.g. arn:aws:iam::{account}:role/stanch-responder", "`aws.response_roles.arn` %q must contain {account}", rc.ARN)
+		}
+		if n := countSet(rc.ExternalID, rc.ExternalIDEnv, rc.ExternalIDFile); n > 1 {
+			add("aws.response_roles", "", "give only one of external_id, external_id_env, external_id_file")
+		}
+		for _, account := range sortedKeys(rc.Accounts) {
+			if len(account) != 12 || strings.Trim(account, "0123456789") != "" {
+				add("aws.response_roles.accounts."+account, "", "%q is not a 12-digit account id", account)
+			}
+			ar := rc.Accounts[account]
+			if n := countSet(ar.ExternalID, ar.ExternalIDEnv, ar.ExternalIDFile); n > 1 {
+				add("aws.response_roles.accounts."+account, "", "give only one of external_id, external_id_env, external_id_file")
+			}
+		}
+	}
+	return probs
+}
+
+func countSet(values ...string) int {
+	n := 0
+	for _, v := range values {
+		if v != "" {
+			n++
+		}
+	}
+	return n
+}
+
+func containsString(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// readSecret reads a secret from the environment variable or file a
+// configuration names; "" when neither holds one.
+func readSecret(env, file string) (string, error) {
+	if file != "" {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("read secret file: %w", err)
+		}
+		return strings.TrimSpace(string(data)), nil
+	}
+	if env != "" {
+		return os.Getenv(env), nil
+	}
+	return "", nil
+}
+
+// secret reads a secret the file names the source of: its file (relative
+// to the configuration's directory), else the variable env names, else the
+// variable fallback; "" when that is unset.
+func (c *fileConfig) secret(env, fallback, file string) (string, error) {
+	if file != "" {
+		return readSecret("", c.relative(file))
+	}
+	if env == "" {
+		env = fallback
+	}
+	return os.Getenv(env), nil
+}
+
 // providerOptions turns the configuration into the AWS actions' options.
-func (c fileConfig) providerOptions(path string) (awsactions.ProviderOptions, error) {
+func (c *fileConfig) providerOptions() (awsactions.ProviderOptions, error) {
 	var opts awsactions.ProviderOptions
 	rc := c.AWS.ResponseRoles
 	if rc == nil {
 		return opts, nil
 	}
-	where := path + ": aws.response_roles"
-	if rc.ARN != "" && !strings.Contains(rc.ARN, "{account}") {
-		return opts, fmt.Errorf("%s.arn %q must contain {account}, e.g. arn:aws:iam::{account}:role/stanch-responder", where, rc.ARN)
-	}
+	where := c.origin("aws.response_roles") + ": aws.response_roles"
 	ext, err := rc.resolve(where)
 	if err != nil {
 		return opts, err
 	}
 	roles := &awsactions.ResponseRoles{ARN: rc.ARN, ExternalID: ext, SessionName: rc.SessionName, Accounts: map[string]awsactions.ResponseRole{}}
 	for account, ar := range rc.Accounts {
-		if len(account) != 12 || strings.Trim(account, "0123456789") != "" {
-			return opts, fmt.Errorf("%s.accounts: %q is not a 12-digit account id", where, account)
-		}
 		ext, err := ar.resolve(where + ".accounts." + account)
 		if err != nil {
 			return opts, err
@@ -119,7 +452,7 @@ func (c fileConfig) providerOptions(path string) (awsactions.ProviderOptions, er
 
 // roleARNs lists the response roles as IAM resources, with * for the
 // {account} placeholder.
-func (c fileConfig) roleARNs() []string {
+func (c *fileConfig) roleARNs() []string {
 	rc := c.AWS.ResponseRoles
 	if rc == nil {
 		return nil

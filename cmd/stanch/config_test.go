@@ -1,10 +1,12 @@
 package main
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/spf13/cobra"
 	"github.com/stretchr/testify/require"
 
 	awsactions "github.com/stanchhq/stanch/actions/aws"
@@ -33,7 +35,7 @@ aws:
 `)
 	cfg, err := loadConfig(path)
 	require.NoError(t, err)
-	opts, err := cfg.providerOptions(path)
+	opts, err := cfg.providerOptions()
 	require.NoError(t, err)
 	require.Equal(t, &awsactions.ResponseRoles{
 		ARN:        "arn:aws:iam::{account}:role/stanch-responder",
@@ -54,8 +56,43 @@ func TestConfigErrors(t *testing.T) {
 		path := writeConfig(t, body)
 		cfg, err := loadConfig(path)
 		if err == nil {
-			_, err = cfg.providerOptions(path)
+			_, err = cfg.providerOptions()
 		}
 		require.ErrorContains(t, err, want, body)
 	}
+}
+
+// A binding whose flag does not exist would drop its setting without a
+// word: every one must name a real flag of the commands it is for.
+func TestEveryBindingNamesARealFlag(t *testing.T) {
+	root := newRoot(nil, io.Discard, io.Discard)
+	envs := map[string]string{}
+	for _, b := range bindings {
+		if b.env != "" {
+			require.NotContains(t, envs, b.env, "two settings read $%s", b.env)
+			envs[b.env] = b.flag
+		}
+		if len(b.commands) == 0 {
+			require.True(t, anyCommandHas(root, b.flag), "no command has --%s", b.flag)
+			continue
+		}
+		for _, name := range b.commands {
+			cmd, _, err := root.Find([]string{name})
+			require.NoError(t, err)
+			require.Equal(t, name, cmd.Name())
+			require.NotNil(t, cmd.Flags().Lookup(b.flag), "stanch %s has no --%s", name, b.flag)
+		}
+	}
+}
+
+func anyCommandHas(cmd *cobra.Command, flag string) bool {
+	if cmd.Flags().Lookup(flag) != nil || cmd.PersistentFlags().Lookup(flag) != nil {
+		return true
+	}
+	for _, c := range cmd.Commands() {
+		if anyCommandHas(c, flag) {
+			return true
+		}
+	}
+	return false
 }

@@ -37,8 +37,9 @@ const (
 func newDemoCmd(g *globals) *cobra.Command {
 	var keep bool
 	cmd := &cobra.Command{
-		Use:   "demo",
-		Short: "Contain a leaked key in the local sandbox and show what happened",
+		Use:         "demo",
+		Annotations: map[string]string{ownSettings: "yes"},
+		Short:       "Contain a leaked key in the local sandbox and show what happened",
 		Long: `Start the sandbox seeded with a leaked AWS access key, run
 examples/playbooks/aws-key-leaked.yaml on examples/alerts/manual-aws-key.json with the
 embedded SQLite store in a temporary directory, and print a timeline of what happened.

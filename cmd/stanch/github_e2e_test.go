@@ -147,7 +147,7 @@ func TestServeRefusesUnclearGitHubCredentials(t *testing.T) {
 			"give either a token ($STANCH_GITHUB_TOKEN) or a GitHub App (--github-app-id, --github-app-installation-id, --github-app-private-key), not both"},
 		{nil, []string{"--github-app-id", "4242", "--github-app-installation-id", "777", "--github-app-private-key", notRSA}, "not an RSA private key in PEM form"},
 		{nil, []string{"--github-app-id", "4242", "--github-app-private-key", keyFile}, "the installation id missing"},
-		{[]string{"STANCH_GITHUB_APP_ID=forty-two"}, nil, `STANCH_GITHUB_APP_ID: "forty-two" is not a GitHub id`},
+		{[]string{"STANCH_GITHUB_APP_ID=forty-two"}, nil, `$STANCH_GITHUB_APP_ID: "forty-two" is not a whole number (for --github-app-id)`},
 	} {
 		res := e.stanch(c.env, append([]string{"serve", "--listen", "127.0.0.1:0", "--playbooks", e.example("playbooks/aws-key-leaked.yaml"), "--database", e.db}, c.args...)...)
 		require.Equal(t, 2, res.code, "%v: %s", c.args, res.stderr)

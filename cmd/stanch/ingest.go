@@ -157,7 +157,7 @@ func submitFindings(ctx context.Context, g *globals, alerts []alert.Alert, globs
 	}
 	var worst *exitError
 	for _, run := range started {
-		err := prog.followToEnd(ctx, g, r, run.ID, dbURL)
+		err := prog.followToEnd(ctx, g, r, run.ID)
 		ee, ok := exitOf(err)
 		if err != nil && !ok {
 			return err

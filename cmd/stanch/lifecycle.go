@@ -103,6 +103,9 @@ cancelled), shows the note in 'stanch runs show' and in Slack, and is not retrie
 // lifecycle opens the store, makes the change and reports it; a retried run
 // is followed when this process works the store.
 func lifecycle(ctx context.Context, g *globals, dbURL string, change func(context.Context, *runner.Runner) (runner.Run, error), follow bool) error {
+	if err := requireStore(ctx, g, dbURL); err != nil {
+		return err
+	}
 	reg, err := g.registry()
 	if err != nil {
 		return err
@@ -136,5 +139,5 @@ func lifecycle(ctx context.Context, g *globals, dbURL string, change func(contex
 		say(g.stdout, "%s will run again (retry %d); another stanch process works this store and takes it up now: %s\n", run.ID, run.Generation, holder)
 		return nil
 	}
-	return prog.followToEnd(ctx, g, r, run.ID, dbURL)
+	return prog.followToEnd(ctx, g, r, run.ID)
 }

@@ -22,7 +22,7 @@ const (
 	exitOK      = 0
 	exitFailed  = 1 // a run failed, a playbook is invalid, a command failed
 	exitUsage   = 2 // bad flags or arguments
-	exitWaiting = 3 // a run waits for approval
+	exitWaiting = 3 // a run waits: for approval, or until a step's delay is over
 )
 
 // exitError carries an exit code; its message, if any, was already printed
@@ -97,7 +97,15 @@ type globals struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	logLevel       string
+	logFormat      logFormat
 	configPath     string
+	// cfg is the configuration file, loaded before the command runs;
+	// origins says where each flag's value came from, and hint what a
+	// command printed for people to run next must repeat (--config,
+	// --database given on the command line).
+	cfg     *fileConfig
+	origins map[string]string
+	hint    string
 }
 
 func (g *globals) logger() *slog.Logger {
@@ -105,9 +113,34 @@ func (g *globals) logger() *slog.Logger {
 	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
 		level = slog.LevelWarn
 	}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(g.stderr, opts)
+	if g.logFormat == logJSON {
+		h = slog.NewJSONHandler(g.stderr, opts)
+	}
 	// Every record is redacted before it is written, whatever logged it
 	// (stanch, River, the SDKs).
-	return slog.New(redactlog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level})))
+	return slog.New(redactlog.New(h))
+}
+
+// logFormat is --log-format: text (logfmt-like key=value) or json (one
+// object a line, for log pipelines).
+type logFormat string
+
+const (
+	logText logFormat = "text"
+	logJSON logFormat = "json"
+)
+
+func (f *logFormat) String() string { return string(*f) }
+func (f *logFormat) Type() string   { return "text|json" }
+
+func (f *logFormat) Set(s string) error {
+	if s != string(logText) && s != string(logJSON) {
+		return fmt.Errorf("%q is not a log format: want text or json", s)
+	}
+	*f = logFormat(s)
+	return nil
 }
 
 func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
@@ -120,7 +153,7 @@ contain the key within seconds, find what it was used for, rotate it, tell peopl
 them before anything destructive.
 
 Exit codes: 0 success, 1 failure (a failed run, an invalid playbook), 2 usage error,
-3 a run is waiting for approval.`,
+3 a run is waiting (for approval, or until a step's delay is over) and continues later.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -128,7 +161,20 @@ Exit codes: 0 success, 1 failure (a failed run, an invalid playbook), 2 usage er
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if cmd.Annotations[ownSettings] != "" {
+			g.cfg = &fileConfig{}
+			return nil
+		}
+		if err := g.applySettings(cmd); err != nil {
+			return err
+		}
+		g.hint = g.given(cmd)
+		return nil
+	}
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "warn", "log level: debug, info, warn or error (logs go to stderr)")
+	g.logFormat = logText
+	root.PersistentFlags().Var(&g.logFormat, "log-format", "log format: text or json (one object a line)")
 	root.PersistentFlags().StringVar(&g.configPath, "config", os.Getenv("STANCH_CONFIG"), "configuration file (response roles for other AWS accounts, …); default $STANCH_CONFIG; see docs/configuration.md")
 	root.AddCommand(
 		newValidateCmd(g),
@@ -144,6 +190,7 @@ Exit codes: 0 success, 1 failure (a failed run, an invalid playbook), 2 usage er
 		newSandboxCmd(g),
 		newDemoCmd(g),
 		newVersionCmd(g),
+		newConfigCmd(g),
 	)
 	requireSubcommand(root)
 	root.Version = readBuildInfo().String()
@@ -173,6 +220,15 @@ func requireSubcommand(root *cobra.Command) {
 func exactArgs(n int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if err := cobra.ExactArgs(n)(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}
+
+func rangeArgs(min, max int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.RangeArgs(min, max)(cmd, args); err != nil {
 			return usageError{err}
 		}
 		return nil

@@ -37,7 +37,7 @@ policy document.`,
 			if len(paths) == 0 {
 				return usageError{fmt.Errorf("permissions needs at least one --playbook FILE")}
 			}
-			reg, err := g.registry()
+			reg, err := schemaRegistry()
 			if err != nil {
 				return err
 			}
@@ -45,11 +45,7 @@ policy document.`,
 			if err != nil {
 				return err
 			}
-			cfg, err := loadConfig(g.configPath)
-			if err != nil {
-				return err
-			}
-			doc, broad := iamPolicy(reg, books, cfg.roleARNs())
+			doc, broad := iamPolicy(reg, books, g.cfg.roleARNs())
 			out, err := json.MarshalIndent(doc, "", "  ")
 			if err != nil {
 				return err

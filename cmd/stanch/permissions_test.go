@@ -50,7 +50,10 @@ func TestResponderPolicyCoversEveryCall(t *testing.T) {
 	show := e.stanch(nil, "runs", "show", runIDPattern.FindString(run.stdout), "--json", "--database", e.db)
 	require.Equal(t, 0, show.code, show.stderr)
 	var shown struct {
-		Steps []struct{ StepID, Status string }
+		Steps []struct {
+			StepID string `json:"step_id"`
+			Status string `json:"status"`
+		}
 	}
 	require.NoError(t, json.Unmarshal([]byte(show.stdout), &shown))
 	statuses := map[string]string{}

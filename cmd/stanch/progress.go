@@ -21,10 +21,12 @@ type progress struct {
 	wake    chan struct{}
 	// quiet suppresses printing (for --json).
 	quiet bool
+	// delayed is when each run sleeping on a step's delay is due.
+	delayed map[string]time.Time
 }
 
 func newProgress(w io.Writer) *progress {
-	return &progress{w: w, started: map[string]time.Time{}, shown: map[string]time.Time{}, wake: make(chan struct{}, 1)}
+	return &progress{w: w, started: map[string]time.Time{}, shown: map[string]time.Time{}, delayed: map[string]time.Time{}, wake: make(chan struct{}, 1)}
 }
 
 func (p *progress) observe(e runner.Event) {
@@ -36,6 +38,12 @@ func (p *progress) observe(e runner.Event) {
 		default:
 		}
 	}()
+	switch e.Kind {
+	case runner.EventStepDelayed:
+		p.delayed[e.RunID] = e.Deadline
+	case runner.EventRunContinued, runner.EventRunResumed, runner.EventStepStarted:
+		delete(p.delayed, e.RunID)
+	}
 	if p.quiet {
 		return
 	}
@@ -91,10 +99,12 @@ func oneLine(s string) string {
 }
 
 // waitSettled waits until the run has ended, or waits for a decision that
-// nobody has made yet and whose deadline is still ahead. A decided approval,
-// or one whose deadline has passed, is for this process's workers to act on
-// (it works the store): the command's exit code must say what became of
-// the run, not what it was a moment ago.
+// nobody has made yet and whose deadline is still ahead, or sleeps until a
+// step's delay is over (minutes, typically: the run holds no worker, and
+// the command need not hold the terminal). A decided approval, or one whose
+// deadline has passed, is for this process's workers to act on (it works
+// the store): the command's exit code must say what became of the run, not
+// what it was a moment ago.
 func (p *progress) waitSettled(ctx context.Context, store *runner.Store, runID string) (runner.Run, error) {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
@@ -104,6 +114,9 @@ func (p *progress) waitSettled(ctx context.Context, store *runner.Store, runID s
 			return runner.Run{}, err
 		}
 		if runner.Terminal(run.Status) {
+			return run, nil
+		}
+		if _, ok := p.sleeping(run.ID); ok && run.Status == runner.RunRunning {
 			return run, nil
 		}
 		if run.Status == runner.RunWaitingApproval {
@@ -124,13 +137,27 @@ func (p *progress) waitSettled(ctx context.Context, store *runner.Store, runID s
 // followToEnd waits for the run to settle (see waitSettled), brings its
 // Slack messages up to date and says how it stands, with the exit error
 // for it: what every command that works a run here ends with.
-func (p *progress) followToEnd(ctx context.Context, g *globals, r *runner.Runner, runID, dbURL string) error {
+func (p *progress) followToEnd(ctx context.Context, g *globals, r *runner.Runner, runID string) error {
 	run, err := p.waitSettled(ctx, r.Store(), runID)
 	if err != nil {
 		return err
 	}
 	settleSlack(ctx, g, r, run.ID)
-	return conclude(ctx, g, r.Store(), run, databaseFlag(dbURL))
+	if due, ok := p.sleeping(run.ID); ok && run.Status == runner.RunRunning {
+		say(g.stdout, "%s sleeps until %s (a step's delay); the process that works this store continues it then: stanch serve, or else the next command that works it (stanch run of the same alert, ingest, approve, runs retry)\n",
+			run.ID, due.Local().Format(time.RFC3339))
+		return &exitError{code: exitWaiting}
+	}
+	return conclude(ctx, g, r.Store(), run, g.hint)
+}
+
+// sleeping returns when the run's delayed step is due, if it sleeps until
+// a time still ahead.
+func (p *progress) sleeping(runID string) (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	due, ok := p.delayed[runID]
+	return due, ok && time.Now().Before(due)
 }
 
 // conclude prints how a run ended, or what it waits for, and returns the
@@ -179,15 +206,6 @@ func printRetry(g *globals, run runner.Run, dbFlag string) {
 		return
 	}
 	say(g.stdout, "To run it again from there once the cause is fixed:\n  stanch runs retry %s%s\n", run.ID, dbFlag)
-}
-
-// databaseFlag renders --database for commands printed to the user, only
-// when it differs from the default.
-func databaseFlag(url string) string {
-	if url == "" || url == runner.DefaultDatabaseURL() {
-		return ""
-	}
-	return " --database " + shellQuote(url)
 }
 
 func shellQuote(s string) string {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -13,6 +14,7 @@ import (
 
 func newRunCmd(g *globals) *cobra.Command {
 	var playbookPath, alertPath, dbURL string
+	var detach bool
 	cmd := &cobra.Command{
 		Use:   "run --playbook FILE --alert FILE",
 		Short: "Run a playbook against an alert and follow it",
@@ -28,18 +30,27 @@ unfinished (for example because the process running it was killed), resumes it w
 repeating finished steps.
 
 Exit codes: 0 the run succeeded, 1 it failed (the failing step and its error are printed),
-3 it waits for approval (the exact 'stanch approve' command is printed). With several alerts,
-a failure outranks waiting, which outranks success.`,
+3 it waits for approval (the exact 'stanch approve' command is printed) or sleeps until a
+step's delay is over (stanch serve, or the next command that works the store, continues it
+then). With several alerts, a failure outranks waiting, which outranks success.
+
+With --detach, stanch run returns as soon as the alert and its run are committed to the store,
+printing the run id and how to follow it (exit 0), and leaves the run to the process that works
+the store: stanch serve, else the next stanch run, ingest, approve or runs retry on that store.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if playbookPath == "" || alertPath == "" {
 				return usageError{fmt.Errorf("run needs --playbook FILE and --alert FILE")}
+			}
+			if detach {
+				return submitDetached(cmd.Context(), g, playbookPath, alertPath, dbURL)
 			}
 			return runPlaybook(cmd.Context(), g, playbookPath, alertPath, dbURL)
 		},
 	}
 	cmd.Flags().StringVar(&playbookPath, "playbook", "", "playbook YAML file (required)")
 	cmd.Flags().StringVar(&alertPath, "alert", "", "alert JSON file, or - for stdin (required)")
+	cmd.Flags().BoolVar(&detach, "detach", false, "return once the run is stored, leaving it to the process that works the store (stanch serve)")
 	cmd.Flags().StringVar(&dbURL, "database", runner.DefaultDatabaseURL(), "store: file:PATH (embedded SQLite) or postgres://USER@HOST/DB")
 	return cmd
 }
@@ -80,6 +91,19 @@ func runPlaybook(ctx context.Context, g *globals, playbookPath, alertPath, dbURL
 
 // follow prints one submitted alert's run until it finishes or waits.
 func follow(ctx context.Context, g *globals, r *runner.Runner, prog *progress, pb *playbooks.Playbook, sub runner.Submission, dbURL string) error {
+	runID := announce(g, pb, sub, false)
+	if runID == "" {
+		return nil
+	}
+	// A run that waits past its approval's deadline is decided here and
+	// now, by this process's workers: what the command says is what the
+	// run became.
+	return prog.followToEnd(ctx, g, r, runID)
+}
+
+// announce says what became of a submitted alert and returns its run's
+// id, or "" when the playbook does not apply to it.
+func announce(g *globals, pb *playbooks.Playbook, sub runner.Submission, detached bool) string {
 	a := sub.Alert
 	var runID string
 	switch {
@@ -91,7 +115,7 @@ func follow(ctx context.Context, g *globals, r *runner.Runner, prog *progress, p
 		runID = ex.ID
 		say(g.stdout, "alert %s already has run %s of playbook %s (%s, created %s); no second run started\n",
 			a.DedupKey, ex.ID, ex.Playbook, ex.Status, ex.CreatedAt.Format(time.RFC3339))
-		if !runner.Terminal(ex.Status) && ex.Status != runner.RunWaitingApproval {
+		if !detached && !runner.Terminal(ex.Status) && ex.Status != runner.RunWaitingApproval {
 			say(g.stdout, "run %s is unfinished; continuing it\n", ex.ID)
 		}
 	case len(sub.Joined) == 1:
@@ -101,10 +125,48 @@ func follow(ctx context.Context, g *globals, r *runner.Runner, prog *progress, p
 			a.DedupKey, a.Credential.ID, open.ID, open.Status)
 	default:
 		say(g.stdout, "playbook %s does not apply to alert %s: %s; nothing was run\n", pb.Name, a.DedupKey, sub.NotMatched[0].Reason)
+	}
+	return runID
+}
+
+// submitDetached commits the alerts and their runs, says who will work
+// them and how to follow them, and returns without working them here.
+func submitDetached(ctx context.Context, g *globals, playbookPath, alertPath, dbURL string) error {
+	reg, pb, alerts, err := loadInputs(g, playbookPath, alertPath)
+	if err != nil {
+		return err
+	}
+	r, db, err := openRunner(ctx, g, dbURL, reg, nil)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var runIDs []string
+	for _, a := range alerts {
+		// Submit returns once the alert, its run and the run's job are
+		// committed: that is what makes returning now safe.
+		sub, err := r.Submit(ctx, a, []*playbooks.Playbook{pb})
+		if err != nil {
+			return err
+		}
+		if id := announce(g, pb, sub, true); id != "" && !slices.Contains(runIDs, id) {
+			runIDs = append(runIDs, id)
+		}
+	}
+	if len(runIDs) == 0 {
 		return nil
 	}
-	// A run that waits past its approval's deadline is decided here and
-	// now, by this process's workers: what the command says is what the
-	// run became.
-	return prog.followToEnd(ctx, g, r, runID, dbURL)
+	switch holder := db.Holder(); {
+	case holder != nil:
+		say(g.stdout, "stored; stanch process %s (it holds %s) works this store and runs it now\n", holder.PID, holder.Lock)
+	case db.Dialect == runner.Postgres:
+		say(g.stdout, "stored; the stanch serve processes that work this store run it\n")
+	default:
+		say(g.stdout, "stored; no stanch process works this store now: the run starts when one does (stanch serve, or the next stanch run, ingest, approve or runs retry on this store)\n")
+	}
+	sayln(g.stdout, "To follow it:")
+	for _, id := range runIDs {
+		say(g.stdout, "  stanch runs show %s%s\n", id, g.hint)
+	}
+	return nil
 }

@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -28,7 +30,10 @@ func newRunsCmd(g *globals) *cobra.Command {
 		Short: "List runs, newest first",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			store, closeDB, err := openStore(cmd, dbURL)
+			if status != "" && !slices.Contains(runner.RunStatuses, status) {
+				return usageError{fmt.Errorf("--status %q: want one of %s", status, strings.Join(runner.RunStatuses, ", "))}
+			}
+			store, closeDB, err := openReadStore(cmd.Context(), g, dbURL)
 			if err != nil {
 				return err
 			}
@@ -45,7 +50,7 @@ func newRunsCmd(g *globals) *cobra.Command {
 				return printUnactedHint(cmd.Context(), g, store)
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			sayln(tw, "RUN\tPLAYBOOK\tSTATUS\tCREDENTIAL\tCREATED\tTOOK")
+			say(tw, "RUN\tPLAYBOOK\tSTATUS\tCREDENTIAL\tCREATED\tTOOK\n") // a format: its tabs are the table's
 			for _, r := range runs {
 				took := "-"
 				if !r.FinishedAt.IsZero() {
@@ -66,7 +71,7 @@ func newRunsCmd(g *globals) *cobra.Command {
 			return printUnactedHint(cmd.Context(), g, store)
 		},
 	}
-	list.Flags().StringVar(&status, "status", "", "only runs with this status (pending, running, waiting_approval, succeeded, failed, cancelled)")
+	list.Flags().StringVar(&status, "status", "", "only runs with this status ("+strings.Join(runner.RunStatuses, ", ")+")")
 	list.Flags().IntVar(&limit, "limit", 50, "at most this many runs (0 = all)")
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 
@@ -76,7 +81,7 @@ func newRunsCmd(g *globals) *cobra.Command {
 		Short: "Show a run: its steps and journal with timings",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, closeDB, err := openStore(cmd, dbURL)
+			store, closeDB, err := openReadStore(cmd.Context(), g, dbURL)
 			if err != nil {
 				return err
 			}
@@ -99,7 +104,7 @@ func newRunsCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if showJSON {
-				return writeJSON(g, map[string]any{"run": runsJSON([]runner.Run{run})[0], "steps": stepsJSON(steps), "approvals": approvals, "journal": journal})
+				return writeJSON(g, runShow(run, steps, approvals, journal))
 			}
 			printRun(g, run, steps, journal)
 			printApprovals(g, run, approvals)
@@ -109,19 +114,6 @@ func newRunsCmd(g *globals) *cobra.Command {
 	show.Flags().BoolVar(&showJSON, "json", false, "print JSON")
 	cmd.AddCommand(list, show, newRetryCmd(g, &dbURL), newCancelCmd(g, &dbURL), newCloseCmd(g, &dbURL))
 	return cmd
-}
-
-func openStore(cmd *cobra.Command, dbURL string) (*runner.Store, func(), error) {
-	db, err := runner.OpenDatabase(cmd.Context(), dbURL)
-	if err != nil {
-		return nil, nil, err
-	}
-	store := runner.NewStore(db, nil)
-	if err := store.Migrate(cmd.Context()); err != nil {
-		db.Close()
-		return nil, nil, err
-	}
-	return store, func() { db.Close() }, nil
 }
 
 func printRun(g *globals, run runner.Run, steps map[string]runner.StepRecord, journal []runner.Entry) {
@@ -239,14 +231,5 @@ func runsJSON(runs []runner.Run) []runJSON {
 			out[i].Owner = &owner
 		}
 	}
-	return out
-}
-
-func stepsJSON(steps map[string]runner.StepRecord) []runner.StepRecord {
-	out := make([]runner.StepRecord, 0, len(steps))
-	for _, s := range steps {
-		out = append(out, s)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
 	return out
 }

@@ -39,6 +39,7 @@ type serveFlags struct {
 	pollRepos, pollOrgs  []string
 	pollEvery            time.Duration
 	shutdownGrace        time.Duration
+	metricsListen        string
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -79,16 +80,26 @@ Endpoints:
                                 window, each request accepted once, also after a restart:
                                 handled signatures are kept in the store).
   GET  /healthz                 200 when the store answers.
+  GET  /readyz                  200 once the runner works and while the store answers, else 503
+                                with the reason (starting, stopping, store not answering).
+  GET  /metrics                 Prometheus metrics (docs/metrics.md); with --metrics-listen, there
+                                instead (with /readyz, served from before the runner starts).
 
-Slack (for slack.notify steps and approval messages) is configured from the environment:
-STANCH_SLACK_TOKEN (bot token: chat:write, channels:history, channels:read, usergroups:read),
-STANCH_SLACK_SIGNING_SECRET (turns on the buttons and the interactions endpoint) and
-STANCH_SLACK_API_URL (another Web API base, such as the sandbox's).
+Slack (for slack.notify steps and approval messages) is configured by the configuration
+file's slack: section or, by default, from the environment: STANCH_SLACK_TOKEN (bot token:
+chat:write, channels:history, channels:read, usergroups:read), STANCH_SLACK_SIGNING_SECRET
+(turns on the buttons and the interactions endpoint) and STANCH_SLACK_API_URL (another Web
+API base, such as the sandbox's).
+
+Every flag can also be set by a STANCH_* variable or the configuration file (--config, else
+$STANCH_CONFIG); a flag given here wins, then the variable, then the file. 'stanch config
+show' lists each setting and where its value comes from (docs/configuration.md).
 
 An alert that cannot be acted on (GitHub answers 401, 403 or 404 for it, no key id can be found,
 or its last attempt failed) is not retried for weeks: it is kept with the reason ('stanch alerts
 list', counted under 'stanch runs list'), logged at ERROR and, with Slack, posted once to the
-channel STANCH_SLACK_ALERTS_CHANNEL names, else that of the first slack.notify step.
+channel STANCH_SLACK_ALERTS_CHANNEL (or slack.alerts_channel) names, else that of the first
+slack.notify step.
 
 With --github-poll-repo/--github-poll-org it also lists open secret-scanning alerts every
 --github-poll-interval, as a backstop: GitHub does not retry failed deliveries.
@@ -104,7 +115,8 @@ the peer's; behind a load balancer or proxy, name it with --trusted-proxy and th
 appends to X-Forwarded-For is used instead (the header is ignored from any other peer).
 Rejections are logged (reason and source address, never the body); past the budget, forged
 requests are logged as a count once a second. SIGTERM or Ctrl-C drains in-flight
-requests, then lets running steps finish (up to --shutdown-grace).`,
+requests, then lets running steps finish (up to --shutdown-grace); /readyz answers 503
+from then on.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return serve(cmd.Context(), g, f)
@@ -132,6 +144,7 @@ requests, then lets running steps finish (up to --shutdown-grace).`,
 	fl.StringArrayVar(&f.snsTopics, "sns-topic", nil, "SNS topic ARN whose HTTPS subscription POSTs to /hooks/aws/sns (repeatable); other topics are refused")
 	fl.StringArrayVar(&f.sqsQueues, "sqs-queue-url", nil, "SQS queue to poll for EventBridge events (repeatable)")
 	fl.DurationVar(&f.shutdownGrace, "shutdown-grace", 30*time.Second, "how long to wait for in-flight requests and running steps on shutdown")
+	fl.StringVar(&f.metricsListen, "metrics-listen", "", "`ADDR` to serve /metrics on instead of --listen (which may face the internet), with /readyz from before the runner starts, e.g. 10.0.0.5:9090")
 	return cmd
 }
 
@@ -156,12 +169,19 @@ func serve(ctx context.Context, g *globals, f serveFlags) error {
 			return usageError{err}
 		}
 	}
-	gh := f.github()
+	gh := f.github(g)
 	ghOpts, err := gh.options()
 	if err != nil {
 		return usageError{err}
 	}
-	slackClient := slackFromEnv()
+	slackClient, err := g.slackClient()
+	if err != nil {
+		return err
+	}
+	signingSecret, err := g.slackSigningSecret()
+	if err != nil {
+		return err
+	}
 	reg, err := g.registryWith(gh, slackClient)
 	if err != nil {
 		return err
@@ -173,12 +193,24 @@ func serve(ctx context.Context, g *globals, f serveFlags) error {
 	log := g.logger()
 	build := readBuildInfo()
 	log.Info("stanch serve starting", "version", build.Version, "commit", build.Commit, "modified", build.Modified, "go", build.GoVersion)
+	obs, err := startObservability(f.metricsListen, log)
+	if err != nil {
+		return err
+	}
+	defer obs.close()
 	mux := http.NewServeMux()
 	prog := newProgress(g.stderr)
 	prog.quiet = true
 	resolvers := map[string]runner.Resolver{}
 	periodic := map[string]runner.Poller{}
-	ghSecret := os.Getenv(f.ghSecretEnv)
+	ghSecret, ghSecretFrom, err := webhookSecret(g, "github-secret-env", f.ghSecretEnv, g.cfg.Triggers.GitHub)
+	if err != nil {
+		return err
+	}
+	ebSecret, ebSecretFrom, err := webhookSecret(g, "eventbridge-secret-env", f.ebSecretEv, g.cfg.Triggers.EventBridge.secretSource)
+	if err != nil {
+		return err
+	}
 	if ghSecret != "" {
 		// The same client as the github.* actions': with a GitHub App, every
 		// request carries an installation token, renewed before it expires.
@@ -193,11 +225,12 @@ func serve(ctx context.Context, g *globals, f serveFlags) error {
 			}}
 		}
 	} else if len(f.pollRepos)+len(f.pollOrgs) > 0 {
-		return usageError{fmt.Errorf("--github-poll-repo and --github-poll-org need the GitHub endpoint: set %s", f.ghSecretEnv)}
+		return usageError{fmt.Errorf("--github-poll-repo and --github-poll-org need the GitHub endpoint: its secret (%s) is not set", ghSecretFrom)}
 	}
-	slack := newSlackSetup(slackClient, os.Getenv(envSlackSecret), log)
+	slack := newSlackSetup(slackClient, signingSecret, log)
+	slack.alertsChannel = g.slackAlertsChannel()
 	slack.warn(log, books)
-	r, stop, err := startRunner(ctx, g, f.dbURL, reg, prog.observe, f.shutdownGrace, func(c *runner.Config) {
+	r, stop, err := startRunner(ctx, g, f.dbURL, reg, obs.observe(prog.observe), f.shutdownGrace, func(c *runner.Config) {
 		c.Playbooks, c.Resolvers, c.Pollers = books, resolvers, periodic
 		slack.configure(c)
 	})
@@ -205,7 +238,9 @@ func serve(ctx context.Context, g *globals, f serveFlags) error {
 		return err
 	}
 	defer stop()
+	obs.started(r)
 	if h := slack.mount(mux, r, log, f.rateLimit, proxies); h != nil {
+		h.CountIn(obs.metrics)
 		defer h.Wait()
 	}
 	sink := &runner.Dispatcher{Runner: r, Playbooks: books, Log: log}
@@ -213,22 +248,25 @@ func serve(ctx context.Context, g *globals, f serveFlags) error {
 		h := triggers.NewGitHub([]byte(ghSecret), sink, log)
 		h.RateLimit(f.rateLimit)
 		h.TrustProxies(proxies)
+		h.CountIn(obs.metrics)
 		mux.Handle("/hooks/github", h)
 	} else {
-		log.Warn("GitHub endpoint off: its secret variable is not set", "variable", f.ghSecretEnv)
+		log.Warn("GitHub endpoint off: its secret is not set", "source", ghSecretFrom)
 	}
 
-	if secret := os.Getenv(f.ebSecretEv); secret != "" {
-		h := triggers.NewEventBridgeLimited(f.ebHeader, []byte(secret), sink, log, f.rateLimit)
+	if ebSecret != "" {
+		h := triggers.NewEventBridgeLimited(f.ebHeader, []byte(ebSecret), sink, log, f.rateLimit)
 		h.TrustProxies(proxies)
+		h.CountIn(obs.metrics)
 		mux.Handle("/hooks/aws/eventbridge", h)
 	} else {
-		log.Warn("EventBridge endpoint off: its secret variable is not set", "variable", f.ebSecretEv)
+		log.Warn("EventBridge endpoint off: its secret is not set", "source", ebSecretFrom)
 	}
 	if len(f.snsTopics) > 0 {
 		h := triggers.NewSNS(f.snsTopics, sink, log)
 		h.RateLimit(f.rateLimit)
 		h.TrustProxies(proxies)
+		h.CountIn(obs.metrics)
 		mux.Handle("/hooks/aws/sns", h)
 	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, req *http.Request) {
@@ -238,6 +276,7 @@ func serve(ctx context.Context, g *globals, f serveFlags) error {
 		}
 		_, _ = io.WriteString(w, "ok\n")
 	})
+	obs.mount(mux)
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -270,7 +309,7 @@ func serve(ctx context.Context, g *globals, f serveFlags) error {
 		}
 		client := sqs.NewFromConfig(awsCfg)
 		for _, url := range f.sqsQueues {
-			p := &triggers.SQSPoller{Client: client, QueueURL: url, Sink: sink, Log: log}
+			p := &triggers.SQSPoller{Client: client, QueueURL: url, Sink: sink, Log: log, Meter: obs.metrics}
 			pollers.Go(func() {
 				p.Run(pollCtx)
 				st := p.Stats()
@@ -291,6 +330,7 @@ func serve(ctx context.Context, g *globals, f serveFlags) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
+	obs.stopping()
 	sayln(g.stdout, "stanch serve: shutting down; draining requests")
 	stopPolling()
 	pollers.Wait()
@@ -300,6 +340,19 @@ func serve(ctx context.Context, g *globals, f serveFlags) error {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// webhookSecret reads an endpoint's secret: from the variable the flag
+// names when the flag was given on the command line, else from the file
+// the configuration names, else from the variable. from names the source
+// for messages.
+func webhookSecret(g *globals, flag, env string, src secretSource) (secret, from string, err error) {
+	if g.origins[flag] != "--"+flag && src.SecretFile != "" {
+		file := g.cfg.relative(src.SecretFile)
+		secret, err := readSecret("", file)
+		return secret, file, err
+	}
+	return os.Getenv(env), "$" + env, nil
 }
 
 // proxies reads --trusted-proxy.
@@ -315,21 +368,26 @@ func (f serveFlags) proxies() ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// github returns the GitHub settings: the flags, else the environment.
-func (f serveFlags) github() githubSettings {
-	gh := githubFromEnv()
-	gh.tokenEnv = f.ghTokenEnv
-	if f.ghAPIURL != "" {
-		gh.apiURL = f.ghAPIURL
+// github returns the GitHub settings: the flags (which hold the variables'
+// and the file's values when not given), else the file's token source.
+func (f serveFlags) github(g *globals) githubSettings {
+	gh := g.githubSettings()
+	if g.origins["github-token-env"] == "--github-token-env" || g.cfg.GitHub.TokenFile == "" {
+		gh.tokenEnv, gh.tokenFile = f.ghTokenEnv, ""
 	}
-	if f.ghAppID != 0 {
-		gh.appID, gh.where[0] = strconv.FormatInt(f.ghAppID, 10), "--github-app-id"
-	}
-	if f.ghInstallID != 0 {
-		gh.installationID, gh.where[1] = strconv.FormatInt(f.ghInstallID, 10), "--github-app-installation-id"
-	}
-	if f.ghAppKey != "" {
-		gh.keyFile, gh.where[2] = f.ghAppKey, "--github-app-private-key"
+	gh.apiURL = f.ghAPIURL
+	for i, set := range []struct {
+		flag string
+		v    string
+		to   *string
+	}{
+		{"github-app-id", strconv.FormatInt(f.ghAppID, 10), &gh.appID},
+		{"github-app-installation-id", strconv.FormatInt(f.ghInstallID, 10), &gh.installationID},
+		{"github-app-private-key", f.ghAppKey, &gh.keyFile},
+	} {
+		if origin, ok := g.origins[set.flag]; ok {
+			*set.to, gh.where[i] = set.v, origin
+		}
 	}
 	return gh
 }

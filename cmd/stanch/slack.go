@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -17,10 +18,11 @@ import (
 	"github.com/stanchhq/stanch/triggers"
 )
 
-// Slack is configured from the environment, like the other secrets:
-// STANCH_SLACK_TOKEN (a bot token), STANCH_SLACK_SIGNING_SECRET (the app's
-// signing secret, which turns on approval buttons) and STANCH_SLACK_API_URL
-// (another Web API, such as the sandbox's).
+// Slack is configured by the configuration file's slack: or, by default,
+// from the environment: STANCH_SLACK_TOKEN (a bot token),
+// STANCH_SLACK_SIGNING_SECRET (the app's signing secret, which turns on
+// approval buttons) and STANCH_SLACK_API_URL (another Web API, such as the
+// sandbox's; it overrides slack.api_url).
 const (
 	envSlackToken   = "STANCH_SLACK_TOKEN"
 	envSlackSecret  = "STANCH_SLACK_SIGNING_SECRET"
@@ -28,8 +30,30 @@ const (
 	slackHooksRoute = "/hooks/slack/interactions"
 )
 
-func slackFromEnv() *slackact.Client {
-	return slackact.NewClient(slackact.Options{Token: os.Getenv(envSlackToken), APIURL: os.Getenv(envSlackAPIURL)})
+// slackClient is the Slack Web API client the settings describe; without
+// a token it is not configured and posts nothing.
+func (g *globals) slackClient() (*slackact.Client, error) {
+	c := g.cfg.Slack
+	token, err := g.cfg.secret(c.TokenEnv, envSlackToken, c.TokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("read the Slack token: %w", err)
+	}
+	apiURL := c.APIURL
+	if v := os.Getenv(envSlackAPIURL); v != "" {
+		apiURL = v
+	}
+	return slackact.NewClient(slackact.Options{Token: token, APIURL: apiURL}), nil
+}
+
+// slackSigningSecret is the Slack app's signing secret, "" when none is
+// configured.
+func (g *globals) slackSigningSecret() (string, error) {
+	c := g.cfg.Slack
+	secret, err := g.cfg.secret(c.SigningSecretEnv, envSlackSecret, c.SigningSecretFile)
+	if err != nil {
+		return "", fmt.Errorf("read the Slack signing secret: %w", err)
+	}
+	return secret, nil
 }
 
 // approvalTokens derives the key of approval buttons from the signing
@@ -53,6 +77,9 @@ type slackSetup struct {
 	secret   string
 	notifier *notify.Slack
 	log      *slog.Logger
+	// alertsChannel is where alerts that start no run are posted; ""
+	// leaves it to the playbooks' slack.notify steps.
+	alertsChannel string
 }
 
 func newSlackSetup(client *slackact.Client, signingSecret string, log *slog.Logger) *slackSetup {
@@ -69,7 +96,7 @@ func (s *slackSetup) configure(c *runner.Config) {
 	if !s.client.Configured() {
 		return
 	}
-	channel := unactedChannel(c.Playbooks)
+	channel := unactedChannel(s.alertsChannel, c.Playbooks)
 	if channel == "" {
 		// Only stanch serve loads playbooks for alerts to come; the
 		// commands that run one playbook have no alerts of this kind.
@@ -129,14 +156,23 @@ func (s *slackSetup) mount(mux *http.ServeMux, r *runner.Runner, log *slog.Logge
 // message shows where the run stands and waiting approvals are posted.
 // stanch serve does this continuously, and receives the clicks.
 func settleSlack(ctx context.Context, g *globals, r *runner.Runner, runID string) {
-	client := slackFromEnv()
+	client, err := g.slackClient()
+	if err != nil {
+		g.logger().Warn("Slack messages of the run are not updated", "run", runID, "error", err)
+		return
+	}
 	if !client.Configured() {
+		return
+	}
+	secret, err := g.slackSigningSecret()
+	if err != nil {
+		g.logger().Warn("Slack messages of the run are not updated", "run", runID, "error", err)
 		return
 	}
 	// The same buttons as stanch serve draws, so the two never undo each
 	// other's messages; without a signing secret the messages say how to
 	// decide with stanch approve.
-	n := notify.NewSlack(client, approvalTokens(os.Getenv(envSlackSecret)), g.logger())
+	n := notify.NewSlack(client, approvalTokens(secret), g.logger())
 	n.Attach(r)
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()

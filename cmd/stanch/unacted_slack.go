@@ -35,6 +35,15 @@ func (s *unactedSlack) message(u runner.Unacted) slackact.Message {
 	return slackact.Message{Channel: s.channel, Text: slackact.Escape(alert.RedactText(text))}
 }
 
+// slackAlertsChannel is $STANCH_SLACK_ALERTS_CHANNEL, else the
+// configuration file's slack.alerts_channel.
+func (g *globals) slackAlertsChannel() string {
+	if ch := os.Getenv(envSlackAlertsChannel); ch != "" {
+		return ch
+	}
+	return g.cfg.Slack.AlertsChannel
+}
+
 func (s *unactedSlack) Post(ctx context.Context, u runner.Unacted) (string, string, error) {
 	return s.client.Post(ctx, unactedRunID, u.DedupKey, s.message(u))
 }
@@ -44,11 +53,11 @@ func (s *unactedSlack) Find(ctx context.Context, u runner.Unacted, since time.Ti
 }
 
 // unactedChannel is where alerts that started no run are posted: the
-// channel $STANCH_SLACK_ALERTS_CHANNEL names, else that of the first
+// channel configured (the alerts channel), else that of the first
 // slack.notify step among books, else nowhere ("").
-func unactedChannel(books []*playbooks.Playbook) string {
-	if ch := os.Getenv(envSlackAlertsChannel); ch != "" {
-		return ch
+func unactedChannel(configured string, books []*playbooks.Playbook) string {
+	if configured != "" {
+		return configured
 	}
 	for _, pb := range books {
 		for _, st := range pb.Steps {

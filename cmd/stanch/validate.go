@@ -20,7 +20,7 @@ deep or holds more than 50,000 YAML nodes: it is safe to run on files proposed i
 Prints ok and exits 0 when all are valid; exits 1 otherwise.`,
 		Args: minArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			reg, err := g.registry()
+			reg, err := schemaRegistry()
 			if err != nil {
 				return err
 			}

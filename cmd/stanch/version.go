@@ -65,9 +65,10 @@ func (b buildInfo) String() string {
 func newVersionCmd(g *globals) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "version",
-		Short: "Print stanch's version, commit and Go version",
-		Args:  exactArgs(0),
+		Use:         "version",
+		Annotations: map[string]string{ownSettings: "yes"},
+		Short:       "Print stanch's version, commit and Go version",
+		Args:        exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			b := readBuildInfo()
 			if asJSON {

@@ -37,17 +37,25 @@ func newRegistry(aws awsactions.ProviderOptions, gh githubSettings, slack *slack
 // registry returns every action, configured from --config and the
 // environment.
 func (g *globals) registry() (*actions.Registry, error) {
-	return g.registryWith(githubFromEnv(), slackFromEnv())
+	slack, err := g.slackClient()
+	if err != nil {
+		return nil, err
+	}
+	return g.registryWith(g.githubSettings(), slack)
+}
+
+// schemaRegistry is every action without credentials: enough to check
+// playbooks and list permissions, and it reads no secret, so that
+// validate, permissions and config check run in CI without production
+// secrets.
+func schemaRegistry() (*actions.Registry, error) {
+	return newRegistry(awsactions.ProviderOptions{}, githubSettings{}, slackact.NewClient(slackact.Options{}))
 }
 
 // registryWith is registry with GitHub configured by gh (stanch serve's
 // flags) and Slack by slack.
 func (g *globals) registryWith(gh githubSettings, slack *slackact.Client) (*actions.Registry, error) {
-	cfg, err := loadConfig(g.configPath)
-	if err != nil {
-		return nil, err
-	}
-	opts, err := cfg.providerOptions(g.configPath)
+	opts, err := g.cfg.providerOptions()
 	if err != nil {
 		return nil, err
 	}
