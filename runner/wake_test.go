@@ -132,6 +132,14 @@ steps:
 
 			parked, err := b.runner.Store().Run(ctx, cancelled.ID)
 			require.NoError(t, err)
+			// The run reads waiting before its job has finished parking;
+			// a job still running is not woken (its worker decides what
+			// it does next), so cancel once it sleeps.
+			require.Eventually(t, func() bool {
+				job, err := b.runner.client.JobGet(ctx, parked.JobID)
+				require.NoError(t, err)
+				return job.State == rivertype.JobStateScheduled
+			}, 30*time.Second, 20*time.Millisecond, "the parked job sleeps")
 			_, err = b.runner.Cancel(ctx, cancelled.ID, "bob", "false alarm")
 			require.NoError(t, err)
 			require.Eventually(t, func() bool {
