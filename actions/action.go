@@ -123,7 +123,8 @@ type Param struct {
 	Target string
 }
 
-// Output describes one output value.
+// Output describes one output value, derived from a field of the action's
+// outputs struct (see TypedDefinition).
 type Output struct {
 	Name string
 	Type string
@@ -220,6 +221,3 @@ type Call struct {
 	// Irreversible marks mutating calls whose change cannot be undone.
 	Irreversible bool
 }
-
-// Duration is a time.Duration that decodes from strings such as "30s".
-type Duration time.Duration

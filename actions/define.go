@@ -1,23 +1,31 @@
 package actions
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
 	"sort"
 	"strings"
-	"time"
 )
 
-// Definition builds an Action whose parameters decode into P, a struct whose
-// fields carry `json:"name"`, optional `required:"true"` and `doc:"…"` tags.
-type Definition[P any] struct {
+// TypedDefinition builds an Action whose parameters decode into P and whose
+// outputs are the fields of O.
+//
+// P is a struct whose fields carry `json:"name"`, optional `required:"true"`,
+// `doc:"…"` and `target:"…"` tags. O is a struct whose fields carry
+// `json:"name"`, `doc:"…"` and optional `secret:"true"` tags, and hold plain
+// values (strings, bools, numbers, and lists or maps of them): the outputs
+// that `stanch actions` lists and `stanch validate` checks
+// `steps.X.outputs.Y` against are derived from O, and the outputs a step
+// returns are the fields of the O it returns, so the two cannot drift.
+//
+// Decoding a step's `with:` is a lifecycle: strict decoding into P, then
+// Provision (defaults), then Validate (checks), as Caddy provisions a module
+// before validating it.
+type TypedDefinition[P, O any] struct {
 	Name        string
 	Summary     string
-	Outputs     []Output
 	Permissions []Permission
 	Example     string
 	// Slow marks long-running actions; see Spec.Slow.
@@ -25,39 +33,91 @@ type Definition[P any] struct {
 	// Containment marks actions that contain a credential; see
 	// Spec.Containment.
 	Containment bool
-	// Validate, when set, checks decoded parameters beyond their types.
-	Validate func(p *P) error
-	PlanFunc func(ctx context.Context, env Env, p *P) (Plan, error)
-	DoFunc   func(ctx context.Context, env Env, p *P) (Result, error)
+	// Provision, when set, fills in the defaults of parameters the step
+	// left out. It runs before Validate and cannot fail: checks belong in
+	// Validate. Defaults that depend on the run (its id, when the step
+	// started) are the action's own business, in PlanFunc and DoFunc.
+	Provision func(p *P)
+	// Validate, when set, checks provisioned parameters beyond their types.
+	// It gets a copy, so that no default hides in a check.
+	Validate func(p P) error
+	PlanFunc func(ctx context.Context, env Env, p *P) (PlanOf[O], error)
+	DoFunc   func(ctx context.Context, env Env, p *P) (ResultOf[O], error)
 }
 
-// New returns the Action that d defines. It panics on a parameter struct that
-// cannot be described, which is a programming error found by any test.
-func New[P any](d Definition[P]) Action {
+// Definer is what New builds an Action from: a TypedDefinition, or the
+// untyped Definition.
+type Definer interface {
+	define() (Action, error)
+}
+
+// New returns the Action that d defines. It panics on a parameter or
+// outputs struct that cannot be described, which is a programming error
+// found by any test.
+func New(d Definer) Action {
+	a, err := d.define()
+	if err != nil {
+		panic(err.Error())
+	}
+	return a
+}
+
+func (d TypedDefinition[P, O]) define() (Action, error) {
 	params, err := describeParams(reflect.TypeFor[P]())
 	if err != nil {
-		panic(fmt.Sprintf("action %s: %v", d.Name, err))
+		return nil, fmt.Errorf("action %s: %w", d.Name, err)
 	}
-	return &defined[P]{def: d, params: params}
+	outputs, err := describeOutputs(reflect.TypeFor[O]())
+	if err != nil {
+		return nil, fmt.Errorf("action %s: outputs: %w", d.Name, err)
+	}
+	a := &defined[P]{
+		spec: Spec{
+			Name:        d.Name,
+			Summary:     d.Summary,
+			Params:      params,
+			Outputs:     outputs.declared,
+			Permissions: d.Permissions,
+			Example:     d.Example,
+			Slow:        d.Slow,
+			Containment: d.Containment,
+		},
+		provision: d.Provision,
+	}
+	if d.Validate != nil {
+		a.validate = func(p *P) error { return d.Validate(*p) }
+	}
+	if d.PlanFunc != nil {
+		a.plan = func(ctx context.Context, env Env, p *P) (Plan, error) {
+			typed, err := d.PlanFunc(ctx, env, p)
+			plan, convErr := typed.untyped(outputs)
+			if convErr != nil {
+				return Plan{}, Permanent(fmt.Errorf("%s: %w", d.Name, convErr))
+			}
+			return plan, err
+		}
+	}
+	if d.DoFunc != nil {
+		a.do = func(ctx context.Context, env Env, p *P) (Result, error) {
+			typed, err := d.DoFunc(ctx, env, p)
+			return typed.untyped(outputs), err
+		}
+	}
+	return a, nil
 }
 
+// defined is an Action built by New: the parts every definition shares
+// (strict decoding, provisioning, validation, checking), with Plan and Do
+// already turned into their untyped forms.
 type defined[P any] struct {
-	def    Definition[P]
-	params []Param
+	spec      Spec
+	provision func(p *P)
+	validate  func(p *P) error
+	plan      func(ctx context.Context, env Env, p *P) (Plan, error)
+	do        func(ctx context.Context, env Env, p *P) (Result, error)
 }
 
-func (a *defined[P]) Spec() Spec {
-	return Spec{
-		Name:        a.def.Name,
-		Summary:     a.def.Summary,
-		Params:      a.params,
-		Outputs:     a.def.Outputs,
-		Permissions: a.def.Permissions,
-		Example:     a.def.Example,
-		Slow:        a.def.Slow,
-		Containment: a.def.Containment,
-	}
-}
+func (a *defined[P]) Spec() Spec { return a.spec }
 
 func (a *defined[P]) Decode(with map[string]any) (any, error) {
 	if errs := a.Check(with, nil); len(errs) > 0 {
@@ -67,9 +127,12 @@ func (a *defined[P]) Decode(with map[string]any) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if a.def.Validate != nil {
-		if err := a.def.Validate(p); err != nil {
-			return nil, fmt.Errorf("%s: %w", a.def.Name, err)
+	if a.provision != nil {
+		a.provision(p)
+	}
+	if a.validate != nil {
+		if err := a.validate(p); err != nil {
+			return nil, fmt.Errorf("%s: %w", a.spec.Name, err)
 		}
 	}
 	return p, nil
@@ -82,7 +145,7 @@ func (a *defined[P]) Decode(with map[string]any) (any, error) {
 func (a *defined[P]) Check(with map[string]any, deferred map[string]bool) []error {
 	var errs []error
 	known := map[string]Param{}
-	for _, p := range a.params {
+	for _, p := range a.spec.Params {
 		known[p.Name] = p
 	}
 	keys := make([]string, 0, len(with))
@@ -93,7 +156,7 @@ func (a *defined[P]) Check(with map[string]any, deferred map[string]bool) []erro
 	for _, k := range keys {
 		p, ok := known[k]
 		if !ok {
-			errs = append(errs, &ParamError{Param: k, Msg: fmt.Sprintf("unknown parameter %q for %s", k, a.def.Name), Hint: "known parameters: " + a.paramNames()})
+			errs = append(errs, &ParamError{Param: k, Msg: fmt.Sprintf("unknown parameter %q for %s", k, a.spec.Name), Hint: "known parameters: " + a.paramNames()})
 			continue
 		}
 		if deferred[k] {
@@ -103,21 +166,21 @@ func (a *defined[P]) Check(with map[string]any, deferred map[string]bool) []erro
 			errs = append(errs, &ParamError{Param: k, Msg: fmt.Sprintf("parameter %q wants %s: %v", k, p.Type, shortJSONError(err)), Hint: p.Hint()})
 		}
 	}
-	for _, p := range a.params {
+	for _, p := range a.spec.Params {
 		if !p.Required {
 			continue
 		}
 		v, ok := with[p.Name]
 		if !ok || v == nil || v == "" {
-			errs = append(errs, &ParamError{Param: p.Name, Missing: true, Msg: fmt.Sprintf("missing required parameter %q for %s", p.Name, a.def.Name), Hint: p.Hint()})
+			errs = append(errs, &ParamError{Param: p.Name, Missing: true, Msg: fmt.Sprintf("missing required parameter %q for %s", p.Name, a.spec.Name), Hint: p.Hint()})
 		}
 	}
 	return errs
 }
 
 func (a *defined[P]) paramNames() string {
-	names := make([]string, len(a.params))
-	for i, p := range a.params {
+	names := make([]string, len(a.spec.Params))
+	for i, p := range a.spec.Params {
 		names[i] = p.Name
 	}
 	return strings.Join(names, ", ")
@@ -126,162 +189,21 @@ func (a *defined[P]) paramNames() string {
 func (a *defined[P]) Plan(ctx context.Context, env Env, params any) (Plan, error) {
 	p, ok := params.(*P)
 	if !ok {
-		return Plan{}, fmt.Errorf("%s: parameters of type %T, want %T", a.def.Name, params, p)
+		return Plan{}, fmt.Errorf("%s: parameters of type %T, want %T", a.spec.Name, params, p)
 	}
-	return a.def.PlanFunc(ctx, env, p)
+	if a.plan == nil {
+		return Plan{}, Permanentf("%s: the action has no PlanFunc", a.spec.Name)
+	}
+	return a.plan(ctx, env, p)
 }
 
 func (a *defined[P]) Do(ctx context.Context, env Env, params any) (Result, error) {
 	p, ok := params.(*P)
 	if !ok {
-		return Result{}, fmt.Errorf("%s: parameters of type %T, want %T", a.def.Name, params, p)
+		return Result{}, fmt.Errorf("%s: parameters of type %T, want %T", a.spec.Name, params, p)
 	}
-	return a.def.DoFunc(ctx, env, p)
-}
-
-// ParamError is a problem with one parameter of a step.
-type ParamError struct {
-	Param   string
-	Msg     string
-	Hint    string
-	Missing bool // the parameter is absent (report at the `with:` or step)
-}
-
-func (e *ParamError) Error() string { return e.Msg }
-
-// Hint describes a parameter for error hints: name (type, required): doc.
-func (p Param) Hint() string {
-	h := p.Name + " (" + p.Type
-	if p.Required {
-		h += ", required"
+	if a.do == nil {
+		return Result{}, Permanentf("%s: the action has no DoFunc", a.spec.Name)
 	}
-	h += ")"
-	if p.Doc != "" {
-		h += ": " + p.Doc
-	}
-	return h
-}
-
-func decodeStrict[P any](with map[string]any) (*P, error) {
-	data, err := json.Marshal(normalise(with))
-	if err != nil {
-		return nil, fmt.Errorf("encode parameters: %w", err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	p := new(P)
-	if err := dec.Decode(p); err != nil {
-		return nil, err
-	}
-	return p, nil
-}
-
-// normalise turns YAML-decoded maps with non-string keys into JSON-encodable
-// values.
-func normalise(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(t))
-		for k, c := range t {
-			out[k] = normalise(c)
-		}
-		return out
-	case map[any]any:
-		out := make(map[string]any, len(t))
-		for k, c := range t {
-			out[fmt.Sprint(k)] = normalise(c)
-		}
-		return out
-	case []any:
-		out := make([]any, len(t))
-		for i, c := range t {
-			out[i] = normalise(c)
-		}
-		return out
-	default:
-		return v
-	}
-}
-
-func shortJSONError(err error) string {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		return "got " + te.Value
-	}
-	return err.Error()
-}
-
-var durationType = reflect.TypeFor[Duration]()
-
-func describeParams(t reflect.Type) ([]Param, error) {
-	if t.Kind() != reflect.Struct {
-		return nil, fmt.Errorf("parameters must be a struct, not %s", t)
-	}
-	var out []Param
-	for i := range t.NumField() {
-		f := t.Field(i)
-		if !f.IsExported() {
-			continue
-		}
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if name == "" || name == "-" {
-			return nil, fmt.Errorf("field %s has no json name", f.Name)
-		}
-		target := f.Tag.Get("target")
-		if target != "" && (!targetRoles[target] || f.Type.Kind() != reflect.String) {
-			return nil, fmt.Errorf("field %s: target %q: want account, user, role or credential on a string field", f.Name, target)
-		}
-		out = append(out, Param{
-			Name:     name,
-			Type:     typeName(f.Type),
-			Required: f.Tag.Get("required") == "true",
-			Doc:      f.Tag.Get("doc"),
-			Kind:     f.Type.Kind(),
-			Target:   target,
-		})
-	}
-	return out, nil
-}
-
-func typeName(t reflect.Type) string {
-	if t == durationType {
-		return "duration"
-	}
-	switch t.Kind() {
-	case reflect.String:
-		return "string"
-	case reflect.Bool:
-		return "bool"
-	case reflect.Int, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint32, reflect.Uint64:
-		return "int"
-	case reflect.Float32, reflect.Float64:
-		return "number"
-	case reflect.Slice:
-		return "list of " + typeName(t.Elem())
-	case reflect.Map:
-		return "map"
-	case reflect.Pointer:
-		return typeName(t.Elem())
-	default:
-		return t.Kind().String()
-	}
-}
-
-// UnmarshalJSON accepts a Go duration string such as "90s" or "15m".
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return &json.UnmarshalTypeError{Value: string(b), Type: durationType}
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("%q is not a duration (use forms like 30s, 5m, 1h)", s)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalJSON writes the duration as a string.
-func (d Duration) MarshalJSON() ([]byte, error) {
-	return json.Marshal(time.Duration(d).String())
+	return a.do(ctx, env, p)
 }

@@ -16,22 +16,25 @@ type echoParams struct {
 	Tags    []string `json:"tags"`
 }
 
+type echoOutputs struct {
+	Said string `json:"said"`
+}
+
 func echoAction() Action {
-	return New(Definition[echoParams]{
+	return New(TypedDefinition[echoParams, echoOutputs]{
 		Name:    "test.echo",
 		Summary: "repeat a message",
-		Outputs: []Output{{Name: "said", Type: "string"}},
-		Validate: func(p *echoParams) error {
+		Validate: func(p echoParams) error {
 			if p.Times < 0 {
 				return errors.New("times must not be negative")
 			}
 			return nil
 		},
-		PlanFunc: func(_ context.Context, _ Env, p *echoParams) (Plan, error) {
-			return Plan{Summary: "would say " + p.Message}, nil
+		PlanFunc: func(_ context.Context, _ Env, p *echoParams) (PlanOf[echoOutputs], error) {
+			return PlanOf[echoOutputs]{Summary: "would say " + p.Message}, nil
 		},
-		DoFunc: func(_ context.Context, _ Env, p *echoParams) (Result, error) {
-			return Result{Outcome: Done, Outputs: map[string]any{"said": p.Message}}, nil
+		DoFunc: func(_ context.Context, _ Env, p *echoParams) (ResultOf[echoOutputs], error) {
+			return ResultOf[echoOutputs]{Outcome: Done, Outputs: &echoOutputs{Said: p.Message}}, nil
 		},
 	})
 }
@@ -88,7 +91,7 @@ func TestRegistryRefusesDuplicatesAndBadNames(t *testing.T) {
 	_, err := NewRegistry(echoAction(), echoAction())
 	require.ErrorContains(t, err, `action "test.echo" registered twice`)
 
-	bad := New(Definition[echoParams]{Name: "Echo"})
+	bad := New(TypedDefinition[echoParams, echoOutputs]{Name: "Echo"})
 	_, err = NewRegistry(bad)
 	require.ErrorContains(t, err, `action name "Echo"`)
 

@@ -110,7 +110,7 @@ func (m *Metrics) Observe(e runner.Event) {
 	case runner.EventAlertUnacted:
 		m.alerts.WithLabelValues(source(e.Source), alertUnactionable).Inc()
 	case runner.EventRunFinished:
-		m.runsFinished.WithLabelValues(e.Playbook, e.Status).Inc()
+		m.runsFinished.WithLabelValues(e.Playbook, string(e.Status)).Inc()
 	case runner.EventStepSucceeded, runner.EventStepFailed:
 		// Steps skipped, denied or refused before an attempt took no time
 		// worth a bucket.

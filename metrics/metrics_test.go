@@ -203,7 +203,7 @@ steps:
 	_, _, ok := s.Histogram("stanch_time_to_contain_seconds", "playbook", "approve-test", "source", "guardduty")
 	require.False(t, ok, "not contained before the decision")
 
-	_, first, err := b.runner.Decide(context.Background(), sub.Started[0].ID, "contain", runner.Approved, "alice", "cli")
+	_, first, err := b.runner.Decide(context.Background(), runner.Decision{RunID: sub.Started[0].ID, StepID: "contain", Decision: runner.Approved, By: "alice", Via: "cli"})
 	require.NoError(t, err)
 	require.True(t, first)
 	s = b.scrapeUntil(t, "the run finished", func(s metricstest.Scrape) bool {

@@ -70,7 +70,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(storeUpDesc, prometheus.GaugeValue, 1)
 	for status, n := range st.Runs {
-		ch <- prometheus.MustNewConstMetric(runsDesc, prometheus.GaugeValue, float64(n), status)
+		ch <- prometheus.MustNewConstMetric(runsDesc, prometheus.GaugeValue, float64(n), string(status))
 	}
 	ch <- prometheus.MustNewConstMetric(approvalsDesc, prometheus.GaugeValue, float64(st.ApprovalsWaiting))
 	age := 0.0

@@ -2,7 +2,7 @@ package playbooks
 
 import (
 	"errors"
-	"fmt"
+	"github.com/stanchhq/stanch/internal/yamldiag"
 	"regexp"
 	"slices"
 	"strings"
@@ -65,11 +65,11 @@ func (l *loader) load(data []byte) *Playbook {
 		return nil
 	}
 	if len(f.Docs) == 0 || f.Docs[0].Body == nil {
-		l.add(pos{1, 1}, "a playbook needs at least `name:` and `steps:`", "the playbook is empty")
+		l.Add(pos{Line: 1, Col: 1}, "a playbook needs at least `name:` and `steps:`", "the playbook is empty")
 		return nil
 	}
 	if len(f.Docs) > 1 {
-		l.add(posOf(f.Docs[1]), "put each playbook in a file of its own", "a playbook file holds one YAML document")
+		l.Add(yamldiag.PosOf(f.Docs[1]), "put each playbook in a file of its own", "a playbook file holds one YAML document")
 	}
 	root := f.Docs[0].Body
 	top, ok := l.fields(root, "the playbook", topKeys)
@@ -78,10 +78,10 @@ func (l *loader) load(data []byte) *Playbook {
 	}
 	pb := &Playbook{}
 	if mv := top["name"]; mv == nil {
-		l.add(posOf(root), "add `name:`, lower-case letters, digits and '-', such as aws-key-leaked", "the playbook has no `name`")
+		l.Add(yamldiag.PosOf(root), "add `name:`, lower-case letters, digits and '-', such as aws-key-leaked", "the playbook has no `name`")
 	} else if name, ok := l.str(mv.Value, "name"); ok {
 		if !nameRe.MatchString(name) {
-			l.add(posOf(mv.Value), "use lower-case letters, digits and '-', such as aws-key-leaked", "name %q is not a valid playbook name", name)
+			l.Add(yamldiag.PosOf(mv.Value), "use lower-case letters, digits and '-', such as aws-key-leaked", "name %q is not a valid playbook name", name)
 		}
 		pb.Name = name
 	}
@@ -96,7 +96,7 @@ func (l *loader) load(data []byte) *Playbook {
 		if b, ok := mv.Value.(*yast.BoolNode); ok {
 			pb.Correlate = b.Value
 		} else {
-			l.add(posOf(mv.Value), "write correlate: true or correlate: false", "`correlate` must be true or false, not %s", describe(mv.Value))
+			l.Add(yamldiag.PosOf(mv.Value), "write correlate: true or correlate: false", "`correlate` must be true or false, not %s", yamldiag.Describe(mv.Value))
 		}
 	}
 	l.vars = map[string]any{}
@@ -108,7 +108,7 @@ func (l *loader) load(data []byte) *Playbook {
 		pb.when = l.condition(mv.Value, -1)
 	}
 	if mv := top["steps"]; mv == nil && !l.tagged {
-		l.add(posOf(root), "add `steps:` with at least one step", "the playbook has no steps")
+		l.Add(yamldiag.PosOf(root), "add `steps:` with at least one step", "the playbook has no steps")
 	} else if mv != nil {
 		pb.Steps = l.steps(mv)
 	}
@@ -120,10 +120,10 @@ func (l *loader) syntaxError(err error) {
 	var ye yaml.Error
 	if errors.As(err, &ye) && ye.GetToken() != nil && ye.GetToken().Position != nil {
 		p := ye.GetToken().Position
-		l.add(pos{p.Line, p.Column}, hint, "YAML syntax error: %s", ye.GetMessage())
+		l.Add(pos{Line: p.Line, Col: p.Column}, hint, "YAML syntax error: %s", ye.GetMessage())
 		return
 	}
-	l.add(pos{1, 1}, hint, "YAML syntax error: %v", err)
+	l.Add(pos{Line: 1, Col: 1}, hint, "YAML syntax error: %v", err)
 }
 
 func (l *loader) on(n yast.Node) On {
@@ -141,7 +141,7 @@ func (l *loader) on(n yast.Node) On {
 	if mv := fs["providers"]; mv != nil {
 		for i, p := range l.strList(mv.Value, "on.providers") {
 			if !providerRe.MatchString(p) {
-				l.add(posOf(listItem(mv.Value, i)), "providers are lower case, such as aws, github, slack", "provider %q is not valid", p)
+				l.Add(yamldiag.PosOf(listItem(mv.Value, i)), "providers are lower case, such as aws, github, slack", "provider %q is not valid", p)
 			}
 			on.Providers = append(on.Providers, p)
 		}
@@ -157,7 +157,7 @@ func (l *loader) enumList(n yast.Node, what string, allowed []string) []string {
 	var out []string
 	for i, v := range l.strList(n, what) {
 		if !slices.Contains(allowed, v) {
-			l.add(posOf(listItem(n, i)), suggest(v, allowed, what+" are"), "%q is not a valid value in %s", v, what)
+			l.Add(yamldiag.PosOf(listItem(n, i)), yamldiag.Suggest(v, allowed, what+" are"), "%q is not a valid value in %s", v, what)
 			continue
 		}
 		out = append(out, v)
@@ -173,7 +173,7 @@ func (l *loader) decodeVars(n yast.Node) {
 	for _, mv := range m {
 		name := keyName(mv)
 		if !varNameRe.MatchString(name) {
-			l.add(posOf(mv.Key), "var names are letters, digits and '_', starting with a letter, so that `vars.<name>` works", "var name %q is not valid", name)
+			l.Add(yamldiag.PosOf(mv.Key), "var names are letters, digits and '_', starting with a letter, so that `vars.<name>` works", "var name %q is not valid", name)
 			continue
 		}
 		if v, ok := l.plain(mv.Value); ok {
@@ -196,7 +196,7 @@ func (l *loader) fields(n yast.Node, what string, known []string) (fieldSet, boo
 	for _, mv := range entries {
 		k := keyName(mv)
 		if !slices.Contains(known, k) {
-			l.add(posOf(mv.Key), suggest(k, known, "valid keys"), "unknown key `%s` in %s", k, what)
+			l.Add(yamldiag.PosOf(mv.Key), yamldiag.Suggest(k, known, "valid keys"), "unknown key `%s` in %s", k, what)
 			continue
 		}
 		fs[k] = mv
@@ -215,7 +215,7 @@ func (l *loader) mapping(n yast.Node, what string) ([]*yast.MappingValueNode, bo
 	case *yast.NullNode:
 		return nil, true
 	}
-	l.add(posOf(n), "write `key: value` pairs, indented under the key", "%s must be a mapping, not %s", what, describe(n))
+	l.Add(yamldiag.PosOf(n), "write `key: value` pairs, indented under the key", "%s must be a mapping, not %s", what, yamldiag.Describe(n))
 	return nil, false
 }
 
@@ -233,14 +233,14 @@ func (l *loader) str(n yast.Node, what string) (string, bool) {
 	case *yast.LiteralNode:
 		return t.Value.Value, true
 	}
-	l.add(posOf(n), "write text, in quotes if it starts with one of [ { * & ! or contains `: `", "`%s` must be a string, not %s", what, describe(n))
+	l.Add(yamldiag.PosOf(n), "write text, in quotes if it starts with one of [ { * & ! or contains `: `", "`%s` must be a string, not %s", what, yamldiag.Describe(n))
 	return "", false
 }
 
 func (l *loader) strList(n yast.Node, what string) []string {
 	seq, ok := n.(*yast.SequenceNode)
 	if !ok {
-		l.add(posOf(n), "write a list, such as [a, b]", "`%s` must be a list of strings, not %s", what, describe(n))
+		l.Add(yamldiag.PosOf(n), "write a list, such as [a, b]", "`%s` must be a list of strings, not %s", what, yamldiag.Describe(n))
 		return nil
 	}
 	var out []string
@@ -263,16 +263,16 @@ func (l *loader) duration(n yast.Node, what string) (time.Duration, bool) {
 	const hint = "use a Go duration such as 30s, 5m, 1h30m"
 	s, isStr := n.(*yast.StringNode)
 	if !isStr {
-		l.add(posOf(n), hint, "`%s` must be a duration, not %s", what, describe(n))
+		l.Add(yamldiag.PosOf(n), hint, "`%s` must be a duration, not %s", what, yamldiag.Describe(n))
 		return 0, false
 	}
 	d, err := time.ParseDuration(s.Value)
 	if err != nil {
-		l.add(posOf(n), hint, "`%s`: %q is not a duration", what, s.Value)
+		l.Add(yamldiag.PosOf(n), hint, "`%s`: %q is not a duration", what, s.Value)
 		return 0, false
 	}
 	if d <= 0 {
-		l.add(posOf(n), hint, "`%s` must be longer than zero", what)
+		l.Add(yamldiag.PosOf(n), hint, "`%s` must be longer than zero", what)
 		return 0, false
 	}
 	return d, true
@@ -284,7 +284,7 @@ func (l *loader) integer(n yast.Node, what string) (int, bool) {
 			return v, true
 		}
 	}
-	l.add(posOf(n), "", "`%s` must be a whole number, not %s", what, describe(n))
+	l.Add(yamldiag.PosOf(n), "", "`%s` must be a whole number, not %s", what, yamldiag.Describe(n))
 	return 0, false
 }
 
@@ -298,7 +298,7 @@ func (l *loader) oneOf(mv *yast.MappingValueNode, what string, allowed []string,
 		return def
 	}
 	if !slices.Contains(allowed, s) {
-		l.add(posOf(mv.Value), suggest(s, allowed, "`"+what+"` is one of"), "%q is not a valid `%s`", s, what)
+		l.Add(yamldiag.PosOf(mv.Value), yamldiag.Suggest(s, allowed, "`"+what+"` is one of"), "%q is not a valid `%s`", s, what)
 		return def
 	}
 	return s
@@ -363,60 +363,7 @@ func intOf(v any) (int, bool) {
 }
 
 func (l *loader) unsupported(n yast.Node) {
-	l.add(posOf(n), "write the value out in full", "%s are not supported in playbooks", describe(n))
-}
-
-// describe names a node's kind for messages.
-func describe(n yast.Node) string {
-	switch n.(type) {
-	case *yast.StringNode, *yast.LiteralNode:
-		return "a string"
-	case *yast.IntegerNode, *yast.FloatNode, *yast.InfinityNode, *yast.NanNode:
-		return "a number"
-	case *yast.BoolNode:
-		return "true/false"
-	case *yast.NullNode:
-		return "empty"
-	case *yast.SequenceNode:
-		return "a list"
-	case *yast.MappingNode, *yast.MappingValueNode:
-		return "a mapping"
-	case *yast.AnchorNode:
-		return "anchors (&name)"
-	case *yast.AliasNode:
-		return "aliases (*name)"
-	case *yast.TagNode:
-		return "tags (!tag)"
-	default:
-		return fmt.Sprintf("a YAML %s", n.Type())
-	}
-}
-
-// posOf is where a node starts in the file.
-func posOf(n yast.Node) pos {
-	switch t := n.(type) {
-	case *yast.MappingNode:
-		if len(t.Values) > 0 {
-			return posOf(t.Values[0])
-		}
-	case *yast.MappingValueNode:
-		return posOf(t.Key)
-	case *yast.DocumentNode:
-		if t.Start != nil {
-			return tokenPos(t.Start)
-		}
-		if t.Body != nil {
-			return posOf(t.Body)
-		}
-	}
-	return tokenPos(n.GetToken())
-}
-
-func tokenPos(tk *token.Token) pos {
-	if tk == nil || tk.Position == nil {
-		return pos{1, 1}
-	}
-	return pos{tk.Position.Line, tk.Position.Column}
+	l.Add(yamldiag.PosOf(n), "write the value out in full", "%s are not supported in playbooks", yamldiag.Describe(n))
 }
 
 // scalarSite returns a scalar's text and where its first character is.
@@ -426,19 +373,19 @@ func scalarSite(n yast.Node) (string, pos, bool, bool) {
 	switch t := n.(type) {
 	case *yast.StringNode:
 		tk := t.Token
-		at := tokenPos(tk)
+		at := yamldiag.TokenPos(tk)
 		content := strings.TrimSpace(tk.Origin)
 		if tk.Type == token.DoubleQuoteType || tk.Type == token.SingleQuoteType {
-			at.col++
+			at.Col++
 			if len(content) >= 2 {
 				content = content[1 : len(content)-1]
 			}
 		}
 		return t.Value, at, content == t.Value, true
 	case *yast.LiteralNode:
-		return t.Value.Value, posOf(n), false, true
+		return t.Value.Value, yamldiag.PosOf(n), false, true
 	case *yast.BoolNode:
-		return t.Token.Value, posOf(n), true, true
+		return t.Token.Value, yamldiag.PosOf(n), true, true
 	}
-	return "", posOf(n), false, false
+	return "", yamldiag.PosOf(n), false, false
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/stanchhq/stanch/internal/yamldiag"
 	"maps"
 	"reflect"
 	"regexp"
@@ -205,7 +206,7 @@ func (s site) pos(off int) pos {
 	if !s.exact {
 		return s.at
 	}
-	return pos{s.at.line, s.at.col + off}
+	return pos{Line: s.at.Line, Col: s.at.Col + off}
 }
 
 var scopeType = reflect.TypeFor[Scope]()
@@ -254,19 +255,19 @@ func (l *loader) exprError(src string, at site, err error, asBool bool) {
 	switch {
 	case unknownName.MatchString(msg):
 		name := unknownName.FindStringSubmatch(msg)[1]
-		l.add(where, suggest(name, []string{"alert", "run", "steps", "vars"}, "an expression can use"), "unknown name `%s`", name)
+		l.Add(where, yamldiag.Suggest(name, []string{"alert", "run", "steps", "vars"}, "an expression can use"), "unknown name `%s`", name)
 	case noField.MatchString(msg):
 		m := noField.FindStringSubmatch(msg)
 		if t, ok := exprTypes[m[1]]; ok {
-			l.add(where, suggest(m[2], t.fields, "fields of "+t.path), "`%s` has no field `%s`", t.path, m[2])
+			l.Add(where, yamldiag.Suggest(m[2], t.fields, "fields of "+t.path), "`%s` has no field `%s`", t.path, m[2])
 			return
 		}
-		l.add(where, hint, "expression does not compile: %s", msg)
+		l.Add(where, hint, "expression does not compile: %s", msg)
 	case asBool && expectedBool.MatchString(msg):
 		got := expectedBool.FindStringSubmatch(msg)[1]
-		l.add(where, "compare the value to get true or false, e.g. `steps.identify.outputs.user_name != \"\"`", "condition `%s` has type %s, not bool", strings.TrimSpace(src), got)
+		l.Add(where, "compare the value to get true or false, e.g. `steps.identify.outputs.user_name != \"\"`", "condition `%s` has type %s, not bool", strings.TrimSpace(src), got)
 	default:
-		l.add(where, hint, "expression does not compile: %s", msg)
+		l.Add(where, hint, "expression does not compile: %s", msg)
 	}
 }
 
@@ -317,7 +318,7 @@ type refChecker struct {
 
 func (r *refChecker) report(n ast.Node, hint, format string, args ...any) {
 	r.bad = true
-	r.l.add(r.at.pos(n.Location().From), hint, format, args...)
+	r.l.Add(r.at.pos(n.Location().From), hint, format, args...)
 }
 
 // Visit sees every member access, innermost first: for
@@ -391,7 +392,7 @@ func (r *refChecker) step(props []ast.Node) {
 		case !known:
 			hint := "no step comes before this one"
 			if len(earlier) > 0 {
-				hint = suggest(id, earlier, "steps before this one")
+				hint = yamldiag.Suggest(id, earlier, "steps before this one")
 			}
 			r.report(props[0], hint, "unknown step `%s`", id)
 		case target == r.at.step:
@@ -407,7 +408,7 @@ func (r *refChecker) step(props []ast.Node) {
 	field, ok := propName(props[1])
 	if !ok || !slices.Contains(stepFields, field) {
 		if last == 1 {
-			r.report(props[1], suggest(field, stepFields, "a step has"), "step `%s` has no field `%s`", id, field)
+			r.report(props[1], yamldiag.Suggest(field, stepFields, "a step has"), "step `%s` has no field `%s`", id, field)
 		}
 		return
 	}
@@ -436,7 +437,7 @@ func (r *refChecker) step(props []ast.Node) {
 	}
 	hint := spec.Name + " has no outputs"
 	if len(names) > 0 {
-		hint = suggest(name, names, "outputs of "+spec.Name)
+		hint = yamldiag.Suggest(name, names, "outputs of "+spec.Name)
 	}
 	r.report(props[2], hint, "step `%s` (%s) has no output `%s`", id, spec.Name, name)
 }
@@ -452,7 +453,7 @@ func (r *refChecker) variable(n ast.Node) {
 	}
 	hint := "declare it under `vars:` at the top of the playbook"
 	if len(r.l.vars) > 0 {
-		hint = suggest(name, slices.Sorted(maps.Keys(r.l.vars)), "declared vars")
+		hint = yamldiag.Suggest(name, slices.Sorted(maps.Keys(r.l.vars)), "declared vars")
 	}
 	r.report(n, hint, "unknown var `%s`", name)
 }

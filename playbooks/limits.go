@@ -31,7 +31,7 @@ const (
 func (l *loader) withinLimits(data []byte) bool {
 	const hint = "a playbook nests a few levels (steps, with, parameters) and is a few kilobytes; split or flatten what is here"
 	if len(data) > MaxSize {
-		l.add(pos{1, 1}, hint, "the file is larger than %d bytes (1 MiB), the most a playbook may be", MaxSize)
+		l.Add(pos{Line: 1, Col: 1}, hint, "the file is larger than %d bytes (1 MiB), the most a playbook may be", MaxSize)
 		return false
 	}
 	var s scanner.Scanner
@@ -54,9 +54,9 @@ func (l *loader) withinLimits(data []byte) bool {
 			if tk == nil || tk.Position == nil || tk.Type == token.CommentType {
 				continue
 			}
-			at := pos{tk.Position.Line, tk.Position.Column}
+			at := pos{Line: tk.Position.Line, Col: tk.Position.Column}
 			if nodes++; nodes > MaxNodes {
-				l.add(at, hint, "more than %d YAML nodes; a playbook may hold at most %d", MaxNodes, MaxNodes)
+				l.Add(at, hint, "more than %d YAML nodes; a playbook may hold at most %d", MaxNodes, MaxNodes)
 				return false
 			}
 			switch tk.Type {
@@ -70,15 +70,15 @@ func (l *loader) withinLimits(data []byte) bool {
 			// Outside flow collections nesting is indentation: a line's
 			// first token, and every "- " (several may share a line),
 			// opens a level deeper than the open ones to its left.
-			if flow == 0 && (at.line != line || tk.Type == token.SequenceEntryType) {
-				for len(block) > 0 && block[len(block)-1] >= at.col {
+			if flow == 0 && (at.Line != line || tk.Type == token.SequenceEntryType) {
+				for len(block) > 0 && block[len(block)-1] >= at.Col {
 					block = block[:len(block)-1]
 				}
-				block = append(block, at.col)
+				block = append(block, at.Col)
 			}
-			line = at.line
+			line = at.Line
 			if depth := len(block) + flow; depth > MaxDepth {
-				l.add(at, hint, "collections nested more than %d deep; a playbook may nest at most %d", MaxDepth, MaxDepth)
+				l.Add(at, hint, "collections nested more than %d deep; a playbook may nest at most %d", MaxDepth, MaxDepth)
 				return false
 			}
 		}

@@ -75,7 +75,7 @@ func TestOrdinaryPlaybooksAreWithinLimits(t *testing.T) {
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		require.NoError(t, err)
-		l := &loader{problems: problems{file: f}}
-		require.True(t, l.withinLimits(data), "%s: %v", f, l.errs)
+		l := &loader{problems: problems{File: f}}
+		require.True(t, l.withinLimits(data), "%s: %v", f, l.Problems)
 	}
 }

@@ -172,10 +172,10 @@ func Load(path string, reg *actions.Registry) (*Playbook, error) {
 // Parse validates the playbook in data; file names it in errors. When it is
 // invalid the error is Errors, listing every problem.
 func Parse(file string, data []byte, reg *actions.Registry) (*Playbook, error) {
-	l := &loader{problems: problems{file: file}, reg: reg}
+	l := &loader{problems: problems{File: file}, reg: reg}
 	pb := l.load(data)
-	if len(l.errs) > 0 {
-		return nil, l.sorted()
+	if len(l.Problems) > 0 {
+		return nil, l.Sorted()
 	}
 	pb.File, pb.Source = file, data
 	return pb, nil

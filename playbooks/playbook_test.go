@@ -1,6 +1,7 @@
 package playbooks
 
 import (
+	"github.com/stanchhq/stanch/internal/yamldiag"
 	"testing"
 	"time"
 
@@ -283,7 +284,7 @@ func TestNestedWithValues(t *testing.T) {
 	t.Parallel()
 	// The parameter checks of test.secret_maker reject lists and maps, so
 	// this goes through the value tree directly.
-	l := &loader{problems: problems{file: "t.yaml"}, reg: testRegistry(t), vars: map[string]any{"n": 3}}
+	l := &loader{problems: problems{File: "t.yaml"}, reg: testRegistry(t), vars: map[string]any{"n": 3}}
 	pb := l.load([]byte(`
 name: nested
 steps:
@@ -292,7 +293,7 @@ steps:
     with:
       name: ${{ alert.credential.id }}
 `))
-	require.Empty(t, l.errs)
+	require.Empty(t, l.Problems)
 	v := dict{
 		"keys": list{whole{pb.Steps[0].with["name"].(whole).e}, literal{"x"}},
 		"n":    literal{1},
@@ -356,11 +357,11 @@ func TestExpressionColumns(t *testing.T) {
 func TestNearest(t *testing.T) {
 	t.Parallel()
 	keys := []string{"id", "action", "if", "with", "delay", "timeout", "retry", "on_error", "approval"}
-	require.Equal(t, "with", nearest("wiht", keys))
-	require.Equal(t, "timeout", nearest("timout", keys))
-	require.Equal(t, "approval", nearest("aproval", keys))
-	require.Empty(t, nearest("retries_count", keys))
-	require.Equal(t, "aws.deactivate_key", nearest("aws.deactivate_keys", []string{"aws.identify_key", "aws.deactivate_key"}))
+	require.Equal(t, "with", yamldiag.Nearest("wiht", keys))
+	require.Equal(t, "timeout", yamldiag.Nearest("timout", keys))
+	require.Equal(t, "approval", yamldiag.Nearest("aproval", keys))
+	require.Empty(t, yamldiag.Nearest("retries_count", keys))
+	require.Equal(t, "aws.deactivate_key", yamldiag.Nearest("aws.deactivate_keys", []string{"aws.identify_key", "aws.deactivate_key"}))
 }
 
 func TestStepDelay(t *testing.T) {

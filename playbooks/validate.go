@@ -3,6 +3,7 @@ package playbooks
 import (
 	"errors"
 	"fmt"
+	"github.com/stanchhq/stanch/internal/yamldiag"
 	"reflect"
 	"slices"
 	"strings"
@@ -28,11 +29,11 @@ type stepNode struct {
 func (l *loader) steps(mv *yast.MappingValueNode) []*Step {
 	seq, ok := mv.Value.(*yast.SequenceNode)
 	if _, empty := mv.Value.(*yast.NullNode); empty || (ok && len(seq.Values) == 0) {
-		l.add(posOf(mv.Key), "add at least one step with `id:` and `action:`", "the playbook has no steps")
+		l.Add(yamldiag.PosOf(mv.Key), "add at least one step with `id:` and `action:`", "the playbook has no steps")
 		return nil
 	}
 	if !ok {
-		l.add(posOf(mv.Value), "write a list of steps, each starting with `- id:`", "`steps` must be a list, not %s", describe(mv.Value))
+		l.Add(yamldiag.PosOf(mv.Value), "write a list of steps, each starting with `- id:`", "`steps` must be a list, not %s", yamldiag.Describe(mv.Value))
 		return nil
 	}
 	// First every id and action, so that expressions in any step can tell
@@ -58,28 +59,28 @@ func (l *loader) stepHead(n yast.Node, number int) *stepNode {
 	if !ok {
 		return nil
 	}
-	at := posOf(n)
+	at := yamldiag.PosOf(n)
 	entries, _ := l.mapping(n, "a step")
-	st := &Step{Line: at.line, Timeout: DefaultTimeout, OnError: OnErrorStop, Target: TargetOwner,
+	st := &Step{Line: at.Line, Timeout: DefaultTimeout, OnError: OnErrorStop, Target: TargetOwner,
 		Retry: Retry{Attempts: DefaultAttempts, Backoff: DefaultBackoff, MaxBackoff: DefaultMaxBackoff}}
 	// A misspelt key (wiht) already explains why parameters seem missing.
 	sn := &stepNode{step: st, fields: fs, at: at, misspelt: len(entries) > len(fs)}
 	label := fmt.Sprintf("step %d", number)
 	if mv := fs["id"]; mv == nil {
-		l.add(at, "give every step a unique `id:` such as identify", "%s has no `id`", label)
+		l.Add(at, "give every step a unique `id:` such as identify", "%s has no `id`", label)
 	} else if id, ok := l.str(mv.Value, "id"); ok {
 		label = "step `" + id + "`"
 		switch first, dup := l.stepIndex[id]; {
 		case !stepIDRe.MatchString(id):
-			l.add(posOf(mv.Value), "step ids are lower-case letters, digits and '_', starting with a letter", "step id %q is not valid", id)
+			l.Add(yamldiag.PosOf(mv.Value), "step ids are lower-case letters, digits and '_', starting with a letter", "step id %q is not valid", id)
 		case dup:
-			l.add(posOf(mv.Value), fmt.Sprintf("step ids are unique; the first `%s` is step %d at line %d", id, first+1, l.stepLine(first)), "duplicate step id `%s`", id)
+			l.Add(yamldiag.PosOf(mv.Value), fmt.Sprintf("step ids are unique; the first `%s` is step %d at line %d", id, first+1, l.stepLine(first)), "duplicate step id `%s`", id)
 		}
 		st.ID = id
 	}
 	var spec *actions.Spec
 	if mv := fs["action"]; mv == nil {
-		l.add(at, "name the action the step runs, such as "+strings.Join(firstN(l.reg.Names(), 3), ", "), "%s has no `action`", label)
+		l.Add(at, "name the action the step runs, such as "+strings.Join(firstN(l.reg.Names(), 3), ", "), "%s has no `action`", label)
 	} else if name, ok := l.str(mv.Value, "action"); ok {
 		st.Action = name
 		if a, found := l.reg.Lookup(name); found {
@@ -87,7 +88,7 @@ func (l *loader) stepHead(n yast.Node, number int) *stepNode {
 			s := a.Spec()
 			spec = &s
 		} else {
-			l.add(posOf(mv.Value), suggest(name, l.reg.Names(), "registered actions"), "unknown action `%s`", name)
+			l.Add(yamldiag.PosOf(mv.Value), yamldiag.Suggest(name, l.reg.Names(), "registered actions"), "unknown action `%s`", name)
 		}
 	}
 	if _, dup := l.stepIndex[st.ID]; !dup && st.ID != "" {
@@ -97,7 +98,7 @@ func (l *loader) stepHead(n yast.Node, number int) *stepNode {
 	// indexes of the steps after it stay right.
 	l.stepIDs = append(l.stepIDs, st.ID)
 	l.specs = append(l.specs, spec)
-	l.lines = append(l.lines, at.line)
+	l.lines = append(l.lines, at.Line)
 	return sn
 }
 
@@ -139,7 +140,7 @@ func (l *loader) retry(n yast.Node, r *Retry) {
 	if mv := fs["attempts"]; mv != nil {
 		if a, ok := l.integer(mv.Value, "retry.attempts"); ok {
 			if a < 1 || a > MaxAttempts {
-				l.add(posOf(mv.Value), fmt.Sprintf("attempts counts the first try too: 1 means no retry; at most %d", MaxAttempts), "retry.attempts %d is out of range 1..%d", a, MaxAttempts)
+				l.Add(yamldiag.PosOf(mv.Value), fmt.Sprintf("attempts counts the first try too: 1 means no retry; at most %d", MaxAttempts), "retry.attempts %d is out of range 1..%d", a, MaxAttempts)
 			} else {
 				r.Attempts = a
 			}
@@ -153,7 +154,7 @@ func (l *loader) retry(n yast.Node, r *Retry) {
 	if mv := fs["max_backoff"]; mv != nil {
 		if d, ok := l.duration(mv.Value, "retry.max_backoff"); ok {
 			if d < r.Backoff {
-				l.add(posOf(mv.Value), "raise max_backoff or lower backoff", "retry.max_backoff %s is shorter than retry.backoff %s", d, r.Backoff)
+				l.Add(yamldiag.PosOf(mv.Value), "raise max_backoff or lower backoff", "retry.max_backoff %s is shorter than retry.backoff %s", d, r.Backoff)
 			} else {
 				r.MaxBackoff = d
 			}
@@ -168,7 +169,7 @@ func (l *loader) approval(i int, mv *yast.MappingValueNode) *Approval {
 	}
 	a := &Approval{Timeout: DefaultApprovalTimeout, OnTimeout: OnTimeoutDeny}
 	if av := fs["approvers"]; av == nil {
-		l.add(posOf(mv.Key), approversHint, "approval has no `approvers`")
+		l.Add(yamldiag.PosOf(mv.Key), approversHint, "approval has no `approvers`")
 	} else {
 		a.Approvers = l.approvers(av, "approval.approvers")
 	}
@@ -185,16 +186,16 @@ func (l *loader) approval(i int, mv *yast.MappingValueNode) *Approval {
 	if ev := fs["escalate"]; ev != nil {
 		a.Escalate = l.escalation(ev, a.Timeout)
 		if a.OnTimeout != OnTimeoutEscalate {
-			l.add(posOf(ev.Key), "add `on_timeout: escalate`, or remove `escalate`", "`approval.escalate` is only used with `on_timeout: escalate`")
+			l.Add(yamldiag.PosOf(ev.Key), "add `on_timeout: escalate`, or remove `escalate`", "`approval.escalate` is only used with `on_timeout: escalate`")
 		}
 	} else if a.OnTimeout == OnTimeoutEscalate {
-		l.add(posOf(fs["on_timeout"].Value), "add `escalate:` with the `channel` (and optionally `approvers` and `timeout`) of the second round", "`on_timeout: escalate` needs `approval.escalate`")
+		l.Add(yamldiag.PosOf(fs["on_timeout"].Value), "add `escalate:` with the `channel` (and optionally `approvers` and `timeout`) of the second round", "`on_timeout: escalate` needs `approval.escalate`")
 	}
 	if msg := fs["message"]; msg != nil {
 		if _, isStr := msg.Value.(*yast.StringNode); isStr || isLiteral(msg.Value) {
 			a.message, _, _ = l.value(msg.Value, site{step: i})
 		} else {
-			l.add(posOf(msg.Value), "", "`approval.message` must be a string, not %s", describe(msg.Value))
+			l.Add(yamldiag.PosOf(msg.Value), "", "`approval.message` must be a string, not %s", yamldiag.Describe(msg.Value))
 		}
 	}
 	return a
@@ -206,13 +207,13 @@ func (l *loader) approvers(av *yast.MappingValueNode, what string) []string {
 	var out []string
 	for j, s := range l.strList(av.Value, what) {
 		if strings.TrimSpace(s) == "" {
-			l.add(posOf(listItem(av.Value, j)), approversHint, "an approver is empty")
+			l.Add(yamldiag.PosOf(listItem(av.Value, j)), approversHint, "an approver is empty")
 			continue
 		}
 		out = append(out, s)
 	}
 	if seq, ok := av.Value.(*yast.SequenceNode); ok && len(seq.Values) == 0 {
-		l.add(posOf(av.Key), approversHint, "`%s` is empty", what)
+		l.Add(yamldiag.PosOf(av.Key), approversHint, "`%s` is empty", what)
 	}
 	return out
 }
@@ -220,11 +221,11 @@ func (l *loader) approvers(av *yast.MappingValueNode, what string) []string {
 func (l *loader) channel(cv *yast.MappingValueNode, what string) string {
 	s, ok := cv.Value.(*yast.StringNode)
 	if !ok {
-		l.add(posOf(cv.Value), "", "`%s` must be a Slack channel name or id, not %s", what, describe(cv.Value))
+		l.Add(yamldiag.PosOf(cv.Value), "", "`%s` must be a Slack channel name or id, not %s", what, yamldiag.Describe(cv.Value))
 		return ""
 	}
 	if !channelRe.MatchString(s.Value) {
-		l.add(posOf(cv.Value), "write a channel name such as \"#sec-incidents\" (quoted: YAML reads # as a comment) or an id such as C0123ABCD", "`%s` %q is not a Slack channel", what, s.Value)
+		l.Add(yamldiag.PosOf(cv.Value), "write a channel name such as \"#sec-incidents\" (quoted: YAML reads # as a comment) or an id such as C0123ABCD", "`%s` %q is not a Slack channel", what, s.Value)
 		return ""
 	}
 	return s.Value
@@ -239,7 +240,7 @@ func (l *loader) escalation(ev *yast.MappingValueNode, timeout time.Duration) *E
 	if cv := fs["channel"]; cv != nil {
 		e.Channel = l.channel(cv, "approval.escalate.channel")
 	} else {
-		l.add(posOf(ev.Key), "name the Slack channel of the second round", "`approval.escalate` has no `channel`")
+		l.Add(yamldiag.PosOf(ev.Key), "name the Slack channel of the second round", "`approval.escalate` has no `channel`")
 	}
 	if av := fs["approvers"]; av != nil {
 		e.Approvers = l.approvers(av, "approval.escalate.approvers")
@@ -262,25 +263,25 @@ func isLiteral(n yast.Node) bool {
 func (l *loader) condition(n yast.Node, step int) *expression {
 	src, at, exact, ok := scalarSite(n)
 	if tag, isTag := n.(*yast.TagNode); isTag {
-		l.add(posOf(n), fmt.Sprintf("quote the condition: \"%s…\"", tag.Start.Value), "YAML reads `%s` as a tag, not as part of the condition", tag.Start.Value)
+		l.Add(yamldiag.PosOf(n), fmt.Sprintf("quote the condition: \"%s…\"", tag.Start.Value), "YAML reads `%s` as a tag, not as part of the condition", tag.Start.Value)
 		// The tag may have taken the keys after it as its value.
 		l.tagged = true
 		return nil
 	}
 	if !ok {
-		l.add(posOf(n), "write an expression that is true or false, such as `alert.severity == \"critical\"`", "a condition must be an expression, not %s", describe(n))
+		l.Add(yamldiag.PosOf(n), "write an expression that is true or false, such as `alert.severity == \"critical\"`", "a condition must be an expression, not %s", yamldiag.Describe(n))
 		return nil
 	}
 	where := site{step: step, at: at, exact: exact}
 	pieces, badAt, bad := splitTemplates(src)
 	if bad != "" {
-		l.add(where.pos(badAt), "close every `${{` with `}}`", "%s", bad)
+		l.Add(where.pos(badAt), "close every `${{` with `}}`", "%s", bad)
 		return nil
 	}
 	if p, whole := isWhole(pieces); whole {
 		src, where.at = p.src, where.pos(p.off)
 	} else if len(pieces) > 1 {
-		l.add(where.at, "write the condition as one expression, with or without a single `${{ }}` around all of it", "a condition cannot mix text and `${{ }}`")
+		l.Add(where.at, "write the condition as one expression, with or without a single `${{ }}` around all of it", "a condition cannot mix text and `${{ }}`")
 		return nil
 	}
 	return l.compile(src, where, true)
@@ -296,7 +297,7 @@ func (l *loader) value(n yast.Node, where site) (v value, raw any, templated boo
 		where.at, where.exact = at, exact
 		pieces, badAt, bad := splitTemplates(s)
 		if bad != "" {
-			l.add(where.pos(badAt), "close every `${{` with `}}`", "%s", bad)
+			l.Add(where.pos(badAt), "close every `${{` with `}}`", "%s", bad)
 			return literal{s}, s, true
 		}
 		if p, ok := isWhole(pieces); ok {
@@ -370,7 +371,7 @@ func (l *loader) templateType(at pos, p actions.Param, v value) {
 		return
 	}
 	if !fits {
-		l.add(at, p.Hint(), "parameter %q wants %s, but %s gives %s", p.Name, p.Type, src, got)
+		l.Add(at, p.Hint(), "parameter %q wants %s, but %s gives %s", p.Name, p.Type, src, got)
 	}
 }
 
@@ -405,7 +406,7 @@ func (l *loader) fixedTarget(at pos, p actions.Param, v value) {
 		return
 	}
 	what := map[string]string{actions.TargetAccount: "account", actions.TargetUser: "IAM user", actions.TargetRole: "IAM role", actions.TargetCredential: "credential"}[p.Target]
-	l.add(at, fmt.Sprintf("leave `%s` out: once aws.identify_key has found who owns the leaked credential, the step acts on that owner; or set `target: explicit` on the step to act on %s on purpose", p.Name, shown),
+	l.Add(at, fmt.Sprintf("leave `%s` out: once aws.identify_key has found who owns the leaked credential, the step acts on that owner; or set `target: explicit` on the step to act on %s on purpose", p.Name, shown),
 		"parameter %q fixes the %s to %s for every run, whoever owns the leaked credential", p.Name, what, shown)
 }
 
@@ -443,14 +444,14 @@ func (l *loader) with(i int, sn *stepNode, mv *yast.MappingValueNode) map[string
 	keyAt := map[string]pos{}
 	missingAt := sn.at
 	if mv != nil {
-		missingAt = posOf(mv.Key)
+		missingAt = yamldiag.PosOf(mv.Key)
 		entries, ok := l.mapping(mv.Value, "`with`")
 		if !ok {
 			return out
 		}
 		for _, e := range entries {
 			k := keyName(e)
-			keyAt[k] = posOf(e.Key)
+			keyAt[k] = yamldiag.PosOf(e.Key)
 			out[k], raw[k], deferred[k] = l.value(e.Value, site{step: i, secretOK: true})
 		}
 	}
@@ -469,7 +470,7 @@ func (l *loader) with(i int, sn *stepNode, mv *yast.MappingValueNode) map[string
 	for _, err := range sn.action.Check(raw, deferred) {
 		var pe *actions.ParamError
 		if !errors.As(err, &pe) {
-			l.add(missingAt, "", "%s: %v", spec.Name, err)
+			l.Add(missingAt, "", "%s: %v", spec.Name, err)
 			continue
 		}
 		at, known := keyAt[pe.Param]
@@ -485,9 +486,9 @@ func (l *loader) with(i int, sn *stepNode, mv *yast.MappingValueNode) map[string
 			for j, p := range spec.Params {
 				names[j] = p.Name
 			}
-			hint = suggest(pe.Param, names, "parameters of "+spec.Name)
+			hint = yamldiag.Suggest(pe.Param, names, "parameters of "+spec.Name)
 		}
-		l.add(at, hint, "%s", pe.Msg)
+		l.Add(at, hint, "%s", pe.Msg)
 	}
 	return out
 }

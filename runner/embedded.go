@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"time"
 
+	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 )
@@ -138,8 +139,9 @@ func (r *Runner) runPoller(ctx context.Context, name string, p Poller) {
 	}
 }
 
-// background runs the runner's own loops until Stop: the waker and the
-// sweep everywhere, and on SQLite the housekeeping and the pollers.
+// background runs the runner's own loops until Stop: the waker, the wake
+// of short sleeps (snooze.go) and the sweep everywhere, and on SQLite the
+// housekeeping and the pollers.
 func (r *Runner) background() {
 	ctx, cancel := context.WithCancel(context.Background())
 	r.stopBackground = func() {
@@ -148,6 +150,11 @@ func (r *Runner) background() {
 	}
 	r.waker.start()
 	r.loops.Go(func() { r.waker.loop(ctx) })
+	snoozed, unsubscribe := r.client.Subscribe(river.EventKindJobSnoozed)
+	r.loops.Go(func() {
+		defer unsubscribe()
+		r.wakeWhenDue(ctx, snoozed)
+	})
 	r.loops.Go(func() { r.sweepLoop(ctx) })
 	if r.cfg.DB.Dialect != SQLite {
 		return

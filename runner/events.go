@@ -65,7 +65,7 @@ type Event struct {
 	Action   string
 	Attempt  int
 	Outcome  string
-	Status   string // run status for run events
+	Status   RunStatus // run status for run events
 	Message  string
 	Error    string
 	Duration time.Duration
@@ -125,7 +125,7 @@ func (r *Runner) containedBy(pb *playbooks.Playbook, seq int, scope playbooks.Sc
 		return false
 	}
 	for _, earlier := range pb.Steps[:seq] {
-		if contains(earlier) && scope.Steps[earlier.ID].Status == StepSucceeded {
+		if contains(earlier) && scope.Steps[earlier.ID].Status == string(StepSucceeded) {
 			return false
 		}
 	}

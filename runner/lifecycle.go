@@ -11,7 +11,6 @@ import (
 
 	"github.com/riverqueue/river/rivertype"
 
-	"github.com/stanchhq/stanch/actions"
 	"github.com/stanchhq/stanch/alert"
 	"github.com/stanchhq/stanch/playbooks"
 )
@@ -23,24 +22,6 @@ import (
 
 // ErrLifecycle is wrapped by every refusal of Retry, Cancel and Close.
 var ErrLifecycle = errors.New("not possible for this run")
-
-// Effect journals one change an action made.
-func (s *Store) Effect(ctx context.Context, runID, stepID string, attempt int, e actions.Effect) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
-		return s.appendJournal(ctx, tx, runID, stepID, attempt, "effect", e.String())
-	})
-}
-
-// journal appends one entry to a run's journal; a failure is logged, since
-// the entry only describes what the run's records already hold.
-func (r *Runner) journal(ctx context.Context, runID, stepID, event, detail string) {
-	err := r.store.inTx(ctx, func(tx *sql.Tx) error {
-		return r.store.appendJournal(ctx, tx, runID, stepID, 0, event, detail)
-	})
-	if err != nil {
-		r.log.Warn("could not journal", "run", runID, "event", event, "error", err)
-	}
-}
 
 // Retry starts a failed or cancelled run again, in a new generation: from
 // the step named by from, else from the step that failed (or was denied),
@@ -64,7 +45,7 @@ func (r *Runner) Retry(ctx context.Context, runID, from, by string) (Run, error)
 	if err := r.settledJob(ctx, run); err != nil {
 		return run, err
 	}
-	pb, err := playbooks.Parse(run.PlaybookFile, run.PlaybookSource, r.cfg.Registry)
+	pb, err := r.playbook(run)
 	if err != nil {
 		return run, fmt.Errorf("run %s: its playbook %s no longer loads in this build, so it cannot run again: %v: %w", run.ID, run.Playbook, err, ErrLifecycle)
 	}
@@ -265,5 +246,5 @@ func describeStatus(run Run) string {
 	if run.Status == RunWaitingApproval {
 		return "waiting for approval of step " + run.WaitingStep
 	}
-	return run.Status
+	return string(run.Status)
 }

@@ -56,7 +56,7 @@ func (b *bundle) waitWaiting(t *testing.T, runID, step string) Run {
 }
 
 // waitStep waits until a step of the run has status.
-func (b *bundle) waitStep(t *testing.T, runID, step, status string) {
+func (b *bundle) waitStep(t *testing.T, runID, step string, status StepStatus) {
 	t.Helper()
 	b.waitFor(t, func() bool {
 		steps, err := b.runner.Store().Steps(context.Background(), runID)
@@ -196,14 +196,14 @@ func TestApprovalsStateEffectsAndDenialsMaySkip(t *testing.T) {
 			require.Equal(t, []actions.Effect{{Description: "touch rotate of user ci-bot in account 444455556666"}}, rotate.Effects)
 			require.Equal(t, "would touch ci-bot in 444455556666", rotate.Plan)
 
-			_, _, err = b.runner.Decide(ctx, run.ID, "rotate", Denied, "alice", "cli")
+			_, _, err = b.runner.Decide(ctx, Decision{RunID: run.ID, StepID: "rotate", Decision: Denied, By: "alice", Via: "cli"})
 			require.NoError(t, err)
 			run = b.waitWaiting(t, run.ID, "delete")
 			del, err := b.runner.Store().Approval(ctx, run.ID, "delete")
 			require.NoError(t, err)
 			require.Equal(t, []actions.Effect{{Description: "mark delete", Irreversible: true}}, del.Effects)
 			require.Equal(t, "mark delete (irreversible)", del.Effects[0].String())
-			_, _, err = b.runner.Decide(ctx, run.ID, "delete", Approved, "alice", "cli")
+			_, _, err = b.runner.Decide(ctx, Decision{RunID: run.ID, StepID: "delete", Decision: Approved, By: "alice", Via: "cli"})
 			require.NoError(t, err)
 			run = b.waitStatus(t, run.ID, RunSucceeded, RunFailed, RunCancelled)
 			require.Equal(t, RunSucceeded, run.Status, "the denied step was skipped and the run went on")
@@ -274,7 +274,7 @@ func TestRunLifecycle(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, RunCancelled, run.Status)
 			require.Equal(t, "cancelled by bob: handled by hand", run.Error)
-			_, _, err = b.runner.Decide(ctx, run.ID, "destroy", Approved, "alice", "cli")
+			_, _, err = b.runner.Decide(ctx, Decision{RunID: run.ID, StepID: "destroy", Decision: Approved, By: "alice", Via: "cli"})
 			require.ErrorIs(t, err, ErrNotWaiting, "a cancelled run's approval cannot be decided")
 			require.ErrorContains(t, err, "has ended")
 			require.Zero(t, b.world.effect("destroy"))
@@ -287,7 +287,7 @@ func TestRunLifecycle(t *testing.T) {
 			fresh, err := b.runner.Store().Approval(ctx, run.ID, "destroy")
 			require.NoError(t, err)
 			require.Empty(t, fresh.Decision)
-			_, _, err = b.runner.Decide(ctx, run.ID, "destroy", Approved, "alice", "cli")
+			_, _, err = b.runner.Decide(ctx, Decision{RunID: run.ID, StepID: "destroy", Decision: Approved, By: "alice", Via: "cli"})
 			require.NoError(t, err)
 			run = b.waitStatus(t, run.ID, RunSucceeded, RunFailed, RunCancelled)
 			require.Equal(t, RunSucceeded, run.Status)

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/stanchhq/stanch/actions"
 	"github.com/stanchhq/stanch/playbooks"
 )
 
@@ -17,14 +19,96 @@ import (
 // containment.
 const QueueNotify = "notify"
 
-// Notifier shows runs to people and keeps what it shows in step with the
-// store. Sync must be idempotent: it runs after every change that matters,
-// again after crashes, and possibly twice for one change.
+// Notifier shows runs to people (Slack) and keeps what it shows in step
+// with the runs. The runner hands it each run to show: the run's report,
+// and the run's message records, in which it keeps what it posted (and,
+// before each post, its intent to post). Sync must be idempotent: it runs
+// after every change that matters, again after crashes, and possibly twice
+// for one change.
 type Notifier interface {
 	// Wants says whether runs of a playbook have anything to show; syncs
 	// are only scheduled for those.
 	Wants(pb *playbooks.Playbook) bool
-	Sync(ctx context.Context, runID string) error
+	// Sync brings what people are shown of a run in step with rep.
+	Sync(ctx context.Context, rep actions.Report, msgs Messages) error
+}
+
+// Messages are the records of the messages posted about one run (or about
+// one alert that started no run), which the runner keeps in its store and
+// hands to whoever posts them. A record with an empty TS is an intent: the
+// message may or may not have reached the channel.
+type Messages interface {
+	// Message returns the record under key, or an error wrapping
+	// ErrNotFound.
+	Message(ctx context.Context, key string) (Message, error)
+	// SaveMessage records m under m.Key, replacing what was recorded but
+	// keeping the time of the first record (PostedAt, the intent's).
+	SaveMessage(ctx context.Context, m Message) error
+}
+
+// runMessages are the message records of one run.
+type runMessages struct {
+	store *Store
+	runID string
+}
+
+func (m runMessages) Message(ctx context.Context, key string) (Message, error) {
+	return m.store.Message(ctx, m.runID, key)
+}
+
+func (m runMessages) SaveMessage(ctx context.Context, msg Message) error {
+	return m.store.SaveMessage(ctx, m.runID, msg)
+}
+
+// SyncMessages shows one run through n: it reads the run's report and
+// hands it to n with the run's message records. The notify queue's jobs
+// call it with the configured Notifier; a command that works one run calls
+// it before it exits, so that what people see is where the run stands.
+// Syncs of one run are serialised in this process, so that a rendering of
+// an older report never lands after that of a newer one.
+func (r *Runner) SyncMessages(ctx context.Context, n Notifier, runID string) error {
+	defer r.syncs.lock(runID)()
+	rep, err := r.Report(ctx, runID)
+	if err != nil {
+		return err
+	}
+	return n.Sync(ctx, rep, runMessages{store: r.store, runID: runID})
+}
+
+// runLocks serialise work on one run in this process; the zero value is
+// ready to use.
+type runLocks struct {
+	mu    sync.Mutex
+	locks map[string]*runLock
+}
+
+type runLock struct {
+	sync.Mutex
+	users int
+}
+
+// lock locks runID and returns the unlock.
+func (rl *runLocks) lock(runID string) func() {
+	rl.mu.Lock()
+	if rl.locks == nil {
+		rl.locks = map[string]*runLock{}
+	}
+	l := rl.locks[runID]
+	if l == nil {
+		l = &runLock{}
+		rl.locks[runID] = l
+	}
+	l.users++
+	rl.mu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		rl.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(rl.locks, runID)
+		}
+		rl.mu.Unlock()
+	}
 }
 
 // RetryAfter is implemented by errors of a Notifier that was told by the
@@ -109,7 +193,7 @@ func (w *notifyWorker) Work(ctx context.Context, job *river.Job[NotifyArgs]) err
 	if w.r.cfg.Notifier == nil {
 		return nil
 	}
-	err := w.r.cfg.Notifier.Sync(ctx, job.Args.RunID)
+	err := w.r.SyncMessages(ctx, w.r.cfg.Notifier, job.Args.RunID)
 	var later RetryAfter
 	if errors.As(err, &later) {
 		return river.JobSnooze(max(later.RetryAfter(), time.Second))

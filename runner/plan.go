@@ -63,18 +63,18 @@ func Plan(ctx context.Context, reg *actions.Registry, pb *playbooks.Playbook, a 
 	var unknown []string
 	for _, step := range pb.Steps {
 		ps := PlannedStep{ID: step.ID, Action: step.Action}
-		state := playbooks.StepState{Status: StepSucceeded, Outcome: string(actions.Done), Outputs: map[string]any{}}
+		state := playbooks.StepState{Status: string(StepSucceeded), Outcome: string(actions.Done), Outputs: map[string]any{}}
 		ps.WillRun, ps.Reason, err = step.Enabled(scope)
 		switch {
 		case err != nil && len(unknown) > 0:
 			// Most likely it reads an output that only a real run produces.
 			ps.Pending = fmt.Sprintf("decided at run time: it depends on what %s return", strings.Join(unknown, ", "))
-			state = playbooks.StepState{Status: StepSucceeded, Outcome: string(actions.Done)}
+			state = playbooks.StepState{Status: string(StepSucceeded), Outcome: string(actions.Done)}
 		case err != nil:
 			ps.Error = err.Error()
-			state = playbooks.StepState{Status: StepFailed, Outcome: "failed"}
+			state = playbooks.StepState{Status: string(StepFailed), Outcome: OutcomeFailed}
 		case !ps.WillRun:
-			state = playbooks.StepState{Status: StepSkipped, Outcome: "skipped"}
+			state = playbooks.StepState{Status: string(StepSkipped), Outcome: OutcomeSkipped}
 		default:
 			if step.Approval != nil {
 				ps.Approval = fmt.Sprintf("waits for approval by %v (times out after %s, then %s)", step.Approval.Approvers, step.Approval.Timeout, step.Approval.OnTimeout)
@@ -88,7 +88,7 @@ func Plan(ctx context.Context, reg *actions.Registry, pb *playbooks.Playbook, a 
 				ps.Pending = fmt.Sprintf("planned at run time: its parameters depend on what %s return (%v)", strings.Join(unknown, ", "), perr)
 			case perr != nil:
 				ps.Error = perr.Error()
-				state = playbooks.StepState{Status: StepFailed, Outcome: "failed"}
+				state = playbooks.StepState{Status: string(StepFailed), Outcome: OutcomeFailed}
 			default:
 				ps.Summary, ps.Calls, ps.Effects, ps.Settled = planned.Summary, planned.Calls, planned.Effects(), planned.Settled
 				if planned.Owner != nil && !owner.Known() {

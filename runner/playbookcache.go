@@ -6,11 +6,12 @@ import (
 	"github.com/stanchhq/stanch/playbooks"
 )
 
-// A run stores the playbook it started with, and every job that works the
-// run parses it again: on the hot path, that parse (YAML, then every
-// expression compiled) costs about as much as the SQL around it. Parsed
-// playbooks are immutable and safe to share, so the runner keeps the ones
-// it parsed, by file and source.
+// A run stores the playbook it started with, and every pass of its job,
+// every report on it (each Slack sync) and every retry needs it parsed: on
+// the hot path, that parse (YAML, then every expression compiled) costs
+// about as much as the SQL around it. Parsed playbooks are immutable and
+// safe to share, so the runner keeps the ones it parsed, by file and
+// source, and all of those paths take them from here.
 
 // maxParsedPlaybooks bounds the cache; a deployment has a handful of
 // playbooks, each source kept once.

@@ -15,7 +15,7 @@ func (r *Runner) Report(ctx context.Context, runID string) (actions.Report, erro
 	if err != nil {
 		return actions.Report{}, err
 	}
-	pb, err := playbooks.Parse(run.PlaybookFile, run.PlaybookSource, r.cfg.Registry)
+	pb, err := r.playbook(run)
 	if err != nil {
 		return actions.Report{}, fmt.Errorf("report on run %s: playbook %s no longer loads: %w", run.ID, run.Playbook, err)
 	}
@@ -27,7 +27,7 @@ func (r *Runner) Report(ctx context.Context, runID string) (actions.Report, erro
 	if err != nil {
 		return actions.Report{}, err
 	}
-	rep := actions.Report{RunID: run.ID, Playbook: run.Playbook, Status: run.Status, StartedAt: run.CreatedAt, FinishedAt: run.FinishedAt, Alert: run.Alert,
+	rep := actions.Report{RunID: run.ID, Playbook: run.Playbook, Status: string(run.Status), StartedAt: run.CreatedAt, FinishedAt: run.FinishedAt, Alert: run.Alert,
 		Generation: run.Generation, Owner: run.Owner}
 	if Terminal(run.Status) {
 		rep.Ended = run.Error
@@ -36,13 +36,13 @@ func (r *Runner) Report(ctx context.Context, runID string) (actions.Report, erro
 		rep.Closed = &actions.Closure{By: run.ClosedBy, At: run.ClosedAt, Note: run.CloseNote}
 	}
 	for _, step := range pb.Steps {
-		sr := actions.StepReport{ID: step.ID, Action: step.Action, Status: "pending"}
+		sr := actions.StepReport{ID: step.ID, Action: step.Action, Status: string(StepPending)}
 		if rec, ok := records[step.ID]; ok {
-			sr.Status, sr.Outcome, sr.Message, sr.Error, sr.Outputs = rec.Status, rec.Outcome, rec.Message, rec.Error, rec.Outputs
+			sr.Status, sr.Outcome, sr.Message, sr.Error, sr.Outputs = string(rec.Status), rec.Outcome, rec.Message, rec.Error, rec.Outputs
 		}
 		if a, ok := approvals[step.ID]; ok {
 			if a.Decision == "" && run.WaitingStep == step.ID && run.Status == RunWaitingApproval {
-				sr.Status = RunWaitingApproval
+				sr.Status = string(StepWaitingApproval)
 			}
 			ar := &actions.ApprovalReport{Approvers: a.Approvers, Message: a.Message, Deadline: a.Deadline, Channel: a.Channel, EscalatedAt: a.EscalatedAt,
 				OnTimeout: onTimeout(step, a),

@@ -257,7 +257,7 @@ func testAlert(id string) alert.Alert {
 }
 
 // waitStatus waits until the run reaches one of the statuses.
-func (b *bundle) waitStatus(t *testing.T, runID string, statuses ...string) Run {
+func (b *bundle) waitStatus(t *testing.T, runID string, statuses ...RunStatus) Run {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -455,12 +455,12 @@ func TestApprovalParksRunAndDecisionResumesIt(t *testing.T) {
 			require.Equal(t, "Destroy AKIAIOSFODNN7EXAMPLE?", pending.Message)
 			require.Equal(t, []string{"alice", "bob"}, pending.Approvers)
 
-			_, _, err = b.runner.Decide(ctx, run.ID, "destroy", Approved, "mallory", "cli")
+			_, _, err = b.runner.Decide(ctx, Decision{RunID: run.ID, StepID: "destroy", Decision: Approved, By: "mallory", Via: "cli"})
 			require.ErrorIs(t, err, ErrNotApprover)
-			_, _, err = b.runner.Decide(ctx, run.ID, "contain", Approved, "alice", "cli")
+			_, _, err = b.runner.Decide(ctx, Decision{RunID: run.ID, StepID: "contain", Decision: Approved, By: "alice", Via: "cli"})
 			require.ErrorIs(t, err, ErrNotWaiting)
 
-			a, first, err := b.runner.Decide(ctx, run.ID, "destroy", Approved, "alice", "cli")
+			a, first, err := b.runner.Decide(ctx, Decision{RunID: run.ID, StepID: "destroy", Decision: Approved, By: "alice", Via: "cli"})
 			require.NoError(t, err)
 			require.True(t, first)
 			require.Equal(t, "alice", a.DecidedBy)
@@ -468,7 +468,7 @@ func TestApprovalParksRunAndDecisionResumesIt(t *testing.T) {
 			require.Equal(t, RunSucceeded, run.Status)
 			require.Equal(t, 1, b.world.effect("destroy"))
 
-			a, first, err = b.runner.Decide(ctx, run.ID, "destroy", Denied, "bob", "cli")
+			a, first, err = b.runner.Decide(ctx, Decision{RunID: run.ID, StepID: "destroy", Decision: Denied, By: "bob", Via: "cli"})
 			require.NoError(t, err)
 			require.False(t, first, "the first decision wins")
 			require.Equal(t, Approved, a.Decision)
@@ -503,7 +503,7 @@ func TestApprovalSurvivesRestart(t *testing.T) {
 			require.NoError(t, b.runner.Stop(ctx))
 
 			b.runner = b.start(t) // a new process on the same store
-			_, _, err := b.runner.Decide(ctx, run.ID, "destroy", Denied, "bob", "cli")
+			_, _, err := b.runner.Decide(ctx, Decision{RunID: run.ID, StepID: "destroy", Decision: Denied, By: "bob", Via: "cli"})
 			require.NoError(t, err)
 			run = b.waitStatus(t, run.ID, RunCancelled, RunSucceeded, RunFailed)
 			require.Equal(t, RunCancelled, run.Status)
@@ -642,7 +642,7 @@ func TestAlertsAboutTheSameCredentialJoinTheOpenRun(t *testing.T) {
 			require.True(t, joined, "the join is in the incident's timeline")
 
 			// Once the run is over, a new alert about the key starts a new run.
-			_, _, err = b.runner.Decide(ctx, first.ID, "destroy", Denied, "alice", "cli")
+			_, _, err = b.runner.Decide(ctx, Decision{RunID: first.ID, StepID: "destroy", Decision: Denied, By: "alice", Via: "cli"})
 			require.NoError(t, err)
 			b.waitStatus(t, first.ID, RunCancelled)
 			later := alert.Alert{Source: alert.SourceGuardDuty, DedupKey: "guardduty:x", Credential: alert.Credential{ID: "AKIAIOSFODNN7EXAMPLE"}}
@@ -748,9 +748,9 @@ func TestApprovalEscalates(t *testing.T) {
 		require.Empty(t, a.Decision)
 
 		// Not in the group: refused. In it: decides.
-		_, _, err := b.runner.DecideAs(ctx, Decision{RunID: run.ID, StepID: "destroy", Decision: Approved, By: "U0MALLORY", Via: "slack"})
+		_, _, err := b.runner.Decide(ctx, Decision{RunID: run.ID, StepID: "destroy", Decision: Approved, By: "U0MALLORY", Via: "slack"})
 		require.ErrorIs(t, err, ErrNotApprover)
-		a, first, err := b.runner.DecideAs(ctx, Decision{RunID: run.ID, StepID: "destroy", Decision: Approved, By: "U0CAROL", Via: "slack", MemberOf: []string{"S0LEADS"}})
+		a, first, err := b.runner.Decide(ctx, Decision{RunID: run.ID, StepID: "destroy", Decision: Approved, By: "U0CAROL", Via: "slack", MemberOf: []string{"S0LEADS"}})
 		require.NoError(t, err)
 		require.True(t, first)
 		require.Equal(t, "U0CAROL", a.DecidedBy)

@@ -12,7 +12,7 @@ import (
 type Stats struct {
 	// Runs counts the runs not yet finished, by status (pending, running,
 	// waiting_approval; each present, 0 when none).
-	Runs map[string]int
+	Runs map[RunStatus]int
 	// ApprovalsWaiting counts the approvals runs wait on, undecided;
 	// OldestApproval is when the oldest of them was asked (zero when none).
 	ApprovalsWaiting int
@@ -39,7 +39,7 @@ var statsQueues = []string{QueueContainment, QueueInvestigation, QueueNotify}
 // enough for every scrape; no transaction, so it never takes a lock that a
 // writer waits on. The caller bounds it with ctx.
 func (s *Store) Stats(ctx context.Context) (Stats, error) {
-	st := Stats{Runs: map[string]int{RunPending: 0, RunRunning: 0, RunWaitingApproval: 0}, Jobs: map[string]map[string]int{}}
+	st := Stats{Runs: map[RunStatus]int{RunPending: 0, RunRunning: 0, RunWaitingApproval: 0}, Jobs: map[string]map[string]int{}}
 	for _, q := range statsQueues {
 		st.Jobs[q] = map[string]int{}
 		for _, state := range statsJobStates {
@@ -47,14 +47,14 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 		}
 	}
 	db := s.db.SQL
-	err := eachCount(ctx, db, `SELECT status, '', COUNT(*) FROM stanch_runs WHERE status IN ('pending', 'running', 'waiting_approval') GROUP BY status`,
-		func(status, _ string, n int) { st.Runs[status] = n })
+	err := eachCount(ctx, db, s.db.rebind(`SELECT status, '', COUNT(*) FROM stanch_runs WHERE status IN (?, ?, ?) GROUP BY status`),
+		func(status, _ string, n int) { st.Runs[RunStatus(status)] = n }, RunPending, RunRunning, RunWaitingApproval)
 	if err != nil {
 		return st, fmt.Errorf("count open runs: %w", err)
 	}
 	var oldest sql.NullInt64
-	if err := db.QueryRowContext(ctx, `SELECT COUNT(*), MIN(a.requested_at) FROM stanch_runs r JOIN stanch_approvals a ON a.run_id = r.id AND a.step_id = r.waiting_step
-		WHERE r.status = 'waiting_approval' AND a.decision = ''`).Scan(&st.ApprovalsWaiting, &oldest); err != nil {
+	if err := db.QueryRowContext(ctx, s.db.rebind(`SELECT COUNT(*), MIN(a.requested_at) FROM stanch_runs r JOIN stanch_approvals a ON a.run_id = r.id AND a.step_id = r.waiting_step
+		WHERE r.status = ? AND a.decision = ''`), RunWaitingApproval).Scan(&st.ApprovalsWaiting, &oldest); err != nil {
 		return st, fmt.Errorf("count waiting approvals: %w", err)
 	}
 	if oldest.Valid {
@@ -80,8 +80,8 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 }
 
 // eachCount runs a query of rows (key, key, count).
-func eachCount(ctx context.Context, db *sql.DB, q string, add func(a, b string, n int)) error {
-	rows, err := db.QueryContext(ctx, q)
+func eachCount(ctx context.Context, db *sql.DB, q string, add func(a, b string, n int), args ...any) error {
+	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return err
 	}

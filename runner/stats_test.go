@@ -159,7 +159,7 @@ func TestStatsCountWhatIsOpen(t *testing.T) {
 			ctx := context.Background()
 			st, err := b.runner.Store().Stats(ctx)
 			require.NoError(t, err)
-			require.Equal(t, map[string]int{RunPending: 0, RunRunning: 0, RunWaitingApproval: 0}, st.Runs)
+			require.Equal(t, map[RunStatus]int{RunPending: 0, RunRunning: 0, RunWaitingApproval: 0}, st.Runs)
 			require.Zero(t, st.ApprovalsWaiting)
 			require.True(t, st.OldestApproval.IsZero())
 			require.Len(t, st.Jobs, 3)
@@ -195,7 +195,7 @@ steps:
 			require.Equal(t, 1, st.ApprovalsWaiting)
 			require.WithinRange(t, st.OldestApproval, before.Add(-time.Millisecond), time.Now())
 
-			_, _, err = b.runner.Decide(ctx, run.ID, "deactivate", Approved, "alice", "cli")
+			_, _, err = b.runner.Decide(ctx, Decision{RunID: run.ID, StepID: "deactivate", Decision: Approved, By: "alice", Via: "cli"})
 			require.NoError(t, err)
 			b.waitStatus(t, run.ID, RunSucceeded)
 			st, err = b.runner.Store().Stats(ctx)

@@ -10,7 +10,6 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/stanchhq/stanch/alert"
-	"github.com/stanchhq/stanch/internal/crashpoint"
 )
 
 // An alert that arrived but started no run (a GitHub alert GitHub will not
@@ -42,12 +41,11 @@ type Unacted struct {
 
 // UnactedPoster shows an alert that started no run to people (Slack).
 type UnactedPoster interface {
-	// Find looks for the message of u that an interrupted attempt may
-	// have posted since since; it returns its channel and ts, or empty
-	// strings.
-	Find(ctx context.Context, u Unacted, since time.Time) (channel, ts string, err error)
-	// Post posts the message of u and returns its channel and ts.
-	Post(ctx context.Context, u Unacted) (channel, ts string, err error)
+	// Post shows u once, even across crashes. notice holds the record of
+	// its message, under u.DedupKey: Post keeps in it the intent to post
+	// before it posts, and the message once posted, and finds the message
+	// of an attempt that died in between instead of posting again.
+	Post(ctx context.Context, u Unacted, notice Messages) error
 }
 
 const unactedColumns = `dedup_key, source, reference, reason, first_at, last_at, occurrences, notice_channel, notice_ts, notice_at`
@@ -185,46 +183,57 @@ func addUnactedWorker(workers *river.Workers, r *Runner) error {
 	return nil
 }
 
-// Work posts the message once, even across crashes: the intent is
-// recorded before posting, and a post whose answer was lost is looked for
-// by its metadata before anything is posted again.
+// Work has the poster show the alert, handing it the record of the
+// alert's message.
 func (w *unactedNoticeWorker) Work(ctx context.Context, job *river.Job[UnactedNoticeArgs]) error {
 	poster := w.r.cfg.UnactedPoster
 	if poster == nil {
 		return nil
 	}
-	store := w.r.store
-	u, err := store.Unacted(ctx, job.Args.DedupKey)
+	u, err := w.r.store.Unacted(ctx, job.Args.DedupKey)
 	if errors.Is(err, ErrNotFound) {
 		return nil // acted on since
 	}
 	if err != nil {
 		return err
 	}
-	if u.TS != "" {
-		return nil
-	}
-	if !u.noticeAt.IsZero() {
-		channel, ts, err := poster.Find(ctx, u, u.noticeAt)
-		if err != nil {
-			return w.failed(job, err)
-		}
-		if ts != "" {
-			w.r.log.Info("found the message an interrupted attempt posted", "dedup_key", u.DedupKey, "ts", ts)
-			return store.unactedNotice(ctx, u.DedupKey, channel, ts, u.noticeAt)
-		}
-	} else {
-		u.noticeAt = w.r.cfg.Now()
-		if err := store.unactedNotice(ctx, u.DedupKey, "", "", u.noticeAt); err != nil {
-			return err
-		}
-	}
-	channel, ts, err := poster.Post(ctx, u)
-	if err != nil {
+	if err := poster.Post(ctx, u, &unactedNotice{r: w.r, u: u}); err != nil {
 		return w.failed(job, err)
 	}
-	crashpoint.Hit("unacted:posted")
-	return store.unactedNotice(ctx, u.DedupKey, channel, ts, u.noticeAt)
+	return nil
+}
+
+// unactedNotice is the record of the one message about an unacted alert,
+// kept in the alert's row.
+type unactedNotice struct {
+	r *Runner
+	u Unacted
+}
+
+func (n *unactedNotice) Message(_ context.Context, key string) (Message, error) {
+	if key != n.u.DedupKey || (n.u.TS == "" && n.u.noticeAt.IsZero()) {
+		return Message{}, fmt.Errorf("message of unacted alert %s: %w", key, ErrNotFound)
+	}
+	return Message{Key: key, Channel: n.u.Channel, TS: n.u.TS, PostedAt: n.u.noticeAt}, nil
+}
+
+func (n *unactedNotice) SaveMessage(ctx context.Context, m Message) error {
+	if m.Key != n.u.DedupKey {
+		return fmt.Errorf("record message %s as that of unacted alert %s: not its key", m.Key, n.u.DedupKey)
+	}
+	if n.u.noticeAt.IsZero() {
+		n.u.noticeAt = n.r.cfg.Now()
+	}
+	channel := m.Channel
+	if m.TS == "" {
+		// The alert shows a channel only once it has a message there.
+		channel = ""
+	}
+	if err := n.r.store.unactedNotice(ctx, n.u.DedupKey, channel, m.TS, n.u.noticeAt); err != nil {
+		return err
+	}
+	n.u.Channel, n.u.TS = channel, m.TS
+	return nil
 }
 
 func (w *unactedNoticeWorker) failed(job *river.Job[UnactedNoticeArgs], err error) error {

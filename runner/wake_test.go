@@ -116,7 +116,7 @@ steps:
 			b.waitStatus(t, decided.ID, RunWaitingApproval)
 			b.waitStatus(t, cancelled.ID, RunWaitingApproval)
 
-			_, first, err := b.runner.Decide(ctx, decided.ID, "destroy", Approved, "alice", "cli")
+			_, first, err := b.runner.Decide(ctx, Decision{RunID: decided.ID, StepID: "destroy", Decision: Approved, By: "alice", Via: "cli"})
 			require.NoError(t, err)
 			require.True(t, first)
 			run := b.waitStatus(t, decided.ID, RunSucceeded, RunFailed)

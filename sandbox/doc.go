@@ -1,14 +1,18 @@
-// Package sandbox is a local stand-in for the AWS APIs stanch calls. It
-// speaks the real wire protocols (IAM and STS over the Query protocol, with
-// XML answers) so that the unmodified AWS SDKs and CLI work against it, keeps
-// state seeded from a file (accounts, users, access keys, policies), and
-// logs every call so that tests can count effects. Tests, benchmarks,
-// `stanch demo` and people rehearsing playbooks use it.
+// Package sandbox is a local stand-in for every API stanch calls: AWS (IAM,
+// STS, CloudTrail, Secrets Manager, EC2's regions, SQS), Slack's Web API
+// and GitHub's REST API for secret scanning and issues. It speaks the real
+// wire protocols (IAM and STS over the Query protocol with XML answers,
+// the JSON protocols of the others), so that the unmodified AWS SDKs and
+// CLI, slack-go and go-github work against it; keeps state seeded from a
+// file (accounts, users, access keys, policies, secrets, CloudTrail
+// history, a Slack workspace, GitHub alerts); and logs every call so that
+// tests count effects. Tests, benchmarks, `stanch demo` and people
+// rehearsing playbooks (`stanch sandbox`) use it.
 //
-// It also answers the Slack Web API methods stanch uses under /slack/api/
-// (slack.OptionAPIURL(url + "/slack/api/")), for a workspace seeded with
-// channels, users and user groups, keeping the messages posted; SlackClick
-// sends a signed button click to an interactivity endpoint.
+// Slack is served under /slack/api/ (slack.OptionAPIURL(url +
+// "/slack/api/")), keeping the messages posted; SlackClick sends a signed
+// button click to an interactivity endpoint. GitHub is served under
+// /api/v3/, as GitHub Enterprise Server is.
 //
 // Any service can be made slow, throttling or failing (Fault): from Go
 // with SetFault, from the seed's faults: section, or at /_sandbox/faults

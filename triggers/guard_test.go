@@ -17,8 +17,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	slackact "github.com/stanchhq/stanch/actions/slack"
 	"github.com/stanchhq/stanch/sandbox"
+	stanchslack "github.com/stanchhq/stanch/slack"
 )
 
 // endpointCase is one endpoint with a way to make forged requests to it
@@ -53,14 +53,14 @@ func endpointCases(t *testing.T, logs io.Writer) []endpointCase {
 	sns, _, _ := snsEndpoint(t, signer, &accepted{})
 	sns.guard.log = log
 
-	tokens, err := slackact.NewTokens([]byte("approval token key 0123456789abcdef"))
+	tokens, err := stanchslack.NewTokens([]byte("approval token key 0123456789abcdef"))
 	require.NoError(t, err)
-	slack := NewSlackInteractions(fuzzSigningSecret, tokens, &decisions{}, slackact.NewClient(slackact.Options{}), log)
+	slack := NewSlackInteractions(fuzzSigningSecret, tokens, &decisions{}, stanchslack.NewClient(stanchslack.Options{}), log)
 	t.Cleanup(slack.Wait)
 	click := func(i int, secret string) *http.Request {
-		value := tokens.Sign(slackact.ButtonValue{RunID: "run_guard", StepID: "destroy", Decision: "approved"})
+		value := tokens.Sign(stanchslack.ButtonValue{RunID: "run_guard", StepID: "destroy", Decision: "approved"})
 		req, err := sandbox.SlackClick{URL: "http://stanch.invalid/hooks/slack/interactions", SigningSecret: secret, User: "U0ALICE",
-			Channel: "C0SECINCIDENTS", MessageTS: "1764300000.00010" + string(rune('0'+i)), ActionID: slackact.ActionApprove, BlockID: "stanch_approval", Value: value}.Request(context.Background())
+			Channel: "C0SECINCIDENTS", MessageTS: "1764300000.00010" + string(rune('0'+i)), ActionID: stanchslack.ActionApprove, BlockID: "stanch_approval", Value: value}.Request(context.Background())
 		require.NoError(t, err)
 		return req
 	}

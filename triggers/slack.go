@@ -20,7 +20,7 @@ import (
 
 	slackapi "github.com/slack-go/slack"
 
-	slackact "github.com/stanchhq/stanch/actions/slack"
+	"github.com/stanchhq/stanch/slack"
 )
 
 // Decider records approval decisions: the runner, in stanch serve.
@@ -60,9 +60,9 @@ type SeenRequests interface {
 // clicks on the Approve and Deny buttons of approval messages.
 type SlackInteractions struct {
 	secret  string
-	tokens  *slackact.Tokens
+	tokens  *slack.Tokens
 	decider Decider
-	slack   *slackact.Client
+	slack   *slack.Client
 	guard   *guard
 	seen    *replayMemory
 	// durable, when set, remembers signatures across restarts.
@@ -77,7 +77,7 @@ type SlackInteractions struct {
 // NewSlackInteractions returns the endpoint. secret is the app's signing
 // secret; client answers people with ephemeral messages and resolves user
 // groups.
-func NewSlackInteractions(secret string, tokens *slackact.Tokens, decider Decider, client *slackact.Client, log *slog.Logger) *SlackInteractions {
+func NewSlackInteractions(secret string, tokens *slack.Tokens, decider Decider, client *slack.Client, log *slog.Logger) *SlackInteractions {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -163,7 +163,7 @@ func (h *SlackInteractions) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, a := range cb.ActionCallback.BlockActions {
-		if a.ActionID != slackact.ActionApprove && a.ActionID != slackact.ActionDeny {
+		if a.ActionID != slack.ActionApprove && a.ActionID != slack.ActionDeny {
 			continue
 		}
 		c := click{user: cb.User.ID, channel: cb.Channel.ID, actionID: a.ActionID, value: a.Value}
@@ -234,13 +234,13 @@ func (h *SlackInteractions) handle(ctx context.Context, c click) {
 // if anything.
 func (h *SlackInteractions) decide(ctx context.Context, c click) string {
 	v, err := h.tokens.Verify(c.value)
-	if err != nil || (c.actionID == slackact.ActionApprove) != (v.Decision == "approved") {
+	if err != nil || (c.actionID == slack.ActionApprove) != (v.Decision == "approved") {
 		h.log.Warn("click refused", "source", "slack", "reason", "button value is not a valid approval token", "user", c.user)
 		return "This button is not one stanch made; nothing was decided."
 	}
 	approvers, err := h.decider.Approvers(ctx, v.RunID, v.StepID)
 	if errors.Is(err, ErrNotWaiting) {
-		return fmt.Sprintf("Step %s of run %s is not waiting for a decision.", slackact.Escape(v.StepID), slackact.Escape(v.RunID))
+		return fmt.Sprintf("Step %s of run %s is not waiting for a decision.", slack.Escape(v.StepID), slack.Escape(v.RunID))
 	}
 	if err != nil {
 		h.log.Error("click not recorded", "run", v.RunID, "step", v.StepID, "error", err)
@@ -248,7 +248,7 @@ func (h *SlackInteractions) decide(ctx context.Context, c click) string {
 	}
 	var groups []string
 	for _, p := range approvers {
-		if !slackact.IsGroupID(p) {
+		if !slack.IsGroupID(p) {
 			continue
 		}
 		members, err := h.slack.GroupMembers(ctx, p)
@@ -266,16 +266,16 @@ func (h *SlackInteractions) decide(ctx context.Context, c click) string {
 		h.log.Warn("click refused", "source", "slack", "reason", "not an approver", "user", c.user, "run", v.RunID, "step", v.StepID)
 		who := make([]string, len(approvers))
 		for i, p := range approvers {
-			who[i] = slackact.Mention(p)
+			who[i] = slack.Mention(p)
 		}
-		return fmt.Sprintf("You are not an approver of step %s (approvers: %s). Your click was recorded and changed nothing.", slackact.Escape(v.StepID), strings.Join(who, ", "))
+		return fmt.Sprintf("You are not an approver of step %s (approvers: %s). Your click was recorded and changed nothing.", slack.Escape(v.StepID), strings.Join(who, ", "))
 	case errors.Is(err, ErrNotWaiting):
-		return fmt.Sprintf("Step %s of run %s is not waiting for a decision.", slackact.Escape(v.StepID), slackact.Escape(v.RunID))
+		return fmt.Sprintf("Step %s of run %s is not waiting for a decision.", slack.Escape(v.StepID), slack.Escape(v.RunID))
 	case err != nil:
 		h.log.Error("click not recorded", "run", v.RunID, "step", v.StepID, "error", err)
 		return "stanch could not record your decision; try again."
 	case !d.First:
-		return fmt.Sprintf("Already %s by %s at %s; your click changed nothing.", slackact.Escape(d.Decision), slackact.Mention(d.DecidedBy), d.DecidedAt.UTC().Format("15:04:05Z"))
+		return fmt.Sprintf("Already %s by %s at %s; your click changed nothing.", slack.Escape(d.Decision), slack.Mention(d.DecidedBy), d.DecidedAt.UTC().Format("15:04:05Z"))
 	}
 	h.log.Info("approval decided in Slack", "run", v.RunID, "step", v.StepID, "decision", v.Decision, "user", c.user)
 	return ""

@@ -13,17 +13,17 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	slackact "github.com/stanchhq/stanch/actions/slack"
 	"github.com/stanchhq/stanch/runner"
 	"github.com/stanchhq/stanch/sandbox"
+	"github.com/stanchhq/stanch/slack"
 )
 
 // genuineClick returns one signed click: its body and headers.
-func genuineClick(t *testing.T, tokens *slackact.Tokens) ([]byte, http.Header) {
+func genuineClick(t *testing.T, tokens *slack.Tokens) ([]byte, http.Header) {
 	t.Helper()
-	value := tokens.Sign(slackact.ButtonValue{RunID: "run_replay", StepID: "destroy", Decision: "approved"})
+	value := tokens.Sign(slack.ButtonValue{RunID: "run_replay", StepID: "destroy", Decision: "approved"})
 	req, err := sandbox.SlackClick{URL: "http://stanch.invalid/hooks/slack/interactions", SigningSecret: fuzzSigningSecret, User: "U0ALICE",
-		Channel: "C0SECINCIDENTS", MessageTS: "1764300000.000100", ActionID: slackact.ActionApprove, BlockID: "stanch_approval", Value: value}.Request(context.Background())
+		Channel: "C0SECINCIDENTS", MessageTS: "1764300000.000100", ActionID: slack.ActionApprove, BlockID: "stanch_approval", Value: value}.Request(context.Background())
 	require.NoError(t, err)
 	body, err := io.ReadAll(req.Body)
 	require.NoError(t, err)
@@ -76,10 +76,10 @@ func contains(list []string, s string) bool {
 // are what is remembered.
 func TestSlackReplayIgnoresHexCase(t *testing.T) {
 	t.Parallel()
-	tokens, err := slackact.NewTokens([]byte("replay approval token key 012345"))
+	tokens, err := slack.NewTokens([]byte("replay approval token key 012345"))
 	require.NoError(t, err)
 	d := &decisions{}
-	h := NewSlackInteractions(fuzzSigningSecret, tokens, d, slackact.NewClient(slackact.Options{}), nil)
+	h := NewSlackInteractions(fuzzSigningSecret, tokens, d, slack.NewClient(slack.Options{}), nil)
 	body, header := genuineClick(t, tokens)
 	require.Equal(t, http.StatusOK, send(h, body, header))
 	h.Wait()
@@ -106,16 +106,16 @@ func TestSlackReplayRefusedAfterRestart(t *testing.T) {
 	store := runner.NewStore(db, nil)
 	require.NoError(t, store.Migrate(ctx))
 
-	tokens, err := slackact.NewTokens([]byte("replay approval token key 012345"))
+	tokens, err := slack.NewTokens([]byte("replay approval token key 012345"))
 	require.NoError(t, err)
 	d := &decisions{}
-	first := NewSlackInteractions(fuzzSigningSecret, tokens, d, slackact.NewClient(slackact.Options{}), nil)
+	first := NewSlackInteractions(fuzzSigningSecret, tokens, d, slack.NewClient(slack.Options{}), nil)
 	first.RememberIn(store)
 	body, header := genuineClick(t, tokens)
 	require.Equal(t, http.StatusOK, send(first, body, header))
 	first.Wait()
 
-	restarted := NewSlackInteractions(fuzzSigningSecret, tokens, d, slackact.NewClient(slackact.Options{}), nil)
+	restarted := NewSlackInteractions(fuzzSigningSecret, tokens, d, slack.NewClient(slack.Options{}), nil)
 	restarted.RememberIn(runner.NewStore(db, nil))
 	require.Equal(t, http.StatusUnauthorized, send(restarted, body, header), "the exact replay")
 	upper := header.Clone()

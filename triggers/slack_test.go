@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	slackact "github.com/stanchhq/stanch/actions/slack"
 	"github.com/stanchhq/stanch/sandbox"
+	"github.com/stanchhq/stanch/slack"
 )
 
 const fuzzSigningSecret = "fuzz-signing-secret-0123456789abcdef"
@@ -37,13 +37,13 @@ func (d *decisions) Decide(context.Context, string, string, string, string, []st
 // click: anything but that exact body must be refused before it can
 // decide, and nothing may panic.
 func FuzzSlackInteractions(f *testing.F) {
-	tokens, err := slackact.NewTokens([]byte("fuzz approval token key 0123456789"))
+	tokens, err := slack.NewTokens([]byte("fuzz approval token key 0123456789"))
 	if err != nil {
 		f.Fatal(err)
 	}
-	value := tokens.Sign(slackact.ButtonValue{RunID: "run_fuzz", StepID: "destroy", Decision: "approved"})
+	value := tokens.Sign(slack.ButtonValue{RunID: "run_fuzz", StepID: "destroy", Decision: "approved"})
 	click := sandbox.SlackClick{URL: "http://stanch.invalid/hooks/slack/interactions", SigningSecret: fuzzSigningSecret, User: "U0ALICE",
-		Channel: "C0SECINCIDENTS", MessageTS: "1764300000.000100", ActionID: slackact.ActionApprove, BlockID: "stanch_approval", Value: value}
+		Channel: "C0SECINCIDENTS", MessageTS: "1764300000.000100", ActionID: slack.ActionApprove, BlockID: "stanch_approval", Value: value}
 	req, err := click.Request(context.Background())
 	if err != nil {
 		f.Fatal(err)
@@ -59,7 +59,7 @@ func FuzzSlackInteractions(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		d := &decisions{}
 		// No Slack client is configured: answers to people fail quietly.
-		h := NewSlackInteractions(fuzzSigningSecret, tokens, d, slackact.NewClient(slackact.Options{}), nil)
+		h := NewSlackInteractions(fuzzSigningSecret, tokens, d, slack.NewClient(slack.Options{}), nil)
 		r := httptest.NewRequest(http.MethodPost, "/hooks/slack/interactions", bytes.NewReader(body))
 		r.Header = header.Clone()
 		w := httptest.NewRecorder()
@@ -91,12 +91,12 @@ func FuzzSlackInteractions(f *testing.F) {
 
 // The five-minute window is measured on the request's own timestamp.
 func TestSlackInteractionsRefuseStaleClicks(t *testing.T) {
-	tokens, _ := slackact.NewTokens([]byte("fuzz approval token key 0123456789"))
+	tokens, _ := slack.NewTokens([]byte("fuzz approval token key 0123456789"))
 	d := &decisions{}
-	h := NewSlackInteractions(fuzzSigningSecret, tokens, d, slackact.NewClient(slackact.Options{}), nil)
+	h := NewSlackInteractions(fuzzSigningSecret, tokens, d, slack.NewClient(slack.Options{}), nil)
 	for _, age := range []time.Duration{6 * time.Minute, -6 * time.Minute} {
 		req, err := sandbox.SlackClick{URL: "http://stanch.invalid/", SigningSecret: fuzzSigningSecret, User: "U0ALICE", Channel: "C0X",
-			ActionID: slackact.ActionApprove, Value: "v1.x.y", At: time.Now().Add(-age)}.Request(context.Background())
+			ActionID: slack.ActionApprove, Value: "v1.x.y", At: time.Now().Add(-age)}.Request(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}

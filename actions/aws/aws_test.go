@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -129,7 +130,7 @@ func motoBackend(t *testing.T) backend {
 	cfg := staticConfig(motoURL, "AKIAMOTOTESTING00000", "testing")
 	c := iam.NewFromConfig(cfg)
 	ctx := context.Background()
-	user := fmt.Sprintf("ci-bot-%d", time.Now().UnixNano())
+	user := uniqueName("ci-bot")
 	_, err := c.CreateUser(ctx, &iam.CreateUserInput{UserName: awssdk.String(user)})
 	require.NoError(t, err)
 	b := backend{name: "moto", cfg: cfg, account: "123456789012", user: user}
@@ -145,6 +146,16 @@ func motoBackend(t *testing.T) backend {
 		}
 	}
 	return b
+}
+
+// nameSeq tells apart the names that parallel tests create in the one moto
+// server they share, even within a nanosecond.
+var nameSeq atomic.Int64
+
+// uniqueName returns prefix with a suffix no other test of this process
+// uses.
+func uniqueName(prefix string) string {
+	return fmt.Sprintf("%s-%d-%d", prefix, time.Now().UnixNano(), nameSeq.Add(1))
 }
 
 func staticConfig(url, id, secret string) awssdk.Config {
@@ -283,7 +294,7 @@ func TestDeactivateRefusesAKeyTheUserDoesNotHave(t *testing.T) {
 			c := iam.NewFromConfig(b.cfg)
 			stranger := "stranger"
 			if b.name == "moto" {
-				stranger = fmt.Sprintf("stranger-%d", time.Now().UnixNano())
+				stranger = uniqueName("stranger")
 				_, err := c.CreateUser(context.Background(), &iam.CreateUserInput{UserName: awssdk.String(stranger)})
 				require.NoError(t, err)
 			} else {

@@ -21,15 +21,17 @@ type DeactivateKeyParams struct {
 	Account     string `json:"account" target:"account" doc:"the account the key is in; default: the owner's account once identified, else stanch's own"`
 }
 
+// DeactivateKeyOutputs are the outputs of aws.deactivate_key.
+type DeactivateKeyOutputs struct {
+	UserName       string `json:"user_name" doc:"the user owning the key"`
+	PreviousStatus string `json:"previous_status" doc:"Active or Inactive, before the step"`
+	Status         string `json:"status" doc:"Inactive"`
+}
+
 func deactivateKey(p *Provider) actions.Action {
-	return actions.New(actions.Definition[DeactivateKeyParams]{
-		Name:    "aws.deactivate_key",
-		Summary: "Make an IAM user's access key Inactive (reversible), touching no other key.",
-		Outputs: []actions.Output{
-			{Name: "user_name", Type: "string", Doc: "the user owning the key"},
-			{Name: "previous_status", Type: "string", Doc: "Active or Inactive, before the step"},
-			{Name: "status", Type: "string", Doc: "Inactive"},
-		},
+	return actions.New(actions.TypedDefinition[DeactivateKeyParams, DeactivateKeyOutputs]{
+		Name:        "aws.deactivate_key",
+		Summary:     "Make an IAM user's access key Inactive (reversible), touching no other key.",
 		Containment: true,
 		Permissions: []actions.Permission{
 			{Name: "iam:GetAccessKeyLastUsed", Why: "find the key's owner when user_name is not given"},
@@ -44,18 +46,18 @@ func deactivateKey(p *Provider) actions.Action {
     access_key_id: ${{ alert.credential.id }}
     user_name: ${{ steps.identify.outputs.user_name }}
 `,
-		Validate: func(in *DeactivateKeyParams) error {
+		Validate: func(in DeactivateKeyParams) error {
 			if strings.HasPrefix(in.AccessKeyID, "ASIA") {
 				return fmt.Errorf("access_key_id %s is a temporary (role session) credential: IAM cannot deactivate it; revoke the role's sessions instead", in.AccessKeyID)
 			}
 			return checkKeyID(in.AccessKeyID)
 		},
-		PlanFunc: func(ctx context.Context, env actions.Env, in *DeactivateKeyParams) (actions.Plan, error) {
+		PlanFunc: func(ctx context.Context, env actions.Env, in *DeactivateKeyParams) (actions.PlanOf[DeactivateKeyOutputs], error) {
 			st, err := p.keyState(ctx, env, in)
 			if err != nil {
-				return actions.Plan{}, err
+				return actions.PlanOf[DeactivateKeyOutputs]{}, err
 			}
-			plan := actions.Plan{Calls: st.calls, Outputs: map[string]any{"user_name": st.user, "previous_status": st.status, "status": statusInactive}}
+			plan := actions.PlanOf[DeactivateKeyOutputs]{Calls: st.calls, Outputs: st.outputs()}
 			if st.status == statusInactive {
 				plan.Summary = fmt.Sprintf("%s of %s in account %s is already Inactive: nothing to change", in.AccessKeyID, st.user, st.account)
 				plan.Settled = actions.Already
@@ -68,7 +70,7 @@ func deactivateKey(p *Provider) actions.Action {
 				actions.Call{Service: "iam", Operation: "ListAccessKeys", Params: map[string]any{"UserName": st.user}, Account: st.account})
 			return plan, nil
 		},
-		DoFunc: func(ctx context.Context, env actions.Env, in *DeactivateKeyParams) (actions.Result, error) {
+		DoFunc: func(ctx context.Context, env actions.Env, in *DeactivateKeyParams) (actions.ResultOf[DeactivateKeyOutputs], error) {
 			return p.deactivate(ctx, env, in)
 		},
 	})
@@ -85,6 +87,11 @@ type keyState struct {
 	user    string
 	status  string
 	calls   []actions.Call
+}
+
+// outputs are the step's outputs once the key reads Inactive.
+func (st keyState) outputs() *DeactivateKeyOutputs {
+	return &DeactivateKeyOutputs{UserName: st.user, PreviousStatus: st.status, Status: statusInactive}
 }
 
 // keyState is the check half of deactivate: who owns the key and what its
@@ -141,14 +148,15 @@ func listedStatus(ctx context.Context, c *iam.Client, user, keyID string) (strin
 // errKeyNotListed says a key is not among its user's keys.
 var errKeyNotListed = errors.New("key not listed")
 
-func (p *Provider) deactivate(ctx context.Context, env actions.Env, in *DeactivateKeyParams) (actions.Result, error) {
+func (p *Provider) deactivate(ctx context.Context, env actions.Env, in *DeactivateKeyParams) (actions.ResultOf[DeactivateKeyOutputs], error) {
+	type result = actions.ResultOf[DeactivateKeyOutputs]
 	st, err := p.keyState(ctx, env, in)
 	if err != nil {
-		return actions.Result{}, err
+		return result{}, err
 	}
-	out := map[string]any{"user_name": st.user, "previous_status": st.status, "status": statusInactive}
+	out := st.outputs()
 	if st.status == statusInactive {
-		return actions.Result{Outcome: actions.Already, Message: fmt.Sprintf("%s of %s in account %s was already Inactive; nothing changed", in.AccessKeyID, st.user, st.account), Outputs: out}, nil
+		return result{Outcome: actions.Already, Message: fmt.Sprintf("%s of %s in account %s was already Inactive; nothing changed", in.AccessKeyID, st.user, st.account), Outputs: out}, nil
 	}
 	_, err = st.iam.UpdateAccessKey(ctx, &iam.UpdateAccessKeyInput{
 		AccessKeyId: awssdk.String(in.AccessKeyID),
@@ -156,7 +164,7 @@ func (p *Provider) deactivate(ctx context.Context, env actions.Env, in *Deactiva
 		UserName:    awssdk.String(st.user),
 	})
 	if err != nil {
-		return actions.Result{}, fmt.Errorf("deactivate key %s: iam:UpdateAccessKey: %w", in.AccessKeyID, classify(err))
+		return result{}, fmt.Errorf("deactivate key %s: iam:UpdateAccessKey: %w", in.AccessKeyID, classify(err))
 	}
 	env.Log().Info("access key deactivated", "key", in.AccessKeyID, "user", st.user, "account", st.account)
 	env.Record(actions.Effect{Description: fmt.Sprintf("deactivated access key %s of user %s in account %s", in.AccessKeyID, st.user, st.account)})
@@ -164,19 +172,19 @@ func (p *Provider) deactivate(ctx context.Context, env actions.Env, in *Deactiva
 	for attempt := 1; ; attempt++ {
 		status, err := listedStatus(ctx, st.iam, st.user, in.AccessKeyID)
 		if err != nil {
-			return actions.Result{}, fmt.Errorf("deactivate key %s: verify: %w", in.AccessKeyID, err)
+			return result{}, fmt.Errorf("deactivate key %s: verify: %w", in.AccessKeyID, err)
 		}
 		if status == statusInactive {
 			break
 		}
 		if attempt >= p.opts.VerifyAttempts {
-			return actions.Result{}, actions.Retryable(fmt.Errorf("deactivate key %s: still reads %s after UpdateAccessKey", in.AccessKeyID, status))
+			return result{}, actions.Retryable(fmt.Errorf("deactivate key %s: still reads %s after UpdateAccessKey", in.AccessKeyID, status))
 		}
 		select {
 		case <-ctx.Done():
-			return actions.Result{}, actions.Retryable(fmt.Errorf("deactivate key %s: verify: %w", in.AccessKeyID, ctx.Err()))
+			return result{}, actions.Retryable(fmt.Errorf("deactivate key %s: verify: %w", in.AccessKeyID, ctx.Err()))
 		case <-time.After(p.opts.VerifyDelay):
 		}
 	}
-	return actions.Result{Outcome: actions.Done, Message: fmt.Sprintf("%s of %s in account %s deactivated (was %s); verified Inactive", in.AccessKeyID, st.user, st.account, st.status), Outputs: out}, nil
+	return result{Outcome: actions.Done, Message: fmt.Sprintf("%s of %s in account %s deactivated (was %s); verified Inactive", in.AccessKeyID, st.user, st.account, st.status), Outputs: out}, nil
 }

@@ -21,14 +21,16 @@ type DeleteKeyParams struct {
 	AllowActive bool `json:"allow_active" doc:"delete even an Active key (by default only an Inactive one: deactivate first)"`
 }
 
+// DeleteKeyOutputs are the outputs of aws.delete_key.
+type DeleteKeyOutputs struct {
+	UserName string `json:"user_name" doc:"the user that owned the key"`
+	Deleted  bool   `json:"deleted" doc:"true when this step deleted it, false when it was already gone"`
+}
+
 func deleteKey(p *Provider) actions.Action {
-	return actions.New(actions.Definition[DeleteKeyParams]{
-		Name:    "aws.delete_key",
-		Summary: "Delete an IAM user's access key (irreversible; normally after approval). Already gone is success, once verified in the key's own account.",
-		Outputs: []actions.Output{
-			{Name: "user_name", Type: "string", Doc: "the user that owned the key"},
-			{Name: "deleted", Type: "bool", Doc: "true when this step deleted it, false when it was already gone"},
-		},
+	return actions.New(actions.TypedDefinition[DeleteKeyParams, DeleteKeyOutputs]{
+		Name:        "aws.delete_key",
+		Summary:     "Delete an IAM user's access key (irreversible; normally after approval). Already gone is success, once verified in the key's own account.",
 		Containment: true,
 		Permissions: []actions.Permission{
 			{Name: "iam:GetAccessKeyLastUsed", Why: "find the key's owner when user_name is not given, and make sure a key not listed is really gone"},
@@ -42,13 +44,13 @@ func deleteKey(p *Provider) actions.Action {
   with:
     access_key_id: ${{ alert.credential.id }}
 `,
-		Validate: func(in *DeleteKeyParams) error { return checkKeyID(in.AccessKeyID) },
-		PlanFunc: func(ctx context.Context, env actions.Env, in *DeleteKeyParams) (actions.Plan, error) {
+		Validate: func(in DeleteKeyParams) error { return checkKeyID(in.AccessKeyID) },
+		PlanFunc: func(ctx context.Context, env actions.Env, in *DeleteKeyParams) (actions.PlanOf[DeleteKeyOutputs], error) {
 			st, err := p.deleteState(ctx, env, in)
 			if err != nil {
-				return actions.Plan{}, err
+				return actions.PlanOf[DeleteKeyOutputs]{}, err
 			}
-			plan := actions.Plan{Calls: st.calls, Outputs: map[string]any{"user_name": st.user, "deleted": st.status != ""}}
+			plan := actions.PlanOf[DeleteKeyOutputs]{Calls: st.calls, Outputs: &DeleteKeyOutputs{UserName: st.user, Deleted: st.status != ""}}
 			del := actions.Call{Service: "iam", Operation: "DeleteAccessKey", Params: map[string]any{"AccessKeyId": in.AccessKeyID, "UserName": st.user}, Mutates: true,
 				Account: st.account, Irreversible: true, Effect: fmt.Sprintf("delete access key %s of user %s in account %s", in.AccessKeyID, st.user, st.account)}
 			switch {
@@ -65,35 +67,36 @@ func deleteKey(p *Provider) actions.Action {
 			}
 			return plan, nil
 		},
-		DoFunc: func(ctx context.Context, env actions.Env, in *DeleteKeyParams) (actions.Result, error) {
+		DoFunc: func(ctx context.Context, env actions.Env, in *DeleteKeyParams) (actions.ResultOf[DeleteKeyOutputs], error) {
 			return p.delete(ctx, env, in)
 		},
 	})
 }
 
-func (p *Provider) delete(ctx context.Context, env actions.Env, in *DeleteKeyParams) (actions.Result, error) {
+func (p *Provider) delete(ctx context.Context, env actions.Env, in *DeleteKeyParams) (actions.ResultOf[DeleteKeyOutputs], error) {
+	type result = actions.ResultOf[DeleteKeyOutputs]
 	st, err := p.deleteState(ctx, env, in)
 	if err != nil {
-		return actions.Result{}, err
+		return result{}, err
 	}
 	switch {
 	case st.status == "":
-		return actions.Result{Outcome: actions.Already, Message: fmt.Sprintf("%s was already deleted: user %s in account %s no longer has it", in.AccessKeyID, st.user, st.account),
-			Outputs: map[string]any{"user_name": st.user, "deleted": false}}, nil
+		return result{Outcome: actions.Already, Message: fmt.Sprintf("%s was already deleted: user %s in account %s no longer has it", in.AccessKeyID, st.user, st.account),
+			Outputs: &DeleteKeyOutputs{UserName: st.user, Deleted: false}}, nil
 	case st.status == statusActive && !in.AllowActive:
-		return actions.Result{}, actions.Permanentf("delete key %s: it is still Active; deactivate it first (or set allow_active); nothing was changed", in.AccessKeyID)
+		return result{}, actions.Permanentf("delete key %s: it is still Active; deactivate it first (or set allow_active); nothing was changed", in.AccessKeyID)
 	}
 	_, err = st.iam.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{AccessKeyId: awssdk.String(in.AccessKeyID), UserName: awssdk.String(st.user)})
 	var nse *iamtypes.NoSuchEntityException
 	if err != nil && !errors.As(err, &nse) {
-		return actions.Result{}, fmt.Errorf("delete key %s: iam:DeleteAccessKey: %w", in.AccessKeyID, classify(err))
+		return result{}, fmt.Errorf("delete key %s: iam:DeleteAccessKey: %w", in.AccessKeyID, classify(err))
 	}
 	env.Record(actions.Effect{Description: fmt.Sprintf("deleted access key %s of user %s in account %s", in.AccessKeyID, st.user, st.account), Irreversible: true})
 	if _, err := listedStatus(ctx, st.iam, st.user, in.AccessKeyID); err == nil {
-		return actions.Result{}, actions.Retryable(fmt.Errorf("delete key %s: it is still listed after DeleteAccessKey", in.AccessKeyID))
+		return result{}, actions.Retryable(fmt.Errorf("delete key %s: it is still listed after DeleteAccessKey", in.AccessKeyID))
 	}
-	return actions.Result{Outcome: actions.Done, Message: fmt.Sprintf("%s of %s in account %s deleted (was %s)", in.AccessKeyID, st.user, st.account, st.status),
-		Outputs: map[string]any{"user_name": st.user, "deleted": true}}, nil
+	return result{Outcome: actions.Done, Message: fmt.Sprintf("%s of %s in account %s deleted (was %s)", in.AccessKeyID, st.user, st.account, st.status),
+		Outputs: &DeleteKeyOutputs{UserName: st.user, Deleted: true}}, nil
 }
 
 type deleteCheck struct {

@@ -39,6 +39,11 @@ type ContainDerivedParams struct {
 	Account string           `json:"account" target:"account" doc:"the account; default: the owner's account once identified, else stanch's own; its response role is used when it is not stanch's own"`
 }
 
+// ContainDerivedOutputs are the outputs of aws.contain_derived.
+type ContainDerivedOutputs struct {
+	Contained []map[string]any `json:"contained" doc:"per credential: access_key_id, action (deactivate, delete, revoke_sessions), outcome (done, already), and principal for sessions"`
+}
+
 const (
 	containDeactivate = "deactivate"
 	containDelete     = "delete"
@@ -46,10 +51,9 @@ const (
 )
 
 func containDerived(p *Provider) actions.Action {
-	return actions.New(actions.Definition[ContainDerivedParams]{
+	return actions.New(actions.TypedDefinition[ContainDerivedParams, ContainDerivedOutputs]{
 		Name:    "aws.contain_derived",
 		Summary: "Contain the credentials a leaked key minted or created: deactivate (or delete) attacker-created keys, revoke the sessions of the users or roles that minted session credentials. Tries every credential before failing.",
-		Outputs: []actions.Output{{Name: "contained", Type: "list", Doc: "per credential: access_key_id, action (deactivate, delete, revoke_sessions), outcome (done, already), and principal for sessions"}},
 		Permissions: []actions.Permission{
 			{Name: "iam:GetAccessKeyLastUsed", Why: "find the owner of an attacker-created key, or of the key that minted a session"},
 			{Name: "iam:ListAccessKeys", Why: "check and verify the key's status"},
@@ -70,20 +74,21 @@ func containDerived(p *Provider) actions.Action {
     derived: ${{ steps.impact.outputs.derived_credentials }}
     account: ${{ steps.identify.outputs.account }}
 `,
-		Validate: func(in *ContainDerivedParams) error {
-			switch in.Mode {
-			case "":
+		Provision: func(in *ContainDerivedParams) {
+			if in.Mode == "" {
 				in.Mode = containDeactivate
-			case containDeactivate, containDelete:
-			default:
+			}
+		},
+		Validate: func(in ContainDerivedParams) error {
+			if in.Mode != containDeactivate && in.Mode != containDelete {
 				return fmt.Errorf("mode %q: want deactivate or delete", in.Mode)
 			}
 			return nil
 		},
-		PlanFunc: func(ctx context.Context, env actions.Env, in *ContainDerivedParams) (actions.Plan, error) {
+		PlanFunc: func(ctx context.Context, env actions.Env, in *ContainDerivedParams) (actions.PlanOf[ContainDerivedOutputs], error) {
 			return p.planContainDerived(ctx, env, in)
 		},
-		DoFunc: func(ctx context.Context, env actions.Env, in *ContainDerivedParams) (actions.Result, error) {
+		DoFunc: func(ctx context.Context, env actions.Env, in *ContainDerivedParams) (actions.ResultOf[ContainDerivedOutputs], error) {
 			return p.containDerived(ctx, env, in)
 		},
 	})
@@ -192,8 +197,10 @@ func (p *Provider) keyOwner(ctx context.Context, account, keyID string) (string,
 	return awssdk.ToString(last.UserName), call, nil
 }
 
-func (p *Provider) planContainDerived(ctx context.Context, env actions.Env, in *ContainDerivedParams) (actions.Plan, error) {
-	var plan actions.Plan
+// planContainDerived plans no outputs: which credentials get contained, and
+// how, is only known once Do tried them.
+func (p *Provider) planContainDerived(ctx context.Context, env actions.Env, in *ContainDerivedParams) (actions.PlanOf[ContainDerivedOutputs], error) {
+	var plan actions.PlanOf[ContainDerivedOutputs]
 	var lines []string
 	var errs []error
 	for _, item := range in.Derived {
@@ -211,7 +218,7 @@ func (p *Provider) planContainDerived(ctx context.Context, env actions.Env, in *
 		lines = append(lines, line)
 	}
 	if len(errs) > 0 {
-		return actions.Plan{}, fmt.Errorf("contain derived credentials: %s: %w", strings.Join(lines, "; "), joinKind(errs))
+		return actions.PlanOf[ContainDerivedOutputs]{}, fmt.Errorf("contain derived credentials: %s: %w", strings.Join(lines, "; "), joinKind(errs))
 	}
 	plan.Summary = fmt.Sprintf("%d derived credential(s): %s", len(in.Derived), strings.Join(lines, "; "))
 	if len(plan.Effects()) == 0 {
@@ -269,7 +276,7 @@ func (p *Provider) planOne(ctx context.Context, env actions.Env, in *ContainDeri
 
 // containDerived tries every credential even when one fails, and fails the
 // step only after all were tried.
-func (p *Provider) containDerived(ctx context.Context, env actions.Env, in *ContainDerivedParams) (actions.Result, error) {
+func (p *Provider) containDerived(ctx context.Context, env actions.Env, in *ContainDerivedParams) (actions.ResultOf[ContainDerivedOutputs], error) {
 	contained := []map[string]any{}
 	var lines []string
 	var errs []error
@@ -277,20 +284,20 @@ func (p *Provider) containDerived(ctx context.Context, env actions.Env, in *Cont
 	for _, item := range in.Derived {
 		d, err := parseDerived(item)
 		action, principal := "none", ""
-		var res actions.Result
+		var outcome actions.Outcome
 		if err == nil {
-			action, principal, res, err = p.containOne(ctx, env, in, d)
+			action, principal, outcome, err = p.containOne(ctx, env, in, d)
 		}
-		entry := map[string]any{"access_key_id": d.AccessKeyID, "action": action, "outcome": string(res.Outcome)}
+		entry := map[string]any{"access_key_id": d.AccessKeyID, "action": action, "outcome": string(outcome)}
 		if principal != "" {
 			entry["principal"] = principal
 		}
-		line := fmt.Sprintf("%s %s: %s", d.AccessKeyID, action, res.Outcome)
+		line := fmt.Sprintf("%s %s: %s", d.AccessKeyID, action, outcome)
 		if err != nil {
 			entry["outcome"], entry["error"] = "failed", err.Error()
 			line = fmt.Sprintf("%s %s: failed", d.AccessKeyID, action)
 			errs = append(errs, fmt.Errorf("%s: %w", d.AccessKeyID, err))
-		} else if res.Outcome == actions.Done {
+		} else if outcome == actions.Done {
 			anyDone = true
 		}
 		env.Log().Info("derived credential", "key", d.AccessKeyID, "action", action, "outcome", entry["outcome"])
@@ -299,7 +306,7 @@ func (p *Provider) containDerived(ctx context.Context, env actions.Env, in *Cont
 	}
 	msg := strings.Join(lines, "; ")
 	if len(errs) > 0 {
-		return actions.Result{}, fmt.Errorf("contain derived credentials: %s: %w", msg, joinKind(errs))
+		return actions.ResultOf[ContainDerivedOutputs]{}, fmt.Errorf("contain derived credentials: %s: %w", msg, joinKind(errs))
 	}
 	outcome := actions.Already
 	if anyDone {
@@ -308,7 +315,7 @@ func (p *Provider) containDerived(ctx context.Context, env actions.Env, in *Cont
 	if len(in.Derived) == 0 {
 		outcome, msg = actions.NoOp, "no derived credentials"
 	}
-	return actions.Result{Outcome: outcome, Message: msg, Outputs: map[string]any{"contained": contained}}, nil
+	return actions.ResultOf[ContainDerivedOutputs]{Outcome: outcome, Message: msg, Outputs: &ContainDerivedOutputs{Contained: contained}}, nil
 }
 
 // joinKind joins errs into an error that is permanent only when every one
@@ -324,41 +331,43 @@ func joinKind(errs []error) error {
 	return actions.Permanent(err)
 }
 
-func (p *Provider) containOne(ctx context.Context, env actions.Env, in *ContainDerivedParams, d DerivedCredential) (action, principal string, res actions.Result, err error) {
+// containOne contains d the way the action for its kind would, and returns
+// what that action's step would have reported.
+func (p *Provider) containOne(ctx context.Context, env actions.Env, in *ContainDerivedParams, d DerivedCredential) (action, principal string, outcome actions.Outcome, err error) {
 	c, _, err := p.containmentFor(ctx, in, d)
 	if err != nil {
-		return c.action, "", actions.Result{}, err
+		return c.action, "", "", err
 	}
 	if c.revoke != nil {
 		principal = "user/" + c.revoke.UserName
 		if c.revoke.RoleName != "" {
 			principal = "role/" + c.revoke.RoleName
 		}
-		res, err = p.revoke(ctx, env, c.revoke)
-		return c.action, principal, res, err
+		res, err := p.revoke(ctx, env, c.revoke)
+		return c.action, principal, res.Outcome, err
 	}
 	given := c.key.UserName != ""
 	if !given {
 		if c.key.UserName, _, err = p.keyOwner(ctx, in.Account, d.AccessKeyID); err != nil {
-			return c.action, "", actions.Result{}, fmt.Errorf("find the key's owner: %w", err)
+			return c.action, "", "", fmt.Errorf("find the key's owner: %w", err)
 		}
 	}
 	if c.action == containDelete {
 		// The attacker's key goes whatever its status; already gone is
 		// success, so a resumed step changes nothing.
-		res, err = p.delete(ctx, env, &DeleteKeyParams{AccessKeyID: d.AccessKeyID, UserName: c.key.UserName, Account: in.Account, AllowActive: true})
-		return c.action, "", res, err
+		res, err := p.delete(ctx, env, &DeleteKeyParams{AccessKeyID: d.AccessKeyID, UserName: c.key.UserName, Account: in.Account, AllowActive: true})
+		return c.action, "", res.Outcome, err
 	}
-	res, err = p.deactivate(ctx, env, c.key)
+	res, err := p.deactivate(ctx, env, c.key)
 	if given && errors.Is(err, errKeyNotListed) {
 		// The impact step recorded another owner than IAM knows: ask IAM.
 		owner, _, lookupErr := p.keyOwner(ctx, in.Account, d.AccessKeyID)
 		if lookupErr != nil || owner == c.key.UserName {
-			return c.action, "", res, err
+			return c.action, "", res.Outcome, err
 		}
 		env.Log().Warn("derived key has another owner than recorded", "key", d.AccessKeyID, "recorded", c.key.UserName, "owner", owner)
 		c.key.UserName = owner
 		res, err = p.deactivate(ctx, env, c.key)
 	}
-	return c.action, "", res, err
+	return c.action, "", res.Outcome, err
 }

@@ -19,18 +19,20 @@ type IdentifyKeyParams struct {
 	AccessKeyID string `json:"access_key_id" required:"true" target:"credential" doc:"the leaked access key id (AKIA… or ASIA…)"`
 }
 
+// IdentifyKeyOutputs are the outputs of aws.identify_key.
+type IdentifyKeyOutputs struct {
+	Account         string `json:"account" doc:"the 12-digit account that owns the key"`
+	UserName        string `json:"user_name" doc:"the IAM user that owns the key; \"\" for role-session (ASIA) keys"`
+	KeyKind         string `json:"key_kind" doc:"access_key (AKIA) or role_session (ASIA)"`
+	LastUsedDate    string `json:"last_used_date" doc:"RFC 3339 time of last use, \"\" if never used"`
+	LastUsedService string `json:"last_used_service" doc:"service of last use, \"N/A\" if never used"`
+	LastUsedRegion  string `json:"last_used_region" doc:"region of last use, \"N/A\" if never used"`
+}
+
 func identifyKey(p *Provider) actions.Action {
-	return actions.New(actions.Definition[IdentifyKeyParams]{
+	return actions.New(actions.TypedDefinition[IdentifyKeyParams, IdentifyKeyOutputs]{
 		Name:    "aws.identify_key",
 		Summary: "Find the account and IAM user an access key belongs to, and when it was last used.",
-		Outputs: []actions.Output{
-			{Name: "account", Type: "string", Doc: "the 12-digit account that owns the key"},
-			{Name: "user_name", Type: "string", Doc: `the IAM user that owns the key; "" for role-session (ASIA) keys`},
-			{Name: "key_kind", Type: "string", Doc: "access_key (AKIA) or role_session (ASIA)"},
-			{Name: "last_used_date", Type: "string", Doc: `RFC 3339 time of last use, "" if never used`},
-			{Name: "last_used_service", Type: "string", Doc: `service of last use, "N/A" if never used`},
-			{Name: "last_used_region", Type: "string", Doc: `region of last use, "N/A" if never used`},
-		},
 		Permissions: []actions.Permission{
 			{Name: "sts:GetAccessKeyInfo", Why: "find the account that owns the key"},
 			{Name: "sts:GetCallerIdentity", Why: "know which account stanch's own credentials act in"},
@@ -41,15 +43,15 @@ func identifyKey(p *Provider) actions.Action {
   with:
     access_key_id: ${{ alert.credential.id }}
 `,
-		Validate: func(in *IdentifyKeyParams) error { return checkKeyID(in.AccessKeyID) },
-		PlanFunc: func(ctx context.Context, _ actions.Env, in *IdentifyKeyParams) (actions.Plan, error) {
+		Validate: func(in IdentifyKeyParams) error { return checkKeyID(in.AccessKeyID) },
+		PlanFunc: func(ctx context.Context, _ actions.Env, in *IdentifyKeyParams) (actions.PlanOf[IdentifyKeyOutputs], error) {
 			res, calls, err := p.identify(ctx, in.AccessKeyID)
 			if err != nil {
-				return actions.Plan{}, err
+				return actions.PlanOf[IdentifyKeyOutputs]{}, err
 			}
-			return actions.Plan{Summary: res.Message, Calls: calls, Outputs: res.Outputs, Owner: res.Owner}, nil
+			return actions.PlanOf[IdentifyKeyOutputs]{Summary: res.Message, Calls: calls, Outputs: res.Outputs, Owner: res.Owner}, nil
 		},
-		DoFunc: func(ctx context.Context, _ actions.Env, in *IdentifyKeyParams) (actions.Result, error) {
+		DoFunc: func(ctx context.Context, _ actions.Env, in *IdentifyKeyParams) (actions.ResultOf[IdentifyKeyOutputs], error) {
 			res, _, err := p.identify(ctx, in.AccessKeyID)
 			return res, err
 		},
@@ -57,9 +59,10 @@ func identifyKey(p *Provider) actions.Action {
 }
 
 // identify is read-only, so Plan and Do share it.
-func (p *Provider) identify(ctx context.Context, keyID string) (actions.Result, []actions.Call, error) {
-	fail := func(err error) (actions.Result, []actions.Call, error) {
-		return actions.Result{}, nil, fmt.Errorf("identify key %s: %w", keyID, err)
+func (p *Provider) identify(ctx context.Context, keyID string) (actions.ResultOf[IdentifyKeyOutputs], []actions.Call, error) {
+	type result = actions.ResultOf[IdentifyKeyOutputs]
+	fail := func(err error) (result, []actions.Call, error) {
+		return result{}, nil, fmt.Errorf("identify key %s: %w", keyID, err)
 	}
 	stsc, err := p.sts(ctx, "")
 	if err != nil {
@@ -76,12 +79,12 @@ func (p *Provider) identify(ctx context.Context, keyID string) (actions.Result, 
 		return fail(err)
 	}
 	calls = append(calls, actions.Call{Service: "sts", Operation: "GetCallerIdentity", Params: map[string]any{}, Made: true})
-	out := map[string]any{"account": account, "user_name": "", "key_kind": "access_key", "last_used_date": "", "last_used_service": "N/A", "last_used_region": "N/A"}
+	out := &IdentifyKeyOutputs{Account: account, KeyKind: "access_key", LastUsedService: "N/A", LastUsedRegion: "N/A"}
 	if strings.HasPrefix(keyID, "ASIA") {
 		// Temporary credentials have no IAM owner to look up: the role they
 		// were issued for is found in CloudTrail.
-		out["key_kind"] = "role_session"
-		return actions.Result{Outcome: actions.Done, Message: fmt.Sprintf("%s is a role-session credential of account %s", keyID, account), Outputs: out,
+		out.KeyKind = "role_session"
+		return result{Outcome: actions.Done, Message: fmt.Sprintf("%s is a role-session credential of account %s", keyID, account), Outputs: out,
 			Owner: &actions.Owner{Account: account, Credential: keyID}}, calls, nil
 	}
 	iamc, err := p.iam(ctx, account)
@@ -97,17 +100,17 @@ func (p *Provider) identify(ctx context.Context, keyID string) (actions.Result, 
 		return fail(classify(fmt.Errorf("iam:GetAccessKeyLastUsed: %w", err)))
 	}
 	user := awssdk.ToString(last.UserName)
-	out["user_name"] = user
+	out.UserName = user
 	used := "never used"
 	if u := last.AccessKeyLastUsed; u != nil {
-		out["last_used_service"] = awssdk.ToString(u.ServiceName)
-		out["last_used_region"] = awssdk.ToString(u.Region)
+		out.LastUsedService = awssdk.ToString(u.ServiceName)
+		out.LastUsedRegion = awssdk.ToString(u.Region)
 		if u.LastUsedDate != nil {
-			out["last_used_date"] = u.LastUsedDate.UTC().Format(time.RFC3339)
-			used = fmt.Sprintf("last used %s (%s, %s)", out["last_used_date"], out["last_used_service"], out["last_used_region"])
+			out.LastUsedDate = u.LastUsedDate.UTC().Format(time.RFC3339)
+			used = fmt.Sprintf("last used %s (%s, %s)", out.LastUsedDate, out.LastUsedService, out.LastUsedRegion)
 		}
 	}
-	return actions.Result{Outcome: actions.Done, Message: fmt.Sprintf("%s belongs to IAM user %s in account %s; %s", keyID, user, account, used), Outputs: out,
+	return result{Outcome: actions.Done, Message: fmt.Sprintf("%s belongs to IAM user %s in account %s; %s", keyID, user, account, used), Outputs: out,
 		Owner: &actions.Owner{Account: account, User: user, Credential: keyID}}, calls, nil
 }
 

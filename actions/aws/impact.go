@@ -48,30 +48,49 @@ type ImpactParams struct {
 	Account     string           `json:"account" target:"account" doc:"the key's account; default: the owner's account once identified, else stanch's own; its response role is used when it is not stanch's own"`
 }
 
+// ImpactOutputs are the outputs of aws.cloudtrail_impact.
+type ImpactOutputs struct {
+	Events        int              `json:"events" doc:"events found, derived credentials included"`
+	FirstUsed     string           `json:"first_used" doc:"RFC 3339 time of the first event"`
+	LastUsed      string           `json:"last_used" doc:"RFC 3339 time of the last event"`
+	ByEvent       map[string]int   `json:"by_event" doc:"count per event name"`
+	ByService     map[string]int   `json:"by_service" doc:"count per service"`
+	ByRegion      map[string]int   `json:"by_region" doc:"count per region"`
+	BySourceIP    map[string]int   `json:"by_source_ip" doc:"count per source IP"`
+	ByUserAgent   map[string]int   `json:"by_user_agent" doc:"count per user agent"`
+	Denied        int              `json:"denied" doc:"calls that failed with an error code (e.g. AccessDenied)"`
+	FindingCounts map[string]int   `json:"finding_counts" doc:"count per category: defence_evasion, persistence, privilege_escalation, data_access, compute_abuse, reconnaissance"`
+	Findings      []map[string]any `json:"findings" doc:"the classified events, most urgent category first (at most 200)"`
+	// DerivedCredentials are in the shape aws.contain_derived takes (see
+	// DerivedCredential), with where and when each was made.
+	DerivedCredentials []map[string]any  `json:"derived_credentials" doc:"credentials minted (GetSessionToken, GetFederationToken, AssumeRole) or created (CreateAccessKey) with the key, followed in turn"`
+	Regions            []string          `json:"regions" doc:"regions queried"`
+	RegionsFailed      map[string]string `json:"regions_failed" doc:"region → error, for regions that could not be read"`
+}
+
 // lookupRate is CloudTrail's LookupEvents limit per account and region.
 const lookupRate = 2
 
+func provisionImpact(in *ImpactParams) {
+	if len(in.Regions) == 0 {
+		in.Regions = Regions{"all"}
+	}
+	if in.Lookback == 0 {
+		in.Lookback = actions.Duration(2160 * time.Hour)
+	}
+	if in.MaxDepth == 0 {
+		in.MaxDepth = 2
+	}
+	if in.MaxDerived == 0 {
+		in.MaxDerived = 20
+	}
+}
+
 func cloudTrailImpact(p *Provider) actions.Action {
-	return actions.New(actions.Definition[ImpactParams]{
+	return actions.New(actions.TypedDefinition[ImpactParams, ImpactOutputs]{
 		Name:    "aws.cloudtrail_impact",
 		Slow:    true,
 		Summary: "Query CloudTrail for everything a key (and the credentials it minted or created) did, in every region, and classify it.",
-		Outputs: []actions.Output{
-			{Name: "events", Type: "int", Doc: "events found, derived credentials included"},
-			{Name: "first_used", Type: "string", Doc: "RFC 3339 time of the first event"},
-			{Name: "last_used", Type: "string", Doc: "RFC 3339 time of the last event"},
-			{Name: "by_event", Type: "map", Doc: "count per event name"},
-			{Name: "by_service", Type: "map", Doc: "count per service"},
-			{Name: "by_region", Type: "map", Doc: "count per region"},
-			{Name: "by_source_ip", Type: "map", Doc: "count per source IP"},
-			{Name: "by_user_agent", Type: "map", Doc: "count per user agent"},
-			{Name: "denied", Type: "int", Doc: "calls that failed with an error code (e.g. AccessDenied)"},
-			{Name: "finding_counts", Type: "map", Doc: "count per category: defence_evasion, persistence, privilege_escalation, data_access, compute_abuse, reconnaissance"},
-			{Name: "findings", Type: "list", Doc: "the classified events, most urgent category first (at most 200)"},
-			{Name: "derived_credentials", Type: "list", Doc: "credentials minted (GetSessionToken, GetFederationToken, AssumeRole) or created (CreateAccessKey) with the key, followed in turn"},
-			{Name: "regions", Type: "list", Doc: "regions queried"},
-			{Name: "regions_failed", Type: "map", Doc: "region → error, for regions that could not be read"},
-		},
 		Permissions: []actions.Permission{
 			{Name: "cloudtrail:LookupEvents", Why: "read the key's management events"},
 			{Name: "ec2:DescribeRegions", Why: "find the account's enabled regions"},
@@ -87,29 +106,19 @@ func cloudTrailImpact(p *Provider) actions.Action {
   timeout: 15m
   on_error: continue
 `,
-		Validate: func(in *ImpactParams) error {
+		Provision: provisionImpact,
+		Validate: func(in ImpactParams) error {
 			if err := checkKeyID(in.AccessKeyID); err != nil {
 				return err
-			}
-			if len(in.Regions) == 0 {
-				in.Regions = Regions{"all"}
-			}
-			if in.Lookback == 0 {
-				in.Lookback = actions.Duration(2160 * time.Hour)
-			}
-			if in.MaxDepth == 0 {
-				in.MaxDepth = 2
-			}
-			if in.MaxDerived == 0 {
-				in.MaxDerived = 20
 			}
 			if in.MaxDepth < 0 || in.MaxDerived < 0 {
 				return errors.New("max_depth and max_derived must not be negative")
 			}
 			return nil
 		},
-		PlanFunc: func(ctx context.Context, env actions.Env, in *ImpactParams) (actions.Plan, error) {
-			plan := actions.Plan{}
+		PlanFunc: func(ctx context.Context, env actions.Env, in *ImpactParams) (actions.PlanOf[ImpactOutputs], error) {
+			// Only the events say what the outputs are.
+			plan := actions.PlanOf[ImpactOutputs]{}
 			// Another account's CloudTrail would say the key did nothing.
 			account, calls, err := p.keyAccount(ctx, env, in.AccessKeyID, in.Account)
 			plan.Calls = calls
@@ -131,7 +140,7 @@ func cloudTrailImpact(p *Provider) actions.Action {
 				in.AccessKeyID, time.Duration(in.Lookback), len(regions), strings.Join(regions, ", "), lookupRate, in.MaxDepth)
 			return plan, nil
 		},
-		DoFunc: func(ctx context.Context, env actions.Env, in *ImpactParams) (actions.Result, error) {
+		DoFunc: func(ctx context.Context, env actions.Env, in *ImpactParams) (actions.ResultOf[ImpactOutputs], error) {
 			return p.impact(ctx, env, in)
 		},
 	})
@@ -193,20 +202,21 @@ type trailEvent struct {
 	key       string // the credential it was looked up by
 }
 
-func (p *Provider) impact(ctx context.Context, env actions.Env, in *ImpactParams) (actions.Result, error) {
+func (p *Provider) impact(ctx context.Context, env actions.Env, in *ImpactParams) (actions.ResultOf[ImpactOutputs], error) {
+	type result = actions.ResultOf[ImpactOutputs]
 	// Another account's CloudTrail would say the key did nothing.
 	account, _, err := p.keyAccount(ctx, env, in.AccessKeyID, in.Account)
 	if err != nil {
-		return actions.Result{}, fmt.Errorf("impact of %s: %w", in.AccessKeyID, err)
+		return result{}, fmt.Errorf("impact of %s: %w", in.AccessKeyID, err)
 	}
 	in.Account = account
 	regions, err := p.impactRegions(ctx, in)
 	if err != nil {
-		return actions.Result{}, err
+		return result{}, err
 	}
 	cfg, err := p.config(ctx, in.Account)
 	if err != nil {
-		return actions.Result{}, fmt.Errorf("impact of %s: %w", in.AccessKeyID, err)
+		return result{}, fmt.Errorf("impact of %s: %w", in.AccessKeyID, err)
 	}
 	end := time.Now()
 	start := end.Add(-time.Duration(in.Lookback))
@@ -244,21 +254,21 @@ func (p *Provider) impact(ctx context.Context, env actions.Env, in *ImpactParams
 		level = next
 	}
 	if ctx.Err() != nil {
-		return actions.Result{}, actions.Retryable(fmt.Errorf("impact of %s: %w", in.AccessKeyID, ctx.Err()))
+		return result{}, actions.Retryable(fmt.Errorf("impact of %s: %w", in.AccessKeyID, ctx.Err()))
 	}
 	if len(failed) == len(regions) && len(regions) > 0 {
-		return actions.Result{}, actions.Retryable(fmt.Errorf("impact of %s: every region failed: %v", in.AccessKeyID, failed))
+		return result{}, actions.Retryable(fmt.Errorf("impact of %s: every region failed: %v", in.AccessKeyID, failed))
 	}
 	out := acc.outputs()
 	if derived == nil {
 		derived = []map[string]any{}
 	}
-	out["derived_credentials"] = derived
-	out["regions"] = regions
-	out["regions_failed"] = failed
+	out.DerivedCredentials = derived
+	out.Regions = regions
+	out.RegionsFailed = failed
 	msg := fmt.Sprintf("%d event(s) of %s in %d region(s)", acc.total, in.AccessKeyID, len(regions))
 	if acc.total > 0 {
-		msg += fmt.Sprintf(", first %s, last %s", out["first_used"], out["last_used"])
+		msg += fmt.Sprintf(", first %s, last %s", out.FirstUsed, out.LastUsed)
 	}
 	if n := len(derived); n > 0 {
 		msg += fmt.Sprintf("; %d derived credential(s)", n)
@@ -269,7 +279,7 @@ func (p *Provider) impact(ctx context.Context, env actions.Env, in *ImpactParams
 	if len(failed) > 0 {
 		msg += fmt.Sprintf("; %d region(s) could not be read: %s", len(failed), strings.Join(sortedRegionKeys(failed), ", "))
 	}
-	return actions.Result{Outcome: actions.Done, Message: msg, Outputs: out}, nil
+	return result{Outcome: actions.Done, Message: msg, Outputs: out}, nil
 }
 
 // lookupAll reads every page of key's events in every region in parallel;
@@ -409,7 +419,9 @@ func (s *impactSummary) add(e trailEvent) {
 
 const maxFindings = 200
 
-func (s *impactSummary) outputs() map[string]any {
+// outputs returns what the events say; the caller adds what it knows of
+// regions and derived credentials.
+func (s *impactSummary) outputs() *ImpactOutputs {
 	rank := map[string]int{}
 	for i, c := range findingCategories {
 		rank[c] = i
@@ -428,13 +440,12 @@ func (s *impactSummary) outputs() map[string]any {
 	if findings == nil {
 		findings = []map[string]any{}
 	}
-	out := map[string]any{
-		"events": s.total, "by_event": s.byEvent, "by_service": s.byService, "by_region": s.byRegion,
-		"by_source_ip": s.byIP, "by_user_agent": s.byUA, "denied": s.denied, "finding_counts": s.findingCount, "findings": findings,
-		"first_used": "", "last_used": "",
+	out := &ImpactOutputs{
+		Events: s.total, ByEvent: s.byEvent, ByService: s.byService, ByRegion: s.byRegion,
+		BySourceIP: s.byIP, ByUserAgent: s.byUA, Denied: s.denied, FindingCounts: s.findingCount, Findings: findings,
 	}
 	if s.total > 0 {
-		out["first_used"], out["last_used"] = s.first.UTC().Format(time.RFC3339), s.last.UTC().Format(time.RFC3339)
+		out.FirstUsed, out.LastUsed = s.first.UTC().Format(time.RFC3339), s.last.UTC().Format(time.RFC3339)
 	}
 	return out
 }

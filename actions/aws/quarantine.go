@@ -33,19 +33,32 @@ const (
 	denyAllDocument         = `{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":["*"],"Resource":["*"]}]}`
 )
 
-func validateQuarantine(in *QuarantineParams) error {
-	if (in.UserName == "") == (in.RoleName == "") {
-		return errors.New("give exactly one of user_name and role_name")
-	}
-	switch in.Mode {
-	case "":
+// QuarantineOutputs are the outputs of aws.quarantine and
+// aws.release_quarantine.
+type QuarantineOutputs struct {
+	Principal string `json:"principal" doc:"user/NAME or role/NAME"`
+	Policy    string `json:"policy" doc:"the policy ARN, or the inline policy name"`
+	// AWS attaches AWSCompromisedKeyQuarantineV2 itself when it finds a
+	// leak, and that one must stay: a playbook releases only what its own
+	// quarantine step put in place.
+	Changed bool `json:"changed" doc:"true when this step changed something; false when it was already so (for aws.quarantine: the policy may be AWS's own, which a release must leave alone)"`
+}
+
+func provisionQuarantine(in *QuarantineParams) {
+	if in.Mode == "" {
 		in.Mode = "managed"
-	case "managed", "inline":
-	default:
-		return fmt.Errorf("mode %q: want managed or inline", in.Mode)
 	}
 	if in.PolicyArn == "" {
 		in.PolicyArn = defaultQuarantinePolicy
+	}
+}
+
+func validateQuarantine(in QuarantineParams) error {
+	if (in.UserName == "") == (in.RoleName == "") {
+		return errors.New("give exactly one of user_name and role_name")
+	}
+	if in.Mode != "managed" && in.Mode != "inline" {
+		return fmt.Errorf("mode %q: want managed or inline", in.Mode)
 	}
 	return nil
 }
@@ -72,27 +85,20 @@ func quarantine(p *Provider, release bool) actions.Action {
 	if release {
 		name, summary, verb = "aws.release_quarantine", "Undo aws.quarantine: detach the quarantine policy (or delete the inline deny-all).", "release"
 	}
-	return actions.New(actions.Definition[QuarantineParams]{
-		Name:    name,
-		Summary: summary,
-		Outputs: []actions.Output{
-			{Name: "principal", Type: "string", Doc: "user/NAME or role/NAME"},
-			{Name: "policy", Type: "string", Doc: "the policy ARN, or the inline policy name"},
-			// AWS attaches AWSCompromisedKeyQuarantineV2 itself when it finds
-			// a leak, and that one must stay: a playbook releases only what
-			// its own quarantine step put in place.
-			{Name: "changed", Type: "bool", Doc: "true when this step changed something; false when it was already so (for aws.quarantine: the policy may be AWS's own, which a release must leave alone)"},
-		},
+	return actions.New(actions.TypedDefinition[QuarantineParams, QuarantineOutputs]{
+		Name:        name,
+		Summary:     summary,
 		Permissions: quarantinePermissions,
 		Example:     quarantineExample(release),
 		Containment: !release,
+		Provision:   provisionQuarantine,
 		Validate:    validateQuarantine,
-		PlanFunc: func(ctx context.Context, _ actions.Env, in *QuarantineParams) (actions.Plan, error) {
+		PlanFunc: func(ctx context.Context, _ actions.Env, in *QuarantineParams) (actions.PlanOf[QuarantineOutputs], error) {
 			q, err := p.quarantineState(ctx, in)
 			if err != nil {
-				return actions.Plan{}, err
+				return actions.PlanOf[QuarantineOutputs]{}, err
 			}
-			plan := actions.Plan{Calls: q.calls, Outputs: q.outputs(!q.settled(release))}
+			plan := actions.PlanOf[QuarantineOutputs]{Calls: q.calls, Outputs: q.outputs(!q.settled(release))}
 			if q.settled(release) {
 				plan.Summary = fmt.Sprintf("%s: nothing to change (%s)", q.principal(), q.state())
 				plan.Settled = actions.Already
@@ -104,22 +110,23 @@ func quarantine(p *Provider, release bool) actions.Action {
 				Effect: fmt.Sprintf("%s %s in account %s (%s)", verb, q.principal(), q.account, q.policy())})
 			return plan, nil
 		},
-		DoFunc: func(ctx context.Context, env actions.Env, in *QuarantineParams) (actions.Result, error) {
+		DoFunc: func(ctx context.Context, env actions.Env, in *QuarantineParams) (actions.ResultOf[QuarantineOutputs], error) {
 			return p.quarantine(ctx, env, in, release, verb)
 		},
 	})
 }
 
-func (p *Provider) quarantine(ctx context.Context, env actions.Env, in *QuarantineParams, release bool, verb string) (actions.Result, error) {
+func (p *Provider) quarantine(ctx context.Context, env actions.Env, in *QuarantineParams, release bool, verb string) (actions.ResultOf[QuarantineOutputs], error) {
+	type result = actions.ResultOf[QuarantineOutputs]
 	q, err := p.quarantineState(ctx, in)
 	if err != nil {
-		return actions.Result{}, err
+		return result{}, err
 	}
 	if q.settled(release) {
-		return actions.Result{Outcome: actions.Already, Message: fmt.Sprintf("%s: %s already; nothing changed", q.principal(), q.state()), Outputs: q.outputs(false)}, nil
+		return result{Outcome: actions.Already, Message: fmt.Sprintf("%s: %s already; nothing changed", q.principal(), q.state()), Outputs: q.outputs(false)}, nil
 	}
 	if err := q.apply(ctx, release); err != nil {
-		return actions.Result{}, fmt.Errorf("%s %s: %w", verb, q.principal(), err)
+		return result{}, fmt.Errorf("%s %s: %w", verb, q.principal(), err)
 	}
 	env.Log().Info("quarantine changed", "principal", q.principal(), "account", q.account, "policy", q.policy(), "release", release)
 	past := map[bool]string{false: "quarantined", true: "released from quarantine"}[release]
@@ -127,21 +134,21 @@ func (p *Provider) quarantine(ctx context.Context, env actions.Env, in *Quaranti
 	// Verify: read it back; IAM is eventually consistent.
 	for attempt := 1; ; attempt++ {
 		if err := q.read(ctx); err != nil {
-			return actions.Result{}, fmt.Errorf("%s %s: verify: %w", verb, q.principal(), err)
+			return result{}, fmt.Errorf("%s %s: verify: %w", verb, q.principal(), err)
 		}
 		if q.settled(release) {
 			break
 		}
 		if attempt >= p.opts.VerifyAttempts {
-			return actions.Result{}, actions.Retryable(fmt.Errorf("%s %s: the change does not read back yet (%s)", verb, q.principal(), q.state()))
+			return result{}, actions.Retryable(fmt.Errorf("%s %s: the change does not read back yet (%s)", verb, q.principal(), q.state()))
 		}
 		select {
 		case <-ctx.Done():
-			return actions.Result{}, actions.Retryable(fmt.Errorf("%s %s: verify: %w", verb, q.principal(), ctx.Err()))
+			return result{}, actions.Retryable(fmt.Errorf("%s %s: verify: %w", verb, q.principal(), ctx.Err()))
 		case <-time.After(p.opts.VerifyDelay):
 		}
 	}
-	return actions.Result{Outcome: actions.Done, Message: fmt.Sprintf("%s: %s; verified", q.principal(), q.state()), Outputs: q.outputs(true)}, nil
+	return result{Outcome: actions.Done, Message: fmt.Sprintf("%s: %s; verified", q.principal(), q.state()), Outputs: q.outputs(true)}, nil
 }
 
 type quarantineCheck struct {
@@ -215,8 +222,8 @@ func (q *quarantineCheck) state() string {
 	return "not quarantined by " + q.policy()
 }
 
-func (q *quarantineCheck) outputs(changed bool) map[string]any {
-	return map[string]any{"principal": q.principal(), "policy": q.policy(), "changed": changed}
+func (q *quarantineCheck) outputs(changed bool) *QuarantineOutputs {
+	return &QuarantineOutputs{Principal: q.principal(), Policy: q.policy(), Changed: changed}
 }
 
 func (q *quarantineCheck) who() map[string]any {

@@ -26,17 +26,27 @@ type RevokeSessionsParams struct {
 	NotBefore  string `json:"not_before" doc:"RFC 3339 cutoff: credentials issued before it are denied (default: when the step first ran)"`
 }
 
+// RevokeSessionsOutputs are the outputs of aws.revoke_sessions.
+type RevokeSessionsOutputs struct {
+	Principal  string `json:"principal" doc:"user/NAME or role/NAME"`
+	PolicyName string `json:"policy_name" doc:"the inline policy holding the cutoff"`
+	Cutoff     string `json:"cutoff" doc:"RFC 3339 time in force: sessions issued before it are denied"`
+}
+
 const defaultRevokePolicy = "AWSRevokeOlderSessions"
 
+// provisionRevoke fills in the defaults that do not depend on the run; the
+// cutoff, which does, is fixed when the step first runs (sessionCutoff).
+func provisionRevoke(in *RevokeSessionsParams) {
+	if in.PolicyName == "" {
+		in.PolicyName = defaultRevokePolicy
+	}
+}
+
 func revokeSessions(p *Provider) actions.Action {
-	return actions.New(actions.Definition[RevokeSessionsParams]{
-		Name:    "aws.revoke_sessions",
-		Summary: "Deny every temporary credential issued before a cutoff to a user or role (AWSRevokeOlderSessions); never loosens an existing cutoff.",
-		Outputs: []actions.Output{
-			{Name: "principal", Type: "string", Doc: "user/NAME or role/NAME"},
-			{Name: "policy_name", Type: "string", Doc: "the inline policy holding the cutoff"},
-			{Name: "cutoff", Type: "string", Doc: "RFC 3339 time in force: sessions issued before it are denied"},
-		},
+	return actions.New(actions.TypedDefinition[RevokeSessionsParams, RevokeSessionsOutputs]{
+		Name:        "aws.revoke_sessions",
+		Summary:     "Deny every temporary credential issued before a cutoff to a user or role (AWSRevokeOlderSessions); never loosens an existing cutoff.",
 		Containment: true,
 		Permissions: []actions.Permission{
 			{Name: "iam:GetUserPolicy", Why: "read the cutoff already in force on a user"},
@@ -52,7 +62,8 @@ func revokeSessions(p *Provider) actions.Action {
     user_name: ${{ steps.identify.outputs.user_name }}
     account: ${{ steps.identify.outputs.account }}
 `,
-		Validate: func(in *RevokeSessionsParams) error {
+		Provision: provisionRevoke,
+		Validate: func(in RevokeSessionsParams) error {
 			if (in.UserName == "") == (in.RoleName == "") {
 				return errors.New("give exactly one of user_name and role_name")
 			}
@@ -63,19 +74,19 @@ func revokeSessions(p *Provider) actions.Action {
 			}
 			return nil
 		},
-		PlanFunc: func(ctx context.Context, env actions.Env, in *RevokeSessionsParams) (actions.Plan, error) {
+		PlanFunc: func(ctx context.Context, env actions.Env, in *RevokeSessionsParams) (actions.PlanOf[RevokeSessionsOutputs], error) {
 			st, err := p.sessionCutoff(ctx, env, in)
 			if err != nil {
-				return actions.Plan{}, err
+				return actions.PlanOf[RevokeSessionsOutputs]{}, err
 			}
 			if st.current.IsZero() {
 				// Without a policy to read, make sure the principal exists,
 				// so that the plan does not promise what Do would refuse.
 				if err := st.principalExists(ctx); err != nil {
-					return actions.Plan{}, fmt.Errorf("revoke sessions of %s: %w", st.principal(), err)
+					return actions.PlanOf[RevokeSessionsOutputs]{}, fmt.Errorf("revoke sessions of %s: %w", st.principal(), err)
 				}
 			}
-			plan := actions.Plan{Calls: st.calls, Outputs: st.outputs()}
+			plan := actions.PlanOf[RevokeSessionsOutputs]{Calls: st.calls, Outputs: st.outputs()}
 			if st.kept() {
 				plan.Summary = fmt.Sprintf("%s already denies sessions issued before %s; nothing to change", st.principal(), st.current.Format(time.RFC3339))
 				plan.Settled = actions.Already
@@ -85,22 +96,23 @@ func revokeSessions(p *Provider) actions.Action {
 			plan.Calls = append(plan.Calls, st.putCall())
 			return plan, nil
 		},
-		DoFunc: func(ctx context.Context, env actions.Env, in *RevokeSessionsParams) (actions.Result, error) {
+		DoFunc: func(ctx context.Context, env actions.Env, in *RevokeSessionsParams) (actions.ResultOf[RevokeSessionsOutputs], error) {
 			return p.revoke(ctx, env, in)
 		},
 	})
 }
 
-func (p *Provider) revoke(ctx context.Context, env actions.Env, in *RevokeSessionsParams) (actions.Result, error) {
+func (p *Provider) revoke(ctx context.Context, env actions.Env, in *RevokeSessionsParams) (actions.ResultOf[RevokeSessionsOutputs], error) {
+	type result = actions.ResultOf[RevokeSessionsOutputs]
 	st, err := p.sessionCutoff(ctx, env, in)
 	if err != nil {
-		return actions.Result{}, err
+		return result{}, err
 	}
 	if st.kept() {
-		return actions.Result{Outcome: actions.Already, Message: fmt.Sprintf("%s already denies sessions issued before %s", st.principal(), st.current.Format(time.RFC3339)), Outputs: st.outputs()}, nil
+		return result{Outcome: actions.Already, Message: fmt.Sprintf("%s already denies sessions issued before %s", st.principal(), st.current.Format(time.RFC3339)), Outputs: st.outputs()}, nil
 	}
 	if err := st.put(ctx); err != nil {
-		return actions.Result{}, fmt.Errorf("revoke sessions of %s: %w", st.principal(), err)
+		return result{}, fmt.Errorf("revoke sessions of %s: %w", st.principal(), err)
 	}
 	env.Log().Info("sessions revoked", "principal", st.principal(), "account", st.account, "policy", st.policy, "cutoff", st.cutoff.Format(time.RFC3339))
 	env.Record(actions.Effect{Description: fmt.Sprintf("denied every session of %s in account %s issued before %s (inline policy %s)", st.principal(), st.account, st.cutoff.Format(time.RFC3339), st.policy)})
@@ -108,17 +120,17 @@ func (p *Provider) revoke(ctx context.Context, env actions.Env, in *RevokeSessio
 	for attempt := 1; ; attempt++ {
 		got, err := st.read(ctx)
 		if err != nil {
-			return actions.Result{}, fmt.Errorf("revoke sessions of %s: verify: %w", st.principal(), err)
+			return result{}, fmt.Errorf("revoke sessions of %s: verify: %w", st.principal(), err)
 		}
 		if !got.Before(st.cutoff) {
 			break
 		}
 		if attempt >= p.opts.VerifyAttempts {
-			return actions.Result{}, actions.Retryable(fmt.Errorf("revoke sessions of %s: the policy still reads cutoff %s after %s", st.principal(), got.Format(time.RFC3339), st.putOp()))
+			return result{}, actions.Retryable(fmt.Errorf("revoke sessions of %s: the policy still reads cutoff %s after %s", st.principal(), got.Format(time.RFC3339), st.putOp()))
 		}
 		select {
 		case <-ctx.Done():
-			return actions.Result{}, actions.Retryable(fmt.Errorf("revoke sessions of %s: verify: %w", st.principal(), ctx.Err()))
+			return result{}, actions.Retryable(fmt.Errorf("revoke sessions of %s: verify: %w", st.principal(), ctx.Err()))
 		case <-time.After(p.opts.VerifyDelay):
 		}
 	}
@@ -126,7 +138,7 @@ func (p *Provider) revoke(ctx context.Context, env actions.Env, in *RevokeSessio
 	if !st.current.IsZero() {
 		msg += fmt.Sprintf(" (the earlier cutoff was %s)", st.current.Format(time.RFC3339))
 	}
-	return actions.Result{Outcome: actions.Done, Message: msg, Outputs: st.outputs()}, nil
+	return result{Outcome: actions.Done, Message: msg, Outputs: st.outputs()}, nil
 }
 
 // cutoffState is the check half of revoke_sessions.
@@ -146,9 +158,6 @@ type cutoffState struct {
 
 func (p *Provider) sessionCutoff(ctx context.Context, env actions.Env, in *RevokeSessionsParams) (*cutoffState, error) {
 	st := &cutoffState{in: in, policy: in.PolicyName}
-	if st.policy == "" {
-		st.policy = defaultRevokePolicy
-	}
 	// The cutoff is fixed when the step first runs, so that a retry or a
 	// resumed run writes the same policy (and a later one never moves it
 	// backwards).
@@ -194,12 +203,12 @@ func (st *cutoffState) principal() string {
 	return "user/" + st.in.UserName
 }
 
-func (st *cutoffState) outputs() map[string]any {
+func (st *cutoffState) outputs() *RevokeSessionsOutputs {
 	cutoff := st.cutoff
 	if st.kept() {
 		cutoff = st.current
 	}
-	return map[string]any{"principal": st.principal(), "policy_name": st.policy, "cutoff": cutoff.Format(time.RFC3339)}
+	return &RevokeSessionsOutputs{Principal: st.principal(), PolicyName: st.policy, Cutoff: cutoff.Format(time.RFC3339)}
 }
 
 func (st *cutoffState) getOp() string {

@@ -2,7 +2,6 @@ package aws
 
 import (
 	"context"
-	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -38,7 +37,7 @@ func (b backend) role(t *testing.T) string {
 	if b.name == "sandbox" {
 		return "app-server"
 	}
-	name := fmt.Sprintf("app-server-%d", time.Now().UnixNano())
+	name := uniqueName("app-server")
 	trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}`
 	_, err := iam.NewFromConfig(b.cfg).CreateRole(context.Background(), &iam.CreateRoleInput{RoleName: awssdk.String(name), AssumeRolePolicyDocument: awssdk.String(trust)})
 	require.NoError(t, err)

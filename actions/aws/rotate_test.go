@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"slices"
@@ -24,7 +23,7 @@ import (
 
 func (b backend) createSecret(t *testing.T) string {
 	t.Helper()
-	name := fmt.Sprintf("iam-user/%s-%d", b.user, time.Now().UnixNano())
+	name := uniqueName("iam-user/" + b.user)
 	_, err := secretsmanager.NewFromConfig(b.cfg).CreateSecret(context.Background(), &secretsmanager.CreateSecretInput{
 		Name: awssdk.String(name), SecretString: awssdk.String(`{"UserName":"` + b.user + `","AccessKeyId":"` + b.leaked + `","SecretAccessKey":"old"}`)})
 	require.NoError(t, err)

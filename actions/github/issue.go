@@ -35,14 +35,25 @@ const permIssues = "issues:write"
 
 const needIssues = "the GitHub App permission " + permIssues + ", or a token with the repo scope (public_repo for public repositories)"
 
+// OpenIssueOutputs are the outputs of github.open_issue.
+type OpenIssueOutputs struct {
+	Number int    `json:"number" doc:"the issue's number"`
+	URL    string `json:"url" doc:"the issue's page"`
+}
+
+func provisionIssue(in *OpenIssueParams) {
+	if in.Key == "" {
+		in.Key = "incident"
+	}
+	if in.State == "" {
+		in.State = "open"
+	}
+}
+
 func openIssue(p *Provider) actions.Action {
-	return actions.New(actions.Definition[OpenIssueParams]{
+	return actions.New(actions.TypedDefinition[OpenIssueParams, OpenIssueOutputs]{
 		Name:    "github.open_issue",
 		Summary: "Open a GitHub issue once per run and key (labelled stanch); a later call edits it only where it differs.",
-		Outputs: []actions.Output{
-			{Name: "number", Type: "int", Doc: "the issue's number"},
-			{Name: "url", Type: "string", Doc: "the issue's page"},
-		},
 		Permissions: []actions.Permission{
 			{Name: permIssues, Why: "find this run's issue among those labelled stanch, create or edit it and its labels; a classic token needs the repo scope (public_repo for public repositories)"},
 		},
@@ -55,32 +66,35 @@ func openIssue(p *Provider) actions.Action {
       stanch run ${{ run.id }} contained ${{ alert.credential.id }} (found in ${{ alert.location.repo }}).
     labels: [incident, aws]
 `,
-		Validate: func(in *OpenIssueParams) error {
+		Provision: provisionIssue,
+		Validate: func(in OpenIssueParams) error {
 			if _, _, err := splitRepo(in.Repository); err != nil {
 				return err
 			}
 			if strings.TrimSpace(in.Title) == "" {
 				return errors.New("title is empty")
 			}
-			if in.Key != "" && !issueKey.MatchString(in.Key) {
+			if !issueKey.MatchString(in.Key) {
 				return fmt.Errorf("key %q: use lower-case letters, digits, _, . and -, at most 63", in.Key)
 			}
-			if in.State != "" && in.State != "open" && in.State != "closed" {
+			if in.State != "open" && in.State != "closed" {
 				return fmt.Errorf("state %q is not open or closed", in.State)
 			}
 			return nil
 		},
-		PlanFunc: func(ctx context.Context, env actions.Env, in *OpenIssueParams) (actions.Plan, error) {
+		PlanFunc: func(ctx context.Context, env actions.Env, in *OpenIssueParams) (actions.PlanOf[OpenIssueOutputs], error) {
 			w, err := p.newIssue(env, in)
 			if err != nil {
-				return actions.Plan{}, err
+				return actions.PlanOf[OpenIssueOutputs]{}, err
 			}
 			list := actions.Call{Service: "github", Operation: "GET repos/" + w.repo + "/issues", Params: map[string]any{"labels": IssueLabel, "state": "all", "per_page": 100}, Made: true}
 			found, err := w.find(ctx)
 			if err != nil {
-				return actions.Plan{}, err
+				return actions.PlanOf[OpenIssueOutputs]{}, err
 			}
-			plan := actions.Plan{Calls: []actions.Call{list}}
+			// An issue not opened yet has no number: its outputs are known
+			// only at run time.
+			plan := actions.PlanOf[OpenIssueOutputs]{Calls: []actions.Call{list}}
 			if found == nil {
 				plan.Summary = fmt.Sprintf("would open an issue in %s: %q, labelled %s", w.repo, w.title, strings.Join(w.labels, ", "))
 				plan.Calls = append(plan.Calls, actions.Call{Service: "github", Operation: "POST repos/" + w.repo + "/issues", Params: map[string]any{"title": w.title, "labels": w.labels}, Mutates: true})
@@ -89,7 +103,7 @@ func openIssue(p *Provider) actions.Action {
 				}
 				return plan, nil
 			}
-			plan.Outputs = map[string]any{"number": found.GetNumber(), "url": found.GetHTMLURL()}
+			plan.Outputs = issueOutputs(found)
 			edit, changed := w.edit(found)
 			if len(changed) == 0 {
 				plan.Summary = fmt.Sprintf("%s#%d is up to date: nothing to change", w.repo, found.GetNumber())
@@ -99,10 +113,10 @@ func openIssue(p *Provider) actions.Action {
 			plan.Calls = append(plan.Calls, actions.Call{Service: "github", Operation: fmt.Sprintf("PATCH repos/%s/issues/%d", w.repo, found.GetNumber()), Params: editParams(edit), Mutates: true})
 			return plan, nil
 		},
-		DoFunc: func(ctx context.Context, env actions.Env, in *OpenIssueParams) (actions.Result, error) {
+		DoFunc: func(ctx context.Context, env actions.Env, in *OpenIssueParams) (actions.ResultOf[OpenIssueOutputs], error) {
 			w, err := p.newIssue(env, in)
 			if err != nil {
-				return actions.Result{}, err
+				return actions.ResultOf[OpenIssueOutputs]{}, err
 			}
 			return w.do(ctx, env)
 		},
@@ -126,22 +140,15 @@ func (p *Provider) newIssue(env actions.Env, in *OpenIssueParams) (*wantedIssue,
 	if err != nil {
 		return nil, actions.Permanent(err)
 	}
-	key := in.Key
-	if key == "" {
-		key = "incident"
-	}
 	if env.RunID == "" {
 		return nil, actions.Permanent(errors.New("github.open_issue needs the run's id to find its issue again"))
 	}
 	// GitHub keeps what it is sent for good: redacted here, whatever the
 	// playbook's templates put in.
 	w := &wantedIssue{owner: owner, name: name, repo: owner + "/" + name, title: alert.RedactText(in.Title), state: in.State}
-	if w.state == "" {
-		w.state = "open"
-	}
 	// The marker ties the issue to the run and key: a retry or a resume
 	// after a crash finds the issue it opened instead of opening another.
-	w.marker = fmt.Sprintf("<!-- stanch:run=%s key=%s -->", env.RunID, key)
+	w.marker = fmt.Sprintf("<!-- stanch:run=%s key=%s -->", env.RunID, in.Key)
 	w.body = w.marker
 	if b := strings.TrimRight(alert.RedactText(in.Body), "\n"); b != "" {
 		w.body = b + "\n\n" + w.marker
@@ -229,16 +236,17 @@ func editParams(req *gh.IssueRequest) map[string]any {
 	return out
 }
 
-func (w *wantedIssue) do(ctx context.Context, env actions.Env) (actions.Result, error) {
+func (w *wantedIssue) do(ctx context.Context, env actions.Env) (actions.ResultOf[OpenIssueOutputs], error) {
+	type result = actions.ResultOf[OpenIssueOutputs]
 	found, err := w.find(ctx)
 	if err != nil {
-		return actions.Result{}, err
+		return result{}, err
 	}
 	what := "edited"
 	if found == nil {
 		created, _, err := w.client.Issues.Create(ctx, w.owner, w.name, &gh.IssueRequest{Title: gh.String(w.title), Body: gh.String(w.body), Labels: &w.labels})
 		if err != nil {
-			return actions.Result{}, classify(fmt.Errorf("open an issue in %s: %w", w.repo, err), needIssues)
+			return result{}, classify(fmt.Errorf("open an issue in %s: %w", w.repo, err), needIssues)
 		}
 		crashpoint.Hit("github:issue-created") // the issue exists; the journal does not know yet
 		env.Log().Info("issue opened", "repo", w.repo, "issue", created.GetNumber())
@@ -253,15 +261,19 @@ func (w *wantedIssue) do(ctx context.Context, env actions.Env) (actions.Result, 
 	}
 	edited, _, err := w.client.Issues.Edit(ctx, w.owner, w.name, found.GetNumber(), req)
 	if err != nil {
-		return actions.Result{}, classify(fmt.Errorf("edit %s#%d: %w", w.repo, found.GetNumber(), err), needIssues)
+		return result{}, classify(fmt.Errorf("edit %s#%d: %w", w.repo, found.GetNumber(), err), needIssues)
 	}
 	if _, still := w.edit(edited); len(still) > 0 {
-		return actions.Result{}, actions.Retryable(fmt.Errorf("edit %s#%d: still differs after the edit: %s", w.repo, found.GetNumber(), strings.Join(still, ", ")))
+		return result{}, actions.Retryable(fmt.Errorf("edit %s#%d: still differs after the edit: %s", w.repo, found.GetNumber(), strings.Join(still, ", ")))
 	}
 	env.Log().Info("issue edited", "repo", w.repo, "issue", found.GetNumber(), "changed", strings.Join(changed, ", "))
 	return w.result(actions.Done, fmt.Sprintf("%s %s#%d: %s", what, w.repo, found.GetNumber(), strings.Join(changed, ", ")), edited)
 }
 
-func (w *wantedIssue) result(outcome actions.Outcome, msg string, i *gh.Issue) (actions.Result, error) {
-	return actions.Result{Outcome: outcome, Message: msg, Outputs: map[string]any{"number": i.GetNumber(), "url": i.GetHTMLURL()}}, nil
+func (w *wantedIssue) result(outcome actions.Outcome, msg string, i *gh.Issue) (actions.ResultOf[OpenIssueOutputs], error) {
+	return actions.ResultOf[OpenIssueOutputs]{Outcome: outcome, Message: msg, Outputs: issueOutputs(i)}, nil
+}
+
+func issueOutputs(i *gh.Issue) *OpenIssueOutputs {
+	return &OpenIssueOutputs{Number: i.GetNumber(), URL: i.GetHTMLURL()}
 }

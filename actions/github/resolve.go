@@ -32,16 +32,18 @@ const permSecretScanning = "secret_scanning_alerts:write"
 // needSecretScanning says what credentials resolving an alert needs.
 const needSecretScanning = "the GitHub App permission " + permSecretScanning + ", or a token with the repo or security_events scope"
 
+// ResolveAlertOutputs are the outputs of github.resolve_alert.
+type ResolveAlertOutputs struct {
+	State      string `json:"state" doc:"resolved"`
+	Resolution string `json:"resolution" doc:"the alert's resolution (an alert resolved before keeps its own)"`
+	ResolvedBy string `json:"resolved_by" doc:"who resolved it: stanch's user or App bot, or whoever did before"`
+	URL        string `json:"url" doc:"the alert's page"`
+}
+
 func resolveAlert(p *Provider) actions.Action {
-	return actions.New(actions.Definition[ResolveAlertParams]{
+	return actions.New(actions.TypedDefinition[ResolveAlertParams, ResolveAlertOutputs]{
 		Name:    "github.resolve_alert",
 		Summary: "Close a GitHub secret-scanning alert (as revoked by default) with a comment saying what stanch did.",
-		Outputs: []actions.Output{
-			{Name: "state", Type: "string", Doc: "resolved"},
-			{Name: "resolution", Type: "string", Doc: "the alert's resolution (an alert resolved before keeps its own)"},
-			{Name: "resolved_by", Type: "string", Doc: "who resolved it: stanch's user or App bot, or whoever did before"},
-			{Name: "url", Type: "string", Doc: "the alert's page"},
-		},
 		Permissions: []actions.Permission{
 			{Name: permSecretScanning, Why: "read the alert (hide_secret=true: never its secret) and resolve it; a classic token needs the repo or security_events scope (public_repo for public repositories)"},
 		},
@@ -54,29 +56,35 @@ func resolveAlert(p *Provider) actions.Action {
     resolution: revoked
     comment: stanch run ${{ run.id }} deactivated ${{ alert.credential.id }} and revoked its sessions.
 `,
-		Validate: func(in *ResolveAlertParams) error {
+		// The default comment names the run: newResolution fills it in.
+		Provision: func(in *ResolveAlertParams) {
+			if in.Resolution == "" {
+				in.Resolution = "revoked"
+			}
+		},
+		Validate: func(in ResolveAlertParams) error {
 			if _, _, err := splitRepo(in.Repository); err != nil {
 				return err
 			}
 			if in.AlertNumber <= 0 {
 				return fmt.Errorf("alert_number %d: GitHub numbers alerts from 1", in.AlertNumber)
 			}
-			if in.Resolution != "" && !resolutions[in.Resolution] {
+			if !resolutions[in.Resolution] {
 				return fmt.Errorf("resolution %q is not one of false_positive, wont_fix, revoked, used_in_tests", in.Resolution)
 			}
 			return nil
 		},
-		PlanFunc: func(ctx context.Context, env actions.Env, in *ResolveAlertParams) (actions.Plan, error) {
+		PlanFunc: func(ctx context.Context, env actions.Env, in *ResolveAlertParams) (actions.PlanOf[ResolveAlertOutputs], error) {
 			r, err := p.newResolution(env, in)
 			if err != nil {
-				return actions.Plan{}, err
+				return actions.PlanOf[ResolveAlertOutputs]{}, err
 			}
 			get := actions.Call{Service: "github", Operation: "GET " + r.path, Params: map[string]any{"hide_secret": true}, Made: true}
 			current, err := r.get(ctx)
 			if err != nil {
-				return actions.Plan{}, err
+				return actions.PlanOf[ResolveAlertOutputs]{}, err
 			}
-			plan := actions.Plan{Calls: []actions.Call{get}, Outputs: r.outputs(current)}
+			plan := actions.PlanOf[ResolveAlertOutputs]{Calls: []actions.Call{get}, Outputs: r.outputs(current)}
 			if current.State == "resolved" {
 				plan.Summary = fmt.Sprintf("%s is already resolved (%s): nothing to change", r.name, current.describe())
 				plan.Settled = actions.Already
@@ -87,13 +95,15 @@ func resolveAlert(p *Provider) actions.Action {
 				actions.Call{Service: "github", Operation: "PATCH " + r.path, Params: map[string]any{"state": "resolved", "resolution": r.resolution, "resolution_comment": r.comment}, Mutates: true,
 					Effect: fmt.Sprintf("resolve %s as %s, with a comment saying what stanch did", r.name, r.resolution)},
 				actions.Call{Service: "github", Operation: "GET " + r.path, Params: map[string]any{"hide_secret": true}})
-			plan.Outputs = map[string]any{"state": "resolved", "resolution": r.resolution, "url": current.HTMLURL}
+			// GitHub says who resolved it once it is.
+			plan.Outputs = &ResolveAlertOutputs{State: "resolved", Resolution: r.resolution, URL: current.HTMLURL}
+			plan.Undetermined = []string{"resolved_by"}
 			return plan, nil
 		},
-		DoFunc: func(ctx context.Context, env actions.Env, in *ResolveAlertParams) (actions.Result, error) {
+		DoFunc: func(ctx context.Context, env actions.Env, in *ResolveAlertParams) (actions.ResultOf[ResolveAlertOutputs], error) {
 			r, err := p.newResolution(env, in)
 			if err != nil {
-				return actions.Result{}, err
+				return actions.ResultOf[ResolveAlertOutputs]{}, err
 			}
 			return r.do(ctx, env)
 		},
@@ -163,9 +173,6 @@ func (p *Provider) newResolution(env actions.Env, in *ResolveAlertParams) (*reso
 		// playbook's template put in it.
 		comment: alert.RedactText(strings.TrimSpace(in.Comment)),
 	}
-	if r.resolution == "" {
-		r.resolution = "revoked"
-	}
 	if r.comment == "" {
 		r.comment = "Resolved by stanch run " + env.RunID
 	}
@@ -188,43 +195,44 @@ func (r *resolution) get(ctx context.Context) (scanningAlert, error) {
 	return a, nil
 }
 
-func (r *resolution) outputs(a scanningAlert) map[string]any {
-	return map[string]any{"state": a.State, "resolution": a.Resolution, "resolved_by": a.resolvedBy(), "url": a.HTMLURL}
+func (r *resolution) outputs(a scanningAlert) *ResolveAlertOutputs {
+	return &ResolveAlertOutputs{State: a.State, Resolution: a.Resolution, ResolvedBy: a.resolvedBy(), URL: a.HTMLURL}
 }
 
 // do is check, act, verify: an alert resolved already (by stanch before a
 // crash, or by a person) is left as it is, since GitHub keeps the first
 // resolution comment anyway.
-func (r *resolution) do(ctx context.Context, env actions.Env) (actions.Result, error) {
+func (r *resolution) do(ctx context.Context, env actions.Env) (actions.ResultOf[ResolveAlertOutputs], error) {
+	type result = actions.ResultOf[ResolveAlertOutputs]
 	current, err := r.get(ctx)
 	if err != nil {
-		return actions.Result{}, err
+		return result{}, err
 	}
 	if current.State == "resolved" {
-		return actions.Result{Outcome: actions.Already, Message: fmt.Sprintf("%s was already resolved (%s); nothing changed", r.name, current.describe()), Outputs: r.outputs(current)}, nil
+		return result{Outcome: actions.Already, Message: fmt.Sprintf("%s was already resolved (%s); nothing changed", r.name, current.describe()), Outputs: r.outputs(current)}, nil
 	}
 	req, err := r.client.NewRequest(http.MethodPatch, r.path, alertUpdate{State: "resolved", Resolution: r.resolution, ResolutionComment: r.comment})
 	if err != nil {
-		return actions.Result{}, actions.Permanent(fmt.Errorf("resolve %s: %w", r.name, err))
+		return result{}, actions.Permanent(fmt.Errorf("resolve %s: %w", r.name, err))
 	}
 	var patched scanningAlert
 	if _, err := r.client.Do(ctx, req, &patched); err != nil {
 		var er *gh.ErrorResponse
 		if errors.As(err, &er) && er.Response != nil && er.Response.StatusCode == http.StatusUnprocessableEntity {
-			return actions.Result{}, actions.Permanent(fmt.Errorf("resolve %s as %q: GitHub refused the resolution (422 %s%s)", r.name, r.resolution, er.Message, fieldErrors(er)))
+			return result{}, actions.Permanent(fmt.Errorf("resolve %s as %q: GitHub refused the resolution (422 %s%s)", r.name, r.resolution, er.Message, fieldErrors(er)))
 		}
-		return actions.Result{}, classify(fmt.Errorf("resolve %s: %w", r.name, err), needSecretScanning)
+		return result{}, classify(fmt.Errorf("resolve %s: %w", r.name, err), needSecretScanning)
 	}
 	crashpoint.Hit("github:patched") // resolved on GitHub; the journal does not know yet
 	env.Log().Info("secret-scanning alert resolved", "alert", r.name, "resolution", r.resolution)
 	after, err := r.get(ctx)
 	if err != nil {
-		return actions.Result{}, fmt.Errorf("verify: %w", err)
+		return result{}, fmt.Errorf("verify: %w", err)
 	}
 	if after.State != "resolved" {
-		return actions.Result{}, actions.Retryable(fmt.Errorf("resolve %s: it still reads %s after the PATCH", r.name, after.State))
+		return result{}, actions.Retryable(fmt.Errorf("resolve %s: it still reads %s after the PATCH", r.name, after.State))
 	}
-	return actions.Result{Outcome: actions.Done, Message: fmt.Sprintf("%s resolved %s (was %s); verified", r.name, after.describe(), current.State), Outputs: r.outputs(after)}, nil
+	return result{Outcome: actions.Done, Message: fmt.Sprintf("%s resolved %s (was %s); verified", r.name, after.describe(), current.State), Outputs: r.outputs(after)}, nil
 }
 
 // fieldErrors lists the fields a 422 names.

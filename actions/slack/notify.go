@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	slackapi "github.com/slack-go/slack"
 
 	"github.com/stanchhq/stanch/actions"
-	"github.com/stanchhq/stanch/internal/crashpoint"
+	"github.com/stanchhq/stanch/slack"
+	"github.com/stanchhq/stanch/slack/render"
 )
 
 // NotifyParams are slack.notify's parameters.
@@ -17,25 +19,24 @@ type NotifyParams struct {
 	Title   string `json:"title" doc:"the message's header (default: what leaked, its id and the severity)"`
 }
 
-// NotifyKey is the key under which a notify step's message is known, in
-// its metadata and in the run's records.
-func NotifyKey(stepID string) string { return "notify/" + stepID }
+// NotifyOutputs are slack.notify's outputs: where the incident message is,
+// which stanch's updates of it read back.
+type NotifyOutputs struct {
+	Channel string `json:"channel" doc:"the channel id of the message"`
+	TS      string `json:"ts" doc:"the message's timestamp (its id in the channel)"`
+	Title   string `json:"title" doc:"the title parameter, kept so that updates show the same header"`
+}
 
 // Actions returns the Slack actions, posting through c.
-func Actions(c *Client) []actions.Action {
+func Actions(c *slack.Client) []actions.Action {
 	return []actions.Action{notify(c)}
 }
 
-func notify(c *Client) actions.Action {
-	return actions.New(actions.Definition[NotifyParams]{
+func notify(c *slack.Client) actions.Action {
+	return actions.New(actions.TypedDefinition[NotifyParams, NotifyOutputs]{
 		Name: "slack.notify",
 		Summary: "Post the run's incident message to a Slack channel, once; stanch then keeps it up to date as the run " +
 			"goes on (each step's status, the impact, who approved what) and puts step details in its thread.",
-		Outputs: []actions.Output{
-			{Name: "channel", Type: "string", Doc: "the channel id of the message"},
-			{Name: "ts", Type: "string", Doc: "the message's timestamp (its id in the channel)"},
-			{Name: "title", Type: "string", Doc: "the title parameter, kept so that updates show the same header"},
-		},
 		Permissions: []actions.Permission{
 			{Name: "chat:write", Why: "post and update the incident message"},
 			{Name: "channels:history", Why: "find a message an interrupted attempt posted, instead of posting twice (groups:history for private channels)"},
@@ -45,66 +46,78 @@ func notify(c *Client) actions.Action {
   action: slack.notify
   with:
     channel: "#sec-incidents"`,
-		PlanFunc: func(ctx context.Context, env actions.Env, in *NotifyParams) (actions.Plan, error) {
-			return actions.Plan{
+		PlanFunc: func(ctx context.Context, env actions.Env, in *NotifyParams) (actions.PlanOf[NotifyOutputs], error) {
+			return actions.PlanOf[NotifyOutputs]{
 				Summary: fmt.Sprintf("would post the incident message to %s and keep it up to date", in.Channel),
 				Calls:   []actions.Call{{Service: "slack", Operation: "chat.postMessage", Params: map[string]any{"channel": in.Channel}, Mutates: true}},
 			}, nil
 		},
-		DoFunc: func(ctx context.Context, env actions.Env, in *NotifyParams) (actions.Result, error) {
-			return c.notify(ctx, env, in)
+		DoFunc: func(ctx context.Context, env actions.Env, in *NotifyParams) (actions.ResultOf[NotifyOutputs], error) {
+			return post(ctx, c, env, in)
 		},
 	})
 }
 
-func (c *Client) notify(ctx context.Context, env actions.Env, in *NotifyParams) (actions.Result, error) {
+func post(ctx context.Context, c *slack.Client, env actions.Env, in *NotifyParams) (actions.ResultOf[NotifyOutputs], error) {
+	type result = actions.ResultOf[NotifyOutputs]
 	if !c.Configured() {
 		// Containment must not stop for want of a chat token; the outcome
 		// says nothing was posted, and stanch serve warns at startup.
 		env.Log().Warn("slack.notify skipped: Slack is not configured")
-		return actions.Result{Outcome: actions.NoOp, Message: "nothing posted: " + ErrNotConfigured.Error()}, nil
+		return result{Outcome: actions.NoOp, Message: "nothing posted: " + slack.ErrNotConfigured.Error()}, nil
 	}
 	if env.Report == nil {
-		return actions.Result{}, actions.Permanentf("slack.notify reports on a run and has no run to report on")
+		return result{}, actions.Permanentf("slack.notify reports on a run and has no run to report on")
 	}
 	rep, err := env.Report(ctx)
 	if err != nil {
-		return actions.Result{}, actions.Retryable(fmt.Errorf("read the run to report: %w", err))
+		return result{}, actions.Retryable(fmt.Errorf("read the run to report: %w", err))
 	}
-	m := Incident(rep, in.Title)
+	m := render.Incident(rep, in.Title)
 	m.Channel = in.Channel
-	key := NotifyKey(env.StepID)
-	done := func(outcome actions.Outcome, channel, ts, how string) (actions.Result, error) {
-		return actions.Result{Outcome: outcome, Message: fmt.Sprintf("incident message %s in %s", how, in.Channel),
-			Outputs: map[string]any{"channel": channel, "ts": ts, "title": in.Title}}, nil
+	done := func(outcome actions.Outcome, rec slack.Record, how string) (result, error) {
+		return result{Outcome: outcome, Message: fmt.Sprintf("incident message %s in %s", how, in.Channel),
+			Outputs: &NotifyOutputs{Channel: rec.Channel, TS: rec.TS, Title: in.Title}}, nil
 	}
-	// An earlier attempt of this step may have posted and died before the
-	// journal learnt of it: look before posting again.
-	if env.Attempt > 1 {
-		channel, ts, err := c.Find(ctx, in.Channel, "", env.RunID, key, rep.StartedAt)
-		if err != nil {
-			return actions.Result{}, classify(err)
-		}
-		if ts != "" {
-			if err := c.Update(ctx, channel, ts, m); err != nil {
-				return actions.Result{}, classify(err)
-			}
-			return done(actions.Already, channel, ts, "found (posted by an earlier attempt) and updated")
-		}
-	}
-	channel, ts, err := c.Post(ctx, env.RunID, key, m)
+	rec, how, err := c.PostOnce(ctx, attempts{env.Attempt, rep.StartedAt}, slack.Once{
+		RunID: env.RunID, Key: slack.NotifyKey(env.StepID), Message: m, CrashPoint: "slack:notify-posted"})
 	if err != nil {
-		return actions.Result{}, classify(err)
+		return result{}, classify(err)
 	}
-	crashpoint.Hit("slack:notify-posted")
-	return done(actions.Done, channel, ts, "posted")
+	if how == slack.Posted {
+		return done(actions.Done, rec, "posted")
+	}
+	if err := c.Update(ctx, rec.Channel, rec.TS, m); err != nil {
+		return result{}, classify(err)
+	}
+	return done(actions.Already, rec, "found (posted by an earlier attempt) and updated")
 }
+
+// attempts are the records PostOnce keeps for a notify step. The journal
+// records the step's outcome, with the message in its outputs, only once
+// the step ends: all an attempt knows is whether an earlier one began, and
+// so may have posted and died before the journal learnt of it. Then the
+// intent dates from the start of the run.
+type attempts struct {
+	attempt  int
+	runStart time.Time
+}
+
+func (a attempts) Record(_ context.Context, key string) (slack.Record, bool, error) {
+	if a.attempt <= 1 {
+		return slack.Record{}, false, nil
+	}
+	return slack.Record{Key: key, IntentAt: a.runStart}, true, nil
+}
+
+// Save keeps nothing: the step's outputs are the record.
+func (attempts) Save(context.Context, slack.Record) error { return nil }
 
 // classify sorts Slack's errors: a wrong channel, token or scope will not
 // fix itself; rate limits and outages will.
 func classify(err error) error {
 	err = withAPIError(err)
-	var rl *RateLimited
+	var rl *slack.RateLimited
 	if errors.As(err, &rl) {
 		return actions.Retryable(err)
 	}
@@ -116,7 +129,7 @@ func classify(err error) error {
 			return actions.Permanent(fmt.Errorf("%w (check the channel, the bot's membership in it and its token scopes)", err))
 		}
 	}
-	if errors.Is(err, ErrNotConfigured) {
+	if errors.Is(err, slack.ErrNotConfigured) {
 		return actions.Permanent(err)
 	}
 	return actions.Retryable(err)
@@ -126,7 +139,7 @@ func classify(err error) error {
 // Slack answered.
 func withAPIError(err error) error {
 	api := actions.APIError{Provider: "slack", Service: "web"}
-	var rl *RateLimited
+	var rl *slack.RateLimited
 	var se slackapi.SlackErrorResponse
 	var sc slackapi.StatusCodeError
 	switch {

@@ -55,7 +55,7 @@ func approve(ctx context.Context, g *globals, runID, stepID, by string, deny boo
 	if deny {
 		decision = runner.Denied
 	}
-	a, first, err := r.Decide(ctx, runID, stepID, decision, by, "cli")
+	a, first, err := r.Decide(ctx, runner.Decision{RunID: runID, StepID: stepID, Decision: decision, By: by, Via: "cli"})
 	if err != nil {
 		return err
 	}

@@ -153,11 +153,11 @@ func TestRunDetachLeavesTheRunToTheProcessThatWorksTheStore(t *testing.T) {
 	require.NotEmpty(t, runID, res.stdout)
 	require.Contains(t, res.stdout, "no stanch process works this store now: the run starts when one does")
 	require.Contains(t, res.stdout, "To follow it:\n  stanch runs show "+runID+" --database "+e.db+"\n", "the hint repeats --database")
-	require.Equal(t, runner.RunPending, e.runStatus(t, runID), "committed, and not worked by the command that returned")
+	require.Equal(t, string(runner.RunPending), e.runStatus(t, runID), "committed, and not worked by the command that returned")
 	require.Zero(t, e.sb.Count("UpdateAccessKey"))
 
 	_, serveCmd, serveLog := e.startServeWith(t, "testdata/contain.yaml", "eb-secret")
-	e.waitRunStatus(t, runID, runner.RunSucceeded, serveLog)
+	e.waitRunStatus(t, runID, string(runner.RunSucceeded), serveLog)
 	status, _ := e.sb.KeyStatus(account, leakedKey)
 	require.Equal(t, "Inactive", status)
 
@@ -169,7 +169,7 @@ func TestRunDetachLeavesTheRunToTheProcessThatWorksTheStore(t *testing.T) {
 	res = e.stanch(nil, "run", "--detach", "--playbook", "testdata/contain.yaml", "--alert", second, "--database", e.db)
 	require.Equal(t, exitOK, res.code, res.stdout+res.stderr)
 	require.Contains(t, res.stdout, fmt.Sprintf("stored; stanch process %d (it holds ", serveCmd.Process.Pid))
-	e.waitRunStatus(t, runIDPattern.FindString(res.stdout), runner.RunSucceeded, serveLog)
+	e.waitRunStatus(t, runIDPattern.FindString(res.stdout), string(runner.RunSucceeded), serveLog)
 	status, _ = e.sb.KeyStatus(account, otherKey)
 	require.Equal(t, "Inactive", status)
 }
@@ -241,7 +241,7 @@ steps:
 	require.Equal(t, exitWaiting, res.code, res.stdout+res.stderr)
 	runID := runIDPattern.FindString(res.stdout)
 	require.Regexp(t, regexp.QuoteMeta(runID)+` sleeps until \S+ \(a step's delay\); the process that works this store continues it then`, res.stdout)
-	require.Equal(t, runner.RunRunning, e.runStatus(t, runID))
+	require.Equal(t, string(runner.RunRunning), e.runStatus(t, runID))
 	show := e.stanch(nil, "runs", "show", runID, "--database", e.db)
 	require.Contains(t, show.stdout, "step_delayed")
 }

@@ -14,6 +14,7 @@ import (
 
 	awsactions "github.com/stanchhq/stanch/actions/aws"
 	"github.com/stanchhq/stanch/internal/strictyaml"
+	"github.com/stanchhq/stanch/internal/yamldiag"
 	"github.com/stanchhq/stanch/triggers"
 )
 
@@ -168,7 +169,7 @@ func (v ExternalIDSource) resolve(where string) (string, error) {
 
 // loadConfig reads and checks the configuration file at path; an empty
 // path is the empty configuration. Every problem of the file is reported
-// at once (strictyaml.Problems), secrets are not read: they are resolved
+// at once (yamldiag.Problems), secrets are not read: they are resolved
 // when used.
 func loadConfig(path string) (*fileConfig, error) {
 	cfg := &fileConfig{path: path, at: strictyaml.Positions{}}
@@ -181,16 +182,14 @@ func loadConfig(path string) (*fileConfig, error) {
 	}
 	at, err := strictyaml.Decode(path, data, cfg)
 	cfg.at = at
-	var probs strictyaml.Problems
+	var probs yamldiag.Problems
 	if err != nil && !errors.As(err, &probs) {
 		return nil, err
 	}
 	// What decoded is checked too, so one run shows everything to fix.
 	probs = append(probs, cfg.check()...)
 	if len(probs) > 0 {
-		sort.SliceStable(probs, func(i, j int) bool {
-			return probs[i].Line < probs[j].Line || (probs[i].Line == probs[j].Line && probs[i].Col < probs[j].Col)
-		})
+		probs.Sort()
 		return nil, probs
 	}
 	return cfg, nil
@@ -222,14 +221,10 @@ var (
 
 // check reports, with their positions, every value that could not work,
 // without reading any secret: what a deployment must fix before it runs.
-func (c *fileConfig) check() strictyaml.Problems {
-	var probs strictyaml.Problems
+func (c *fileConfig) check() yamldiag.Problems {
+	probs := yamldiag.Collector{File: c.path}
 	add := func(key, hint, format string, args ...any) {
-		p := c.at[key]
-		if p.Line == 0 {
-			p = strictyaml.Pos{Line: 1, Col: 1}
-		}
-		probs = append(probs, &strictyaml.Problem{File: c.path, Line: p.Line, Col: p.Col, Msg: fmt.Sprintf(format, args...), Hint: hint})
+		probs.Add(c.at[key], hint, format, args...)
 	}
 	if d := c.Database; d != "" {
 		switch {
@@ -366,7 +361,7 @@ func (c *fileConfig) check() strictyaml.Problems {
 			}
 		}
 	}
-	return probs
+	return probs.Problems
 }
 
 func countSet(values ...string) int {

@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/stanchhq/stanch/internal/strictyaml"
+	"github.com/stanchhq/stanch/internal/yamldiag"
 	"github.com/stanchhq/stanch/playbooks"
 )
 
@@ -52,7 +52,7 @@ Prints ok and exits 0 when the file is valid; exits 1 otherwise.`,
 				return usageError{errors.New("config check needs a file: stanch config check FILE (or --config FILE, or $STANCH_CONFIG)")}
 			}
 			cfg, err := loadConfig(path)
-			var probs strictyaml.Problems
+			var probs yamldiag.Problems
 			if errors.As(err, &probs) {
 				sayLines(g.stdout, probs.Error())
 				return &exitError{code: exitFailed, msg: fmt.Sprintf("%s: %d problem(s)", path, len(probs))}

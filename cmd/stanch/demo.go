@@ -20,12 +20,12 @@ import (
 	"github.com/spf13/cobra"
 
 	awsactions "github.com/stanchhq/stanch/actions/aws"
-	slackact "github.com/stanchhq/stanch/actions/slack"
 	"github.com/stanchhq/stanch/alert"
 	"github.com/stanchhq/stanch/examples"
 	"github.com/stanchhq/stanch/playbooks"
 	"github.com/stanchhq/stanch/runner"
 	"github.com/stanchhq/stanch/sandbox"
+	stanchslack "github.com/stanchhq/stanch/slack"
 )
 
 const (
@@ -88,7 +88,7 @@ func demo(ctx context.Context, g *globals, keep bool) error {
 	provider := awsactions.ProviderOptions{Config: func(context.Context, string) (aws.Config, error) { return demoAWS, nil }}
 	// Slack, too, is the sandbox's: the demo clicks the approval buttons
 	// as people would, with requests signed like Slack's.
-	slack := newSlackSetup(slackact.NewClient(slackact.Options{Token: seed.Slack.Token, APIURL: endpoint + "/slack/api/"}), demoSigningSecret, g.logger())
+	slack := newSlackSetup(stanchslack.NewClient(stanchslack.Options{Token: seed.Slack.Token, APIURL: endpoint + "/slack/api/"}), demoSigningSecret, g.logger())
 	// GitHub is the sandbox's too (the demo alert is not from GitHub, so
 	// the playbook's GitHub step is skipped).
 	gh := githubSettings{apiURL: endpoint + "/api/v3/"}
@@ -209,11 +209,11 @@ type demoSlack struct {
 
 // approval waits for the approval message of step and returns it.
 func (d *demoSlack) approval(ctx context.Context, step string) (sandbox.SlackMessage, error) {
-	key := "approval/" + step + "/0"
+	key := stanchslack.ApprovalKey(step, 0, 0)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		for _, m := range d.sb.SlackMessages(demoChannel) {
-			if m.Metadata != nil && m.Metadata.EventPayload["key"] == key && strings.Contains(string(m.Blocks), slackact.ActionApprove) {
+			if m.Metadata != nil && m.Metadata.EventPayload["key"] == key && strings.Contains(string(m.Blocks), stanchslack.ActionApprove) {
 				return m, nil
 			}
 		}
@@ -231,7 +231,7 @@ func (d *demoSlack) approval(ctx context.Context, step string) (sandbox.SlackMes
 // click sends user's signed click on Approve and returns the HTTP status.
 func (d *demoSlack) click(ctx context.Context, m sandbox.SlackMessage, user string) (int, error) {
 	c := sandbox.SlackClick{URL: d.hook, SigningSecret: demoSigningSecret, User: user, Channel: demoChannel, MessageTS: m.TS,
-		ActionID: slackact.ActionApprove, BlockID: "stanch_approval", Value: m.ButtonValue(slackact.ActionApprove), ButtonText: "Approve"}
+		ActionID: stanchslack.ActionApprove, BlockID: "stanch_approval", Value: m.ButtonValue(stanchslack.ActionApprove), ButtonText: "Approve"}
 	res, err := c.Send(ctx, http.DefaultClient)
 	if err != nil {
 		return 0, err
@@ -241,13 +241,13 @@ func (d *demoSlack) click(ctx context.Context, m sandbox.SlackMessage, user stri
 }
 
 // incident returns the incident message as text once it shows status.
-func (d *demoSlack) incident(ctx context.Context, status string) (string, bool) {
-	want := "(" + strings.ReplaceAll(status, "_", " ") + ")"
+func (d *demoSlack) incident(ctx context.Context, status runner.RunStatus) (string, bool) {
+	want := "(" + strings.ReplaceAll(string(status), "_", " ") + ")"
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		for _, m := range d.sb.SlackMessages(demoChannel) {
-			if m.Metadata != nil && m.Metadata.EventPayload["key"] == slackact.NotifyKey("tell") && (strings.HasSuffix(m.Text, want) || time.Now().After(deadline)) {
-				text, err := slackact.PlainTextJSON(m.Blocks)
+			if m.Metadata != nil && m.Metadata.EventPayload["key"] == stanchslack.NotifyKey("tell") && (strings.HasSuffix(m.Text, want) || time.Now().After(deadline)) {
+				text, err := stanchslack.PlainTextJSON(m.Blocks)
 				return strings.TrimRight(text, "\n"), err == nil
 			}
 		}
@@ -276,7 +276,7 @@ func demoFollow(ctx context.Context, g *globals, r *runner.Runner, prog *progres
 		if err != nil {
 			return run, err
 		}
-		text, _ := slackact.PlainTextJSON(msg.Blocks)
+		text, _ := stanchslack.PlainTextJSON(msg.Blocks)
 		sayln(out, "  Slack #sec-incidents:")
 		sayLines(out, indent(strings.TrimRight(text, "\n"), "    │ "))
 		if !slack.refused {

@@ -11,8 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stanchhq/stanch/actions"
-	slackact "github.com/stanchhq/stanch/actions/slack"
 	"github.com/stanchhq/stanch/playbooks"
+	"github.com/stanchhq/stanch/slack"
 )
 
 func newPermissionsCmd(g *globals) *cobra.Command {
@@ -211,7 +211,7 @@ func printOtherPermissions(g *globals, reg *actions.Registry, books []*playbooks
 				if ap.Escalate != nil {
 					approvers = append(approvers, ap.Escalate.Approvers...)
 				}
-				if slices.ContainsFunc(approvers, slackact.IsGroupID) {
+				if slices.ContainsFunc(approvers, slack.IsGroupID) {
 					add(need{"slack", "usergroups:read", "approval", "check that who clicked is in an approving user group"})
 				}
 			}

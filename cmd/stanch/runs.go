@@ -30,15 +30,15 @@ func newRunsCmd(g *globals) *cobra.Command {
 		Short: "List runs, newest first",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if status != "" && !slices.Contains(runner.RunStatuses, status) {
-				return usageError{fmt.Errorf("--status %q: want one of %s", status, strings.Join(runner.RunStatuses, ", "))}
+			if status != "" && !slices.Contains(runner.RunStatuses, runner.RunStatus(status)) {
+				return usageError{fmt.Errorf("--status %q: want one of %s", status, runStatusList())}
 			}
 			store, closeDB, err := openReadStore(cmd.Context(), g, dbURL)
 			if err != nil {
 				return err
 			}
 			defer closeDB()
-			runs, err := store.ListRuns(cmd.Context(), runner.ListFilter{Status: status, Limit: limit})
+			runs, err := store.ListRuns(cmd.Context(), runner.ListFilter{Status: runner.RunStatus(status), Limit: limit})
 			if err != nil {
 				return err
 			}
@@ -56,7 +56,7 @@ func newRunsCmd(g *globals) *cobra.Command {
 				if !r.FinishedAt.IsZero() {
 					took = r.FinishedAt.Sub(r.CreatedAt).Round(time.Millisecond).String()
 				}
-				st := r.Status
+				st := string(r.Status)
 				if r.WaitingStep != "" {
 					st += " (" + r.WaitingStep + ")"
 				}
@@ -71,7 +71,7 @@ func newRunsCmd(g *globals) *cobra.Command {
 			return printUnactedHint(cmd.Context(), g, store)
 		},
 	}
-	list.Flags().StringVar(&status, "status", "", "only runs with this status ("+strings.Join(runner.RunStatuses, ", ")+")")
+	list.Flags().StringVar(&status, "status", "", "only runs with this status ("+runStatusList()+")")
 	list.Flags().IntVar(&limit, "limit", 50, "at most this many runs (0 = all)")
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 
@@ -223,7 +223,7 @@ type runJSON struct {
 func runsJSON(runs []runner.Run) []runJSON {
 	out := make([]runJSON, len(runs))
 	for i, r := range runs {
-		out[i] = runJSON{ID: r.ID, Playbook: r.Playbook, Status: r.Status, DedupKey: r.DedupKey, Credential: r.Alert.Credential.ID,
+		out[i] = runJSON{ID: r.ID, Playbook: r.Playbook, Status: string(r.Status), DedupKey: r.DedupKey, Credential: r.Alert.Credential.ID,
 			WaitingStep: r.WaitingStep, FailedStep: r.FailedStep, Error: r.Error, CreatedAt: r.CreatedAt, FinishedAt: r.FinishedAt,
 			Generation: r.Generation, ClosedAt: r.ClosedAt, ClosedBy: r.ClosedBy, CloseNote: r.CloseNote}
 		if r.Owner.Known() {
@@ -232,4 +232,13 @@ func runsJSON(runs []runner.Run) []runJSON {
 		}
 	}
 	return out
+}
+
+// runStatusList names every run status, for help and errors.
+func runStatusList() string {
+	names := make([]string, len(runner.RunStatuses))
+	for i, s := range runner.RunStatuses {
+		names[i] = string(s)
+	}
+	return strings.Join(names, ", ")
 }

@@ -80,7 +80,7 @@ func runShow(run runner.Run, steps map[string]runner.StepRecord, approvals map[s
 	a.Redact()
 	out := runShowJSON{Run: runsJSON([]runner.Run{run})[0], Alert: a, Steps: []stepJSON{}, Approvals: []approvalJSON{}, Journal: []entryJSON{}}
 	for _, s := range steps {
-		out.Steps = append(out.Steps, stepJSON{StepID: s.StepID, Seq: s.Seq, Action: s.Action, Status: s.Status, Outcome: s.Outcome, Message: s.Message,
+		out.Steps = append(out.Steps, stepJSON{StepID: s.StepID, Seq: s.Seq, Action: s.Action, Status: string(s.Status), Outcome: s.Outcome, Message: s.Message,
 			Attempts: s.Attempts, Outputs: s.Outputs, Error: s.Error, StartedAt: s.StartedAt, EndedAt: s.EndedAt})
 	}
 	sort.Slice(out.Steps, func(i, j int) bool { return out.Steps[i].Seq < out.Steps[j].Seq })

@@ -11,10 +11,10 @@ import (
 	"os"
 	"time"
 
-	slackact "github.com/stanchhq/stanch/actions/slack"
 	"github.com/stanchhq/stanch/notify"
 	"github.com/stanchhq/stanch/playbooks"
 	"github.com/stanchhq/stanch/runner"
+	"github.com/stanchhq/stanch/slack"
 	"github.com/stanchhq/stanch/triggers"
 )
 
@@ -32,7 +32,7 @@ const (
 
 // slackClient is the Slack Web API client the settings describe; without
 // a token it is not configured and posts nothing.
-func (g *globals) slackClient() (*slackact.Client, error) {
+func (g *globals) slackClient() (*slack.Client, error) {
 	c := g.cfg.Slack
 	token, err := g.cfg.secret(c.TokenEnv, envSlackToken, c.TokenFile)
 	if err != nil {
@@ -42,7 +42,7 @@ func (g *globals) slackClient() (*slackact.Client, error) {
 	if v := os.Getenv(envSlackAPIURL); v != "" {
 		apiURL = v
 	}
-	return slackact.NewClient(slackact.Options{Token: token, APIURL: apiURL}), nil
+	return slack.NewClient(slack.Options{Token: token, APIURL: apiURL}), nil
 }
 
 // slackSigningSecret is the Slack app's signing secret, "" when none is
@@ -59,21 +59,21 @@ func (g *globals) slackSigningSecret() (string, error) {
 // approvalTokens derives the key of approval buttons from the signing
 // secret, so that one secret configures both ends of a click. Without a
 // signing secret approval messages carry no buttons.
-func approvalTokens(signingSecret string) *slackact.Tokens {
+func approvalTokens(signingSecret string) *slack.Tokens {
 	if signingSecret == "" {
 		return nil
 	}
 	m := hmac.New(sha256.New, []byte(signingSecret))
 	m.Write([]byte("stanch approval buttons v1"))
-	t, _ := slackact.NewTokens(m.Sum(nil))
+	t, _ := slack.NewTokens(m.Sum(nil))
 	return t
 }
 
 // slackSetup is Slack in stanch serve and stanch demo: the notifier the
 // runner syncs messages through and the endpoint clicks come back to.
 type slackSetup struct {
-	client   *slackact.Client
-	tokens   *slackact.Tokens
+	client   *slack.Client
+	tokens   *slack.Tokens
 	secret   string
 	notifier *notify.Slack
 	log      *slog.Logger
@@ -82,7 +82,7 @@ type slackSetup struct {
 	alertsChannel string
 }
 
-func newSlackSetup(client *slackact.Client, signingSecret string, log *slog.Logger) *slackSetup {
+func newSlackSetup(client *slack.Client, signingSecret string, log *slog.Logger) *slackSetup {
 	s := &slackSetup{client: client, secret: signingSecret, tokens: approvalTokens(signingSecret), log: log}
 	s.notifier = notify.NewSlack(client, s.tokens, log)
 	return s
@@ -105,7 +105,7 @@ func (s *slackSetup) configure(c *runner.Config) {
 		}
 		return
 	}
-	c.UnactedPoster = &unactedSlack{client: s.client, channel: channel}
+	c.UnactedPoster = notify.NewUnacted(s.client, channel, s.log)
 }
 
 // warn says what is missing for the playbooks that use Slack.
@@ -126,11 +126,10 @@ func (s *slackSetup) warn(log *slog.Logger, books []*playbooks.Playbook) {
 // secret. Signatures of handled clicks are kept in the store, so that a
 // captured click is refused after a restart too.
 func (s *slackSetup) handler(r *runner.Runner, log *slog.Logger) *triggers.SlackInteractions {
-	s.notifier.Attach(r)
 	if s.tokens == nil {
 		return nil
 	}
-	h := triggers.NewSlackInteractions(s.secret, s.tokens, notify.Decider(r), s.client, log)
+	h := triggers.NewSlackInteractions(s.secret, s.tokens, runDecider{r}, s.client, log)
 	h.RememberIn(r.Store())
 	return h
 }
@@ -138,7 +137,7 @@ func (s *slackSetup) handler(r *runner.Runner, log *slog.Logger) *triggers.Slack
 // The store is where clicks are remembered across restarts.
 var _ triggers.SeenRequests = (*runner.Store)(nil)
 
-// mount attaches the notifier to r and serves clicks on mux.
+// mount serves the clicks on r's approval messages on mux.
 func (s *slackSetup) mount(mux *http.ServeMux, r *runner.Runner, log *slog.Logger, rateLimit float64, proxies []netip.Prefix) *triggers.SlackInteractions {
 	h := s.handler(r, log)
 	if h == nil {
@@ -173,10 +172,9 @@ func settleSlack(ctx context.Context, g *globals, r *runner.Runner, runID string
 	// other's messages; without a signing secret the messages say how to
 	// decide with stanch approve.
 	n := notify.NewSlack(client, approvalTokens(secret), g.logger())
-	n.Attach(r)
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	if err := n.Sync(ctx, runID); err != nil {
+	if err := r.SyncMessages(ctx, n, runID); err != nil {
 		g.logger().Warn("Slack messages of the run are not up to date", "run", runID, "error", err)
 	}
 }

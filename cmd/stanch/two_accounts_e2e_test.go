@@ -144,10 +144,10 @@ func respondInOtherAccount(t *testing.T, w twoAccounts) {
 	deadline := time.Now().Add(6 * time.Minute)
 	for {
 		shown = showRun(t, e, env, runID)
-		if runner.Terminal(shown.Run.Status) {
+		if runner.Terminal(runner.RunStatus(shown.Run.Status)) {
 			break
 		}
-		if step := shown.Run.WaitingStep; shown.Run.Status == runner.RunWaitingApproval && step != "" && !slices.Contains(asked, step) {
+		if step := shown.Run.WaitingStep; runner.RunStatus(shown.Run.Status) == runner.RunWaitingApproval && step != "" && !slices.Contains(asked, step) {
 			res := e.stanch(env, "approve", runID, step, "--by", oncallApprover, "--database", e.db)
 			require.Equal(t, 0, res.code, "approve %s\nstdout:\n%s\nstderr:\n%s", step, res.stdout, res.stderr)
 			require.Contains(t, res.stdout, "approved by "+oncallApprover)
@@ -195,7 +195,7 @@ func respondInOtherAccount(t *testing.T, w twoAccounts) {
 	// 4. The run succeeded, and what it says of the deletion is what
 	// happened in B: one deletion of the leaked key, made there, by the
 	// delete step unless the rotation had to make room.
-	require.Equal(t, runner.RunSucceeded, shown.Run.Status, report)
+	require.Equal(t, string(runner.RunSucceeded), shown.Run.Status, report)
 	require.Equal(t, w.approvals, asked, "the steps that asked for approval\n%s", report)
 	var deletions []awsCall
 	for _, c := range calls {

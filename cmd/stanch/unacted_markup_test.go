@@ -7,8 +7,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	slackact "github.com/stanchhq/stanch/actions/slack"
+	"github.com/stanchhq/stanch/notify"
 	"github.com/stanchhq/stanch/runner"
+	"github.com/stanchhq/stanch/slack"
 )
 
 // The post about an alert that started no run shows what the alert said
@@ -17,10 +18,11 @@ import (
 func TestUnactedPostShowsMarkupAsText(t *testing.T) {
 	t.Parallel()
 	e := newE2EWithSeed(t, slackSeed(t))
-	client := slackact.NewClient(slackact.Options{Token: slackToken, APIURL: e.url + "/slack/api/"})
-	poster := &unactedSlack{client: client, channel: slackChannel}
-	_, _, err := poster.Post(context.Background(), runner.Unacted{DedupKey: "github:acme/x#1<!channel>", Source: "github",
-		Reference: "acme/<!here>#1", Reason: "GitHub answered 404 <https://evil.example/approve|Click here to approve>"})
+	client := slack.NewClient(slack.Options{Token: slackToken, APIURL: e.url + "/slack/api/"})
+	poster := notify.NewUnacted(client, slackChannel, nil)
+	u := runner.Unacted{DedupKey: "github:acme/x#1<!channel>", Source: "github",
+		Reference: "acme/<!here>#1", Reason: "GitHub answered 404 <https://evil.example/approve|Click here to approve>"}
+	_, _, err := client.Post(context.Background(), "unacted", u.DedupKey, poster.Message(u))
 	require.NoError(t, err)
 	msgs := e.sb.SlackMessages(slackChannel)
 	require.Len(t, msgs, 1)

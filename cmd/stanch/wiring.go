@@ -16,6 +16,7 @@ import (
 	"github.com/stanchhq/stanch/alert"
 	"github.com/stanchhq/stanch/playbooks"
 	"github.com/stanchhq/stanch/runner"
+	stanchslack "github.com/stanchhq/stanch/slack"
 	"github.com/stanchhq/stanch/triggers"
 )
 
@@ -23,7 +24,7 @@ import (
 // (by default the SDK's own configuration: credential chain, AWS_REGION,
 // AWS_ENDPOINT_URL…, loaded on first use), GitHub actions as gh says, Slack
 // actions posting through slack.
-func newRegistry(aws awsactions.ProviderOptions, gh githubSettings, slack *slackact.Client) (*actions.Registry, error) {
+func newRegistry(aws awsactions.ProviderOptions, gh githubSettings, slack *stanchslack.Client) (*actions.Registry, error) {
 	ghOpts, err := gh.options()
 	if err != nil {
 		return nil, err
@@ -49,12 +50,12 @@ func (g *globals) registry() (*actions.Registry, error) {
 // validate, permissions and config check run in CI without production
 // secrets.
 func schemaRegistry() (*actions.Registry, error) {
-	return newRegistry(awsactions.ProviderOptions{}, githubSettings{}, slackact.NewClient(slackact.Options{}))
+	return newRegistry(awsactions.ProviderOptions{}, githubSettings{}, stanchslack.NewClient(stanchslack.Options{}))
 }
 
 // registryWith is registry with GitHub configured by gh (stanch serve's
 // flags) and Slack by slack.
-func (g *globals) registryWith(gh githubSettings, slack *slackact.Client) (*actions.Registry, error) {
+func (g *globals) registryWith(gh githubSettings, slack *stanchslack.Client) (*actions.Registry, error) {
 	opts, err := g.cfg.providerOptions()
 	if err != nil {
 		return nil, err

@@ -18,42 +18,13 @@ import (
 	"github.com/goccy/go-yaml"
 	yast "github.com/goccy/go-yaml/ast"
 	yparser "github.com/goccy/go-yaml/parser"
-	"github.com/goccy/go-yaml/token"
+
+	"github.com/stanchhq/stanch/internal/yamldiag"
 )
-
-// Problem is one thing wrong with the file.
-type Problem struct {
-	File      string
-	Line, Col int
-	Msg       string
-	Hint      string
-}
-
-func (p *Problem) Error() string {
-	s := fmt.Sprintf("%s:%d:%d: %s", p.File, p.Line, p.Col, p.Msg)
-	if p.Hint != "" {
-		s += "\n    hint: " + p.Hint
-	}
-	return s
-}
-
-// Problems is every problem of a file, in file order.
-type Problems []*Problem
-
-func (ps Problems) Error() string {
-	lines := make([]string, len(ps))
-	for i, p := range ps {
-		lines[i] = p.Error()
-	}
-	return strings.Join(lines, "\n")
-}
-
-// Pos is a place in the file.
-type Pos struct{ Line, Col int }
 
 // Positions maps the dotted path of every key decoded (aws.response_roles.arn,
 // playbooks[1]) to where its value is, for problems found after decoding.
-type Positions map[string]Pos
+type Positions map[string]yamldiag.Pos
 
 // MaxBytes bounds a file: configuration is short, and the parser's cost
 // grows faster than the input.
@@ -61,29 +32,29 @@ const MaxBytes = 1 << 20
 
 // Decode decodes data into v (a pointer to a struct), field names from
 // `yaml:"name"` tags (`yaml:",inline"` embeds a struct's fields). The
-// error, if any, is Problems.
+// error, if any, is yamldiag.Problems.
 func Decode(file string, data []byte, v any) (Positions, error) {
-	d := &decoder{file: file, at: Positions{}}
+	d := &decoder{Collector: yamldiag.Collector{File: file}, at: Positions{}}
 	if len(data) > MaxBytes {
-		d.add(Pos{1, 1}, "", "the file is larger than %d bytes", MaxBytes)
-		return d.at, d.probs
+		d.Add(yamldiag.Pos{Line: 1, Col: 1}, "", "the file is larger than %d bytes", MaxBytes)
+		return d.at, d.Problems
 	}
 	// Duplicate keys are left to the decoder, which reports them with the
 	// others instead of stopping at the first.
 	f, err := yparser.ParseBytes(data, 0, yparser.AllowDuplicateMapKey())
 	if err != nil {
 		// The parser's error knows where: put it where problems go.
-		at, msg := Pos{1, 1}, firstLine(err.Error())
+		at, msg := yamldiag.Pos{Line: 1, Col: 1}, firstLine(err.Error())
 		var syn *yaml.SyntaxError
 		if errors.As(err, &syn) {
-			at, msg = tokenPos(syn.GetToken()), syn.GetMessage()
+			at, msg = yamldiag.TokenPos(syn.GetToken()), syn.GetMessage()
 		}
-		d.add(at, "", "YAML syntax error: %s", msg)
-		return d.at, d.probs
+		d.Add(at, "", "YAML syntax error: %s", msg)
+		return d.at, d.Problems
 	}
 	var body yast.Node
 	if len(f.Docs) > 1 {
-		d.add(posOf(f.Docs[1]), "keep the whole configuration in one document", "more than one YAML document")
+		d.Add(yamldiag.PosOf(f.Docs[1]), "keep the whole configuration in one document", "more than one YAML document")
 	}
 	if len(f.Docs) > 0 {
 		body = f.Docs[0].Body
@@ -92,38 +63,26 @@ func Decode(file string, data []byte, v any) (Positions, error) {
 		return d.at, nil // an empty file: every default
 	}
 	d.value(body, reflect.ValueOf(v).Elem(), "")
-	if len(d.probs) > 0 {
-		sort.SliceStable(d.probs, func(i, j int) bool {
-			a, b := d.probs[i], d.probs[j]
-			return a.Line < b.Line || (a.Line == b.Line && a.Col < b.Col)
-		})
-		return d.at, d.probs
+	if len(d.Problems) > 0 {
+		return d.at, d.Sorted()
 	}
 	return d.at, nil
 }
 
 type decoder struct {
-	file  string
-	probs Problems
-	at    Positions
-}
-
-func (d *decoder) add(at Pos, hint, format string, args ...any) {
-	if at.Line <= 0 {
-		at = Pos{1, 1}
-	}
-	d.probs = append(d.probs, &Problem{File: d.file, Line: at.Line, Col: at.Col, Msg: fmt.Sprintf(format, args...), Hint: hint})
+	yamldiag.Collector
+	at Positions
 }
 
 var durationType = reflect.TypeFor[time.Duration]()
 
 func (d *decoder) value(n yast.Node, v reflect.Value, path string) {
 	if path != "" {
-		d.at[path] = posOf(n)
+		d.at[path] = yamldiag.PosOf(n)
 	}
 	switch t := n.(type) {
 	case *yast.AnchorNode, *yast.AliasNode, *yast.TagNode:
-		d.add(posOf(n), "write the value out in full", "%s are not supported here", describe(n))
+		d.Add(yamldiag.PosOf(n), "write the value out in full", "%s are not supported here", yamldiag.Describe(n))
 		return
 	case *yast.NullNode:
 		return // as if absent
@@ -137,9 +96,9 @@ func (d *decoder) value(n yast.Node, v reflect.Value, path string) {
 		dur, err := time.ParseDuration(s)
 		switch {
 		case !ok:
-			d.add(posOf(n), "use a duration such as 30s, 5m, 1h", "`%s` must be a duration, not %s", name(path), describe(n))
+			d.Add(yamldiag.PosOf(n), "use a duration such as 30s, 5m, 1h", "`%s` must be a duration, not %s", name(path), yamldiag.Describe(n))
 		case err != nil || dur <= 0:
-			d.add(posOf(n), "use a duration such as 30s, 5m, 1h", "`%s`: %q is not a duration longer than zero", name(path), s)
+			d.Add(yamldiag.PosOf(n), "use a duration such as 30s, 5m, 1h", "`%s`: %q is not a duration longer than zero", name(path), s)
 		default:
 			v.SetInt(int64(dur))
 		}
@@ -158,7 +117,7 @@ func (d *decoder) value(n yast.Node, v reflect.Value, path string) {
 	case reflect.Slice:
 		seq, ok := n.(*yast.SequenceNode)
 		if !ok {
-			d.add(posOf(n), "write a list: [a, b] or one `- item` per line", "`%s` must be a list, not %s", name(path), describe(n))
+			d.Add(yamldiag.PosOf(n), "write a list: [a, b] or one `- item` per line", "`%s` must be a list, not %s", name(path), yamldiag.Describe(n))
 			return
 		}
 		out := reflect.MakeSlice(v.Type(), len(seq.Values), len(seq.Values))
@@ -169,14 +128,14 @@ func (d *decoder) value(n yast.Node, v reflect.Value, path string) {
 	case reflect.String:
 		s, ok := scalar(n)
 		if !ok {
-			d.add(posOf(n), "", "`%s` must be a string, not %s", name(path), describe(n))
+			d.Add(yamldiag.PosOf(n), "", "`%s` must be a string, not %s", name(path), yamldiag.Describe(n))
 			return
 		}
 		v.SetString(s)
 	case reflect.Bool:
 		b, ok := n.(*yast.BoolNode)
 		if !ok {
-			d.add(posOf(n), "write true or false", "`%s` must be true or false, not %s", name(path), describe(n))
+			d.Add(yamldiag.PosOf(n), "write true or false", "`%s` must be true or false, not %s", name(path), yamldiag.Describe(n))
 			return
 		}
 		v.SetBool(b.Value)
@@ -184,7 +143,7 @@ func (d *decoder) value(n yast.Node, v reflect.Value, path string) {
 		s, ok := scalar(n)
 		i, err := strconv.ParseInt(s, 10, 64)
 		if _, isInt := n.(*yast.IntegerNode); !ok || !isInt || err != nil {
-			d.add(posOf(n), "", "`%s` must be a whole number, not %s", name(path), describe(n))
+			d.Add(yamldiag.PosOf(n), "", "`%s` must be a whole number, not %s", name(path), yamldiag.Describe(n))
 			return
 		}
 		v.SetInt(i)
@@ -197,7 +156,7 @@ func (d *decoder) value(n yast.Node, v reflect.Value, path string) {
 			ok = false
 		}
 		if !ok || err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-			d.add(posOf(n), "", "`%s` must be a number, not %s", name(path), describe(n))
+			d.Add(yamldiag.PosOf(n), "", "`%s` must be a number, not %s", name(path), yamldiag.Describe(n))
 			return
 		}
 		v.SetFloat(f)
@@ -230,7 +189,7 @@ func fields(t reflect.Type) map[string][]int {
 func (d *decoder) object(n yast.Node, v reflect.Value, path string) {
 	m, ok := n.(*yast.MappingNode)
 	if !ok {
-		d.add(posOf(n), "", "`%s` must be a mapping of keys, not %s", name(path), describe(n))
+		d.Add(yamldiag.PosOf(n), "", "`%s` must be a mapping of keys, not %s", name(path), yamldiag.Describe(n))
 		return
 	}
 	known := fields(v.Type())
@@ -239,30 +198,30 @@ func (d *decoder) object(n yast.Node, v reflect.Value, path string) {
 		names = append(names, k)
 	}
 	sort.Strings(names)
-	seen := map[string]Pos{}
+	seen := map[string]yamldiag.Pos{}
 	for _, mv := range m.Values {
 		key, ok := scalar(mv.Key)
-		at := posOf(mv.Key)
+		at := yamldiag.PosOf(mv.Key)
 		if !ok {
-			d.add(at, "", "a key must be a plain name, not %s", describe(mv.Key))
+			d.Add(at, "", "a key must be a plain name, not %s", yamldiag.Describe(mv.Key))
 			continue
 		}
 		if first, dup := seen[key]; dup {
-			d.add(at, fmt.Sprintf("the first `%s` is at line %d", key, first.Line), "duplicate key `%s`", key)
+			d.Add(at, fmt.Sprintf("the first `%s` is at line %d", key, first.Line), "duplicate key `%s`", key)
 			continue
 		}
 		seen[key] = at
 		idx, ok := known[key]
 		if !ok {
 			hint := "valid keys: " + strings.Join(names, ", ")
-			if near := nearest(key, names); near != "" {
+			if near := yamldiag.Nearest(key, names); near != "" {
 				hint = fmt.Sprintf("did you mean `%s`? %s", near, hint)
 			}
 			where := "at the top level"
 			if path != "" {
 				where = "in `" + path + "`"
 			}
-			d.add(at, hint, "unknown key `%s` %s", key, where)
+			d.Add(at, hint, "unknown key `%s` %s", key, where)
 			continue
 		}
 		d.value(mv.Value, v.FieldByIndex(idx), join(path, key))
@@ -272,7 +231,7 @@ func (d *decoder) object(n yast.Node, v reflect.Value, path string) {
 func (d *decoder) mapping(n yast.Node, v reflect.Value, path string) {
 	m, ok := n.(*yast.MappingNode)
 	if !ok {
-		d.add(posOf(n), "", "`%s` must be a mapping, not %s", name(path), describe(n))
+		d.Add(yamldiag.PosOf(n), "", "`%s` must be a mapping, not %s", name(path), yamldiag.Describe(n))
 		return
 	}
 	if v.IsNil() {
@@ -281,11 +240,11 @@ func (d *decoder) mapping(n yast.Node, v reflect.Value, path string) {
 	for _, mv := range m.Values {
 		key, ok := scalar(mv.Key)
 		if !ok {
-			d.add(posOf(mv.Key), "", "a key must be a plain name, not %s", describe(mv.Key))
+			d.Add(yamldiag.PosOf(mv.Key), "", "a key must be a plain name, not %s", yamldiag.Describe(mv.Key))
 			continue
 		}
 		if v.MapIndex(reflect.ValueOf(key)).IsValid() {
-			d.add(posOf(mv.Key), "", "duplicate key `%s`", key)
+			d.Add(yamldiag.PosOf(mv.Key), "", "duplicate key `%s`", key)
 			continue
 		}
 		elem := reflect.New(v.Type().Elem()).Elem()
@@ -322,94 +281,10 @@ func scalar(n yast.Node) (string, bool) {
 	return "", false
 }
 
-func describe(n yast.Node) string {
-	switch n.(type) {
-	case *yast.StringNode, *yast.LiteralNode:
-		return "a string"
-	case *yast.IntegerNode:
-		return "a number"
-	case *yast.FloatNode:
-		return "a number"
-	case *yast.BoolNode:
-		return "true or false"
-	case *yast.SequenceNode:
-		return "a list"
-	case *yast.MappingNode, *yast.MappingValueNode:
-		return "a mapping"
-	case *yast.AnchorNode:
-		return "anchors (&name)"
-	case *yast.AliasNode:
-		return "aliases (*name)"
-	case *yast.TagNode:
-		return "tags (!tag)"
-	case *yast.NullNode:
-		return "nothing"
-	}
-	return "a YAML " + n.Type().String()
-}
-
-func posOf(n yast.Node) Pos {
-	switch t := n.(type) {
-	case *yast.MappingNode:
-		if len(t.Values) > 0 {
-			return posOf(t.Values[0])
-		}
-	case *yast.MappingValueNode:
-		return posOf(t.Key)
-	case *yast.DocumentNode:
-		if t.Start != nil {
-			return tokenPos(t.Start)
-		}
-		if t.Body != nil {
-			return posOf(t.Body)
-		}
-	}
-	return tokenPos(n.GetToken())
-}
-
-func tokenPos(tk *token.Token) Pos {
-	if tk == nil || tk.Position == nil {
-		return Pos{1, 1}
-	}
-	return Pos{tk.Position.Line, tk.Position.Column}
-}
-
 func firstLine(s string) string {
 	s = strings.TrimSpace(s)
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
 		return s[:i]
 	}
 	return s
-}
-
-// nearest returns the candidate closest to word, or "" when none is close
-// enough to be a plausible typo.
-func nearest(word string, candidates []string) string {
-	best, bestDist := "", 1+len(word)/4
-	for _, c := range candidates {
-		if dist := distance(word, c); dist <= bestDist && (best == "" || dist < distance(word, best)) {
-			best, bestDist = c, dist
-		}
-	}
-	return best
-}
-
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/stanchhq/stanch/internal/yamldiag"
 )
 
 type inner struct {
@@ -31,14 +33,14 @@ type doc struct {
 	private string
 }
 
-func decode(t *testing.T, text string) (doc, Positions, Problems) {
+func decode(t *testing.T, text string) (doc, Positions, yamldiag.Problems) {
 	t.Helper()
 	var d doc
 	at, err := Decode("c.yaml", []byte(text), &d)
 	if err == nil {
 		return d, at, nil
 	}
-	var probs Problems
+	var probs yamldiag.Problems
 	require.True(t, errors.As(err, &probs), "%v", err)
 	return d, at, probs
 }
@@ -67,9 +69,9 @@ byname:
 	require.Equal(t, "SECRET_VAR", d.Env, "inline fields are keys of the outer mapping")
 	require.Equal(t, inner{Name: "x", Items: []string{"a", "b"}}, d.Inner)
 	require.Equal(t, "y", d.Byname["111122223333"].Name)
-	require.Equal(t, Pos{2, 9}, at["listen"])
-	require.Equal(t, Pos{10, 14}, at["inner.items[1]"])
-	require.Equal(t, Pos{13, 11}, at["byname.111122223333.name"])
+	require.Equal(t, yamldiag.Pos{Line: 2, Col: 9}, at["listen"])
+	require.Equal(t, yamldiag.Pos{Line: 10, Col: 14}, at["inner.items[1]"])
+	require.Equal(t, yamldiag.Pos{Line: 13, Col: 11}, at["byname.111122223333.name"])
 }
 
 func TestReportsEveryProblemInFileOrder(t *testing.T) {

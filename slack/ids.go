@@ -25,16 +25,6 @@ func IsUserID(s string) bool { return hasIDShape(s, "UW") }
 // IsGroupID reports whether s is a Slack user group id.
 func IsGroupID(s string) bool { return hasIDShape(s, "S") }
 
-func isChannelID(s string) bool { return len(s) >= 3 && hasIDShape(s, "CGD") }
-
-// Mention renders an approver or decider for Slack: users and user groups
-// as mentions, anything else (a name given to stanch approve) as text.
-func Mention(id string) string {
-	switch {
-	case IsUserID(id):
-		return "<@" + id + ">"
-	case IsGroupID(id):
-		return "<!subteam^" + id + ">"
-	}
-	return escape(id)
-}
+// IsChannelID reports whether s is a Slack conversation id rather than a
+// channel's name.
+func IsChannelID(s string) bool { return len(s) >= 3 && hasIDShape(s, "CGD") }

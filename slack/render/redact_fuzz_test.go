@@ -1,4 +1,4 @@
-package slack
+package render
 
 import (
 	"encoding/json"
@@ -10,6 +10,7 @@ import (
 	"github.com/stanchhq/stanch/actions"
 	"github.com/stanchhq/stanch/alert"
 	plant "github.com/stanchhq/stanch/internal/planted"
+	"github.com/stanchhq/stanch/slack"
 )
 
 // fuzzSecrets are planted around fuzzed text.
@@ -37,7 +38,7 @@ func FuzzRedactAlert(f *testing.F) {
 	} {
 		f.Add(seed.before, seed.after, seed.which, seed.field)
 	}
-	tokens, err := NewTokens([]byte("0123456789abcdef0123"))
+	tokens, err := slack.NewTokens([]byte("0123456789abcdef0123"))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -99,7 +100,7 @@ func FuzzRedactAlert(f *testing.F) {
 
 // rendered is everything stanch makes of an alert that leaves it: the
 // stored JSON, journal lines, and Slack messages.
-func rendered(t *testing.T, a alert.Alert, tokens *Tokens) string {
+func rendered(t *testing.T, a alert.Alert, tokens *slack.Tokens) string {
 	t.Helper()
 	stored, err := json.Marshal(a)
 	if err != nil {
@@ -114,12 +115,12 @@ func rendered(t *testing.T, a alert.Alert, tokens *Tokens) string {
 	out = append(out, string(stored),
 		alert.RedactText("alert "+a.DedupKey+" matched playbook aws-key-leaked"),
 		alert.RedactText("alert "+a.DedupKey+" from "+a.Source+" about the same credential joined this run"))
-	for _, m := range []Message{Incident(rep, ""), Approval(rep, rep.Steps[0], tokens, false)} {
+	for _, m := range []slack.Message{Incident(rep, ""), Approval(rep, rep.Steps[0], tokens, false)} {
 		blocks, err := json.Marshal(m.Blocks)
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, m.Text, string(blocks), PlainText(m))
+		out = append(out, m.Text, string(blocks), slack.PlainText(m))
 	}
 	return strings.Join(out, "\n")
 }

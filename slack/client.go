@@ -2,7 +2,6 @@ package slack
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -129,19 +128,15 @@ type Message struct {
 	Blocks   []slackapi.Block
 }
 
-// metadataType marks stanch's messages; the payload names the run and the
-// message's key within the run, so a post whose answer was lost can be
-// found again instead of posted twice.
-const metadataType = "stanch_message"
-
-// Post posts m carrying run and key in its metadata, and returns the
-// channel id and timestamp.
+// Post posts m carrying runID and key in its metadata (see MetadataType),
+// and returns the channel id and timestamp. It posts each time it is
+// called: PostOnce is what posts a message once.
 func (c *Client) Post(ctx context.Context, runID, key string, m Message) (channel, ts string, err error) {
 	m = redacted(m)
 	opts := []slackapi.MsgOption{
 		slackapi.MsgOptionText(m.Text, false),
 		slackapi.MsgOptionBlocks(m.Blocks...),
-		slackapi.MsgOptionMetadata(slackapi.SlackMetadata{EventType: metadataType, EventPayload: map[string]any{"run_id": runID, "key": key}}),
+		slackapi.MsgOptionMetadata(slackapi.SlackMetadata{EventType: MetadataType, EventPayload: map[string]any{"run_id": runID, "key": key}}),
 	}
 	if m.ThreadTS != "" {
 		opts = append(opts, slackapi.MsgOptionTS(m.ThreadTS))
@@ -151,104 +146,6 @@ func (c *Client) Post(ctx context.Context, runID, key string, m Message) (channe
 		return err
 	})
 	return channel, ts, err
-}
-
-// ChannelID returns the id of a channel given by id (C…, G…) or name
-// (#name or name): posting takes either, reading history only an id.
-func (c *Client) ChannelID(ctx context.Context, channel string) (string, error) {
-	if isChannelID(channel) {
-		return channel, nil
-	}
-	name := strings.TrimPrefix(channel, "#")
-	c.mu.Lock()
-	id, ok := c.channels[name]
-	c.mu.Unlock()
-	if ok {
-		return id, nil
-	}
-	cursor := ""
-	for {
-		var chans []slackapi.Channel
-		var next string
-		err := c.call(ctx, "conversations.list", func() error {
-			var err error
-			chans, next, err = c.api.GetConversationsContext(ctx, &slackapi.GetConversationsParameters{
-				Cursor: cursor, ExcludeArchived: true, Limit: 1000, Types: []string{"public_channel", "private_channel"}})
-			return err
-		})
-		if err != nil {
-			return "", err
-		}
-		c.mu.Lock()
-		for _, ch := range chans {
-			c.channels[ch.Name] = ch.ID
-		}
-		id, ok = c.channels[name]
-		c.mu.Unlock()
-		if ok {
-			return id, nil
-		}
-		if next == "" {
-			return "", fmt.Errorf("slack: no channel named %q that the bot can see", channel)
-		}
-		cursor = next
-	}
-}
-
-// Find looks for the message of run and key that an earlier attempt may
-// have posted to channel (in the thread of threadTS, if given) since
-// since. It returns the channel id and ts, or empty strings.
-func (c *Client) Find(ctx context.Context, channel, threadTS, runID, key string, since time.Time) (string, string, error) {
-	oldest := ""
-	if !since.IsZero() {
-		// A minute of slack for clocks that disagree.
-		oldest = fmt.Sprintf("%d.000000", since.Add(-time.Minute).Unix())
-	}
-	channel, err := c.ChannelID(ctx, channel)
-	if err != nil {
-		return "", "", err
-	}
-	match := func(ms []slackapi.Message) string {
-		for _, m := range ms {
-			md := m.Metadata
-			if md.EventType == metadataType && md.EventPayload["run_id"] == runID && md.EventPayload["key"] == key {
-				return m.Timestamp
-			}
-		}
-		return ""
-	}
-	cursor := ""
-	for {
-		var found, next, channelID string
-		err := c.call(ctx, "conversations.history", func() error {
-			if threadTS != "" {
-				msgs, _, nc, err := c.api.GetConversationRepliesContext(ctx, &slackapi.GetConversationRepliesParameters{
-					ChannelID: channel, Timestamp: threadTS, Cursor: cursor, Oldest: oldest, Limit: 200, IncludeAllMetadata: true})
-				if err != nil {
-					return err
-				}
-				found, next, channelID = match(msgs), nc, channel
-				return nil
-			}
-			resp, err := c.api.GetConversationHistoryContext(ctx, &slackapi.GetConversationHistoryParameters{
-				ChannelID: channel, Cursor: cursor, Oldest: oldest, Limit: 200, IncludeAllMetadata: true})
-			if err != nil {
-				return err
-			}
-			found, next, channelID = match(resp.Messages), resp.ResponseMetaData.NextCursor, channel
-			return nil
-		})
-		if err != nil {
-			return "", "", err
-		}
-		if found != "" {
-			return channelID, found, nil
-		}
-		if next == "" {
-			return "", "", nil
-		}
-		cursor = next
-	}
 }
 
 // Update replaces the text and blocks of a posted message.
@@ -267,63 +164,6 @@ func (c *Client) Ephemeral(ctx context.Context, channel, user, text string) erro
 		_, err := c.api.PostEphemeralContext(ctx, channel, user, slackapi.MsgOptionText(text, false))
 		return err
 	})
-}
-
-// redacted is m as it may leave stanch: its fallback text and every text in
-// its blocks redacted. The renderers redact what they put in; this is the
-// last place before Slack, whatever rendered the message. Button values
-// and ids are stanch's own and stay as they are.
-func redacted(m Message) Message {
-	m.Text = alert.RedactText(m.Text)
-	if len(m.Blocks) == 0 {
-		return m
-	}
-	data, err := json.Marshal(slackapi.Blocks{BlockSet: m.Blocks})
-	if err != nil {
-		return m
-	}
-	var doc any
-	if json.Unmarshal(data, &doc) != nil {
-		return m
-	}
-	changed := false
-	var walk func(key string, v any) any
-	walk = func(key string, v any) any {
-		switch t := v.(type) {
-		case string:
-			switch key {
-			case "value", "action_id", "block_id", "type":
-				return t
-			}
-			if r := alert.RedactText(t); r != t {
-				changed = true
-				return r
-			}
-		case []any:
-			for i := range t {
-				t[i] = walk(key, t[i])
-			}
-		case map[string]any:
-			for k, c := range t {
-				t[k] = walk(k, c)
-			}
-		}
-		return v
-	}
-	doc = walk("", doc)
-	if !changed {
-		return m
-	}
-	if data, err = json.Marshal(doc); err != nil {
-		return Message{Channel: m.Channel, ThreadTS: m.ThreadTS, Text: m.Text}
-	}
-	var blocks slackapi.Blocks
-	if err := json.Unmarshal(data, &blocks); err != nil {
-		// Better no blocks than blocks that may hold a secret.
-		return Message{Channel: m.Channel, ThreadTS: m.ThreadTS, Text: m.Text}
-	}
-	m.Blocks = blocks.BlockSet
-	return m
 }
 
 // GroupMembers returns the user ids of a user group, cached for a minute.

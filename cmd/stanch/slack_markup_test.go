@@ -1,4 +1,4 @@
-package notify_test
+package main
 
 import (
 	"context"
@@ -78,7 +78,7 @@ func slackStrings(t *testing.T, m sandbox.SlackMessage) []string {
 // message (incident, approval with its confirmation dialog, thread
 // replies) shows such text as text, and only http(s) locations are links.
 func TestAlertMarkupNeverReachesSlackAsMarkup(t *testing.T) {
-	b := setupWith(t, markupPlaybook)
+	b := setupSlackWith(t, markupPlaybook)
 	ctx := context.Background()
 	a := alert.Alert{Source: alert.SourceManual, Title: markup, DedupKey: "manual:" + markup,
 		Credential: alert.Credential{Provider: "aws", ID: "AKIAIOSFODNN7EXAMPLE", Account: "111122223333", Principal: "<!here>"},
@@ -106,7 +106,7 @@ func TestAlertMarkupNeverReachesSlackAsMarkup(t *testing.T) {
 	}
 	check()
 
-	_, _, err = b.r.Decide(ctx, run.ID, "destroy", runner.Approved, "security-oncall", "cli")
+	_, _, err = b.r.Decide(ctx, runner.Decision{RunID: run.ID, StepID: "destroy", Decision: runner.Approved, By: "security-oncall", Via: "cli"})
 	require.NoError(t, err)
 	b.waitRun(t, run.ID, runner.RunSucceeded)
 	// The thread gets a reply for each finished step, destroy last.

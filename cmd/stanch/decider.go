@@ -1,4 +1,4 @@
-package notify
+package main
 
 import (
 	"context"
@@ -9,10 +9,12 @@ import (
 	"github.com/stanchhq/stanch/triggers"
 )
 
-// Decider lets clicks on approval buttons decide through the runner.
-func Decider(r *runner.Runner) triggers.Decider { return runDecider{r} }
-
+// runDecider lets clicks on approval buttons decide through the runner:
+// the interactions endpoint (triggers) knows the runner only as its
+// Decider.
 type runDecider struct{ r *runner.Runner }
+
+var _ triggers.Decider = runDecider{}
 
 func (d runDecider) Approvers(ctx context.Context, runID, stepID string) ([]string, error) {
 	a, err := d.r.Store().Approval(ctx, runID, stepID)
@@ -23,7 +25,7 @@ func (d runDecider) Approvers(ctx context.Context, runID, stepID string) ([]stri
 }
 
 func (d runDecider) Decide(ctx context.Context, runID, stepID, decision, user string, groups []string) (triggers.Decided, error) {
-	a, first, err := d.r.DecideAs(ctx, runner.Decision{RunID: runID, StepID: stepID, Decision: decision, By: user, Via: "slack", MemberOf: groups})
+	a, first, err := d.r.Decide(ctx, runner.Decision{RunID: runID, StepID: stepID, Decision: decision, By: user, Via: "slack", MemberOf: groups})
 	switch {
 	case errors.Is(err, runner.ErrNotApprover):
 		return triggers.Decided{}, fmt.Errorf("%w: %v", triggers.ErrNotApprover, err)

@@ -1,4 +1,4 @@
-package notify_test
+package main
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 	"github.com/stanchhq/stanch/playbooks"
 	"github.com/stanchhq/stanch/runner"
 	"github.com/stanchhq/stanch/sandbox"
+	"github.com/stanchhq/stanch/slack"
 	"github.com/stanchhq/stanch/triggers"
 )
 
@@ -30,12 +31,12 @@ const (
 	alice         = "U0ALICE"   // in the security group: an approver
 	mallory       = "U0MALLORY" // not an approver
 	securityGroup = "S0SECURITY"
-	// planted is a secret an action leaks into its message; it must never
+	// plantedInStep is a secret an action leaks into its message; it must never
 	// reach Slack.
-	planted = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYPLANTEDKEY"
+	plantedInStep = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYPLANTEDKEY"
 )
 
-const seed = `
+const slackBenchSeed = `
 accounts:
   - id: "111122223333"
     users:
@@ -53,7 +54,7 @@ slack:
     - {id: ` + securityGroup + `, handle: security, users: [` + alice + `]}
 `
 
-const playbook = `
+const tellAndAsk = `
 name: tell-and-ask
 steps:
   - id: contain
@@ -72,14 +73,14 @@ steps:
     with: {name: destroy}
 `
 
-// world counts the effects of test.effect, an idempotent action standing
+// effectWorld counts the effects of test.effect, an idempotent action standing
 // in for the AWS ones, which have tests of their own.
-type world struct {
+type effectWorld struct {
 	mu      sync.Mutex
 	effects map[string]int
 }
 
-func (w *world) count(name string) int {
+func (w *effectWorld) count(name string) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.effects[name]
@@ -89,7 +90,7 @@ type effectParams struct {
 	Name string `json:"name" required:"true"`
 }
 
-func (w *world) action() actions.Action {
+func (w *effectWorld) action() actions.Action {
 	return actions.New(actions.Definition[effectParams]{
 		Name: "test.effect",
 		PlanFunc: func(context.Context, actions.Env, *effectParams) (actions.Plan, error) {
@@ -99,36 +100,36 @@ func (w *world) action() actions.Action {
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			w.effects[p.Name]++
-			return actions.Result{Outcome: actions.Done, Message: p.Name + " done; leaked " + planted}, nil
+			return actions.Result{Outcome: actions.Done, Message: p.Name + " done; leaked " + plantedInStep}, nil
 		},
 	})
 }
 
-type bench struct {
+type slackBench struct {
 	sb     *sandbox.Sandbox
 	r      *runner.Runner
 	hook   string
-	world  *world
-	tokens *slackact.Tokens
+	world  *effectWorld
+	tokens *slack.Tokens
 	pb     *playbooks.Playbook
 }
 
-func setup(t *testing.T) *bench { return setupWith(t, playbook) }
+func setupSlack(t *testing.T) *slackBench { return setupSlackWith(t, tellAndAsk) }
 
-func setupWith(t *testing.T, playbook string) *bench {
+func setupSlackWith(t *testing.T, playbook string) *slackBench {
 	t.Helper()
 	ctx := context.Background()
-	sd, err := sandbox.ParseSeed("seed.yaml", []byte(seed))
+	sd, err := sandbox.ParseSeed("seed.yaml", []byte(slackBenchSeed))
 	require.NoError(t, err)
 	sb, err := sandbox.New(sd, sandbox.Options{})
 	require.NoError(t, err)
 	api := httptest.NewServer(sb)
 	t.Cleanup(api.Close)
 
-	client := slackact.NewClient(slackact.Options{Token: botToken, APIURL: api.URL + "/slack/api/"})
-	tokens, err := slackact.NewTokens([]byte("approval-token-key-for-tests-0001"))
+	client := slack.NewClient(slack.Options{Token: botToken, APIURL: api.URL + "/slack/api/"})
+	tokens, err := slack.NewTokens([]byte("approval-token-key-for-tests-0001"))
 	require.NoError(t, err)
-	w := &world{effects: map[string]int{}}
+	w := &effectWorld{effects: map[string]int{}}
 	reg, err := actions.NewRegistry(append(slackact.Actions(client), w.action())...)
 	require.NoError(t, err)
 	pb, err := playbooks.Parse("tell-and-ask.yaml", []byte(playbook), reg)
@@ -141,14 +142,13 @@ func setupWith(t *testing.T, playbook string) *bench {
 	n := notify.NewSlack(client, tokens, log)
 	r, err := runner.New(ctx, runner.Config{DB: db, Registry: reg, Notifier: n, Logger: log})
 	require.NoError(t, err)
-	n.Attach(r)
 	require.NoError(t, r.Start(ctx))
 	t.Cleanup(func() { _ = r.Stop(context.Background()) })
 
-	h := triggers.NewSlackInteractions(signingSecret, tokens, notify.Decider(r), client, nil)
+	h := triggers.NewSlackInteractions(signingSecret, tokens, runDecider{r}, client, nil)
 	hook := httptest.NewServer(h)
 	t.Cleanup(hook.Close)
-	return &bench{sb: sb, r: r, hook: hook.URL, world: w, tokens: tokens, pb: pb}
+	return &slackBench{sb: sb, r: r, hook: hook.URL, world: w, tokens: tokens, pb: pb}
 }
 
 // testWriter sends logs to the test's output, shown when it fails.
@@ -159,7 +159,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (b *bench) submit(t *testing.T) runner.Run {
+func (b *slackBench) submit(t *testing.T) runner.Run {
 	t.Helper()
 	a := alert.Alert{Source: alert.SourceManual, Credential: alert.Credential{Provider: "aws", ID: "AKIAIOSFODNN7EXAMPLE", Account: "111122223333"}, Title: "test leak"}
 	a.Normalise(time.Now())
@@ -169,7 +169,7 @@ func (b *bench) submit(t *testing.T) runner.Run {
 	return sub.Started[0]
 }
 
-func (b *bench) waitRun(t *testing.T, id string, statuses ...string) runner.Run {
+func (b *slackBench) waitRun(t *testing.T, id string, statuses ...runner.RunStatus) runner.Run {
 	t.Helper()
 	var run runner.Run
 	require.Eventually(t, func() bool {
@@ -187,7 +187,7 @@ func (b *bench) waitRun(t *testing.T, id string, statuses ...string) runner.Run 
 }
 
 // topLevel returns the channel's messages that are not thread replies.
-func (b *bench) topLevel() []sandbox.SlackMessage {
+func (b *slackBench) topLevel() []sandbox.SlackMessage {
 	var out []sandbox.SlackMessage
 	for _, m := range b.sb.SlackMessages(channelID) {
 		if m.ThreadTS == "" || m.ThreadTS == m.TS {
@@ -199,29 +199,29 @@ func (b *bench) topLevel() []sandbox.SlackMessage {
 
 // approvalMessage waits for the approval message and returns it with the
 // values of its Approve and Deny buttons.
-func (b *bench) approvalMessage(t *testing.T) (msg sandbox.SlackMessage, approve, deny string) {
+func (b *slackBench) approvalMessage(t *testing.T) (msg sandbox.SlackMessage, approve, deny string) {
 	t.Helper()
 	require.Eventually(t, func() bool {
 		for _, m := range b.sb.SlackMessages(channelID) {
-			if strings.Contains(string(m.Blocks), slackact.ActionApprove) {
+			if strings.Contains(string(m.Blocks), slack.ActionApprove) {
 				msg = m
 				return true
 			}
 		}
 		return false
 	}, 10*time.Second, 10*time.Millisecond, "no approval message with buttons")
-	approve, deny = msg.ButtonValue(slackact.ActionApprove), msg.ButtonValue(slackact.ActionDeny)
+	approve, deny = msg.ButtonValue(slack.ActionApprove), msg.ButtonValue(slack.ActionDeny)
 	require.NotEmpty(t, approve)
 	require.NotEmpty(t, deny)
 	return msg, approve, deny
 }
 
-func (b *bench) click(user, action, value, ts string, at time.Time) sandbox.SlackClick {
+func (b *slackBench) click(user, action, value, ts string, at time.Time) sandbox.SlackClick {
 	return sandbox.SlackClick{URL: b.hook, SigningSecret: signingSecret, User: user, UserName: strings.ToLower(strings.TrimPrefix(user, "U0")),
 		Channel: channelID, MessageTS: ts, ActionID: action, BlockID: "stanch_approval", Value: value, At: at}
 }
 
-func send(t *testing.T, req *http.Request) int {
+func sendClick(t *testing.T, req *http.Request) int {
 	t.Helper()
 	res, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
@@ -230,30 +230,30 @@ func send(t *testing.T, req *http.Request) int {
 }
 
 func TestSlackApprovalsEndToEnd(t *testing.T) {
-	b := setup(t)
+	b := setupSlack(t)
 	ctx := context.Background()
 	run := b.submit(t)
 	b.waitRun(t, run.ID, runner.RunWaitingApproval)
 	msg, approve, deny := b.approvalMessage(t)
 
 	// Forged, stale and unsigned clicks are refused before anything is read.
-	forged := b.click(alice, slackact.ActionApprove, approve, msg.TS, time.Time{})
+	forged := b.click(alice, slack.ActionApprove, approve, msg.TS, time.Time{})
 	forged.SigningSecret = "not the signing secret"
 	req, err := forged.Request(ctx)
 	require.NoError(t, err)
-	require.Equal(t, http.StatusUnauthorized, send(t, req))
-	req, err = b.click(alice, slackact.ActionApprove, approve, msg.TS, time.Now().Add(-6*time.Minute)).Request(ctx)
+	require.Equal(t, http.StatusUnauthorized, sendClick(t, req))
+	req, err = b.click(alice, slack.ActionApprove, approve, msg.TS, time.Now().Add(-6*time.Minute)).Request(ctx)
 	require.NoError(t, err)
-	require.Equal(t, http.StatusUnauthorized, send(t, req), "a timestamp outside the five-minute window")
-	req, err = b.click(alice, slackact.ActionApprove, approve, msg.TS, time.Time{}).Request(ctx)
+	require.Equal(t, http.StatusUnauthorized, sendClick(t, req), "a timestamp outside the five-minute window")
+	req, err = b.click(alice, slack.ActionApprove, approve, msg.TS, time.Time{}).Request(ctx)
 	require.NoError(t, err)
 	req.Header.Del("X-Slack-Signature")
-	require.Equal(t, http.StatusUnauthorized, send(t, req))
+	require.Equal(t, http.StatusUnauthorized, sendClick(t, req))
 
 	// Someone who is not an approver: refused privately, journalled.
-	req, err = b.click(mallory, slackact.ActionApprove, approve, msg.TS, time.Time{}).Request(ctx)
+	req, err = b.click(mallory, slack.ActionApprove, approve, msg.TS, time.Time{}).Request(ctx)
 	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, send(t, req))
+	require.Equal(t, http.StatusOK, sendClick(t, req))
 	eph := b.sb.SlackEphemerals()
 	require.Len(t, eph, 1)
 	require.Equal(t, mallory, eph[0].User)
@@ -262,28 +262,28 @@ func TestSlackApprovalsEndToEnd(t *testing.T) {
 	require.Zero(t, b.world.count("destroy"))
 
 	// A made-up button value, correctly signed by Slack, decides nothing.
-	req, err = b.click(alice, slackact.ActionApprove, strings.Replace(approve, "v1.", "v1.x", 1), msg.TS, time.Time{}).Request(ctx)
+	req, err = b.click(alice, slack.ActionApprove, strings.Replace(approve, "v1.", "v1.x", 1), msg.TS, time.Time{}).Request(ctx)
 	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, send(t, req))
+	require.Equal(t, http.StatusOK, sendClick(t, req))
 
 	// Alice is in the security group: her click resumes the run.
-	click, err := b.click(alice, slackact.ActionApprove, approve, msg.TS, time.Time{}).Request(ctx)
+	click, err := b.click(alice, slack.ActionApprove, approve, msg.TS, time.Time{}).Request(ctx)
 	require.NoError(t, err)
 	replay := click.Clone(ctx)
 	body, err := click.GetBody()
 	require.NoError(t, err)
 	replay.Body = body
-	require.Equal(t, http.StatusOK, send(t, click))
+	require.Equal(t, http.StatusOK, sendClick(t, click))
 	run = b.waitRun(t, run.ID, runner.RunSucceeded, runner.RunFailed, runner.RunCancelled)
 	require.Equal(t, runner.RunSucceeded, run.Status)
 	require.Equal(t, 1, b.world.count("destroy"))
 
 	// The same request again: refused, nothing happens.
-	require.Equal(t, http.StatusUnauthorized, send(t, replay))
+	require.Equal(t, http.StatusUnauthorized, sendClick(t, replay))
 	// A new click after the decision changes nothing and says who decided.
-	req, err = b.click(alice, slackact.ActionDeny, deny, msg.TS, time.Time{}).Request(ctx)
+	req, err = b.click(alice, slack.ActionDeny, deny, msg.TS, time.Time{}).Request(ctx)
 	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, send(t, req))
+	require.Equal(t, http.StatusOK, sendClick(t, req))
 	require.Eventually(t, func() bool { return len(b.sb.SlackEphemerals()) == 3 }, 5*time.Second, 10*time.Millisecond)
 	require.Contains(t, b.sb.SlackEphemerals()[2].Text, "Already approved by <@"+alice+">")
 	require.Equal(t, 1, b.world.count("destroy"))
@@ -311,19 +311,19 @@ func TestSlackApprovalsEndToEnd(t *testing.T) {
 		}
 		incident, approval := top[0], top[1]
 		return strings.HasPrefix(approval.Text, "✋ Approval needed: destroy (test.effect) — Approved by <@"+alice+"> at ") &&
-			!strings.Contains(string(approval.Blocks), slackact.ActionApprove) && strings.HasSuffix(incident.Text, "(succeeded)")
+			!strings.Contains(string(approval.Blocks), slack.ActionApprove) && strings.HasSuffix(incident.Text, "(succeeded)")
 	}, 10*time.Second, 20*time.Millisecond, "the messages never caught up")
 	require.Equal(t, 2, b.sb.EffectiveCount("chat.postMessage")-len(b.replies()), "two top-level posts: the incident and the approval")
 	require.NotEmpty(t, b.replies(), "step details go to the incident's thread")
 	for _, m := range b.sb.SlackMessages(channelID) {
-		require.NotContains(t, string(m.Blocks)+m.Text, planted)
+		require.NotContains(t, string(m.Blocks)+m.Text, plantedInStep)
 	}
 	for _, m := range b.sb.SlackEphemerals() {
-		require.NotContains(t, m.Text, planted)
+		require.NotContains(t, m.Text, plantedInStep)
 	}
 }
 
-func (b *bench) replies() []sandbox.SlackMessage {
+func (b *slackBench) replies() []sandbox.SlackMessage {
 	var out []sandbox.SlackMessage
 	for _, m := range b.sb.SlackMessages(channelID) {
 		if m.ThreadTS != "" && m.ThreadTS != m.TS {
@@ -358,13 +358,13 @@ steps:
 // its own buttons, the first message says so, and a member of the added
 // group decides there.
 func TestSlackApprovalEscalates(t *testing.T) {
-	b := setupWith(t, escalating)
+	b := setupSlackWith(t, escalating)
 	ctx := context.Background()
 	run := b.submit(t)
 	var second sandbox.SlackMessage
 	require.Eventually(t, func() bool {
 		for _, m := range b.sb.SlackMessages("C0SECLEADS") {
-			if strings.Contains(string(m.Blocks), slackact.ActionApprove) {
+			if strings.Contains(string(m.Blocks), slack.ActionApprove) {
 				second = m
 				return true
 			}
@@ -374,20 +374,20 @@ func TestSlackApprovalEscalates(t *testing.T) {
 	require.True(t, strings.HasPrefix(second.Text, "⏫ Escalated: Approval needed: destroy"), second.Text)
 	require.Eventually(t, func() bool {
 		for _, m := range b.topLevel() {
-			if strings.Contains(m.Text, "escalated to #security-leads") && !strings.Contains(string(m.Blocks), slackact.ActionApprove) {
+			if strings.Contains(m.Text, "escalated to #security-leads") && !strings.Contains(string(m.Blocks), slack.ActionApprove) {
 				return true
 			}
 		}
 		return false
 	}, 10*time.Second, 20*time.Millisecond, "the first request does not say it was escalated")
 
-	approve := second.ButtonValue(slackact.ActionApprove)
+	approve := second.ButtonValue(slack.ActionApprove)
 	require.NotEmpty(t, approve)
-	click := b.click(alice, slackact.ActionApprove, approve, second.TS, time.Time{})
+	click := b.click(alice, slack.ActionApprove, approve, second.TS, time.Time{})
 	click.Channel = "C0SECLEADS"
 	req, err := click.Request(ctx)
 	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, send(t, req))
+	require.Equal(t, http.StatusOK, sendClick(t, req))
 	run = b.waitRun(t, run.ID, runner.RunSucceeded, runner.RunFailed, runner.RunCancelled)
 	require.Equal(t, runner.RunSucceeded, run.Status)
 	require.Equal(t, 1, b.world.count("destroy"))
@@ -397,7 +397,7 @@ func TestSlackApprovalEscalates(t *testing.T) {
 // away and says why, a retry asks again in a new message, and a closing
 // note reaches the incident message.
 func TestSlackShowsCancelRetryAndClose(t *testing.T) {
-	b := setup(t)
+	b := setupSlack(t)
 	ctx := context.Background()
 	run := b.submit(t)
 	b.waitRun(t, run.ID, runner.RunWaitingApproval)
@@ -415,14 +415,14 @@ func TestSlackShowsCancelRetryAndClose(t *testing.T) {
 				incident = m
 			}
 		}
-		return strings.Contains(approval.Text, "The run ended (cancelled) before a decision") && !strings.Contains(string(approval.Blocks), slackact.ActionApprove) &&
+		return strings.Contains(approval.Text, "The run ended (cancelled) before a decision") && !strings.Contains(string(approval.Blocks), slack.ActionApprove) &&
 			strings.Contains(string(incident.Blocks), "cancelled by bob: handled by hand")
 	}, 10*time.Second, 20*time.Millisecond, "Slack never showed the cancel")
 
 	// The old button decides nothing now.
-	req, err := b.click(alice, slackact.ActionApprove, approve, first.TS, time.Time{}).Request(ctx)
+	req, err := b.click(alice, slack.ActionApprove, approve, first.TS, time.Time{}).Request(ctx)
 	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, send(t, req))
+	require.Equal(t, http.StatusOK, sendClick(t, req))
 	require.Equal(t, runner.RunCancelled, b.waitRun(t, run.ID, runner.RunCancelled).Status)
 	require.Zero(t, b.world.count("destroy"))
 
@@ -432,7 +432,7 @@ func TestSlackShowsCancelRetryAndClose(t *testing.T) {
 	var again sandbox.SlackMessage
 	require.Eventually(t, func() bool {
 		for _, m := range b.topLevel() {
-			if m.TS != first.TS && strings.Contains(string(m.Blocks), slackact.ActionApprove) {
+			if m.TS != first.TS && strings.Contains(string(m.Blocks), slack.ActionApprove) {
 				again = m
 				return true
 			}
@@ -440,9 +440,9 @@ func TestSlackShowsCancelRetryAndClose(t *testing.T) {
 		return false
 	}, 10*time.Second, 20*time.Millisecond, "the retried step was not asked again in a new message")
 	require.Equal(t, "approval/destroy/g1/0", again.Metadata.EventPayload["key"])
-	req, err = b.click(alice, slackact.ActionApprove, again.ButtonValue(slackact.ActionApprove), again.TS, time.Time{}).Request(ctx)
+	req, err = b.click(alice, slack.ActionApprove, again.ButtonValue(slack.ActionApprove), again.TS, time.Time{}).Request(ctx)
 	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, send(t, req))
+	require.Equal(t, http.StatusOK, sendClick(t, req))
 	require.Equal(t, runner.RunSucceeded, b.waitRun(t, run.ID, runner.RunSucceeded, runner.RunFailed, runner.RunCancelled).Status)
 	require.Equal(t, 1, b.world.count("destroy"))
 
