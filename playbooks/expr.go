@@ -216,6 +216,10 @@ var scopeType = reflect.TypeFor[Scope]()
 // steps and vars exist; expr's type checker does the rest (alert, run,
 // types of operators). It returns nil after reporting a problem.
 func (l *loader) compile(src string, at site, asBool bool) *expression {
+	if why := exprWithinLimits(src); why != "" {
+		l.Add(at.pos(0), "split the condition into simpler steps or vars", "%s", why)
+		return nil
+	}
 	tree, err := parser.Parse(src)
 	if err != nil {
 		l.exprError(src, at, err, asBool)

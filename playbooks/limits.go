@@ -1,6 +1,7 @@
 package playbooks
 
 import (
+	"fmt"
 	"io"
 
 	"github.com/goccy/go-yaml/scanner"
@@ -22,7 +23,42 @@ const (
 	// MaxNodes is how many YAML tokens (keys, values, indicators) a
 	// playbook may hold.
 	MaxNodes = 50000
+	// MaxExprLength and MaxExprDepth bound one expression: expr's parser
+	// and checker recurse on nesting and keep every node, so 400 KB of
+	// nested parentheses in one `if:` took 500 MB. Real conditions are a
+	// line long and nest a few levels.
+	MaxExprLength = 4096
+	MaxExprDepth  = 32
 )
+
+// exprWithinLimits says why an expression may not be compiled, or "".
+func exprWithinLimits(src string) string {
+	if len(src) > MaxExprLength {
+		return fmt.Sprintf("the expression is %d characters long; at most %d are allowed", len(src), MaxExprLength)
+	}
+	depth := 0
+	var quote byte
+	for i := 0; i < len(src); i++ {
+		c := src[i]
+		switch {
+		case quote != 0 && c == '\\':
+			i++ // the escaped character cannot end the string
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '"' || c == '\'' || c == '`':
+			quote = c
+		case c == '(' || c == '[' || c == '{':
+			if depth++; depth > MaxExprDepth {
+				return fmt.Sprintf("the expression nests brackets more than %d deep", MaxExprDepth)
+			}
+		case c == ')' || c == ']' || c == '}':
+			depth--
+		}
+	}
+	return ""
+}
 
 // withinLimits reports whether data may be handed to the parser, adding
 // a problem at the place a limit is passed when it may not. It reads the

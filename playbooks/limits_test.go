@@ -79,3 +79,28 @@ func TestOrdinaryPlaybooksAreWithinLimits(t *testing.T) {
 		require.True(t, l.withinLimits(data), "%s: %v", f, l.Problems)
 	}
 }
+
+// TestPathologicalExpressionsAreRefusedBeforeCompiling: one `if:` of
+// 400 KB of nested parentheses took expr 500 MB. An expression too long or
+// nesting too deep is refused where it starts; brackets inside string
+// literals do not count.
+func TestPathologicalExpressionsAreRefusedBeforeCompiling(t *testing.T) {
+	t.Parallel()
+	parse := func(cond string) error {
+		data := "name: deep\nsteps:\n  - id: a\n    action: test.secret_maker\n    if: '" + cond + "'\n"
+		_, err := Parse("deep.yaml", []byte(data), testRegistry(t))
+		return err
+	}
+	deep := strings.Repeat("(", MaxExprDepth+1) + "true" + strings.Repeat(")", MaxExprDepth+1)
+	errs := problemsOf(t, parse(deep))
+	require.Len(t, errs, 1)
+	require.Equal(t, "deep.yaml:5:10: the expression nests brackets more than 32 deep", strings.SplitN(errs[0].Error(), "\n", 2)[0])
+
+	long := "true" + strings.Repeat(" && true", MaxExprLength/8)
+	errs = problemsOf(t, parse(long))
+	require.Len(t, errs, 1)
+	require.Contains(t, errs[0].Msg, "at most 4096 are allowed")
+
+	ok := strings.Repeat("(", MaxExprDepth) + `alert.source == "((((((((((((((((((((((((((((((((((((((((x"` + strings.Repeat(")", MaxExprDepth)
+	require.NoError(t, parse(ok))
+}
