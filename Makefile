@@ -26,9 +26,11 @@ demo:
 	$(GO) run ./cmd/stanch demo
 
 # Figures are measured here, never asserted by tests; the table is also
-# written to docs/benchmarks.md.
+# written to docs/benchmarks.md. Starts the local PostgreSQL (when this
+# machine has one) for the PostgreSQL table; without it the table says so.
 bench:
-	$(GO) run ./bench -out docs/benchmarks.md
+	@bash -c 'source .ci/postgres.sh; start_postgres || echo "make bench: PostgreSQL unavailable; its table will say so" >&2; \
+		exec $(GO) run ./bench -out docs/benchmarks.md'
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 # Runs every fuzz target for FUZZTIME each (go test -fuzz takes one target at

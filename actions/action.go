@@ -55,6 +55,16 @@ type Env struct {
 	// the journal shows every effect even if the step then fails or its
 	// process dies.
 	Effect func(e Effect)
+	// Checkpoint, when set, durably saves how far a long step has got (a
+	// page token, what it found so far) before it returns, so that an
+	// attempt resumed after this process died, here or on another replica,
+	// goes on from there instead of from the start. The state is the
+	// action's own JSON; it must never hold a secret. An error means the
+	// step no longer belongs to this process (or the store is down): stop.
+	Checkpoint func(ctx context.Context, state []byte) error
+	// Resumed is the state this step's last Checkpoint saved, nil when no
+	// earlier attempt saved one.
+	Resumed []byte
 }
 
 // Effect is one change an action made (or, in a plan, would make), for
@@ -124,7 +134,7 @@ type Param struct {
 }
 
 // Output describes one output value, derived from a field of the action's
-// outputs struct (see TypedDefinition).
+// outputs struct (see Definition).
 type Output struct {
 	Name string
 	Type string

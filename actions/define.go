@@ -9,7 +9,7 @@ import (
 	"strings"
 )
 
-// TypedDefinition builds an Action whose parameters decode into P and whose
+// Definition builds an Action whose parameters decode into P and whose
 // outputs are the fields of O.
 //
 // P is a struct whose fields carry `json:"name"`, optional `required:"true"`,
@@ -23,7 +23,7 @@ import (
 // Decoding a step's `with:` is a lifecycle: strict decoding into P, then
 // Provision (defaults), then Validate (checks), as Caddy provisions a module
 // before validating it.
-type TypedDefinition[P, O any] struct {
+type Definition[P, O any] struct {
 	Name        string
 	Summary     string
 	Permissions []Permission
@@ -45,16 +45,10 @@ type TypedDefinition[P, O any] struct {
 	DoFunc   func(ctx context.Context, env Env, p *P) (ResultOf[O], error)
 }
 
-// Definer is what New builds an Action from: a TypedDefinition, or the
-// untyped Definition.
-type Definer interface {
-	define() (Action, error)
-}
-
 // New returns the Action that d defines. It panics on a parameter or
 // outputs struct that cannot be described, which is a programming error
 // found by any test.
-func New(d Definer) Action {
+func New[P, O any](d Definition[P, O]) Action {
 	a, err := d.define()
 	if err != nil {
 		panic(err.Error())
@@ -62,7 +56,7 @@ func New(d Definer) Action {
 	return a
 }
 
-func (d TypedDefinition[P, O]) define() (Action, error) {
+func (d Definition[P, O]) define() (Action, error) {
 	params, err := describeParams(reflect.TypeFor[P]())
 	if err != nil {
 		return nil, fmt.Errorf("action %s: %w", d.Name, err)

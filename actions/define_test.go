@@ -21,7 +21,7 @@ type echoOutputs struct {
 }
 
 func echoAction() Action {
-	return New(TypedDefinition[echoParams, echoOutputs]{
+	return New(Definition[echoParams, echoOutputs]{
 		Name:    "test.echo",
 		Summary: "repeat a message",
 		Validate: func(p echoParams) error {
@@ -91,7 +91,7 @@ func TestRegistryRefusesDuplicatesAndBadNames(t *testing.T) {
 	_, err := NewRegistry(echoAction(), echoAction())
 	require.ErrorContains(t, err, `action "test.echo" registered twice`)
 
-	bad := New(TypedDefinition[echoParams, echoOutputs]{Name: "Echo"})
+	bad := New(Definition[echoParams, echoOutputs]{Name: "Echo"})
 	_, err = NewRegistry(bad)
 	require.ErrorContains(t, err, `action name "Echo"`)
 

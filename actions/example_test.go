@@ -38,7 +38,7 @@ func (b *board) post(text string) string {
 // greet defines example.greet on b. Real actions live in a provider's
 // package (actions/aws, …) and reach their API through the official SDK.
 func greet(b *board) actions.Action {
-	return actions.New(actions.TypedDefinition[GreetParams, GreetOutputs]{
+	return actions.New(actions.Definition[GreetParams, GreetOutputs]{
 		Name:    "example.greet",
 		Summary: "Post a greeting once.",
 		Permissions: []actions.Permission{
@@ -86,7 +86,7 @@ func greet(b *board) actions.Action {
 // An action's description is derived from its parameter and outputs
 // structs: names from the json tags, types from the Go types, and docs
 // from the doc tags.
-func ExampleTypedDefinition() {
+func ExampleDefinition() {
 	spec := greet(&board{posted: map[string]string{}}).Spec()
 	fmt.Println(spec.Name)
 	for _, p := range spec.Params {

@@ -9,7 +9,7 @@ import (
 	"strings"
 )
 
-// ResultOf is what a TypedDefinition's DoFunc returns: a Result whose
+// ResultOf is what a Definition's DoFunc returns: a Result whose
 // outputs are the action's outputs struct. New turns it into the Result the
 // runner stores, with one output per field of O.
 type ResultOf[O any] struct {
@@ -25,7 +25,7 @@ type ResultOf[O any] struct {
 	Owner *Owner
 }
 
-// PlanOf is what a TypedDefinition's PlanFunc returns: a Plan whose outputs
+// PlanOf is what a Definition's PlanFunc returns: a Plan whose outputs
 // are the action's outputs struct. New turns it into the Plan `stanch plan`
 // and approvals read.
 type PlanOf[O any] struct {
@@ -152,8 +152,8 @@ func plainValue(t reflect.Type) bool {
 // CheckOutputs reports, all at once, how outputs (a Result's) differ from
 // what spec declares: an output missing, one not declared, or one of
 // another type. nil outputs (a step that had none to give) differ from
-// nothing. Actions built from a TypedDefinition match by construction;
-// this checks the others, and tests check every action with it.
+// nothing. Actions built from a Definition match by construction; tests
+// check every action with it all the same.
 func CheckOutputs(spec Spec, outputs map[string]any) error {
 	return checkOutputs(spec, outputs, true)
 }

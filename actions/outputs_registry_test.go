@@ -2,12 +2,10 @@ package actions_test
 
 import (
 	"context"
-	"net/http/httptest"
 	"testing"
 	"time"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/stretchr/testify/require"
 
 	"github.com/stanchhq/stanch/actions"
@@ -16,6 +14,7 @@ import (
 	slackact "github.com/stanchhq/stanch/actions/slack"
 	"github.com/stanchhq/stanch/alert"
 	"github.com/stanchhq/stanch/examples"
+	"github.com/stanchhq/stanch/internal/testkit"
 	"github.com/stanchhq/stanch/sandbox"
 	"github.com/stanchhq/stanch/slack"
 )
@@ -44,20 +43,14 @@ func TestEveryActionReturnsItsDeclaredOutputs(t *testing.T) {
 	seed.GitHub = &sandbox.SeedGitHub{Token: outputsGitHubToken, Alerts: []sandbox.SeedGitHubAlert{
 		{Repo: outputsRepo, Number: 42, SecretType: "aws_access_key_id", Secret: "AKIAIOSFODNN7EXAMPLE"},
 	}}
-	sb, err := sandbox.New(seed, sandbox.Options{})
-	require.NoError(t, err)
-	srv := httptest.NewServer(sb)
-	t.Cleanup(srv.Close)
-
-	responder := seed.Accounts[0].Users[0].Keys[0]
-	cfg := awssdk.Config{Region: "us-east-1", BaseEndpoint: awssdk.String(srv.URL),
-		Credentials: credentials.NewStaticCredentialsProvider(responder.ID, responder.Secret, "")}
+	sb := testkit.Sandbox(t, seed)
+	cfg := sb.AWSConfig()
 	all := awsactions.Actions(awsactions.NewProvider(awsactions.ProviderOptions{
 		Config:      func(context.Context, string) (awssdk.Config, error) { return cfg, nil },
 		VerifyDelay: 10 * time.Millisecond,
 	}))
-	all = append(all, ghactions.Actions(ghactions.NewProvider(ghactions.Options{APIURL: srv.URL + "/api/v3/", Token: outputsGitHubToken}))...)
-	all = append(all, slackact.Actions(slack.NewClient(slack.Options{Token: seed.Slack.Token, APIURL: srv.URL + "/slack/api/"}))...)
+	all = append(all, ghactions.Actions(ghactions.NewProvider(ghactions.Options{APIURL: sb.GitHubAPI(), Token: outputsGitHubToken}))...)
+	all = append(all, slackact.Actions(slack.NewClient(slack.Options{Token: seed.Slack.Token, APIURL: sb.SlackAPI()}))...)
 	reg, err := actions.NewRegistry(all...)
 	require.NoError(t, err)
 
@@ -76,8 +69,7 @@ func TestEveryActionReturnsItsDeclaredOutputs(t *testing.T) {
 		spec := a.Spec()
 		env := actions.Env{RunID: "run_outputs", StepID: id, Attempt: 1, IdempotencyKey: "run_outputs/" + id, StepStartedAt: time.Now(), Owner: owner,
 			Report: func(context.Context) (actions.Report, error) { return report, nil }}
-		p, err := a.Decode(with())
-		require.NoError(t, err, id)
+		p := testkit.Decode(t, a, with())
 		plan, err := a.Plan(ctx, env, p)
 		require.NoError(t, err, id)
 		if plan.Outputs != nil {

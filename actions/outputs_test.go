@@ -27,7 +27,7 @@ type keyOutputs struct {
 // keyAction records what Validate saw, so that tests can tell the order of
 // the lifecycle.
 func keyAction(validated *keyParams, plan PlanOf[keyOutputs], res ResultOf[keyOutputs]) Action {
-	return New(TypedDefinition[keyParams, keyOutputs]{
+	return New(Definition[keyParams, keyOutputs]{
 		Name: "test.key",
 		Provision: func(p *keyParams) {
 			if p.Region == "" {
@@ -162,7 +162,7 @@ func TestOutputsStructHoldsPlainValues(t *testing.T) {
 	require.Equal(t, []Output{{Name: "items", Type: "list"}, {Name: "count", Type: "map"}}, ok.declared)
 
 	require.PanicsWithValue(t, "action test.bad: outputs: field A: actions.nested is not a plain value (a string, bool or number, or a list or map of them)", func() {
-		New(TypedDefinition[keyParams, struct {
+		New(Definition[keyParams, struct {
 			A nested `json:"a"`
 		}]{Name: "test.bad"})
 	})
@@ -180,24 +180,24 @@ func TestCheckOutputsReportsEveryDifference(t *testing.T) {
 	require.NoError(t, CheckOutputs(spec, nil), "no outputs at all: the step gave none")
 }
 
-// The untyped Definition still builds actions (test doubles use it); only
-// CheckOutputs ties what they return to what they declare.
-func TestUntypedDefinition(t *testing.T) {
+// A test double is a Definition like any action: what it returns matches
+// what it declares, a refusal by Validate names the action, and a
+// definition without DoFunc says so when run.
+func TestTestDoubleDefinition(t *testing.T) {
 	t.Parallel()
-	a := New(Definition[echoParams]{
-		Name:    "test.untyped",
-		Outputs: []Output{{Name: "said", Type: "string"}},
-		Validate: func(p *echoParams) error {
+	a := New(Definition[echoParams, echoOutputs]{
+		Name: "test.double",
+		Validate: func(p echoParams) error {
 			if p.Times < 0 {
 				return errors.New("times must not be negative")
 			}
 			return nil
 		},
-		PlanFunc: func(_ context.Context, _ Env, p *echoParams) (Plan, error) {
-			return Plan{Summary: "would say " + p.Message}, nil
+		PlanFunc: func(_ context.Context, _ Env, p *echoParams) (PlanOf[echoOutputs], error) {
+			return PlanOf[echoOutputs]{Summary: "would say " + p.Message}, nil
 		},
-		DoFunc: func(_ context.Context, _ Env, p *echoParams) (Result, error) {
-			return Result{Outcome: Done, Outputs: map[string]any{"said": p.Message}}, nil
+		DoFunc: func(_ context.Context, _ Env, p *echoParams) (ResultOf[echoOutputs], error) {
+			return ResultOf[echoOutputs]{Outcome: Done, Outputs: &echoOutputs{Said: p.Message}}, nil
 		},
 	})
 	p, err := a.Decode(map[string]any{"message": "hi"})
@@ -206,8 +206,8 @@ func TestUntypedDefinition(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, CheckOutputs(a.Spec(), res.Outputs))
 	_, err = a.Decode(map[string]any{"message": "hi", "times": -1})
-	require.ErrorContains(t, err, "test.untyped: times must not be negative")
+	require.ErrorContains(t, err, "test.double: times must not be negative")
 
-	_, err = New(Definition[echoParams]{Name: "test.nothing"}).Do(context.Background(), Env{}, p)
+	_, err = New(Definition[echoParams, echoOutputs]{Name: "test.nothing"}).Do(context.Background(), Env{}, p)
 	require.ErrorContains(t, err, "test.nothing: the action has no DoFunc")
 }

@@ -27,7 +27,7 @@ var (
 // requireNoPiece fails if any piece of a planted secret is in text.
 func requireNoPiece(t *testing.T, text, _, where string) {
 	t.Helper()
-	planted.Require(t, where, text)
+	planted.RequireNone(t, where, text)
 }
 
 // The red-team pass found secrets that fixed 40-character windows missed

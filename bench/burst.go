@@ -42,7 +42,7 @@ func burstAccount(i int) string { return fmt.Sprintf("2000000%05d", i) }
 // long CloudTrail queries are running when the burst starts.
 func burstContain(ctx context.Context, accounts, users int, latency time.Duration, impacts int) (burstResult, error) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "accounts:\n  - id: %q\n    users:\n      - name: stanch-responder\n        keys: [{id: %s, secret: %s}]\n", account, responderKey, responderSecret)
+	fmt.Fprintf(&b, "accounts:\n  - id: %q\n    users:\n      - %s\n", account, sandbox.ResponderSeedUser)
 	if impacts > 0 {
 		fmt.Fprintf(&b, "      - name: noisy\n        keys: [{id: AKIANOISYKEY00000000, secret: noisySecretNoisySecretNoisySecretNoisy00}]\n")
 		fmt.Fprintf(&b, "    regions: [us-east-1]\n    event_generators: [{access_key_id: AKIANOISYKEY00000000, user: noisy, regions: [us-east-1], count: 1000, seed: 1}]\n")

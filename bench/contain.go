@@ -61,7 +61,7 @@ func keyID(i int) string { return fmt.Sprintf("AKIABENCH%011d", i) }
 
 func seed(n int) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "accounts:\n  - id: %q\n    users:\n      - name: stanch-responder\n        keys: [{id: %s, secret: %s}]\n", account, responderKey, responderSecret)
+	fmt.Fprintf(&b, "accounts:\n  - id: %q\n    users:\n      - %s\n", account, sandbox.ResponderSeedUser)
 	for i := range n {
 		fmt.Fprintf(&b, "      - name: user%05d\n        keys: [{id: %s, secret: benchSecretBenchSecretBenchSecret%07d}]\n", i, keyID(i), i)
 	}
@@ -190,7 +190,7 @@ func sdkFloor(ctx context.Context, cfg aws.Config, firstKey, repeats int) (time.
 // creates would dial connections of its own and keep them open.
 func awsConfig(url string) aws.Config {
 	return aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(url), HTTPClient: awshttp.NewBuildableClient(),
-		Credentials: aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider(responderKey, responderSecret, ""))}
+		Credentials: aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider(sandbox.ResponderKeyID, sandbox.ResponderSecret, ""))}
 }
 
 func pct(sorted []time.Duration, p int) time.Duration {

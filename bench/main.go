@@ -5,8 +5,10 @@
 // throughput of the webhook, a burst of 1,000 keys over 100 accounts with
 // and without long impact queries, the AWS CLI runbook side by side, the
 // memory of waiting runs, an idle stanch serve's CPU and writes, and the
-// CloudTrail impact query against its rate limit. -only runs one part
-// (ack, contain, idle or impact) and prints it.
+// CloudTrail impact query against its rate limit; then the same on
+// PostgreSQL with one and three replicas, and the takeover after a kill
+// (bench/replicas.go). -only runs one part (ack, contain, idle, impact or
+// postgres) and prints it.
 package main
 
 import (
@@ -21,10 +23,8 @@ import (
 )
 
 const (
-	account         = "111122223333"
-	responderKey    = "AKIAIOSFODNN7RESPOND"
-	responderSecret = "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"
-	hookSecret      = "bench-eventbridge-secret"
+	account    = "111122223333"
+	hookSecret = "bench-eventbridge-secret"
 )
 
 // containment is the hot path measured: the containment steps of the
@@ -51,7 +51,7 @@ func main() {
 	alerts := flag.Int("alerts", 200, "alerts per latency")
 	latencies := flag.String("latencies", "0ms,50ms", "injected latency per AWS call, comma-separated")
 	out := flag.String("out", "", "also write the report to this markdown file")
-	only := flag.String("only", "", "run one benchmark only and print it: ack, contain, idle or impact")
+	only := flag.String("only", "", "run one benchmark only and print it: ack, contain, idle, impact or postgres")
 	idleWindow := flag.Duration("idle", time.Minute, "how long the idle benchmark watches stanch serve")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
@@ -96,8 +96,11 @@ func main() {
 		}
 		fmt.Print(impact.render())
 		return
+	} else if *only == "postgres" {
+		fmt.Print(postgresFigures(ctx).render())
+		return
 	} else if *only != "" {
-		fail(fmt.Errorf("-only %q: the benchmarks that run alone are: ack, contain, idle, impact", *only))
+		fail(fmt.Errorf("-only %q: the benchmarks that run alone are: ack, contain, idle, impact, postgres", *only))
 	}
 
 	rows, err := containRows(ctx, *latencies, *alerts)
@@ -133,7 +136,8 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
-	report := render(rows, *alerts) + renderBurst(burst, busy) + cli.render() + ack.render() + mem.render() + idle.render() + impact.render()
+	pg := postgresFigures(ctx)
+	report := render(rows, *alerts) + renderBurst(burst, busy) + cli.render() + ack.render() + mem.render() + idle.render() + impact.render() + pg.render()
 	fmt.Print(report)
 	if *out != "" {
 		if err := os.WriteFile(*out, []byte(report), 0o644); err != nil {

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sort"
 	"time"
+
+	"github.com/stanchhq/stanch/sandbox"
 )
 
 type runbookResult struct {
@@ -34,7 +36,7 @@ func runbook(ctx context.Context, n int) (runbookResult, error) {
 	var times []time.Duration
 	for i := range n {
 		cmd := exec.CommandContext(ctx, "bash", script, keyID(i))
-		cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL="+awsURL(h), "AWS_ACCESS_KEY_ID="+responderKey, "AWS_SECRET_ACCESS_KEY="+responderSecret,
+		cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL="+awsURL(h), "AWS_ACCESS_KEY_ID="+sandbox.ResponderKeyID, "AWS_SECRET_ACCESS_KEY="+sandbox.ResponderSecret,
 			"AWS_DEFAULT_REGION=us-east-1", "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "AWS_PAGER=")
 		start := time.Now()
 		if out, err := cmd.CombinedOutput(); err != nil {

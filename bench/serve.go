@@ -79,7 +79,7 @@ func serveWaiting(ctx context.Context, n int) (*served, error) {
 	closers = append(closers, awsSrv.Close)
 	path := filepath.Join(dir, "stanch.db")
 	cmd := exec.CommandContext(ctx, bin, "serve", "--listen", "127.0.0.1:0", "--playbooks", pbPath, "--database", "file:"+path, "--rate-limit", "0")
-	cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL="+awsSrv.URL, "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID="+responderKey, "AWS_SECRET_ACCESS_KEY="+responderSecret,
+	cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL="+awsSrv.URL, "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID="+sandbox.ResponderKeyID, "AWS_SECRET_ACCESS_KEY="+sandbox.ResponderSecret,
 		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "HOME="+dir, "STANCH_EVENTBRIDGE_SECRET="+hookSecret)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

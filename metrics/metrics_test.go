@@ -3,13 +3,11 @@ package metrics
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/stanchhq/stanch/actions"
 	"github.com/stanchhq/stanch/alert"
+	"github.com/stanchhq/stanch/internal/testkit"
 	"github.com/stanchhq/stanch/metrics/metricstest"
 	"github.com/stanchhq/stanch/playbooks"
 	"github.com/stanchhq/stanch/runner"
@@ -25,33 +24,9 @@ import (
 )
 
 // The metrics are fed by a real runner on a real (SQLite) store, running
-// actions defined here the way providers define theirs, and by the real
-// endpoints; every check reads what /metrics serves.
-
-type noParams struct{}
-
-// testActions: test.check reads, test.contain contains (as
-// aws.deactivate_key does), test.refused fails as AWS refusing it would.
-func testActions(t *testing.T) *actions.Registry {
-	t.Helper()
-	plan := func(context.Context, actions.Env, *noParams) (actions.Plan, error) {
-		return actions.Plan{Summary: "would"}, nil
-	}
-	done := func(context.Context, actions.Env, *noParams) (actions.Result, error) {
-		return actions.Result{Outcome: actions.Done}, nil
-	}
-	reg, err := actions.NewRegistry(
-		actions.New(actions.Definition[noParams]{Name: "test.check", PlanFunc: plan, DoFunc: done}),
-		actions.New(actions.Definition[noParams]{Name: "test.contain", Containment: true, PlanFunc: plan, DoFunc: done}),
-		actions.New(actions.Definition[noParams]{Name: "test.refused", PlanFunc: plan,
-			DoFunc: func(context.Context, actions.Env, *noParams) (actions.Result, error) {
-				err := errors.New("update access key: api error AccessDenied: not authorized")
-				return actions.Result{}, actions.Permanent(actions.WithAPIError(err, actions.APIError{Provider: "aws", Service: "iam", Code: "AccessDenied"}))
-			}}),
-	)
-	require.NoError(t, err)
-	return reg
-}
+// the actions of testkit.World (test.check reads, test.contain contains as
+// aws.deactivate_key does, test.refused fails as AWS refusing it would),
+// and by the real endpoints; every check reads what /metrics serves.
 
 type bundle struct {
 	metrics *Metrics
@@ -63,10 +38,10 @@ type bundle struct {
 func setup(t *testing.T) *bundle {
 	t.Helper()
 	ctx := context.Background()
-	db, err := runner.OpenDatabase(ctx, "file:"+filepath.Join(t.TempDir(), "stanch.db"))
+	db, err := runner.OpenDatabase(ctx, testkit.SQLiteURL(t))
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
-	b := &bundle{metrics: New(nil), reg: testActions(t)}
+	b := &bundle{metrics: New(nil), reg: testkit.NewWorld().Registry(t)}
 	b.runner, err = runner.New(ctx, runner.Config{DB: db, Registry: b.reg, Observer: b.metrics.Observe})
 	require.NoError(t, err)
 	require.NoError(t, b.runner.Start(ctx))
@@ -280,11 +255,11 @@ func TestMetricsCountWhatEndpointsAnswer(t *testing.T) {
 
 func TestStoreThatDoesNotAnswer(t *testing.T) {
 	t.Parallel()
-	db, err := runner.OpenDatabase(context.Background(), "file:"+filepath.Join(t.TempDir(), "stanch.db"))
+	db, err := runner.OpenDatabase(context.Background(), testkit.SQLiteURL(t))
 	require.NoError(t, err)
 	// New makes the tables (River's and stanch's); the runner is not
 	// started, as in the moments before stanch serve starts it.
-	r, err := runner.New(context.Background(), runner.Config{DB: db, Registry: testActions(t)})
+	r, err := runner.New(context.Background(), runner.Config{DB: db, Registry: testkit.NewWorld().Registry(t)})
 	require.NoError(t, err)
 	store := r.Store()
 	ping := func(ctx context.Context) error {

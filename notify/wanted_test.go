@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/internal/planted"
 	"github.com/stanchhq/stanch/internal/slackfixture"
 	"github.com/stanchhq/stanch/slack"
 )
@@ -69,7 +70,7 @@ func TestWantedMessages(t *testing.T) {
 	require.Contains(t, slack.BlocksJSON(want[6].Message), slack.ActionApprove, "a waiting request has its buttons")
 	require.True(t, strings.HasPrefix(want[8].Message.Text, "⏫ Escalated: Approval needed: rotate"), want[8].Message.Text)
 	for _, w := range want {
-		require.NotContains(t, w.Message.Text+slack.BlocksJSON(w.Message), slackfixture.Planted, w.Key)
+		planted.RequireNone(t, "message "+w.Key, w.Message.Text, slack.BlocksJSON(w.Message))
 	}
 }
 

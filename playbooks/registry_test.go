@@ -21,22 +21,23 @@ type secretMakerParams struct {
 	Wait  actions.Duration `json:"wait" doc:"how long to wait"`
 }
 
+type secretMakerOutputs struct {
+	ID     string `json:"id"`
+	Secret string `json:"secret" secret:"true"`
+}
+
 // testRegistry holds the real AWS actions (built without credentials: no
 // test here runs them) and test.secret_maker, which has a secret output and
 // int and duration parameters for the rules about those.
 func testRegistry(t *testing.T) *actions.Registry {
 	t.Helper()
-	secret := actions.New(actions.Definition[secretMakerParams]{
+	secret := actions.New(actions.Definition[secretMakerParams, secretMakerOutputs]{
 		Name: "test.secret_maker",
-		Outputs: []actions.Output{
-			{Name: "id", Type: "string"},
-			{Name: "secret", Type: "string", Secret: true},
+		PlanFunc: func(context.Context, actions.Env, *secretMakerParams) (actions.PlanOf[secretMakerOutputs], error) {
+			return actions.PlanOf[secretMakerOutputs]{}, errNotCalled
 		},
-		PlanFunc: func(context.Context, actions.Env, *secretMakerParams) (actions.Plan, error) {
-			return actions.Plan{}, errNotCalled
-		},
-		DoFunc: func(context.Context, actions.Env, *secretMakerParams) (actions.Result, error) {
-			return actions.Result{}, errNotCalled
+		DoFunc: func(context.Context, actions.Env, *secretMakerParams) (actions.ResultOf[secretMakerOutputs], error) {
+			return actions.ResultOf[secretMakerOutputs]{}, errNotCalled
 		},
 	})
 	reg, err := actions.NewRegistry(append(awsactions.Actions(awsactions.NewProvider(awsactions.ProviderOptions{})), secret)...)

@@ -101,5 +101,5 @@ func (r *Runner) awaitApproval(ctx context.Context, run Run, step *playbooks.Ste
 func (r *Runner) planForApproval(ctx context.Context, run Run, step *playbooks.Step, action actions.Action, params any) (actions.Plan, error) {
 	pctx, cancel := context.WithTimeout(ctx, min(step.Timeout, time.Minute))
 	defer cancel()
-	return action.Plan(pctx, r.env(run, step, 1, r.cfg.Now()), params)
+	return action.Plan(pctx, r.env(run, step, Attempt{Number: 1, StepStarted: r.cfg.Now()}), params)
 }

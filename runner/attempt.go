@@ -52,10 +52,11 @@ func (s *stepRun) attempts(ctx context.Context, action actions.Action, params an
 // attempt begins the step's next attempt, runs the action and records the
 // outcome.
 func (s *stepRun) attempt(ctx context.Context, action actions.Action, params any) (playbooks.StepState, error) {
-	attempt, stepStarted, err := s.r.store.BeginAttempt(ctx, s.run.ID, s.step.ID, s.seq, s.step.Action)
+	begun, err := s.r.store.BeginAttempt(ctx, s.run.ID, s.step.ID, s.seq, s.step.Action)
 	if err != nil {
 		return playbooks.StepState{}, err
 	}
+	attempt := begun.Number
 	if attempt > s.step.Retry.Attempts {
 		// Earlier attempts died with their process; do not start more
 		// than the playbook allows.
@@ -64,7 +65,7 @@ func (s *stepRun) attempt(ctx context.Context, action actions.Action, params any
 	s.r.emit(Event{Kind: EventStepStarted, RunID: s.run.ID, StepID: s.step.ID, Action: s.step.Action, Attempt: attempt})
 	started := time.Now()
 	s.r.attemptClock.start(*s.run, s.step.ID, started)
-	res, err := s.r.doAttempt(ctx, *s.run, s.step, action, params, attempt, stepStarted)
+	res, err := s.r.doAttempt(ctx, *s.run, s.step, action, params, begun)
 	if err != nil {
 		return s.failed(ctx, attempt, err)
 	}
@@ -121,20 +122,22 @@ func (s *stepRun) failed(ctx context.Context, attempt int, err error) (playbooks
 }
 
 // env is what an action is told about the step it runs in.
-func (r *Runner) env(run Run, step *playbooks.Step, attempt int, stepStarted time.Time) actions.Env {
+func (r *Runner) env(run Run, step *playbooks.Step, attempt Attempt) actions.Env {
 	return actions.Env{
 		RunID:          run.ID,
 		StepID:         step.ID,
-		Attempt:        attempt,
+		Attempt:        attempt.Number,
 		IdempotencyKey: run.ID + "/" + step.ID,
-		StepStartedAt:  stepStarted,
+		StepStartedAt:  attempt.StepStarted,
+		Resumed:        attempt.Checkpoint,
 		Owner:          run.Owner,
 		Logger:         r.log.With("run", run.ID, "step", step.ID, "action", step.Action),
 		Report:         func(ctx context.Context) (actions.Report, error) { return r.Report(ctx, run.ID) },
 	}
 }
 
-func (r *Runner) doAttempt(ctx context.Context, run Run, step *playbooks.Step, action actions.Action, params any, attempt int, stepStarted time.Time) (res actions.Result, err error) {
+func (r *Runner) doAttempt(ctx context.Context, run Run, step *playbooks.Step, action actions.Action, params any, begun Attempt) (res actions.Result, err error) {
+	attempt := begun.Number
 	actx, cancel := context.WithTimeout(ctx, step.Timeout)
 	defer cancel()
 	defer func() {
@@ -143,7 +146,7 @@ func (r *Runner) doAttempt(ctx context.Context, run Run, step *playbooks.Step, a
 			err = actions.Permanent(fmt.Errorf("action %s panicked: %v", step.Action, p))
 		}
 	}()
-	env := r.env(run, step, attempt, stepStarted)
+	env := r.env(run, step, begun)
 	env.Progress = func(msg string) {
 		r.emit(Event{Kind: EventStepProgress, RunID: run.ID, StepID: step.ID, Action: step.Action, Attempt: attempt, Message: msg})
 	}
@@ -154,6 +157,12 @@ func (r *Runner) doAttempt(ctx context.Context, run Run, step *playbooks.Step, a
 			r.log.Warn("could not journal an effect", "run", run.ID, "step", step.ID, "error", err)
 		}
 		r.emit(Event{Kind: EventStepEffect, RunID: run.ID, StepID: step.ID, Action: step.Action, Attempt: attempt, Message: e.String()})
+	}
+	env.Checkpoint = func(_ context.Context, state []byte) error {
+		// On the pass's context, whatever the action hands in: it carries
+		// the fence, so a replica that lost the run (or its lease) cannot
+		// checkpoint over its successor (fence.go).
+		return r.store.SaveCheckpoint(ctx, run.ID, step.ID, state)
 	}
 	res, err = action.Do(actx, env, params)
 	if err != nil && errors.Is(actx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {

@@ -113,10 +113,20 @@ func openSQLite(path, extra string) (*Database, error) {
 	return &Database{Dialect: SQLite, URL: "file:" + path, Path: path, SQL: db, durable: durable}, nil
 }
 
+// defaultPoolConns is each replica's PostgreSQL pool unless the URL sets
+// pool_max_conns; docs/runs.md sizes max_connections by it.
+const defaultPoolConns = 16
+
 func openPostgres(ctx context.Context, url string) (*Database, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrDatabaseURL, err)
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		// pgx's default, the larger of 4 and the number of CPUs, starves a
+		// replica: its containment workers, River's producers and notifier
+		// and the webhook commits all draw on the pool.
+		cfg.MaxConns = defaultPoolConns
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -157,6 +157,7 @@ func (r *Runner) background() {
 	})
 	r.loops.Go(func() { r.sweepLoop(ctx) })
 	if r.cfg.DB.Dialect != SQLite {
+		r.loops.Go(func() { r.reapLoop(ctx) })
 		return
 	}
 	r.loops.Go(func() { r.keepHouse(ctx, r.exec) })

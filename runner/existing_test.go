@@ -2,11 +2,11 @@ package runner
 
 import (
 	"context"
-	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/stanchhq/stanch/internal/testkit"
 	"github.com/stretchr/testify/require"
 )
 
@@ -40,21 +40,13 @@ func TestOpenExistingDatabase(t *testing.T) {
 	})
 	t.Run("postgres", func(t *testing.T) {
 		t.Parallel()
-		base := os.Getenv("STANCH_TEST_POSTGRES")
-		if base == "" {
-			t.Skip("STANCH_TEST_POSTGRES is not set (make test sets it)")
-		}
-		db := freshPostgres(t, base)
-		u, err := url.Parse(base)
-		require.NoError(t, err)
-		shown, err := url.Parse(db.URL)
-		require.NoError(t, err)
-		u.Path = shown.Path // the fresh database, with base's password
-		_, err = OpenExistingDatabase(ctx, u.String())
+		storeURL := testkit.PostgresURL(t) // skipped without STANCH_TEST_POSTGRES
+		db := openTestDatabase(t, storeURL)
+		_, err := OpenExistingDatabase(ctx, storeURL)
 		require.ErrorIs(t, err, ErrNoStore, "a database without stanch's tables")
 		require.Contains(t, err.Error(), "no store at "+db.URL+": it holds no stanch tables")
 		require.NoError(t, NewStore(db, nil).Migrate(ctx))
-		checkExisting(t, u.String())
+		checkExisting(t, storeURL)
 	})
 }
 

@@ -29,6 +29,11 @@ type intake struct {
 	// then will never be committed.
 	exited chan struct{}
 	wg     sync.WaitGroup
+	// committers bounds the batches committing at once on PostgreSQL;
+	// commits are those batches, which the loop waits for before it says
+	// it exited.
+	committers chan struct{}
+	commits    sync.WaitGroup
 }
 
 type intakeReq struct {
@@ -41,14 +46,20 @@ type intakeResult struct {
 	err error
 }
 
+// pgCommitters is how many batches commit at once on PostgreSQL; SQLite
+// has one writer.
+const pgCommitters = 4
+
 // maxIntakeBatch bounds a transaction, so one batch never holds the
 // connection for long.
 const maxIntakeBatch = 256
 
 func newIntake(r *Runner) *intake {
-	in := &intake{r: r, reqs: make(chan *intakeReq, maxIntakeBatch), stop: make(chan struct{}), exited: make(chan struct{})}
+	in := &intake{r: r, reqs: make(chan *intakeReq, maxIntakeBatch), stop: make(chan struct{}), exited: make(chan struct{}),
+		committers: make(chan struct{}, pgCommitters)}
 	in.wg.Go(func() {
 		defer close(in.exited)
+		defer in.commits.Wait()
 		in.loop()
 	})
 	return in
@@ -104,7 +115,22 @@ func (in *intake) loop() {
 				break more
 			}
 		}
-		in.commit(batch)
+		if in.r.cfg.DB.Dialect == SQLite {
+			in.commit(batch)
+			continue
+		}
+		// PostgreSQL takes concurrent writers: a batch does not wait for the
+		// one before it to commit, only for a free committer.
+		select {
+		case in.committers <- struct{}{}:
+		case <-in.stop:
+			in.commit(batch)
+			return
+		}
+		in.commits.Go(func() {
+			defer func() { <-in.committers }()
+			in.commit(batch)
+		})
 	}
 }
 

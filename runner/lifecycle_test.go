@@ -102,9 +102,9 @@ func TestStepsActOnTheIdentifiedOwner(t *testing.T) {
 			require.Equal(t, RunFailed, run.Status)
 			require.Equal(t, "delete", run.FailedStep)
 			require.Contains(t, run.Error, "step delete would act on account 111122223333 (parameter account), but the credential AKIAIOSFODNN7EXAMPLE belongs to user ci-bot in account 444455556666 (identified by step identify); nothing was changed")
-			require.Equal(t, 1, b.world.effect("rotate@444455556666/ci-bot"), "rotate acted on the owner without being told")
-			require.Zero(t, b.world.effect("delete@111122223333/ci-bot"), "nothing in the other account")
-			require.Zero(t, b.world.effect("delete@444455556666/ci-bot"))
+			require.Equal(t, 1, b.world.Effect("rotate@444455556666/ci-bot"), "rotate acted on the owner without being told")
+			require.Zero(t, b.world.Effect("delete@111122223333/ci-bot"), "nothing in the other account")
+			require.Zero(t, b.world.Effect("delete@444455556666/ci-bot"))
 			require.Equal(t, actions.Owner{Account: "444455556666", User: "ci-bot", Credential: "AKIAIOSFODNN7EXAMPLE", By: "identify"}, run.Owner)
 			journal := journalOf(t, b, run.ID)
 			require.Contains(t, journal, "owner_identified identify AKIAIOSFODNN7EXAMPLE belongs to user ci-bot in account 444455556666: every later step acts there")
@@ -120,7 +120,7 @@ func TestExplicitTargetActsWhereItSays(t *testing.T) {
 	run := submitOne(t, b, pb, alertIn("AKIAIOSFODNN7EXAMPLE", "111122223333"))
 	run = b.waitStatus(t, run.ID, RunSucceeded, RunFailed)
 	require.Equal(t, RunSucceeded, run.Status, run.Error)
-	require.Equal(t, 1, b.world.effect("delete@111122223333/"), "told to act elsewhere on purpose, it does")
+	require.Equal(t, 1, b.world.Effect("delete@111122223333/"), "told to act elsewhere on purpose, it does")
 }
 
 func TestASecondOwnerStopsTheRun(t *testing.T) {
@@ -144,7 +144,7 @@ steps:
 	require.Equal(t, RunFailed, run.Status)
 	require.Equal(t, "identify_again", run.FailedStep)
 	require.Contains(t, run.Error, "one run acts on one owner")
-	require.Zero(t, b.world.effect("rotate@444455556666/ci-bot")+b.world.effect("rotate@111122223333/ci-bot"))
+	require.Zero(t, b.world.Effect("rotate@444455556666/ci-bot")+b.world.Effect("rotate@111122223333/ci-bot"))
 }
 
 const effectsPlaybook = `
@@ -207,8 +207,8 @@ func TestApprovalsStateEffectsAndDenialsMaySkip(t *testing.T) {
 			require.NoError(t, err)
 			run = b.waitStatus(t, run.ID, RunSucceeded, RunFailed, RunCancelled)
 			require.Equal(t, RunSucceeded, run.Status, "the denied step was skipped and the run went on")
-			require.Zero(t, b.world.effect("rotate@444455556666/ci-bot"))
-			require.Equal(t, 1, b.world.effect("delete"))
+			require.Zero(t, b.world.Effect("rotate@444455556666/ci-bot"))
+			require.Equal(t, 1, b.world.Effect("delete"))
 			steps, err = b.runner.Store().Steps(ctx, run.ID)
 			require.NoError(t, err)
 			require.Equal(t, StepDenied, steps["rotate"].Status)
@@ -264,8 +264,8 @@ func TestRunLifecycle(t *testing.T) {
 			require.Equal(t, 1, run.Generation)
 			run = b.waitStatus(t, run.ID, RunWaitingApproval)
 			require.Equal(t, "destroy", run.WaitingStep)
-			require.Equal(t, 1, b.world.effect("contain"), "finished steps before the retried one are not repeated")
-			require.Equal(t, 1, b.world.effect("flaky"))
+			require.Equal(t, 1, b.world.Effect("contain"), "finished steps before the retried one are not repeated")
+			require.Equal(t, 1, b.world.Effect("flaky"))
 
 			_, err = b.runner.Retry(ctx, run.ID, "", "alice")
 			require.ErrorContains(t, err, "waiting for approval of step destroy: only a failed or cancelled run is retried; cancel it first")
@@ -277,7 +277,7 @@ func TestRunLifecycle(t *testing.T) {
 			_, _, err = b.runner.Decide(ctx, Decision{RunID: run.ID, StepID: "destroy", Decision: Approved, By: "alice", Via: "cli"})
 			require.ErrorIs(t, err, ErrNotWaiting, "a cancelled run's approval cannot be decided")
 			require.ErrorContains(t, err, "has ended")
-			require.Zero(t, b.world.effect("destroy"))
+			require.Zero(t, b.world.Effect("destroy"))
 
 			// Retried from the step it was waiting on: asked again.
 			run, err = b.runner.Retry(ctx, run.ID, "", "carol")
@@ -291,7 +291,7 @@ func TestRunLifecycle(t *testing.T) {
 			require.NoError(t, err)
 			run = b.waitStatus(t, run.ID, RunSucceeded, RunFailed, RunCancelled)
 			require.Equal(t, RunSucceeded, run.Status)
-			require.Equal(t, 1, b.world.effect("destroy"))
+			require.Equal(t, 1, b.world.Effect("destroy"))
 
 			_, err = b.runner.Retry(ctx, run.ID, "", "alice")
 			require.ErrorContains(t, err, "succeeded: there is nothing to retry")
@@ -360,11 +360,11 @@ steps:
 			require.NoError(t, err)
 			_, err = b.runner.Retry(ctx, run.ID, "", "alice")
 			require.ErrorContains(t, err, "still finishing the step", "no second worker on the step in flight")
-			close(b.world.gate)
+			b.world.OpenGate()
 			b.waitStep(t, run.ID, "query", StepSucceeded)
 			run = b.waitStatus(t, run.ID, RunCancelled)
 			require.Equal(t, "cancelled by bob", run.Error)
-			require.Zero(t, b.world.effect("after"), "nothing starts after a cancel")
+			require.Zero(t, b.world.Effect("after"), "nothing starts after a cancel")
 		})
 	}
 }

@@ -64,15 +64,41 @@ func (m runMessages) SaveMessage(ctx context.Context, msg Message) error {
 // hands it to n with the run's message records. The notify queue's jobs
 // call it with the configured Notifier; a command that works one run calls
 // it before it exits, so that what people see is where the run stands.
-// Syncs of one run are serialised in this process, so that a rendering of
-// an older report never lands after that of a newer one.
+// Syncs of one run are serialised, in this process and, on PostgreSQL,
+// across replicas, so that a rendering of an older report never lands
+// after that of a newer one, and two replicas syncing at once do not both
+// find a message missing and post it twice.
 func (r *Runner) SyncMessages(ctx context.Context, n Notifier, runID string) error {
 	defer r.syncs.lock(runID)()
+	unlock, err := r.lockAcrossReplicas(ctx, "sync:"+runID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	rep, err := r.Report(ctx, runID)
 	if err != nil {
 		return err
 	}
 	return n.Sync(ctx, rep, runMessages{store: r.store, runID: runID})
+}
+
+// lockAcrossReplicas holds a PostgreSQL advisory lock named name until
+// unlock is called: a transaction that only holds the lock, so that the
+// work under it commits on its own. Nothing to do on SQLite, where one
+// process works the store.
+func (r *Runner) lockAcrossReplicas(ctx context.Context, name string) (unlock func(), err error) {
+	if r.cfg.DB.Dialect != Postgres {
+		return func() {}, nil
+	}
+	tx, err := r.cfg.DB.Pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", name, err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, name); err != nil {
+		_ = tx.Rollback(ctx)
+		return nil, fmt.Errorf("lock %s: %w", name, err)
+	}
+	return func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }, nil
 }
 
 // runLocks serialise work on one run in this process; the zero value is
@@ -192,6 +218,12 @@ type notifyWorker struct {
 func (w *notifyWorker) Work(ctx context.Context, job *river.Job[NotifyArgs]) error {
 	if w.r.cfg.Notifier == nil {
 		return nil
+	}
+	// A replica paused past its lease must not post over its successor.
+	ctx, release, _, held := w.r.leased(ctx)
+	defer release()
+	if !held {
+		return river.JobSnooze(time.Second)
 	}
 	err := w.r.SyncMessages(ctx, w.r.cfg.Notifier, job.Args.RunID)
 	var later RetryAfter

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/riverqueue/river/rivertype"
+	"github.com/stanchhq/stanch/internal/testkit"
 	"github.com/stretchr/testify/require"
 )
 
@@ -131,14 +132,14 @@ steps:
 			require.NoError(t, err)
 			require.Equal(t, 1, countEvents(journal, "attempt_started"))
 			require.Zero(t, countEvents(journal, "run_resumed"), "sleeping between attempts is not a crash")
-			require.Zero(t, b.world.effect("throttled"))
+			require.Zero(t, b.world.Effect("throttled"))
 
 			_, err = b.runner.Cancel(ctx, throttled.ID, "bob", "enough")
 			require.NoError(t, err)
 			b.waitJob(t, run.JobID, "woke, saw the run ended and finished", func(job *rivertype.JobRow) bool {
 				return job.State == rivertype.JobStateCompleted
 			})
-			require.Zero(t, b.world.effect("throttled"))
+			require.Zero(t, b.world.Effect("throttled"))
 		})
 	}
 }
@@ -163,7 +164,7 @@ steps:
 `), testAlert("AKIAIOSFODNN7EXAMPLE"))
 			run := b.waitStatus(t, flaky.ID, RunSucceeded, RunFailed)
 			require.Equal(t, RunSucceeded, run.Status)
-			require.Equal(t, 1, b.world.effect("flaky"))
+			require.Equal(t, 1, b.world.Effect("flaky"))
 			steps, err := b.runner.Store().Steps(ctx, run.ID)
 			require.NoError(t, err)
 			require.Equal(t, 3, steps["flaky"].Attempts)
@@ -200,7 +201,7 @@ steps:
 `), testAlert("AKIAIOSFODNN7EXAMPLE"))
 	run = b.waitStatus(t, run.ID, RunSucceeded, RunFailed)
 	require.Equal(t, RunSucceeded, run.Status, run.Error)
-	require.Equal(t, 1, b.world.effect(plantedSecret))
+	require.Equal(t, 1, b.world.Effect(testkit.Secret))
 	steps, err := b.runner.Store().Steps(context.Background(), run.ID)
 	require.NoError(t, err)
 	require.Equal(t, 2, steps["use"].Attempts)

@@ -42,6 +42,9 @@ type RunArgs struct {
 	// Generation is the run's generation the job works (see Retry): a
 	// retried run gets a new job, and an older one leaves it alone.
 	Generation int `json:"generation,omitempty"`
+	// Takeover is the run's takeover count the job works (takeover.go): a
+	// job of a replica whose run was taken over leaves it alone.
+	Takeover int `json:"takeover,omitempty"`
 }
 
 // Kind is the job kind stored by River.
@@ -101,6 +104,10 @@ type Config struct {
 	// UnactedPoster, when set, shows each alert that started no run to
 	// people (Slack), once, from a notify worker (see unacted.go).
 	UnactedPoster UnactedPoster
+	// LeaseTTL is how long a replica's lease lasts without renewal on
+	// PostgreSQL (default DefaultLeaseTTL): a dead replica's runs are taken
+	// over within about this long (lease.go).
+	LeaseTTL time.Duration
 	// fetchPoll, when set, replaces the workers' backstop poll: tests set
 	// an hour to show that nothing waits for it.
 	fetchPoll time.Duration
@@ -135,6 +142,14 @@ type Runner struct {
 	// insertTx inserts jobs in a transaction of the store's own (SQLite,
 	// where River's transactions are *sql.Tx); nil on PostgreSQL.
 	insertTx func(ctx context.Context, tx *sql.Tx, params []river.InsertManyParams) error
+	// insertPgTx inserts jobs in a PostgreSQL transaction (takeover.go);
+	// nil on SQLite.
+	insertPgTx func(ctx context.Context, tx pgx.Tx, params []river.InsertManyParams) error
+	// member is this replica's lease on PostgreSQL (lease.go); nil on
+	// SQLite, where one process works the store.
+	member *membership
+	// stopLease ends the lease, after the workers stopped.
+	stopLease func()
 	// exec is River's executor, for the maintenance the runner does itself
 	// on SQLite (embedded.go).
 	exec riverdriver.Executor
@@ -174,6 +189,9 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 	}
 	if cfg.NotifyWorkers <= 0 {
 		cfg.NotifyWorkers = 4
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = DefaultLeaseTTL
 	}
 	r := &Runner{cfg: cfg, store: NewStore(cfg.DB, cfg.Now), log: cfg.Logger}
 	r.waker = newWaker(r)
@@ -224,6 +242,10 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 		rcfg.LeaderElectionDisabled = true
 		rcfg.PeriodicJobs = nil
 	}
+	if cfg.DB.Dialect == Postgres {
+		r.member = &membership{db: cfg.DB, id: newReplicaID(), ttl: cfg.LeaseTTL, log: r.log, rejoin: r.takeOver}
+		rcfg.ID = r.member.id
+	}
 	if cfg.fetchPoll > 0 {
 		rcfg.FetchPollInterval = cfg.fetchPoll
 	}
@@ -269,6 +291,12 @@ func setup[TTx any](ctx context.Context, r *Runner, rcfg *river.Config, driver r
 	r.exec = driver.GetExecutor()
 	if c, ok := any(client).(*river.Client[*sql.Tx]); ok {
 		r.insertTx = func(ctx context.Context, tx *sql.Tx, params []river.InsertManyParams) error {
+			_, err := c.InsertManyTx(ctx, tx, params)
+			return err
+		}
+	}
+	if c, ok := any(client).(*river.Client[pgx.Tx]); ok {
+		r.insertPgTx = func(ctx context.Context, tx pgx.Tx, params []river.InsertManyParams) error {
 			_, err := c.InsertManyTx(ctx, tx, params)
 			return err
 		}
@@ -323,8 +351,28 @@ func (r *Runner) Start(ctx context.Context) error {
 			r.log.Info("resuming runs left by a process that died", "jobs", n)
 		}
 	}
+	if r.member != nil {
+		// The lease first: River records this replica on every job it
+		// fetches, and a job fetched without a lease would be nobody's.
+		if err := r.member.join(ctx); err != nil {
+			return err
+		}
+		lctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			r.member.keep(lctx)
+		}()
+		r.stopLease = func() {
+			cancel()
+			<-done
+		}
+	}
 	if err := r.client.Start(ctx); err != nil {
 		r.lock.release()
+		if r.stopLease != nil {
+			r.stopLease()
+		}
 		return fmt.Errorf("start workers: %w", err)
 	}
 	r.started = true
@@ -354,7 +402,13 @@ func (r *Runner) Stop(ctx context.Context) error {
 	r.started = false
 	r.intake.close()
 	r.stopBackground()
-	if err := r.client.Stop(ctx); err != nil && !errors.Is(err, context.Canceled) {
+	err := r.client.Stop(ctx)
+	if r.stopLease != nil {
+		// After the workers: steps in flight finish under the lease. A
+		// job the stop left running is taken over at once.
+		r.stopLease()
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("stop workers: %w", err)
 	}
 	return nil
@@ -367,7 +421,7 @@ func (r *Runner) enqueue(ctx context.Context, run Run) error {
 func (r *Runner) enqueueOn(ctx context.Context, run Run, queue string) error {
 	// The job records its id on the run when it starts (see Work): one
 	// commit fewer on the path that answers a webhook.
-	if _, err := r.client.Insert(ctx, RunArgs{RunID: run.ID, Queue: queue, Generation: run.Generation}, nil); err != nil {
+	if _, err := r.client.Insert(ctx, RunArgs{RunID: run.ID, Queue: queue, Generation: run.Generation, Takeover: run.Takeover}, nil); err != nil {
 		return fmt.Errorf("enqueue run %s: %w", run.ID, err)
 	}
 	return nil

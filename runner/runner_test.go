@@ -2,12 +2,9 @@ package runner
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,198 +16,35 @@ import (
 
 	"github.com/stanchhq/stanch/actions"
 	"github.com/stanchhq/stanch/alert"
+	"github.com/stanchhq/stanch/internal/testkit"
 	"github.com/stanchhq/stanch/playbooks"
 )
 
-// testWorld holds real actions whose effects tests can count: each records
-// its calls in memory the way the sandbox records API calls.
-type testWorld struct {
-	mu      sync.Mutex
-	effects map[string]int // effect name → times applied
-	fails   map[string]int // step id → retryable failures left
-	// gate, when set, holds every test.slow step with gated: true until
-	// the test closes it.
-	gate chan struct{}
-}
-
-func (w *testWorld) effect(name string) int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.effects[name]
-}
-
-type markParams struct {
-	Name string `json:"name" required:"true"`
-	// Fail makes the first N attempts fail with a retryable error.
-	Fail int `json:"fail"`
-	// Permanent makes every attempt fail permanently with this message.
-	Permanent string `json:"permanent"`
-}
-
-type slowParams struct {
-	For   actions.Duration `json:"for"`
-	Gated bool             `json:"gated"`
-}
-
-// identifyParams and touchParams are a test provider's: test.identify finds
-// who owns a credential, test.touch changes something of a principal in an
-// account, as the AWS actions do.
-type identifyParams struct {
-	Credential string `json:"credential" required:"true" target:"credential"`
-	Account    string `json:"account" required:"true"`
-	User       string `json:"user" required:"true"`
-}
-
-type touchParams struct {
-	Name    string `json:"name" required:"true"`
-	Account string `json:"account" target:"account"`
-	User    string `json:"user" target:"user"`
-}
-
-const plantedSecret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzPLANTED12"
-
-func (w *testWorld) registry(t *testing.T) *actions.Registry {
-	t.Helper()
-	mark := actions.New(actions.Definition[markParams]{
-		Name:    "test.mark",
-		Summary: "record an effect once (idempotent)",
-		Outputs: []actions.Output{{Name: "name", Type: "string"}, {Name: "count", Type: "int"}, {Name: "secret", Type: "string", Secret: true}},
-		PlanFunc: func(_ context.Context, env actions.Env, p *markParams) (actions.Plan, error) {
-			w.mu.Lock()
-			defer w.mu.Unlock()
-			if w.effects[p.Name+"@"+env.RunID] > 0 {
-				return actions.Plan{Summary: p.Name + " is already marked", Settled: actions.Already}, nil
-			}
-			return actions.Plan{Summary: "would mark " + p.Name, Calls: []actions.Call{{Service: "test", Operation: "Mark", Params: map[string]any{"name": p.Name}, Mutates: true, Effect: "mark " + p.Name, Irreversible: true}}}, nil
-		},
-		DoFunc: func(_ context.Context, env actions.Env, p *markParams) (actions.Result, error) {
-			w.mu.Lock()
-			defer w.mu.Unlock()
-			if p.Permanent != "" {
-				return actions.Result{}, actions.Permanentf("mark %s: %s", p.Name, p.Permanent)
-			}
-			key := env.RunID + "/" + env.StepID
-			if w.fails[key] < p.Fail {
-				w.fails[key]++
-				return actions.Result{}, actions.Retryable(fmt.Errorf("mark %s: throttled", p.Name))
-			}
-			out := map[string]any{"name": p.Name, "count": w.effects[p.Name] + 1, "secret": plantedSecret}
-			if w.effects[p.Name+"@"+env.RunID] > 0 { // check: already done for this run
-				return actions.Result{Outcome: actions.Already, Message: p.Name + " already marked", Outputs: out}, nil
-			}
-			w.effects[p.Name]++
-			w.effects[p.Name+"@"+env.RunID]++
-			return actions.Result{Outcome: actions.Done, Message: p.Name + " marked", Outputs: out}, nil
-		},
-	})
-	slow := actions.New(actions.Definition[slowParams]{
-		Name: "test.slow",
-		Slow: true,
-		PlanFunc: func(context.Context, actions.Env, *slowParams) (actions.Plan, error) {
-			return actions.Plan{Summary: "would wait"}, nil
-		},
-		DoFunc: func(ctx context.Context, _ actions.Env, p *slowParams) (actions.Result, error) {
-			until := w.gate
-			if !p.Gated {
-				done := make(chan struct{})
-				time.AfterFunc(time.Duration(p.For), func() { close(done) })
-				until = done
-			}
-			select {
-			case <-ctx.Done():
-				return actions.Result{}, actions.Retryable(ctx.Err())
-			case <-until:
-			}
-			w.mu.Lock()
-			w.effects["slow"]++
-			w.mu.Unlock()
-			return actions.Result{Outcome: actions.Done}, nil
-		},
-	})
-	identify := actions.New(actions.Definition[identifyParams]{
-		Name: "test.identify",
-		PlanFunc: func(_ context.Context, _ actions.Env, p *identifyParams) (actions.Plan, error) {
-			return actions.Plan{Summary: "would identify", Owner: &actions.Owner{Account: p.Account, User: p.User, Credential: p.Credential}}, nil
-		},
-		DoFunc: func(_ context.Context, _ actions.Env, p *identifyParams) (actions.Result, error) {
-			return actions.Result{Outcome: actions.Done, Message: p.Credential + " belongs to " + p.User,
-				Owner: &actions.Owner{Account: p.Account, User: p.User, Credential: p.Credential}}, nil
-		},
-	})
-	touch := actions.New(actions.Definition[touchParams]{
-		Name: "test.touch",
-		PlanFunc: func(_ context.Context, _ actions.Env, p *touchParams) (actions.Plan, error) {
-			return actions.Plan{Summary: "would touch " + p.User + " in " + p.Account, Calls: []actions.Call{{Service: "test", Operation: "Touch", Mutates: true, Account: p.Account,
-				Effect: "touch " + p.Name + " of user " + p.User + " in account " + p.Account}}}, nil
-		},
-		DoFunc: func(_ context.Context, env actions.Env, p *touchParams) (actions.Result, error) {
-			w.mu.Lock()
-			defer w.mu.Unlock()
-			w.effects[p.Name+"@"+p.Account+"/"+p.User]++
-			env.Record(actions.Effect{Description: "touched " + p.Name + " of user " + p.User + " in account " + p.Account})
-			return actions.Result{Outcome: actions.Done, Message: "touched " + p.User + " in " + p.Account}, nil
-		},
-	})
-	reg, err := actions.NewRegistry(mark, slow, identify, touch)
-	require.NoError(t, err)
-	return reg
-}
-
 // testDatabases returns the stores the runner's tests run on: SQLite
 // always, PostgreSQL when STANCH_TEST_POSTGRES names a server (make test and
-// CI start one).
+// CI start one). It is the one way every runner test opens a store:
+// testkit.StoreURLs makes the stores, which it opens here, since testkit
+// cannot import the runner its tests are in.
 func testDatabases(t *testing.T) map[string]func(t *testing.T) *Database {
-	out := map[string]func(t *testing.T) *Database{
-		"sqlite": func(t *testing.T) *Database {
-			db, err := OpenDatabase(context.Background(), "file:"+filepath.Join(t.TempDir(), "stanch.db"))
-			require.NoError(t, err)
-			t.Cleanup(func() { db.Close() })
-			return db
-		},
-	}
-	base := os.Getenv("STANCH_TEST_POSTGRES")
-	if base == "" {
-		t.Log("STANCH_TEST_POSTGRES is not set: PostgreSQL variants skipped (make test sets it)")
-		return out
-	}
-	out["postgres"] = func(t *testing.T) *Database {
-		return freshPostgres(t, base)
+	out := map[string]func(t *testing.T) *Database{}
+	for name, storeURL := range testkit.StoreURLs(t) {
+		out[name] = func(t *testing.T) *Database { return openTestDatabase(t, storeURL(t)) }
 	}
 	return out
 }
 
-var pgCounter atomic.Int64
-
-// freshPostgres creates a database of its own for one test, so River's
-// tables and workers of parallel tests never meet.
-func freshPostgres(t *testing.T, base string) *Database {
+// openTestDatabase opens the store at url until the test ends.
+func openTestDatabase(t *testing.T, url string) *Database {
 	t.Helper()
-	ctx := context.Background()
-	admin, err := sql.Open("pgx", base)
+	db, err := OpenDatabase(context.Background(), url)
 	require.NoError(t, err)
-	defer admin.Close()
-	name := fmt.Sprintf("stanch_t_%d_%d", os.Getpid(), pgCounter.Add(1))
-	_, err = admin.ExecContext(ctx, "CREATE DATABASE "+name)
-	require.NoError(t, err)
-	u, err := url.Parse(base)
-	require.NoError(t, err)
-	u.Path = "/" + name
-	db, err := OpenDatabase(ctx, u.String())
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		db.Close()
-		a, err := sql.Open("pgx", base)
-		if err == nil {
-			_, _ = a.ExecContext(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-			a.Close()
-		}
-	})
+	t.Cleanup(func() { db.Close() })
 	return db
 }
 
 type bundle struct {
 	db     *Database
-	world  *testWorld
+	world  *testkit.World
 	reg    *actions.Registry
 	runner *Runner
 	events chan Event
@@ -218,8 +52,8 @@ type bundle struct {
 
 func newBundle(t *testing.T, open func(t *testing.T) *Database) *bundle {
 	t.Helper()
-	b := &bundle{db: open(t), world: &testWorld{effects: map[string]int{}, fails: map[string]int{}, gate: make(chan struct{})}, events: make(chan Event, 1000)}
-	b.reg = b.world.registry(t)
+	b := &bundle{db: open(t), world: testkit.NewWorld(), events: make(chan Event, 1000)}
+	b.reg = b.world.Registry(t)
 	b.runner = b.start(t)
 	return b
 }
@@ -302,8 +136,8 @@ func TestRunExecutesStepsInOrderAndJournals(t *testing.T) {
 			run := submitOne(t, b, b.playbook(t, twoSteps), testAlert("AKIAIOSFODNN7EXAMPLE"))
 			run = b.waitStatus(t, run.ID, RunSucceeded, RunFailed)
 			require.Equal(t, RunSucceeded, run.Status)
-			require.Equal(t, 1, b.world.effect("first"))
-			require.Equal(t, 1, b.world.effect("second-after-first"))
+			require.Equal(t, 1, b.world.Effect("first"))
+			require.Equal(t, 1, b.world.Effect("second-after-first"))
 
 			steps, err := b.runner.Store().Steps(context.Background(), run.ID)
 			require.NoError(t, err)
@@ -339,7 +173,7 @@ func TestDuplicateAlertStartsNoSecondRun(t *testing.T) {
 			require.Empty(t, again.Started)
 			require.Len(t, again.Existing, 1)
 			require.Equal(t, first.ID, again.Existing[0].ID)
-			require.Equal(t, 1, b.world.effect("first"))
+			require.Equal(t, 1, b.world.Effect("first"))
 			runs, err := b.runner.Store().ListRuns(context.Background(), ListFilter{})
 			require.NoError(t, err)
 			require.Len(t, runs, 1)
@@ -362,7 +196,7 @@ steps:
     retry: {attempts: 3, backoff: 1ms, max_backoff: 5ms}
   - id: broken
     action: test.mark
-    with: {name: broken, permanent: "access denied for `+plantedSecret+`"}
+    with: {name: broken, permanent: "access denied for `+testkit.Secret+`"}
     retry: {attempts: 5, backoff: 1ms}
   - id: never
     action: test.mark
@@ -374,9 +208,9 @@ steps:
 			require.Equal(t, "broken", run.FailedStep)
 			require.Contains(t, run.Error, "access denied")
 			require.Contains(t, run.Error, "permanent, attempt 1 of 5")
-			require.NotContains(t, run.Error, plantedSecret)
-			require.Equal(t, 1, b.world.effect("flaky"))
-			require.Equal(t, 0, b.world.effect("never"))
+			require.NotContains(t, run.Error, testkit.Secret)
+			require.Equal(t, 1, b.world.Effect("flaky"))
+			require.Equal(t, 0, b.world.Effect("never"))
 
 			steps, err := b.runner.Store().Steps(context.Background(), run.ID)
 			require.NoError(t, err)
@@ -388,7 +222,7 @@ steps:
 			require.NoError(t, err)
 			failed := 0
 			for _, e := range journal {
-				require.NotContains(t, e.Detail, plantedSecret)
+				require.NotContains(t, e.Detail, testkit.Secret)
 				if e.Event == "attempt_failed" {
 					failed++
 					require.Contains(t, e.Detail, "throttled")
@@ -417,7 +251,7 @@ steps:
 	run := submitOne(t, b, pb, testAlert("AKIAIOSFODNN7EXAMPLE"))
 	run = b.waitStatus(t, run.ID, RunFailed, RunSucceeded)
 	require.Equal(t, RunSucceeded, run.Status)
-	require.Equal(t, 1, b.world.effect("after"))
+	require.Equal(t, 1, b.world.Effect("after"))
 }
 
 const approvalPlaybook = `
@@ -447,8 +281,8 @@ func TestApprovalParksRunAndDecisionResumesIt(t *testing.T) {
 			run := submitOne(t, b, pb, testAlert("AKIAIOSFODNN7EXAMPLE"))
 			run = b.waitStatus(t, run.ID, RunWaitingApproval)
 			require.Equal(t, "destroy", run.WaitingStep)
-			require.Equal(t, 1, b.world.effect("contain"))
-			require.Equal(t, 0, b.world.effect("destroy"))
+			require.Equal(t, 1, b.world.Effect("contain"))
+			require.Equal(t, 0, b.world.Effect("destroy"))
 
 			pending, err := b.runner.Store().Approval(ctx, run.ID, "destroy")
 			require.NoError(t, err)
@@ -466,7 +300,7 @@ func TestApprovalParksRunAndDecisionResumesIt(t *testing.T) {
 			require.Equal(t, "alice", a.DecidedBy)
 			run = b.waitStatus(t, run.ID, RunSucceeded, RunFailed)
 			require.Equal(t, RunSucceeded, run.Status)
-			require.Equal(t, 1, b.world.effect("destroy"))
+			require.Equal(t, 1, b.world.Effect("destroy"))
 
 			a, first, err = b.runner.Decide(ctx, Decision{RunID: run.ID, StepID: "destroy", Decision: Denied, By: "bob", Via: "cli"})
 			require.NoError(t, err)
@@ -509,8 +343,8 @@ func TestApprovalSurvivesRestart(t *testing.T) {
 			require.Equal(t, RunCancelled, run.Status)
 			require.Equal(t, "destroy", run.FailedStep)
 			require.Contains(t, run.Error, "denied by bob")
-			require.Equal(t, 0, b.world.effect("destroy"))
-			require.Equal(t, 1, b.world.effect("contain"), "finished steps are not repeated after a restart")
+			require.Equal(t, 0, b.world.Effect("destroy"))
+			require.Equal(t, 1, b.world.Effect("contain"), "finished steps are not repeated after a restart")
 		})
 	}
 }
@@ -530,10 +364,10 @@ func TestApprovalTimesOutByPolicy(t *testing.T) {
 			require.Equal(t, "timeout", a.DecidedBy)
 			if policy == "approve" {
 				require.Equal(t, RunSucceeded, run.Status)
-				require.Equal(t, 1, b.world.effect("destroy"))
+				require.Equal(t, 1, b.world.Effect("destroy"))
 			} else {
 				require.Equal(t, RunCancelled, run.Status)
-				require.Equal(t, 0, b.world.effect("destroy"))
+				require.Equal(t, 0, b.world.Effect("destroy"))
 			}
 		})
 	}
@@ -582,7 +416,7 @@ steps:
 `)
 			slow := submitOne(t, b, delayed, testAlert("AKIAIOSFODNN7EXAMPLE"))
 			deadline := time.Now().Add(20 * time.Second)
-			for b.world.effect("first") == 0 {
+			for b.world.Effect("first") == 0 {
 				require.True(t, time.Now().Before(deadline))
 				time.Sleep(10 * time.Millisecond)
 			}
@@ -631,7 +465,7 @@ func TestAlertsAboutTheSameCredentialJoinTheOpenRun(t *testing.T) {
 			require.Empty(t, sub.Started, "no second containment")
 			require.Len(t, sub.Joined, 1)
 			require.Equal(t, first.ID, sub.Joined[0].ID)
-			require.Equal(t, 1, b.world.effect("contain"))
+			require.Equal(t, 1, b.world.Effect("contain"))
 
 			journal, err := b.runner.Store().Journal(ctx, first.ID)
 			require.NoError(t, err)
@@ -683,7 +517,7 @@ steps:
 `)
 	slow := submitOne(t, b, investigate, testAlert("AKIAIOSFODNN7EXAMPLE"))
 	deadline := time.Now().Add(20 * time.Second)
-	for b.world.effect("contain-first") == 0 {
+	for b.world.Effect("contain-first") == 0 {
 		require.True(t, time.Now().Before(deadline))
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -692,12 +526,12 @@ steps:
 	// containment worker).
 	quick := submitOne(t, b, b.playbook(t, twoSteps), testAlert("AKIAI44QH8DHBEXAMPLE"))
 	b.waitStatus(t, quick.ID, RunSucceeded)
-	require.Zero(t, b.world.effect("slow"))
-	close(b.world.gate)
+	require.Zero(t, b.world.Effect("slow"))
+	b.world.OpenGate()
 
 	run := b.waitStatus(t, slow.ID, RunSucceeded, RunFailed)
 	require.Equal(t, RunSucceeded, run.Status)
-	require.Equal(t, 1, b.world.effect("slow"))
+	require.Equal(t, 1, b.world.Effect("slow"))
 	journal, err := b.runner.Store().Journal(ctx, run.ID)
 	require.NoError(t, err)
 	var events []string
@@ -756,7 +590,7 @@ func TestApprovalEscalates(t *testing.T) {
 		require.Equal(t, "U0CAROL", a.DecidedBy)
 		run = b.waitStatus(t, run.ID, RunSucceeded, RunFailed, RunCancelled)
 		require.Equal(t, RunSucceeded, run.Status)
-		require.Equal(t, 1, b.world.effect("destroy"))
+		require.Equal(t, 1, b.world.Effect("destroy"))
 
 		journal, err := b.runner.Store().Journal(ctx, run.ID)
 		require.NoError(t, err)
@@ -862,8 +696,8 @@ steps:
 				}
 				return done == distinct+1
 			}, 30*time.Second, 20*time.Millisecond)
-			require.Equal(t, 1, b.world.effect("AKIABATCHDUPLICATE01"))
-			require.Equal(t, 1, b.world.effect("AKIABATCH00000000042"))
+			require.Equal(t, 1, b.world.Effect("AKIABATCHDUPLICATE01"))
+			require.Equal(t, 1, b.world.Effect("AKIABATCH00000000042"))
 		})
 	}
 }
@@ -887,7 +721,7 @@ func TestDecisionWithoutWakeStillResumes(t *testing.T) {
 			require.True(t, first)
 			run = b.waitStatus(t, run.ID, RunSucceeded, RunFailed)
 			require.Equal(t, RunSucceeded, run.Status)
-			require.Equal(t, 1, b.world.effect("destroy"))
+			require.Equal(t, 1, b.world.Effect("destroy"))
 		})
 	}
 }

@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
@@ -12,33 +11,6 @@ import (
 	"github.com/stanchhq/stanch/alert"
 	"github.com/stanchhq/stanch/playbooks"
 )
-
-// metricsWorld adds to the test world an action that contains a
-// credential, as aws.deactivate_key does, and one that AWS refuses.
-func metricsWorld(t *testing.T, open func(t *testing.T) *Database) *bundle {
-	t.Helper()
-	b := &bundle{db: open(t), world: &testWorld{effects: map[string]int{}, fails: map[string]int{}, gate: make(chan struct{})}, events: make(chan Event, 1000)}
-	reg := b.world.registry(t)
-	for _, a := range []actions.Action{
-		actions.New(actions.Definition[touchParams]{Name: "test.contain", Containment: true,
-			PlanFunc: func(context.Context, actions.Env, *touchParams) (actions.Plan, error) {
-				return actions.Plan{Summary: "would contain"}, nil
-			},
-			DoFunc: func(context.Context, actions.Env, *touchParams) (actions.Result, error) {
-				return actions.Result{Outcome: actions.Done}, nil
-			}}),
-		actions.New(actions.Definition[touchParams]{Name: "test.refused",
-			PlanFunc: func(context.Context, actions.Env, *touchParams) (actions.Plan, error) { return actions.Plan{}, nil },
-			DoFunc: func(context.Context, actions.Env, *touchParams) (actions.Result, error) {
-				return actions.Result{}, actions.Permanent(actions.WithAPIError(errors.New("api error AccessDenied"), actions.APIError{Provider: "aws", Service: "iam", Code: "AccessDenied"}))
-			}}),
-	} {
-		require.NoError(t, reg.Register(a))
-	}
-	b.reg = reg
-	b.runner = b.start(t)
-	return b
-}
 
 // eventsOf returns the events received so far of the kinds asked.
 func (b *bundle) eventsOf(kinds ...EventKind) []Event {
@@ -62,7 +34,7 @@ func TestContainedOnceByTheFirstContainmentStep(t *testing.T) {
 	for name, open := range testDatabases(t) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			b := metricsWorld(t, open)
+			b := newBundle(t, open)
 			pb := b.playbook(t, `
 name: contain
 steps:
@@ -132,7 +104,7 @@ func TestStepAPIErrorsAreEvents(t *testing.T) {
 	for name, open := range testDatabases(t) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			b := metricsWorld(t, open)
+			b := newBundle(t, open)
 			pb := b.playbook(t, `
 name: refused
 steps:
@@ -155,7 +127,7 @@ func TestStatsCountWhatIsOpen(t *testing.T) {
 	for name, open := range testDatabases(t) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			b := metricsWorld(t, open)
+			b := newBundle(t, open)
 			ctx := context.Background()
 			st, err := b.runner.Store().Stats(ctx)
 			require.NoError(t, err)

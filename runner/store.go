@@ -44,9 +44,15 @@ func (s *Store) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sq
 	return tx.ExecContext(ctx, s.db.rebind(q), args...)
 }
 
-// inTx runs fn in a transaction and commits it.
+// inTx runs fn in a transaction and commits it, unless the pass writing
+// holds a fence that no longer holds (fence.go).
 func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	return inTx(ctx, s.db.SQL.BeginTx, fn)
+	return inTx(ctx, s.db.SQL.BeginTx, func(tx *sql.Tx) error {
+		if err := s.checkFence(ctx, tx); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
 }
 
 func splitList(s string) []string {

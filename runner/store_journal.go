@@ -23,12 +23,11 @@ type Entry struct {
 // appendJournal appends an entry in the caller's transaction, so that the
 // entry commits with the change it describes.
 func (s *Store) appendJournal(ctx context.Context, tx *sql.Tx, runID, stepID string, attempt int, event, detail string) error {
-	var next int
-	if err := tx.QueryRowContext(ctx, s.db.rebind(`SELECT COALESCE(MAX(seq), 0) + 1 FROM stanch_journal WHERE run_id = ?`), runID).Scan(&next); err != nil {
-		return fmt.Errorf("journal run %s: %w", runID, err)
-	}
-	if _, err := s.exec(ctx, tx, `INSERT INTO stanch_journal (run_id, seq, at, step_id, attempt, event, detail) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		runID, next, micros(s.now()), stepID, attempt, event, alert.RedactText(detail)); err != nil {
+	// One statement: on PostgreSQL every round trip counts, and entries
+	// are written on every step.
+	if _, err := s.exec(ctx, tx, `INSERT INTO stanch_journal (run_id, seq, at, step_id, attempt, event, detail)
+		SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ?, ? FROM stanch_journal WHERE run_id = ?`,
+		runID, micros(s.now()), stepID, attempt, event, alert.RedactText(detail), runID); err != nil {
 		return fmt.Errorf("journal run %s: %w", runID, err)
 	}
 	return nil

@@ -32,6 +32,10 @@ type Run struct {
 	Owner actions.Owner
 	// Generation counts the times people retried the run.
 	Generation int
+	// Takeover counts the times a replica took the run over from one that
+	// died (PostgreSQL, lease.go); a job of an earlier takeover leaves the
+	// run alone, and the run's writes are fenced by it.
+	Takeover int
 	// Handoff is set while the run is handed from one worker to the next
 	// on purpose: "moved" (to the investigation queue), "delayed", or
 	// "retrying" (its job sleeps until a step's next attempt is due).
@@ -165,14 +169,14 @@ func (s *Store) createRunsTx(ctx context.Context, tx *sql.Tx, a alert.Alert, run
 	return got, nil
 }
 
-const runColumns = `id, dedup_key, playbook, playbook_file, playbook_source, alert, status, waiting_step, failed_step, error, job_id, created_at, updated_at, finished_at, owner, generation, handoff, closed_at, closed_by, close_note`
+const runColumns = `id, dedup_key, playbook, playbook_file, playbook_source, alert, status, waiting_step, failed_step, error, job_id, created_at, updated_at, finished_at, owner, generation, handoff, closed_at, closed_by, close_note, takeover`
 
 func scanRun(row interface{ Scan(...any) error }) (Run, error) {
 	var r Run
 	var src, alertJSON, owner string
 	var created, updated, finished, closed int64
 	if err := row.Scan(&r.ID, &r.DedupKey, &r.Playbook, &r.PlaybookFile, &src, &alertJSON, &r.Status, &r.WaitingStep, &r.FailedStep, &r.Error, &r.JobID, &created, &updated, &finished,
-		&owner, &r.Generation, &r.Handoff, &closed, &r.ClosedBy, &r.CloseNote); err != nil {
+		&owner, &r.Generation, &r.Handoff, &closed, &r.ClosedBy, &r.CloseNote, &r.Takeover); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Run{}, ErrNotFound
 		}
@@ -254,11 +258,12 @@ func (s *Store) queryRuns(ctx context.Context, q string, args ...any) ([]Run, er
 
 // SetJob records the River job that executes the run.
 func (s *Store) SetJob(ctx context.Context, runID string, jobID int64) error {
-	_, err := s.db.SQL.ExecContext(ctx, s.db.rebind(`UPDATE stanch_runs SET job_id = ? WHERE id = ?`), jobID, runID)
-	if err != nil {
-		return fmt.Errorf("record job of run %s: %w", runID, err)
-	}
-	return nil
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := s.exec(ctx, tx, `UPDATE stanch_runs SET job_id = ? WHERE id = ?`, jobID, runID); err != nil {
+			return fmt.Errorf("record job of run %s: %w", runID, err)
+		}
+		return nil
+	})
 }
 
 // RunUpdate changes a run's status and journals why.

@@ -142,20 +142,43 @@ var migrations = []string{
 	// The run's generation when the approval was asked: asked again after
 	// a retry, it is a new request with messages of its own.
 	`ALTER TABLE stanch_approvals ADD COLUMN generation INTEGER NOT NULL DEFAULT 0`,
+	// Counts the times a replica took the run over from one that stopped
+	// renewing its lease: the fencing token of the run's writes (lease.go).
+	`ALTER TABLE stanch_runs ADD COLUMN takeover INTEGER NOT NULL DEFAULT 0`,
+	// How far a long step got (the action's own JSON, never a secret), so
+	// that a resumed attempt goes on from there (actions.Env.Checkpoint).
+	`ALTER TABLE stanch_steps ADD COLUMN checkpoint TEXT NOT NULL DEFAULT ''`,
 }
+
+// replicasTable holds the lease of each replica working a PostgreSQL store
+// (lease.go), in PostgreSQL's time.
+const replicasTable = `CREATE TABLE IF NOT EXISTS stanch_replicas (
+	id TEXT PRIMARY KEY,
+	term BIGINT NOT NULL,
+	host TEXT NOT NULL,
+	pid INTEGER NOT NULL,
+	started_at TIMESTAMPTZ NOT NULL,
+	renewed_at TIMESTAMPTZ NOT NULL,
+	expires_at TIMESTAMPTZ NOT NULL
+)`
 
 // Migrate creates stanch's tables if they are missing and brings older
 // ones up to date.
 func (s *Store) Migrate(ctx context.Context) error {
-	for _, q := range schema {
-		if _, err := s.db.SQL.ExecContext(ctx, q); err != nil {
-			return fmt.Errorf("migrate store: %w", err)
-		}
+	tables := schema
+	if s.db.Dialect == Postgres {
+		tables = append(tables[:len(tables):len(tables)], replicasTable)
 	}
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		if s.db.Dialect == Postgres {
-			// Replicas starting together migrate one at a time.
+			// Replicas starting together migrate one at a time: two
+			// concurrent CREATE TABLE IF NOT EXISTS can both try to create.
 			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7361626368)`); err != nil {
+				return fmt.Errorf("migrate store: %w", err)
+			}
+		}
+		for _, q := range tables {
+			if _, err := tx.ExecContext(ctx, q); err != nil {
 				return fmt.Errorf("migrate store: %w", err)
 			}
 		}

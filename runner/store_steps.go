@@ -54,13 +54,24 @@ func (s *Store) Steps(ctx context.Context, runID string) (map[string]StepRecord,
 	return out, rows.Err()
 }
 
-// BeginAttempt journals the start of the next attempt of a step and returns
-// its number. Attempts count across crashes, so a step that keeps killing
-// its process still runs out of attempts.
-func (s *Store) BeginAttempt(ctx context.Context, runID, stepID string, seq int, action string) (attempt int, stepStarted time.Time, err error) {
+// Attempt is an attempt of a step that has begun.
+type Attempt struct {
+	// Number counts from 1, across crashes, so a step that keeps killing
+	// its process still runs out of attempts.
+	Number int
+	// StepStarted is when the step's first attempt began.
+	StepStarted time.Time
+	// Checkpoint is what an earlier attempt saved of how far it got.
+	Checkpoint []byte
+}
+
+// BeginAttempt journals the start of the next attempt of a step.
+func (s *Store) BeginAttempt(ctx context.Context, runID, stepID string, seq int, action string) (Attempt, error) {
 	now := micros(s.now())
 	var started int64
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
+	var attempt int
+	var checkpoint string
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		if _, err := s.exec(ctx, tx, `INSERT INTO stanch_steps (run_id, step_id, seq, action, status, started_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, step_id) DO NOTHING`,
 			runID, stepID, seq, action, StepRunning, now); err != nil {
 			return fmt.Errorf("begin step %s: %w", stepID, err)
@@ -69,12 +80,31 @@ func (s *Store) BeginAttempt(ctx context.Context, runID, stepID string, seq int,
 		if _, err := s.exec(ctx, tx, `UPDATE stanch_steps SET attempts = attempts + 1, status = ?, started_at = CASE WHEN started_at = 0 THEN ? ELSE started_at END WHERE run_id = ? AND step_id = ?`, StepRunning, now, runID, stepID); err != nil {
 			return fmt.Errorf("begin step %s: %w", stepID, err)
 		}
-		if err := tx.QueryRowContext(ctx, s.db.rebind(`SELECT attempts, started_at FROM stanch_steps WHERE run_id = ? AND step_id = ?`), runID, stepID).Scan(&attempt, &started); err != nil {
+		if err := tx.QueryRowContext(ctx, s.db.rebind(`SELECT attempts, started_at, checkpoint FROM stanch_steps WHERE run_id = ? AND step_id = ?`), runID, stepID).Scan(&attempt, &started, &checkpoint); err != nil {
 			return fmt.Errorf("begin step %s: %w", stepID, err)
 		}
 		return s.appendJournal(ctx, tx, runID, stepID, attempt, "attempt_started", action)
 	})
-	return attempt, fromMicros(started), err
+	a := Attempt{Number: attempt, StepStarted: fromMicros(started)}
+	if checkpoint != "" {
+		a.Checkpoint = []byte(checkpoint)
+	}
+	return a, err
+}
+
+// SaveCheckpoint records how far a step's attempt got; the next attempt
+// reads it back (BeginAttempt). Secret-looking text in it is redacted, as
+// everywhere in the store.
+func (s *Store) SaveCheckpoint(ctx context.Context, runID, stepID string, state []byte) error {
+	if !json.Valid(state) {
+		return fmt.Errorf("checkpoint step %s of run %s: the state is not JSON", stepID, runID)
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := s.exec(ctx, tx, `UPDATE stanch_steps SET checkpoint = ? WHERE run_id = ? AND step_id = ?`, string(redactStrings(state)), runID, stepID); err != nil {
+			return fmt.Errorf("checkpoint step %s of run %s: %w", stepID, runID, err)
+		}
+		return nil
+	})
 }
 
 // AttemptFailed journals a failed attempt that will be retried, and records
@@ -104,7 +134,8 @@ type StepEnd struct {
 }
 
 // FinishStep records a step's final state and journals it, atomically: once
-// this commits, a resumed run skips the step.
+// this commits, a resumed run skips the step, and its checkpoint is no
+// longer needed.
 func (s *Store) FinishStep(ctx context.Context, runID, stepID string, e StepEnd) error {
 	outputs := e.Outputs
 	if outputs == nil {
@@ -122,7 +153,7 @@ func (s *Store) FinishStep(ctx context.Context, runID, stepID string, e StepEnd)
 			runID, stepID, e.Seq, e.Action, e.Status, now); err != nil {
 			return fmt.Errorf("finish step %s: %w", stepID, err)
 		}
-		if _, err := s.exec(ctx, tx, `UPDATE stanch_steps SET status = ?, outcome = ?, message = ?, outputs = ?, error = ?, ended_at = ? WHERE run_id = ? AND step_id = ?`,
+		if _, err := s.exec(ctx, tx, `UPDATE stanch_steps SET status = ?, outcome = ?, message = ?, outputs = ?, error = ?, ended_at = ?, checkpoint = '' WHERE run_id = ? AND step_id = ?`,
 			e.Status, e.Outcome, alert.RedactText(e.Message), string(data), errText, now, runID, stepID); err != nil {
 			return fmt.Errorf("finish step %s: %w", stepID, err)
 		}

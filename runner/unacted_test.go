@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stanchhq/stanch/alert"
+	"github.com/stanchhq/stanch/internal/testkit"
 	"github.com/stanchhq/stanch/playbooks"
 )
 
@@ -68,7 +69,7 @@ func startResolving(t *testing.T, open func(t *testing.T) *Database, books ...*p
 		return []alert.Alert{a}, nil
 	}
 	ctx := context.Background()
-	r, err := New(ctx, Config{DB: rs.db, Registry: (&testWorld{effects: map[string]int{}, fails: map[string]int{}}).registry(t), Playbooks: books,
+	r, err := New(ctx, Config{DB: rs.db, Registry: testkit.NewWorld().Registry(t), Playbooks: books,
 		Resolvers: map[string]Resolver{"github.test_ref": resolve}, Logger: slog.New(slog.NewTextHandler(rs.log, nil))})
 	require.NoError(t, err)
 	require.NoError(t, r.Start(ctx))
@@ -117,12 +118,12 @@ func TestUnactionableResolutionIsRecordedNotRetried(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			b := &testWorld{effects: map[string]int{}, fails: map[string]int{}}
-			pb, err := playbooks.Parse("test.yaml", []byte(twoSteps), b.registry(t))
+			b := testkit.NewWorld()
+			pb, err := playbooks.Parse("test.yaml", []byte(twoSteps), b.Registry(t))
 			require.NoError(t, err)
 			rs := startResolving(t, open, pb)
 			rs.fail.Store(func() error {
-				return fmt.Errorf("%w: GitHub answered 404 to get alert acme/api#7 (token %s): give it that permission", alert.ErrUnactionable, plantedSecret)
+				return fmt.Errorf("%w: GitHub answered 404 to get alert acme/api#7 (token %s): give it that permission", alert.ErrUnactionable, testkit.Secret)
 			})
 			ref := []byte(`{"Key":"AKIAIOSFODNN7EXAMPLE"}`)
 			require.NoError(t, rs.runner.Defer(ctx, "github.test_ref", "github:acme/api#7", ref))
@@ -135,10 +136,10 @@ func TestUnactionableResolutionIsRecordedNotRetried(t *testing.T) {
 			require.Equal(t, "acme/api#7", u.Reference)
 			require.Equal(t, 1, u.Count)
 			require.Contains(t, u.Reason, "GitHub answered 404 to get alert acme/api#7")
-			require.NotContains(t, u.Reason, plantedSecret)
+			require.NotContains(t, u.Reason, testkit.Secret)
 			log := rs.log.String()
 			require.Contains(t, log, "level=ERROR msg=\"alert cannot be acted on; it started no run\"")
-			require.NotContains(t, log, plantedSecret)
+			require.NotContains(t, log, testkit.Secret)
 
 			// A redelivery is resolved again (a cancelled job does not
 			// block it), fails the same way, and is counted.

@@ -121,7 +121,7 @@ steps:
 			require.True(t, first)
 			run := b.waitStatus(t, decided.ID, RunSucceeded, RunFailed)
 			require.Equal(t, RunSucceeded, run.Status)
-			require.Equal(t, 1, b.world.effect("slow"))
+			require.Equal(t, 1, b.world.Effect("slow"))
 			journal, err := b.runner.Store().Journal(ctx, decided.ID)
 			require.NoError(t, err)
 			var events []string

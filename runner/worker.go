@@ -33,25 +33,48 @@ func (w *runWorker) work(ctx context.Context, job *river.Job[RunArgs]) error {
 	if err != nil {
 		return err
 	}
-	if Terminal(run.Status) || run.Generation != job.Args.Generation {
-		// Ended (cancelled, say) while this job waited, or retried since:
-		// the job of the run's current generation works it.
+	if Terminal(run.Status) || run.Generation != job.Args.Generation || run.Takeover != job.Args.Takeover {
+		// Ended (cancelled, say) while this job waited, retried since, or
+		// taken over from a replica thought dead: the run's current job
+		// works it.
 		if Terminal(run.Status) {
 			w.r.attemptClock.forget(run.ID) // cancelled between two attempts
 		}
 		return nil
 	}
+	ctx, release, t, held := w.r.leased(ctx)
+	defer release()
+	if !held {
+		// The lease lapsed and this replica is joining again: hand the
+		// job to a replica that has one.
+		return river.JobSnooze(time.Second)
+	}
+	if t != nil {
+		ctx = withFence(ctx, fence{run: run.ID, takeover: run.Takeover, replica: w.r.member.id, term: t})
+	}
 	// Approvals wake the run through the job that parked it.
 	if err := w.r.store.SetJob(ctx, run.ID, job.ID); err != nil {
-		return err
+		return w.left(ctx, run, err)
 	}
 	err = w.r.advance(ctx, run, job.Args.Queue)
 	if errors.Is(err, ErrRunEnded) {
 		return nil // someone ended the run while this step ran
 	}
-	if err != nil && ctx.Err() != nil {
-		// Shutting down mid-run is not a failure: make the job available to
-		// the next process at once, without using up an attempt.
+	return w.left(ctx, run, err)
+}
+
+// left is what a pass that stopped with err tells River.
+func (w *runWorker) left(ctx context.Context, run Run, err error) error {
+	if errors.Is(err, ErrFenced) {
+		// Another replica took the run over (this one was paused, or cut
+		// off from the store): its job works the run; this one is over.
+		w.r.log.Warn("run taken over by another replica; this pass stops", "run", run.ID)
+		return nil
+	}
+	if err != nil && (ctx.Err() != nil || errors.Is(err, errLeaseLost)) {
+		// Shutting down mid-run, or losing the lease, is not a failure:
+		// make the job available to the next process at once, without
+		// using up an attempt.
 		return river.JobSnooze(0)
 	}
 	return err
@@ -188,7 +211,7 @@ func (r *Runner) stillCurrent(ctx context.Context, ex *execution) (leave bool, e
 	if err != nil {
 		return true, err
 	}
-	return Terminal(now.Status) || now.Generation != ex.run.Generation, nil
+	return Terminal(now.Status) || now.Generation != ex.run.Generation || now.Takeover != ex.run.Takeover, nil
 }
 
 // moveIfSlow hands the rest of the run to the investigation workers before

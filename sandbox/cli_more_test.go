@@ -38,7 +38,7 @@ func TestAWSCLIParsesTheRestOfTheResponses(t *testing.T) {
 		require.NoError(t, json.Unmarshal(out, &v), string(out))
 		return v
 	}
-	aws := func(args ...string) map[string]any { return run(responderKey, responderSecret, args...) }
+	aws := func(args ...string) map[string]any { return run(ResponderKeyID, ResponderSecret, args...) }
 
 	aws("iam", "delete-access-key", "--user-name", "ci-bot", "--access-key-id", otherKey)
 	created := aws("iam", "create-access-key", "--user-name", "ci-bot")["AccessKey"].(map[string]any)
@@ -89,7 +89,7 @@ func TestSecretsManagerTokensAndStages(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	ctx := context.Background()
-	c := secretsmanager.NewFromConfig(f.config(responderKey, responderSecret))
+	c := secretsmanager.NewFromConfig(f.config(ResponderKeyID, ResponderSecret))
 	_, err := c.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: awssdk.String("app"), SecretString: awssdk.String("v1")})
 	require.NoError(t, err)
 	put := func(token, value string) error {

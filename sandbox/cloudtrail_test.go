@@ -24,7 +24,7 @@ func TestLookupEventsPagesAndLimits(t *testing.T) {
 		events = append(events, SeedEvent{Region: "us-west-2", Time: now.Add(-time.Duration(i) * time.Minute), Name: "DescribeInstances", AccessKeyID: leakedKey, User: "ci-bot"})
 	}
 	require.NoError(t, f.sb.AddEvents(accountID, events...))
-	c := cloudtrail.NewFromConfig(f.config(responderKey, responderSecret), func(o *cloudtrail.Options) { o.Region = "us-west-2"; o.RetryMaxAttempts = 1 })
+	c := cloudtrail.NewFromConfig(f.config(ResponderKeyID, ResponderSecret), func(o *cloudtrail.Options) { o.Region = "us-west-2"; o.RetryMaxAttempts = 1 })
 	ctx := context.Background()
 	in := &cloudtrail.LookupEventsInput{LookupAttributes: []cttypes.LookupAttribute{{AttributeKey: cttypes.LookupAttributeKeyAccessKeyId, AttributeValue: aws.String(leakedKey)}}}
 	pages := cloudtrail.NewLookupEventsPaginator(c, in)
@@ -67,7 +67,7 @@ func TestLookupEventsPagesAndLimits(t *testing.T) {
 func TestDescribeRegions(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
-	out, err := ec2.NewFromConfig(f.config(responderKey, responderSecret)).DescribeRegions(context.Background(), &ec2.DescribeRegionsInput{})
+	out, err := ec2.NewFromConfig(f.config(ResponderKeyID, ResponderSecret)).DescribeRegions(context.Background(), &ec2.DescribeRegionsInput{})
 	require.NoError(t, err)
 	var names []string
 	for _, r := range out.Regions {
@@ -86,7 +86,7 @@ func TestAWSCLIParsesCloudTrailAndEC2(t *testing.T) {
 		Resources: []SeedResource{{Type: "AWS::IAM::User", Name: "backdoor"}}}))
 	run := func(args ...string) map[string]any {
 		cmd := exec.Command("aws", append(args, "--endpoint-url", f.url, "--output", "json", "--region", "us-east-1")...)
-		cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+responderKey, "AWS_SECRET_ACCESS_KEY="+responderSecret,
+		cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+ResponderKeyID, "AWS_SECRET_ACCESS_KEY="+ResponderSecret,
 			"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "AWS_PAGER=")
 		out, err := cmd.CombinedOutput()
 		require.NoError(t, err, "aws %v: %s", args, out)

@@ -66,7 +66,7 @@ faults:
   cloudtrail: {latency: 10m}
 `)
 	ctx := context.Background()
-	cfg := f.config(responderKey, responderSecret)
+	cfg := f.config(ResponderKeyID, ResponderSecret)
 	cfg.Retryer = quickRetries
 
 	// Throttled on every attempt: the SDK retries, then gives up with the
@@ -120,7 +120,7 @@ func TestFaultsEndpointSetsAndClears(t *testing.T) {
 	t.Parallel()
 	f := setupWithFaults(t, "faults:\n  sqs: {latency: 200ms, throttle_rate: 0.25}\n")
 	ctx := context.Background()
-	cfg := f.config(responderKey, responderSecret)
+	cfg := f.config(ResponderKeyID, ResponderSecret)
 	cfg.Retryer = quickRetries
 
 	// GET shows every service, the seed's fault included.
@@ -237,7 +237,7 @@ func TestSeedFaultsRefused(t *testing.T) {
 		require.Equal(t, "seed seed.yaml: "+tc.want, err.Error(), tc.faults)
 	}
 	// JSON is YAML too: the error points at the value in a JSON seed as well.
-	_, err = ParseSeed("seed.json", []byte(`{"accounts": [{"id": "111122223333", "users": [{"name": "r", "keys": [{"id": "AKIAIOSFODNN7RESPOND", "secret": "s"}]}]}],
+	_, err = ParseSeed("seed.json", []byte(`{"accounts": [{"id": "111122223333", "users": [{"name": "r", "keys": [{"id": "`+ResponderKeyID+`", "secret": "s"}]}]}],
 		"faults": {"iam": {"error_rate": 2}}}`))
 	require.EqualError(t, err, "seed seed.json: [2:36] faults: iam: error_rate: 2 is not between 0 and 1 (the share of calls answered 503 ServiceUnavailable)")
 }

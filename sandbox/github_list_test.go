@@ -15,8 +15,7 @@ const githubListSeed = `
 accounts:
   - id: "111122223333"
     users:
-      - name: stanch-responder
-        keys: [{id: AKIAIOSFODNN7RESPOND, secret: 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}]
+      - ` + ResponderSeedUser + `
 github:
   token: ghp_seeded
   no_access: [acme/locked]

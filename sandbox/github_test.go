@@ -26,8 +26,7 @@ const githubSeed = `
 accounts:
   - id: "111122223333"
     users:
-      - name: stanch-responder
-        keys: [{id: AKIAIOSFODNN7RESPOND, secret: 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}]
+      - ` + ResponderSeedUser + `
 github:
   token: ghp_seeded
   alerts:

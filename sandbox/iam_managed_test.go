@@ -33,8 +33,7 @@ accounts:
       - {name: extra-4}
       - {name: extra-5}
     users:
-      - name: stanch-responder
-        keys: [{id: AKIAIOSFODNN7RESPOND, secret: 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}]
+      - ` + ResponderSeedUser + `
       - name: ci-bot
         managed_policies: ["arn:aws:iam::aws:policy/ReadOnlyAccess"]
     roles:
@@ -56,7 +55,7 @@ func managedSetup(t *testing.T) (fixture, *iam.Client) {
 	srv := httptest.NewServer(sb)
 	t.Cleanup(srv.Close)
 	f := fixture{sb: sb, url: srv.URL}
-	return f, f.iam(responderKey, responderSecret)
+	return f, f.iam(ResponderKeyID, ResponderSecret)
 }
 
 func attachedARNs(t *testing.T, c *iam.Client, user, role string) []string {
@@ -171,7 +170,7 @@ accounts:
     customer_policies: [{name: mine}]
     users:
       - name: stanch-responder
-        keys: [{id: AKIAIOSFODNN7RESPOND, secret: x}]
+        keys: [{id: ` + ResponderKeyID + `, secret: x}]
         managed_policies: [%s]
 `
 	for arn, want := range map[string]string{
@@ -196,7 +195,7 @@ func TestAWSCLIParsesManagedPolicyResponses(t *testing.T) {
 	f, _ := managedSetup(t)
 	run := func(args ...string) ([]byte, error) {
 		cmd := exec.Command("aws", append(args, "--endpoint-url", f.url, "--output", "json", "--region", "us-east-1")...)
-		cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+responderKey, "AWS_SECRET_ACCESS_KEY="+responderSecret,
+		cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+ResponderKeyID, "AWS_SECRET_ACCESS_KEY="+ResponderSecret,
 			"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "AWS_PAGER=", "AWS_MAX_ATTEMPTS=1")
 		return cmd.CombinedOutput()
 	}

@@ -23,8 +23,6 @@ import (
 )
 
 const (
-	responderKey    = "AKIAIOSFODNN7RESPOND"
-	responderSecret = "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"
 	leakedKey       = "AKIAIOSFODNN7EXAMPLE"
 	leakedSecret    = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 	otherKey        = "AKIAI44QH8DHBEXAMPLE"
@@ -87,7 +85,7 @@ func TestSTS(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	ctx := context.Background()
-	c := f.sts(responderKey, responderSecret)
+	c := f.sts(ResponderKeyID, ResponderSecret)
 	for id, want := range map[string]string{leakedKey: accountID, sessionKey: accountID, otherAcctKey: otherAccount} {
 		out, err := c.GetAccessKeyInfo(ctx, &sts.GetAccessKeyInfoInput{AccessKeyId: aws.String(id)})
 		require.NoError(t, err)
@@ -104,7 +102,7 @@ func TestAccessKeyLifecycle(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	ctx := context.Background()
-	c := f.iam(responderKey, responderSecret)
+	c := f.iam(ResponderKeyID, ResponderSecret)
 
 	last, err := c.GetAccessKeyLastUsed(ctx, &iam.GetAccessKeyLastUsedInput{AccessKeyId: aws.String(leakedKey)})
 	require.NoError(t, err)
@@ -166,7 +164,7 @@ func TestIAMErrors(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	ctx := context.Background()
-	c := f.iam(responderKey, responderSecret)
+	c := f.iam(ResponderKeyID, ResponderSecret)
 
 	_, err := c.ListAccessKeys(ctx, &iam.ListAccessKeysInput{UserName: aws.String("nobody")})
 	var nse *iamtypes.NoSuchEntityException
@@ -195,7 +193,7 @@ func TestInlinePolicies(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	ctx := context.Background()
-	c := f.iam(responderKey, responderSecret)
+	c := f.iam(ResponderKeyID, ResponderSecret)
 	doc := `{"Version":"2012-10-17","Statement":{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"DateLessThan":{"aws:TokenIssueTime":"2026-11-28T12:00:00Z"}}}}`
 	for range 2 {
 		_, err := c.PutUserPolicy(ctx, &iam.PutUserPolicyInput{UserName: aws.String("ci-bot"), PolicyName: aws.String("AWSRevokeOlderSessions"), PolicyDocument: aws.String(doc)})
@@ -225,7 +223,7 @@ func TestLatencyAndIntrospection(t *testing.T) {
 	f := setup(t)
 	f.sb.SetLatency(50 * time.Millisecond)
 	start := time.Now()
-	_, err := f.sts(responderKey, responderSecret).GetCallerIdentity(context.Background(), &sts.GetCallerIdentityInput{})
+	_, err := f.sts(ResponderKeyID, ResponderSecret).GetCallerIdentity(context.Background(), &sts.GetCallerIdentityInput{})
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, time.Since(start), 50*time.Millisecond)
 
@@ -236,7 +234,7 @@ func TestLatencyAndIntrospection(t *testing.T) {
 	require.NoError(t, json.NewDecoder(res.Body).Decode(&calls))
 	require.Len(t, calls, 1)
 	require.Equal(t, "GetCallerIdentity", calls[0].Action)
-	require.Equal(t, responderKey, calls[0].CallerKey)
+	require.Equal(t, ResponderKeyID, calls[0].CallerKey)
 
 	state, err := http.Get(f.url + "/_sandbox/state")
 	require.NoError(t, err)
@@ -254,10 +252,10 @@ func TestSeedIsStrict(t *testing.T) {
 	require.ErrorContains(t, err, "usres")
 	require.ErrorContains(t, err, "[3:5]")
 
-	_, err = ParseSeed("bad.yaml", []byte("accounts:\n  - id: \"1234\"\n    users: [{name: a, keys: [{id: AKIAIOSFODNN7RESPOND, secret: s}]}]\n"))
+	_, err = ParseSeed("bad.yaml", []byte("accounts:\n  - id: \"1234\"\n    users: [{name: a, keys: [{id: "+ResponderKeyID+", secret: s}]}]\n"))
 	require.ErrorContains(t, err, `account id "1234" is not 12 digits`)
 
-	_, err = ParseSeed("ok.json", []byte(`{"accounts":[{"id":"111122223333","users":[{"name":"a","keys":[{"id":"AKIAIOSFODNN7RESPOND","secret":"s"}]}]}]}`))
+	_, err = ParseSeed("ok.json", []byte(`{"accounts":[{"id":"111122223333","users":[{"name":"a","keys":[{"id":"`+ResponderKeyID+`","secret":"s"}]}]}]}`))
 	require.NoError(t, err)
 }
 
@@ -271,13 +269,13 @@ func TestServePrintsEnvironment(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- Serve(ctx, seed, "127.0.0.1:0", &out, func(url string) { ready <- url }) }()
 	url := <-ready
-	c := sts.NewFromConfig(aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider(responderKey, responderSecret, ""), BaseEndpoint: aws.String(url)})
+	c := sts.NewFromConfig(aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider(ResponderKeyID, ResponderSecret, ""), BaseEndpoint: aws.String(url)})
 	_, err = c.GetCallerIdentity(context.Background(), &sts.GetCallerIdentityInput{})
 	require.NoError(t, err)
 	cancel()
 	require.NoError(t, <-done)
 	require.Contains(t, out.String(), "export AWS_ENDPOINT_URL="+url+"\n")
-	require.Contains(t, out.String(), "export AWS_ACCESS_KEY_ID="+responderKey+"\n")
+	require.Contains(t, out.String(), "export AWS_ACCESS_KEY_ID="+ResponderKeyID+"\n")
 }
 
 // TestAWSCLIParsesResponses has botocore, an independent implementation of
@@ -291,7 +289,7 @@ func TestAWSCLIParsesResponses(t *testing.T) {
 	awsCLI := func(args ...string) map[string]any {
 		t.Helper()
 		cmd := exec.Command("aws", append(args, "--endpoint-url", f.url, "--output", "json")...)
-		cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+responderKey, "AWS_SECRET_ACCESS_KEY="+responderSecret, "AWS_REGION=us-east-1",
+		cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+ResponderKeyID, "AWS_SECRET_ACCESS_KEY="+ResponderSecret, "AWS_REGION=us-east-1",
 			"AWS_DEFAULT_REGION=us-east-1", "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "AWS_PAGER=")
 		out, err := cmd.CombinedOutput()
 		require.NoError(t, err, "aws %v: %s", args, out)
@@ -330,10 +328,10 @@ func TestFaultsPerService(t *testing.T) {
 	f := setup(t)
 	ctx := context.Background()
 	f.sb.SetFault("sts", Fault{ErrorRate: 1})
-	c := sts.New(sts.Options{Region: "us-east-1", BaseEndpoint: aws.String(f.url), Credentials: credentials.NewStaticCredentialsProvider(responderKey, responderSecret, ""), RetryMaxAttempts: 1})
+	c := sts.New(sts.Options{Region: "us-east-1", BaseEndpoint: aws.String(f.url), Credentials: credentials.NewStaticCredentialsProvider(ResponderKeyID, ResponderSecret, ""), RetryMaxAttempts: 1})
 	_, err := c.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
 	require.Equal(t, "ServiceUnavailable", apiCode(t, err))
-	_, err = f.iam(responderKey, responderSecret).ListAccessKeys(ctx, &iam.ListAccessKeysInput{})
+	_, err = f.iam(ResponderKeyID, ResponderSecret).ListAccessKeys(ctx, &iam.ListAccessKeysInput{})
 	require.NoError(t, err, "other services are unaffected")
 
 	f.sb.SetFault("sts", Fault{ThrottleRate: 1})
@@ -368,7 +366,7 @@ func TestAssumeRoleAcrossAccounts(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	ctx := context.Background()
-	c := f.sts(responderKey, responderSecret)
+	c := f.sts(ResponderKeyID, ResponderSecret)
 	roleARN := "arn:aws:iam::444455556666:role/stanch-responder"
 
 	_, err := c.AssumeRole(ctx, &sts.AssumeRoleInput{RoleArn: aws.String(roleARN), RoleSessionName: aws.String("stanch")})

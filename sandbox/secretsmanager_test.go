@@ -23,8 +23,7 @@ func secretsFixture(t *testing.T) fixture {
 accounts:
   - id: "111122223333"
     users:
-      - name: stanch-responder
-        keys: [{id: AKIAIOSFODNN7RESPOND, secret: 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}]
+      - `+ResponderSeedUser+`
     secrets:
       - name: iam-user/ci-bot
         region: eu-west-1
@@ -54,7 +53,7 @@ func TestSecretsBelongToAnAccountAndARegion(t *testing.T) {
 	t.Parallel()
 	f := secretsFixture(t)
 	ctx := context.Background()
-	eu := f.secrets(responderKey, responderSecret, "eu-west-1")
+	eu := f.secrets(ResponderKeyID, ResponderSecret, "eu-west-1")
 	got, err := eu.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: awssdk.String("iam-user/ci-bot")})
 	require.NoError(t, err)
 	require.Equal(t, seededSecretValue, awssdk.ToString(got.SecretString))
@@ -65,7 +64,7 @@ func TestSecretsBelongToAnAccountAndARegion(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, map[string][]string{awssdk.ToString(got.VersionId): {"AWSCURRENT"}}, byARN.VersionIdsToStages)
 
-	_, err = f.secrets(responderKey, responderSecret, "us-east-1").GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: awssdk.String("iam-user/ci-bot")})
+	_, err = f.secrets(ResponderKeyID, ResponderSecret, "us-east-1").GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: awssdk.String("iam-user/ci-bot")})
 	require.Equal(t, "ResourceNotFoundException", apiCode(t, err), "another region has no such secret")
 	_, err = f.secrets(otherAcctKey, otherAcctSecret, "eu-west-1").GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: awssdk.String("iam-user/ci-bot")})
 	require.Equal(t, "ResourceNotFoundException", apiCode(t, err), "another account has no such secret")
@@ -82,7 +81,7 @@ func TestSecretVersionsAndStages(t *testing.T) {
 	t.Parallel()
 	f := secretsFixture(t)
 	ctx := context.Background()
-	c := f.secrets(responderKey, responderSecret, "eu-west-1")
+	c := f.secrets(ResponderKeyID, ResponderSecret, "eu-west-1")
 	id := awssdk.String("iam-user/ci-bot")
 	const pending = "22222222-3333-5444-8555-666666666666"
 	_, err := c.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: id, ClientRequestToken: awssdk.String(pending), SecretString: awssdk.String("v2"), VersionStages: []string{"AWSPENDING"}})
@@ -131,7 +130,7 @@ func TestSecretValuesStayOutOfTheCallLogAndState(t *testing.T) {
 	t.Parallel()
 	f := secretsFixture(t)
 	ctx := context.Background()
-	c := f.secrets(responderKey, responderSecret, "eu-west-1")
+	c := f.secrets(ResponderKeyID, ResponderSecret, "eu-west-1")
 	const written = "writtenSecretWrittenSecretWrittenSecret1"
 	_, err := c.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: awssdk.String("app"), SecretString: awssdk.String(written)})
 	require.NoError(t, err)
@@ -177,7 +176,7 @@ func TestAWSCLIParsesSecretVersionLists(t *testing.T) {
 	aws := func(args ...string) map[string]any {
 		t.Helper()
 		cmd := exec.Command("aws", append(args, "--endpoint-url", f.url, "--output", "json", "--region", "eu-west-1")...)
-		cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+responderKey, "AWS_SECRET_ACCESS_KEY="+responderSecret,
+		cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+ResponderKeyID, "AWS_SECRET_ACCESS_KEY="+ResponderSecret,
 			"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "AWS_PAGER=")
 		out, err := cmd.CombinedOutput()
 		require.NoError(t, err, "aws %v: %s", args, out)

@@ -30,9 +30,7 @@ const slackSeed = `
 accounts:
   - id: "111122223333"
     users:
-      - name: stanch-responder
-        keys:
-          - {id: AKIAIOSFODNN7RESPOND, secret: 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}
+      - ` + ResponderSeedUser + `
 slack:
   token: xoxb-1111-2222-sandboxtoken
   channels:

@@ -3,13 +3,12 @@ package triggers
 import (
 	"context"
 	"errors"
-	"net/http/httptest"
 	"testing"
 
-	"github.com/google/go-github/v60/github"
 	"github.com/stretchr/testify/require"
 
 	"github.com/stanchhq/stanch/alert"
+	"github.com/stanchhq/stanch/internal/testkit"
 	"github.com/stanchhq/stanch/sandbox"
 )
 
@@ -19,7 +18,7 @@ const pairSecret = "je7MtGbClwBF/2Zp9Utk/h3yCo8nvbPAIREDKEY1"
 const resolverSeed = `
 accounts:
   - id: "111122223333"
-    users: [{name: stanch-responder, keys: [{id: AKIAIOSFODNN7RESPOND, secret: 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}]}]
+    users: [` + sandbox.ResponderSeedUser + `]
 github:
   token: ghp_resolver
   no_access: [acme/secret-service]
@@ -52,15 +51,9 @@ github:
 
 func resolverSandbox(t *testing.T, token string) (*sandbox.Sandbox, *GitHubResolver) {
 	t.Helper()
-	seed, err := sandbox.ParseSeed("seed.yaml", []byte(resolverSeed))
-	require.NoError(t, err)
-	sb, err := sandbox.New(seed, sandbox.Options{})
-	require.NoError(t, err)
-	srv := httptest.NewServer(sb)
-	t.Cleanup(srv.Close)
-	client, err := github.NewClient(nil).WithAuthToken(token).WithEnterpriseURLs(srv.URL+"/api/v3/", srv.URL+"/api/v3/")
-	require.NoError(t, err)
-	return sb, &GitHubResolver{Client: client}
+	sb := testkit.Sandbox(t, testkit.Seed(t, resolverSeed))
+	client := sb.GitHubClient(t, token)
+	return sb.Sandbox, &GitHubResolver{Client: client}
 }
 
 func resolve(t *testing.T, r *GitHubResolver, ref string) ([]alert.Alert, error) {

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stanchhq/stanch/alert"
+	"github.com/stanchhq/stanch/internal/testkit"
 	"github.com/stanchhq/stanch/sandbox"
 )
 
@@ -135,10 +136,10 @@ func TestGitHubFormEncodedPayload(t *testing.T) {
 // secret literal, and the alert number is kept for github.resolve_alert.
 func TestGitHubResolverFetchesTheAlert(t *testing.T) {
 	t.Parallel()
-	seed, err := sandbox.ParseSeed("seed.yaml", []byte(`
+	sb := testkit.Sandbox(t, testkit.Seed(t, `
 accounts:
   - id: "111122223333"
-    users: [{name: stanch-responder, keys: [{id: AKIAIOSFODNN7RESPOND, secret: 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}]}]
+    users: [`+sandbox.ResponderSeedUser+`]
 github:
   token: ghp_resolver
   alerts:
@@ -148,13 +149,7 @@ github:
       secret: AKIAIOSFODNN7EXAMPLE
       locations: [{path: deploy/settings.py, line: 12, commit: 4f1c9d2a7e3b5c6d8e9f0a1b2c3d4e5f6a7b8c9d}]
 `))
-	require.NoError(t, err)
-	sb, err := sandbox.New(seed, sandbox.Options{})
-	require.NoError(t, err)
-	srv := httptest.NewServer(sb)
-	t.Cleanup(srv.Close)
-	client, err := github.NewClient(nil).WithAuthToken("ghp_resolver").WithEnterpriseURLs(srv.URL+"/api/v3/", srv.URL+"/api/v3/")
-	require.NoError(t, err)
+	client := sb.GitHubClient(t, "ghp_resolver")
 
 	alerts, err := (&GitHubResolver{Client: client}).Resolve(context.Background(), []byte(`{"repo":"acme/payments-service","number":42,"action":"created"}`))
 	require.NoError(t, err)

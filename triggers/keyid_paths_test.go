@@ -12,12 +12,11 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	"github.com/google/go-github/v60/github"
 	"github.com/stretchr/testify/require"
 
 	"github.com/stanchhq/stanch/alert"
+	"github.com/stanchhq/stanch/internal/testkit"
 	"github.com/stanchhq/stanch/sandbox"
 )
 
@@ -125,22 +124,16 @@ func (s *recordingSink) RecordUnacted(_ context.Context, source, dedupKey, refer
 // people look (stanch alerts list), and its message deleted.
 func TestSQSKeepsRefusedFindings(t *testing.T) {
 	t.Parallel()
-	seed, err := sandbox.ParseSeed("seed.yaml", []byte(`
+	sb := testkit.Sandbox(t, testkit.Seed(t, `
 accounts:
   - id: "111122223333"
-    users: [{name: stanch-responder, keys: [{id: AKIAIOSFODNN7RESPOND, secret: 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}]}]
+    users: [`+sandbox.ResponderSeedUser+`]
     queues: [stanch-alerts]
 `))
-	require.NoError(t, err)
-	sb, err := sandbox.New(seed, sandbox.Options{})
-	require.NoError(t, err)
-	srv := httptest.NewServer(sb)
-	t.Cleanup(srv.Close)
 	ctx := context.Background()
-	client := sqs.NewFromConfig(aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL),
-		Credentials: credentials.NewStaticCredentialsProvider("AKIAIOSFODNN7RESPOND", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYRESPONDER1", "")})
-	queue := srv.URL + "/111122223333/stanch-alerts"
-	_, err = client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(queue), MessageBody: aws.String(guardDutyWithKey(t, "key="+keyA))})
+	client := sqs.NewFromConfig(sb.AWSConfig())
+	queue := sb.URL + "/111122223333/stanch-alerts"
+	_, err := client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(queue), MessageBody: aws.String(guardDutyWithKey(t, "key="+keyA))})
 	require.NoError(t, err)
 	out, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(queue), MaxNumberOfMessages: 1})
 	require.NoError(t, err)
@@ -186,10 +179,10 @@ func TestScannerFindingsWithTwoKeyIDs(t *testing.T) {
 // be acted on (with what to do); whitespace around it is trimmed.
 func TestGitHubLiteralIsOneKeyID(t *testing.T) {
 	t.Parallel()
-	seed, err := sandbox.ParseSeed("seed.yaml", []byte(`
+	sb := testkit.Sandbox(t, testkit.Seed(t, `
 accounts:
   - id: "111122223333"
-    users: [{name: stanch-responder, keys: [{id: AKIAIOSFODNN7RESPOND, secret: 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}]}]
+    users: [`+sandbox.ResponderSeedUser+`]
 github:
   token: ghp_literal
   alerts:
@@ -197,13 +190,7 @@ github:
     - {repo: acme/api, number: 2, secret_type: aws_access_key_id, secret: "key=`+keyA+`"}
     - {repo: acme/api, number: 3, secret_type: aws_access_key_id, secret: " `+keyA+`\n"}
 `))
-	require.NoError(t, err)
-	sb, err := sandbox.New(seed, sandbox.Options{})
-	require.NoError(t, err)
-	srv := httptest.NewServer(sb)
-	t.Cleanup(srv.Close)
-	client, err := github.NewClient(nil).WithAuthToken("ghp_literal").WithEnterpriseURLs(srv.URL+"/api/v3/", srv.URL+"/api/v3/")
-	require.NoError(t, err)
+	client := sb.GitHubClient(t, "ghp_literal")
 	r := &GitHubResolver{Client: client}
 	for _, n := range []string{"1", "2"} {
 		_, err := r.Resolve(context.Background(), []byte(`{"repo":"acme/api","number":`+n+`,"action":"created"}`))

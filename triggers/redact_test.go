@@ -13,11 +13,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-github/v60/github"
 	"github.com/stretchr/testify/require"
 
 	"github.com/stanchhq/stanch/alert"
 	plant "github.com/stanchhq/stanch/internal/planted"
+	"github.com/stanchhq/stanch/internal/testkit"
 	"github.com/stanchhq/stanch/sandbox"
 )
 
@@ -29,15 +29,13 @@ var leakyURL = "https://ci.example.com/job/7/console?AWS_SECRET_ACCESS_KEY=" + u
 func requireClean(t *testing.T, what string, rep Report, err error) {
 	t.Helper()
 	if err != nil {
-		plant.Require(t, what+": the error", err.Error())
+		plant.RequireNone(t, what+": the error", err)
 	}
 	for _, a := range rep.Alerts {
-		out, merr := json.Marshal(a)
-		require.NoError(t, merr)
-		plant.Require(t, what+": an alert", string(out))
+		plant.RequireNone(t, what+": an alert", a)
 	}
 	for _, s := range rep.Skipped {
-		plant.Require(t, what+": a skipped entry", s.Where+" "+s.Reason+" "+s.Event)
+		plant.RequireNone(t, what+": a skipped entry", s)
 	}
 }
 
@@ -100,10 +98,10 @@ func TestParsersRedactEveryField(t *testing.T) {
 // fetched alert holds are redacted in the alert it makes.
 func TestGitHubResolverRedactsTheLiteralAndLocations(t *testing.T) {
 	t.Parallel()
-	seed, err := sandbox.ParseSeed("seed.yaml", []byte(`
+	sb := testkit.Sandbox(t, testkit.Seed(t, `
 accounts:
   - id: "111122223333"
-    users: [{name: stanch-responder, keys: [{id: AKIAIOSFODNN7RESPOND, secret: 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}]}]
+    users: [`+sandbox.ResponderSeedUser+`]
 github:
   token: ghp_resolver
   alerts:
@@ -118,13 +116,7 @@ github:
       secret: "`+plant.InLiteral+`"
       locations: [{path: "deploy/`+plant.InPath+`/settings.py", line: 5, commit: 1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e}]
 `))
-	require.NoError(t, err)
-	sb, err := sandbox.New(seed, sandbox.Options{})
-	require.NoError(t, err)
-	srv := httptest.NewServer(sb)
-	t.Cleanup(srv.Close)
-	client, err := github.NewClient(nil).WithAuthToken("ghp_resolver").WithEnterpriseURLs(srv.URL+"/api/v3/", srv.URL+"/api/v3/")
-	require.NoError(t, err)
+	client := sb.GitHubClient(t, "ghp_resolver")
 	r := &GitHubResolver{Client: client}
 	alerts, err := r.Resolve(context.Background(), []byte(`{"repo":"acme/api","number":6,"action":"created"}`))
 	require.NoError(t, err)
@@ -157,9 +149,9 @@ func TestEventBridgeAnswersQuoteNoSecret(t *testing.T) {
 		h.ServeHTTP(rec, req)
 		answer, err := io.ReadAll(rec.Body)
 		require.NoError(t, err)
-		plant.Require(t, "the answer", string(answer))
+		plant.RequireNone(t, "the answer", string(answer))
 	}
-	plant.Require(t, "the log", logs.String())
+	plant.RequireNone(t, "the log", logs.String())
 }
 
 // An SNS message that fails verification is refused without quoting it.
@@ -179,6 +171,6 @@ func TestSNSRefusalsQuoteNoSecret(t *testing.T) {
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/hooks/aws/sns", bytes.NewReader(bad)))
 	require.Equal(t, http.StatusUnauthorized, rec.Code)
-	plant.Require(t, "the answer", rec.Body.String())
-	plant.Require(t, "the log", logs.String())
+	plant.RequireNone(t, "the answer", rec.Body.String())
+	plant.RequireNone(t, "the log", logs.String())
 }

@@ -6,13 +6,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"unicode"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/stanchhq/stanch/internal/testkit"
 	"github.com/stanchhq/stanch/runner"
 	"github.com/stanchhq/stanch/sandbox"
 	"github.com/stanchhq/stanch/slack"
@@ -100,7 +100,7 @@ func TestSlackReplayIgnoresHexCase(t *testing.T) {
 func TestSlackReplayRefusedAfterRestart(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, err := runner.OpenDatabase(ctx, "file:"+filepath.Join(t.TempDir(), "stanch.db"))
+	db, err := runner.OpenDatabase(ctx, testkit.SQLiteURL(t))
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
 	store := runner.NewStore(db, nil)

@@ -2,13 +2,13 @@ package aws
 
 import (
 	"context"
-	"net/http/httptest"
 	"testing"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/stretchr/testify/require"
 
 	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/internal/testkit"
 	"github.com/stanchhq/stanch/sandbox"
 )
 
@@ -16,8 +16,7 @@ const twoAccounts = `
 accounts:
   - id: "111122223333"
     users:
-      - name: stanch-responder
-        keys: [{id: AKIAIOSFODNN7RESPOND, secret: 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}]
+      - ` + sandbox.ResponderSeedUser + `
   - id: "444455556666"
     users:
       - name: deploy-bot
@@ -32,13 +31,8 @@ accounts:
 
 func TestActsInOtherAccountsThroughTheResponseRole(t *testing.T) {
 	t.Parallel()
-	seed, err := sandbox.ParseSeed("two-accounts.yaml", []byte(twoAccounts))
-	require.NoError(t, err)
-	sb, err := sandbox.New(seed, sandbox.Options{})
-	require.NoError(t, err)
-	srv := httptest.NewServer(sb)
-	t.Cleanup(srv.Close)
-	base := staticConfig(srv.URL, "AKIAIOSFODNN7RESPOND", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYRESPONDER1")
+	sb := testkit.Sandbox(t, testkit.Seed(t, twoAccounts))
+	base := sb.AWSConfig()
 
 	p := NewProvider(ProviderOptions{
 		Config: func(context.Context, string) (awssdk.Config, error) { return base, nil },
@@ -48,12 +42,12 @@ func TestActsInOtherAccountsThroughTheResponseRole(t *testing.T) {
 	for _, a := range Actions(p) {
 		acts[a.Spec().Name] = a
 	}
-	id, err := do(t, acts["aws.identify_key"], map[string]any{"access_key_id": "AKIADEPLOYBOTKEY0001"})
+	id, err := testkit.RunAction(t, acts["aws.identify_key"], testkit.Env("run_test"), map[string]any{"access_key_id": "AKIADEPLOYBOTKEY0001"})
 	require.NoError(t, err)
 	require.Equal(t, "444455556666", id.Outputs["account"])
 	require.Equal(t, "deploy-bot", id.Outputs["user_name"])
 
-	res, err := do(t, acts["aws.deactivate_key"], map[string]any{"access_key_id": "AKIADEPLOYBOTKEY0001", "user_name": "deploy-bot", "account": "444455556666"})
+	res, err := testkit.RunAction(t, acts["aws.deactivate_key"], testkit.Env("run_test"), map[string]any{"access_key_id": "AKIADEPLOYBOTKEY0001", "user_name": "deploy-bot", "account": "444455556666"})
 	require.NoError(t, err)
 	require.Equal(t, actions.Done, res.Outcome)
 	status, _ := sb.KeyStatus("444455556666", "AKIADEPLOYBOTKEY0001")
@@ -74,7 +68,7 @@ func TestActsInOtherAccountsThroughTheResponseRole(t *testing.T) {
 		Config: func(context.Context, string) (awssdk.Config, error) { return base, nil },
 		Roles:  &ResponseRoles{ARN: "arn:aws:iam::{account}:role/stanch-responder", ExternalID: "wrong"},
 	})
-	_, err = do(t, Actions(bad)[0], map[string]any{"access_key_id": "AKIADEPLOYBOTKEY0002"})
+	_, err = testkit.RunAction(t, Actions(bad)[0], testkit.Env("run_test"), map[string]any{"access_key_id": "AKIADEPLOYBOTKEY0002"})
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "AccessDenied")
 }

@@ -10,6 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/internal/testkit"
+	"github.com/stanchhq/stanch/sandbox"
 )
 
 // Errors say which AWS service answered and its code, for the metrics,
@@ -17,7 +19,7 @@ import (
 func TestErrorsNameTheServiceAndCode(t *testing.T) {
 	t.Parallel()
 	b, _ := sandboxBackend(t)
-	_, err := do(t, b.actions(t)["aws.deactivate_key"], map[string]any{"access_key_id": b.leaked, "user_name": "nobody"})
+	_, err := testkit.RunAction(t, b.actions(t)["aws.deactivate_key"], testkit.Env("run_test"), map[string]any{"access_key_id": b.leaked, "user_name": "nobody"})
 	require.Error(t, err)
 	api, ok := actions.APIErrorOf(err)
 	require.True(t, ok, "%v", err)
@@ -27,10 +29,10 @@ func TestErrorsNameTheServiceAndCode(t *testing.T) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}))
 	t.Cleanup(unavailable.Close)
-	cfg := staticConfig(unavailable.URL, "AKIAIOSFODNN7RESPOND", "x")
+	cfg := testkit.AWSConfig(unavailable.URL, sandbox.ResponderKeyID, "x")
 	cfg.RetryMaxAttempts = 1
 	p := NewProvider(ProviderOptions{Config: func(context.Context, string) (awssdk.Config, error) { return cfg, nil }})
-	_, err = do(t, Actions(p)[0], map[string]any{"access_key_id": b.leaked})
+	_, err = testkit.RunAction(t, Actions(p)[0], testkit.Env("run_test"), map[string]any{"access_key_id": b.leaked})
 	require.Error(t, err)
 	api, ok = actions.APIErrorOf(err)
 	require.True(t, ok, "%v", err)

@@ -15,12 +15,12 @@ import (
 	"time"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 	"github.com/stretchr/testify/require"
 
 	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/internal/testkit"
 	"github.com/stanchhq/stanch/sandbox"
 )
 
@@ -86,8 +86,7 @@ const seedYAML = `
 accounts:
   - id: "111122223333"
     users:
-      - name: stanch-responder
-        keys: [{id: AKIAIOSFODNN7RESPOND, secret: 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}]
+      - ` + sandbox.ResponderSeedUser + `
       - name: ci-bot
         keys:
           - {id: AKIAIOSFODNN7EXAMPLE, secret: wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY, last_used: {date: 2026-11-27T10:00:00Z, service: s3, region: us-east-1}}
@@ -102,23 +101,18 @@ accounts:
 
 func sandboxBackend(t *testing.T) (backend, *sandbox.Sandbox) {
 	t.Helper()
-	seed, err := sandbox.ParseSeed("seed.yaml", []byte(seedYAML))
-	require.NoError(t, err)
-	sb, err := sandbox.New(seed, sandbox.Options{})
-	require.NoError(t, err)
-	srv := httptest.NewServer(sb)
-	t.Cleanup(srv.Close)
+	sb := testkit.Sandbox(t, testkit.Seed(t, seedYAML))
 	return backend{
 		name:      "sandbox",
-		cfg:       staticConfig(srv.URL, "AKIAIOSFODNN7RESPOND", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYRESPONDER1"),
+		cfg:       sb.AWSConfig(),
 		account:   "111122223333",
 		user:      "ci-bot",
 		leaked:    "AKIAIOSFODNN7EXAMPLE",
 		other:     "AKIAI44QH8DHBEXAMPLE",
-		secrets:   []string{"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", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY"},
+		secrets:   []string{sandbox.ResponderSecret, "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY"},
 		effective: sb.EffectiveCount,
 		calls:     sb.Count,
-	}, sb
+	}, sb.Sandbox
 }
 
 // motoBackend creates a user with two keys in moto for one test.
@@ -127,7 +121,7 @@ func motoBackend(t *testing.T) backend {
 	if motoURL == "" {
 		t.Skip("moto_server is not on PATH (the machine image provides it); the sandbox variant still runs")
 	}
-	cfg := staticConfig(motoURL, "AKIAMOTOTESTING00000", "testing")
+	cfg := testkit.AWSConfig(motoURL, "AKIAMOTOTESTING00000", "testing")
 	c := iam.NewFromConfig(cfg)
 	ctx := context.Background()
 	user := uniqueName("ci-bot")
@@ -156,14 +150,6 @@ var nameSeq atomic.Int64
 // uses.
 func uniqueName(prefix string) string {
 	return fmt.Sprintf("%s-%d-%d", prefix, time.Now().UnixNano(), nameSeq.Add(1))
-}
-
-func staticConfig(url, id, secret string) awssdk.Config {
-	return awssdk.Config{
-		Region:       "us-east-1",
-		Credentials:  credentials.NewStaticCredentialsProvider(id, secret, ""),
-		BaseEndpoint: awssdk.String(url),
-	}
 }
 
 func (b backend) provider(t *testing.T) *Provider {
@@ -205,13 +191,6 @@ func (b backend) noSecrets(t *testing.T, texts ...any) {
 	}
 }
 
-func do(t *testing.T, a actions.Action, with map[string]any) (actions.Result, error) {
-	t.Helper()
-	p, err := a.Decode(with)
-	require.NoError(t, err)
-	return a.Do(context.Background(), actions.Env{RunID: "run_test", StepID: "step", Attempt: 1}, p)
-}
-
 func backends(t *testing.T) map[string]func(t *testing.T) backend {
 	return map[string]func(t *testing.T) backend{
 		"sandbox": func(t *testing.T) backend { b, _ := sandboxBackend(t); return b },
@@ -225,7 +204,7 @@ func TestIdentifyKey(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			b := mk(t)
-			res, err := do(t, b.actions(t)["aws.identify_key"], map[string]any{"access_key_id": b.leaked})
+			res, err := testkit.RunAction(t, b.actions(t)["aws.identify_key"], testkit.Env("run_test"), map[string]any{"access_key_id": b.leaked})
 			require.NoError(t, err)
 			require.Equal(t, b.account, res.Outputs["account"])
 			require.Equal(t, b.user, res.Outputs["user_name"])
@@ -240,17 +219,17 @@ func TestIdentifySandboxDetails(t *testing.T) {
 	t.Parallel()
 	b, _ := sandboxBackend(t)
 	acts := b.actions(t)
-	res, err := do(t, acts["aws.identify_key"], map[string]any{"access_key_id": b.leaked})
+	res, err := testkit.RunAction(t, acts["aws.identify_key"], testkit.Env("run_test"), map[string]any{"access_key_id": b.leaked})
 	require.NoError(t, err)
 	require.Equal(t, "2026-11-27T10:00:00Z", res.Outputs["last_used_date"])
 	require.Equal(t, "s3", res.Outputs["last_used_service"])
 
-	session, err := do(t, acts["aws.identify_key"], map[string]any{"access_key_id": "ASIAIOSFODNN7SESSION"})
+	session, err := testkit.RunAction(t, acts["aws.identify_key"], testkit.Env("run_test"), map[string]any{"access_key_id": "ASIAIOSFODNN7SESSION"})
 	require.NoError(t, err)
 	require.Equal(t, "role_session", session.Outputs["key_kind"])
 	require.Equal(t, "", session.Outputs["user_name"])
 
-	_, err = do(t, acts["aws.identify_key"], map[string]any{"access_key_id": "AKIAOTHERACCOUNTKEY1"})
+	_, err = testkit.RunAction(t, acts["aws.identify_key"], testkit.Env("run_test"), map[string]any{"access_key_id": "AKIAOTHERACCOUNTKEY1"})
 	require.Error(t, err)
 	require.Equal(t, actions.KindPermanent, actions.KindOf(err))
 	require.Contains(t, err.Error(), "belongs to account 444455556666")
@@ -264,14 +243,14 @@ func TestDeactivateLeavesTheOtherKeyActive(t *testing.T) {
 			t.Parallel()
 			b := mk(t)
 			deactivate := b.actions(t)["aws.deactivate_key"]
-			res, err := do(t, deactivate, map[string]any{"access_key_id": b.leaked, "user_name": b.user})
+			res, err := testkit.RunAction(t, deactivate, testkit.Env("run_test"), map[string]any{"access_key_id": b.leaked, "user_name": b.user})
 			require.NoError(t, err)
 			require.Equal(t, actions.Done, res.Outcome)
 			require.Equal(t, "Active", res.Outputs["previous_status"])
 			require.Equal(t, "Inactive", b.status(t, b.leaked))
 			require.Equal(t, "Active", b.status(t, b.other), "only the given key is touched")
 
-			again, err := do(t, deactivate, map[string]any{"access_key_id": b.leaked})
+			again, err := testkit.RunAction(t, deactivate, testkit.Env("run_test"), map[string]any{"access_key_id": b.leaked})
 			require.NoError(t, err, "the owner is found when user_name is empty")
 			require.Equal(t, actions.Already, again.Outcome)
 			require.Contains(t, again.Message, "already Inactive")
@@ -300,7 +279,7 @@ func TestDeactivateRefusesAKeyTheUserDoesNotHave(t *testing.T) {
 			} else {
 				stranger = "stanch-responder"
 			}
-			_, err := do(t, b.actions(t)["aws.deactivate_key"], map[string]any{"access_key_id": b.leaked, "user_name": stranger})
+			_, err := testkit.RunAction(t, b.actions(t)["aws.deactivate_key"], testkit.Env("run_test"), map[string]any{"access_key_id": b.leaked, "user_name": stranger})
 			require.Error(t, err)
 			require.Equal(t, actions.KindPermanent, actions.KindOf(err))
 			require.Contains(t, err.Error(), "has no access key "+b.leaked)
@@ -332,7 +311,7 @@ func TestPlanChangesNothing(t *testing.T) {
 	require.Contains(t, plan.Summary, "would deactivate")
 	require.Empty(t, plan.Settled, "a change is planned")
 
-	_, err = do(t, deactivate, map[string]any{"access_key_id": b.leaked, "user_name": b.user})
+	_, err = testkit.RunAction(t, deactivate, testkit.Env("run_test"), map[string]any{"access_key_id": b.leaked, "user_name": b.user})
 	require.NoError(t, err)
 	plan, err = deactivate.Plan(context.Background(), actions.Env{}, p)
 	require.NoError(t, err)
@@ -349,12 +328,12 @@ func TestDeactivateRefusesOtherAccountsAndSessions(t *testing.T) {
 	deactivate := b.actions(t)["aws.deactivate_key"]
 	// A key of another account than the one named is refused before any
 	// role is assumed: STS says whose it is.
-	_, err := do(t, deactivate, map[string]any{"access_key_id": b.leaked, "account": "444455556666"})
+	_, err := testkit.RunAction(t, deactivate, testkit.Env("run_test"), map[string]any{"access_key_id": b.leaked, "account": "444455556666"})
 	require.Error(t, err)
 	require.Equal(t, actions.KindPermanent, actions.KindOf(err))
 	require.Contains(t, err.Error(), "belongs to account 111122223333, not to account 444455556666 where this step acts; nothing was changed")
 	// A key of that account needs its response role.
-	_, err = do(t, deactivate, map[string]any{"access_key_id": "AKIAOTHERACCOUNTKEY1", "account": "444455556666"})
+	_, err = testkit.RunAction(t, deactivate, testkit.Env("run_test"), map[string]any{"access_key_id": "AKIAOTHERACCOUNTKEY1", "account": "444455556666"})
 	require.Error(t, err)
 	require.Equal(t, actions.KindPermanent, actions.KindOf(err))
 	require.Contains(t, err.Error(), "no response role is configured for account 444455556666")
@@ -367,7 +346,7 @@ func TestDeactivateRefusesOtherAccountsAndSessions(t *testing.T) {
 func TestErrorsAreClassified(t *testing.T) {
 	t.Parallel()
 	b, _ := sandboxBackend(t)
-	_, err := do(t, b.actions(t)["aws.deactivate_key"], map[string]any{"access_key_id": b.leaked, "user_name": "nobody"})
+	_, err := testkit.RunAction(t, b.actions(t)["aws.deactivate_key"], testkit.Env("run_test"), map[string]any{"access_key_id": b.leaked, "user_name": "nobody"})
 	require.Error(t, err)
 	require.Equal(t, actions.KindPermanent, actions.KindOf(err), "NoSuchEntity is permanent: %v", err)
 	var nse *iamtypes.NoSuchEntityException
@@ -377,11 +356,11 @@ func TestErrorsAreClassified(t *testing.T) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}))
 	t.Cleanup(unavailable.Close)
-	cfg := staticConfig(unavailable.URL, "AKIAIOSFODNN7RESPOND", "x")
+	cfg := testkit.AWSConfig(unavailable.URL, sandbox.ResponderKeyID, "x")
 	cfg.RetryMaxAttempts = 1
 	p := NewProvider(ProviderOptions{Config: func(context.Context, string) (awssdk.Config, error) { return cfg, nil }})
 	identify := Actions(p)[0]
-	_, err = do(t, identify, map[string]any{"access_key_id": b.leaked})
+	_, err = testkit.RunAction(t, identify, testkit.Env("run_test"), map[string]any{"access_key_id": b.leaked})
 	require.Error(t, err)
 	require.Equal(t, actions.KindRetryable, actions.KindOf(err), "a 503 is retryable: %v", err)
 	require.True(t, strings.HasPrefix(err.Error(), "identify key "+b.leaked))

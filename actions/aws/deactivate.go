@@ -29,7 +29,7 @@ type DeactivateKeyOutputs struct {
 }
 
 func deactivateKey(p *Provider) actions.Action {
-	return actions.New(actions.TypedDefinition[DeactivateKeyParams, DeactivateKeyOutputs]{
+	return actions.New(actions.Definition[DeactivateKeyParams, DeactivateKeyOutputs]{
 		Name:        "aws.deactivate_key",
 		Summary:     "Make an IAM user's access key Inactive (reversible), touching no other key.",
 		Containment: true,

@@ -28,7 +28,7 @@ type DeleteKeyOutputs struct {
 }
 
 func deleteKey(p *Provider) actions.Action {
-	return actions.New(actions.TypedDefinition[DeleteKeyParams, DeleteKeyOutputs]{
+	return actions.New(actions.Definition[DeleteKeyParams, DeleteKeyOutputs]{
 		Name:        "aws.delete_key",
 		Summary:     "Delete an IAM user's access key (irreversible; normally after approval). Already gone is success, once verified in the key's own account.",
 		Containment: true,

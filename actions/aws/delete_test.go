@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/internal/testkit"
 )
 
 func TestDeleteKeyFindsTheOwnerAndPlans(t *testing.T) {
@@ -18,7 +19,7 @@ func TestDeleteKeyFindsTheOwnerAndPlans(t *testing.T) {
 			b := mk(t)
 			acts := b.actions(t)
 			del := acts["aws.delete_key"]
-			_, err := do(t, acts["aws.deactivate_key"], map[string]any{"access_key_id": b.leaked, "user_name": b.user})
+			_, err := testkit.RunAction(t, acts["aws.deactivate_key"], testkit.Env("run_test"), map[string]any{"access_key_id": b.leaked, "user_name": b.user})
 			require.NoError(t, err)
 
 			p, err := del.Decode(map[string]any{"access_key_id": b.leaked})
@@ -41,7 +42,7 @@ func TestDeleteKeyFindsTheOwnerAndPlans(t *testing.T) {
 			require.Equal(t, b.user, res.Outputs["user_name"])
 			require.Equal(t, map[string]string{b.other: "Active"}, b.keyIDs(t), "only the given key is deleted")
 
-			gone, err := do(t, del, map[string]any{"access_key_id": b.leaked, "user_name": b.user})
+			gone, err := testkit.RunAction(t, del, testkit.Env("run_test"), map[string]any{"access_key_id": b.leaked, "user_name": b.user})
 			require.NoError(t, err)
 			require.Equal(t, actions.Already, gone.Outcome)
 			require.Equal(t, false, gone.Outputs["deleted"])
@@ -68,18 +69,18 @@ func TestDeleteKeyActiveOnlyWhenAllowed(t *testing.T) {
 			t.Parallel()
 			b := mk(t)
 			del := b.actions(t)["aws.delete_key"]
-			_, err := do(t, del, map[string]any{"access_key_id": b.other, "user_name": b.user})
+			_, err := testkit.RunAction(t, del, testkit.Env("run_test"), map[string]any{"access_key_id": b.other, "user_name": b.user})
 			require.Error(t, err)
 			require.Equal(t, actions.KindPermanent, actions.KindOf(err))
 			require.Contains(t, err.Error(), "still Active; deactivate it first")
 			require.Equal(t, "Active", b.status(t, b.other))
 
-			res, err := do(t, del, map[string]any{"access_key_id": b.other, "user_name": b.user, "allow_active": true})
+			res, err := testkit.RunAction(t, del, testkit.Env("run_test"), map[string]any{"access_key_id": b.other, "user_name": b.user, "allow_active": true})
 			require.NoError(t, err)
 			require.Contains(t, res.Message, "(was Active)")
 			require.Equal(t, map[string]string{b.leaked: "Active"}, b.keyIDs(t))
 
-			_, err = do(t, del, map[string]any{"access_key_id": b.leaked, "user_name": "nobody-" + b.user})
+			_, err = testkit.RunAction(t, del, testkit.Env("run_test"), map[string]any{"access_key_id": b.leaked, "user_name": "nobody-" + b.user})
 			require.Error(t, err, "a user that does not exist is not 'already gone'")
 			require.Equal(t, actions.KindPermanent, actions.KindOf(err))
 			b.noSecrets(t, err, res)

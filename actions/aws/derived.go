@@ -51,7 +51,7 @@ const (
 )
 
 func containDerived(p *Provider) actions.Action {
-	return actions.New(actions.TypedDefinition[ContainDerivedParams, ContainDerivedOutputs]{
+	return actions.New(actions.Definition[ContainDerivedParams, ContainDerivedOutputs]{
 		Name:    "aws.contain_derived",
 		Summary: "Contain the credentials a leaked key minted or created: deactivate (or delete) attacker-created keys, revoke the sessions of the users or roles that minted session credentials. Tries every credential before failing.",
 		Permissions: []actions.Permission{

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/internal/testkit"
 	"github.com/stanchhq/stanch/sandbox"
 )
 
@@ -67,13 +68,13 @@ func TestContainDerivedDelete(t *testing.T) {
 			b := mk(t)
 			contain := b.actions(t)["aws.contain_derived"]
 			with := map[string]any{"mode": "delete", "derived": []any{map[string]any{"access_key_id": b.other, "kind": "access_key", "user_name": b.user}}}
-			res, err := do(t, contain, with)
+			res, err := testkit.RunAction(t, contain, testkit.Env("run_test"), with)
 			require.NoError(t, err)
 			require.Equal(t, actions.Done, res.Outcome, res.Message)
 			require.Equal(t, []map[string]any{{"access_key_id": b.other, "action": "delete", "outcome": "done"}}, res.Outputs["contained"])
 			require.Equal(t, "Active", b.status(t, b.leaked))
 
-			again, err := do(t, contain, with)
+			again, err := testkit.RunAction(t, contain, testkit.Env("run_test"), with)
 			require.NoError(t, err, "a resumed step finds the key gone")
 			require.Equal(t, actions.Already, again.Outcome)
 			if b.effective != nil {
@@ -91,7 +92,7 @@ func TestContainDerivedFindsWhoMintedASession(t *testing.T) {
 			t.Parallel()
 			b := mk(t)
 			contain := b.actions(t)["aws.contain_derived"]
-			res, err := do(t, contain, map[string]any{"derived": []any{
+			res, err := testkit.RunAction(t, contain, testkit.Env("run_test"), map[string]any{"derived": []any{
 				map[string]any{"access_key_id": "ASIAATTACKERSESSION3", "kind": "session", "created_by_event": "GetFederationToken", "created_by_key": b.leaked},
 			}})
 			require.NoError(t, err)
@@ -137,13 +138,13 @@ func TestContainDerivedIsRetryableWhenIAMThrottles(t *testing.T) {
 		map[string]any{"access_key_id": b.other, "kind": "access_key", "user_name": b.user},
 		map[string]any{"access_key_id": "ASIAATTACKERSESSION1", "kind": "session", "user_name": b.user},
 	}}
-	_, err := do(t, contain, with)
+	_, err := testkit.RunAction(t, contain, testkit.Env("run_test"), with)
 	require.Error(t, err)
 	require.Equal(t, actions.KindRetryable, actions.KindOf(err), "%v", err)
 	require.ErrorContains(t, err, b.other+" deactivate: failed; ASIAATTACKERSESSION1 revoke_sessions: failed")
 
 	sb.SetFault("iam", sandbox.Fault{})
-	res, err := do(t, contain, with)
+	res, err := testkit.RunAction(t, contain, testkit.Env("run_test"), with)
 	require.NoError(t, err, "the retry contains both")
 	require.Equal(t, actions.Done, res.Outcome)
 }

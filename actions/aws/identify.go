@@ -30,7 +30,7 @@ type IdentifyKeyOutputs struct {
 }
 
 func identifyKey(p *Provider) actions.Action {
-	return actions.New(actions.TypedDefinition[IdentifyKeyParams, IdentifyKeyOutputs]{
+	return actions.New(actions.Definition[IdentifyKeyParams, IdentifyKeyOutputs]{
 		Name:    "aws.identify_key",
 		Summary: "Find the account and IAM user an access key belongs to, and when it was last used.",
 		Permissions: []actions.Permission{

@@ -87,7 +87,7 @@ func provisionImpact(in *ImpactParams) {
 }
 
 func cloudTrailImpact(p *Provider) actions.Action {
-	return actions.New(actions.TypedDefinition[ImpactParams, ImpactOutputs]{
+	return actions.New(actions.Definition[ImpactParams, ImpactOutputs]{
 		Name:    "aws.cloudtrail_impact",
 		Slow:    true,
 		Summary: "Query CloudTrail for everything a key (and the credentials it minted or created) did, in every region, and classify it.",
@@ -198,7 +198,7 @@ type trailEvent struct {
 		AccessKeyID string `json:"accessKeyId"`
 		UserName    string `json:"userName"`
 	} `json:"userIdentity"`
-	resources []map[string]any
+	resources []resource
 	key       string // the credential it was looked up by
 }
 
@@ -210,70 +210,58 @@ func (p *Provider) impact(ctx context.Context, env actions.Env, in *ImpactParams
 		return result{}, fmt.Errorf("impact of %s: %w", in.AccessKeyID, err)
 	}
 	in.Account = account
-	regions, err := p.impactRegions(ctx, in)
-	if err != nil {
-		return result{}, err
+	st := resumedImpact(env, in)
+	if st == nil {
+		regions, err := p.impactRegions(ctx, in)
+		if err != nil {
+			return result{}, err
+		}
+		end := time.Now()
+		st = newImpactState(in, regions, end.Add(-time.Duration(in.Lookback)), end)
 	}
 	cfg, err := p.config(ctx, in.Account)
 	if err != nil {
 		return result{}, fmt.Errorf("impact of %s: %w", in.AccessKeyID, err)
 	}
-	end := time.Now()
-	start := end.Add(-time.Duration(in.Lookback))
-	acc := newImpact()
-	failed := map[string]string{}
-	type pending struct {
-		key   string
-		depth int
-	}
-	level := []pending{{key: in.AccessKeyID}}
-	seen := map[string]bool{in.AccessKeyID: true}
-	var derived []map[string]any
-	for len(level) > 0 {
-		var next []pending
-		for _, q := range level {
-			events := p.lookupAll(ctx, env, cfg, account, q.key, regions, start, end, failed)
-			for _, e := range events {
-				acc.add(e)
-				d := derivedFrom(e)
-				id, _ := d["access_key_id"].(string)
-				if id == "" || seen[id] || len(derived) >= in.MaxDerived {
-					continue
-				}
-				seen[id] = true
-				d["created_by_key"] = q.key
-				d["region"] = e.AWSRegion
-				d["time"] = e.EventTime.UTC().Format(time.RFC3339)
-				d["depth"] = q.depth + 1
-				derived = append(derived, d)
-				if q.depth+1 <= in.MaxDepth {
-					next = append(next, pending{key: id, depth: q.depth + 1})
-				}
-			}
+	q := &impactQuery{p: p, env: env, cfg: cfg, st: st}
+	for {
+		key, ok := st.key()
+		if !ok {
+			break
 		}
-		level = next
+		if err := q.read(ctx, key); err != nil {
+			var failed checkpointError
+			if ctx.Err() != nil && !errors.As(err, &failed) {
+				return result{}, actions.Retryable(fmt.Errorf("impact of %s: %w", in.AccessKeyID, ctx.Err()))
+			}
+			return result{}, fmt.Errorf("impact of %s: %w", in.AccessKeyID, err)
+		}
+		st.merge(key)
+		if err := q.save(ctx, false); err != nil {
+			return result{}, fmt.Errorf("impact of %s: %w", in.AccessKeyID, err)
+		}
 	}
-	if ctx.Err() != nil {
-		return result{}, actions.Retryable(fmt.Errorf("impact of %s: %w", in.AccessKeyID, ctx.Err()))
-	}
+	regions, failed := st.Regions, st.Failed
 	if len(failed) == len(regions) && len(regions) > 0 {
+		// A retry is worth a new look, not this attempt's failures again.
+		q.st = newImpactState(in, regions, st.Start, st.End)
+		if err := q.save(ctx, true); err != nil {
+			return result{}, fmt.Errorf("impact of %s: %w", in.AccessKeyID, err)
+		}
 		return result{}, actions.Retryable(fmt.Errorf("impact of %s: every region failed: %v", in.AccessKeyID, failed))
 	}
-	out := acc.outputs()
-	if derived == nil {
-		derived = []map[string]any{}
-	}
-	out.DerivedCredentials = derived
+	out := st.Summary.outputs()
+	out.DerivedCredentials = st.derivedOutput()
 	out.Regions = regions
 	out.RegionsFailed = failed
-	msg := fmt.Sprintf("%d event(s) of %s in %d region(s)", acc.total, in.AccessKeyID, len(regions))
-	if acc.total > 0 {
+	msg := fmt.Sprintf("%d event(s) of %s in %d region(s)", st.Summary.Total, in.AccessKeyID, len(regions))
+	if st.Summary.Total > 0 {
 		msg += fmt.Sprintf(", first %s, last %s", out.FirstUsed, out.LastUsed)
 	}
-	if n := len(derived); n > 0 {
+	if n := len(st.Derived); n > 0 {
 		msg += fmt.Sprintf("; %d derived credential(s)", n)
 	}
-	if fc := acc.counts(); len(fc) > 0 {
+	if fc := st.Summary.counts(); len(fc) > 0 {
 		msg += "; findings: " + strings.Join(fc, ", ")
 	}
 	if len(failed) > 0 {
@@ -282,70 +270,213 @@ func (p *Provider) impact(ctx context.Context, env actions.Env, in *ImpactParams
 	return result{Outcome: actions.Done, Message: msg, Outputs: out}, nil
 }
 
-// lookupAll reads every page of key's events in every region in parallel;
-// a failed region is recorded in failed and does not stop the others.
-func (p *Provider) lookupAll(ctx context.Context, env actions.Env, cfg awssdk.Config, account, key string, regions []string, start, end time.Time, failed map[string]string) []trailEvent {
-	var mu sync.Mutex
-	var all []trailEvent
-	var wg sync.WaitGroup
-	for _, region := range regions {
-		wg.Go(func() {
-			events, err := p.lookupRegion(ctx, env, cfg, account, region, key, start, end)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				failed[region] = err.Error()
-				return
-			}
-			all = append(all, events...)
-		})
+// resumedImpact returns the state the step's last attempt saved, or nil
+// when there is none or it cannot be used: the query then starts again.
+func resumedImpact(env actions.Env, in *ImpactParams) *impactState {
+	if env.Resumed == nil {
+		return nil
 	}
-	wg.Wait()
-	return all
+	st, err := decodeImpactState(env.Resumed, in)
+	if err != nil {
+		env.Log().Warn("impact: the saved checkpoint cannot be used; the query starts again", "key", in.AccessKeyID, "error", err.Error())
+		return nil
+	}
+	env.Log().Info("impact: resumed from the saved checkpoint", "key", in.AccessKeyID, "progress", st.progress())
+	return st
 }
 
-func (p *Provider) lookupRegion(ctx context.Context, env actions.Env, cfg awssdk.Config, account, region, key string, start, end time.Time) ([]trailEvent, error) {
+// impactCheckpointEvery is how often, at most, the impact step saves how
+// far it got. Each save is a fenced write of the whole state, and a step
+// reads up to 2 pages a second in every region at once (34 in 17
+// regions): once a second keeps that at one write a second per step, and
+// a resumed step reads again at most a second's pages.
+const impactCheckpointEvery = time.Second
+
+// impactQuery reads the pages of one key in every region at once, and
+// saves the state as it goes.
+type impactQuery struct {
+	p     *Provider
+	env   actions.Env
+	cfg   awssdk.Config
+	st    *impactState
+	saved time.Time
+}
+
+// page is what a region's reader hands over: a page, its end, a failure,
+// or that the saved token was refused and the region starts again.
+type page struct {
+	pair    *pairState
+	events  []trailEvent
+	next    string
+	last    bool
+	restart bool
+	err     error
+}
+
+// read reads key in every region not read yet, from where each got; a
+// region that fails is recorded and does not stop the others. An error is
+// a failed checkpoint or the end of ctx.
+func (q *impactQuery) read(ctx context.Context, key pendingKey) error {
+	ctx, cancel := context.WithCancel(ctx)
+	pages := make(chan page)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	open := 0
+	for _, pr := range q.st.Pairs {
+		if pr.Done {
+			continue
+		}
+		pr.err = ""
+		open++
+		wg.Go(func() { q.p.readRegion(ctx, q.cfg, q.st.Account, key.Key, pr, q.st.Start, q.st.End, pages) })
+	}
+	for open > 0 {
+		var pg page
+		select {
+		case pg = <-pages:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		pr := pg.pair
+		switch {
+		case pg.err != nil:
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			pr.err = pg.err.Error()
+			open--
+			continue
+		case pg.restart:
+			*pr = pairState{Region: pr.Region, Summary: newImpact()}
+			continue
+		}
+		q.st.add(pr, pg.events)
+		pr.Pages++
+		pr.Token, pr.Done = pg.next, pg.last
+		if pg.last {
+			open--
+		}
+		if q.env.Progress != nil {
+			q.env.Progress(fmt.Sprintf("%s %s: %d page(s), %d event(s)", key.Key, pr.Region, pr.Pages, pr.Summary.Total))
+		}
+		if err := q.save(ctx, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// save hands the state to the step's checkpoint, at most once per
+// p.checkpointEvery (impactCheckpointEvery) unless forced.
+func (q *impactQuery) save(ctx context.Context, force bool) error {
+	if q.env.Checkpoint == nil || !force && time.Since(q.saved) < q.p.checkpointEvery {
+		return nil
+	}
+	b, err := q.st.encode()
+	if err == nil {
+		err = q.env.Checkpoint(ctx, b)
+	}
+	if err != nil {
+		return checkpointError{err}
+	}
+	q.saved = time.Now()
+	return nil
+}
+
+// checkpointError is a failed save: the step no longer belongs to this
+// attempt, or the store is down. The runner, which knows, decides whether
+// it is worth retrying.
+type checkpointError struct{ err error }
+
+func (e checkpointError) Error() string { return "checkpoint: " + e.err.Error() }
+func (e checkpointError) Unwrap() error { return e.err }
+
+// readRegion reads key's pages in one region from pr.Token on, and hands
+// each to pages until the last, a failure, or the end of ctx. It reads
+// pr's region and token only, before it starts: the caller owns pr.
+func (p *Provider) readRegion(ctx context.Context, cfg awssdk.Config, account, key string, pr *pairState, start, end time.Time, pages chan<- page) {
+	region, token := pr.Region, pr.Token
+	send := func(pg page) bool {
+		pg.pair = pr
+		select {
+		case pages <- pg:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 	client := cloudtrail.NewFromConfig(cfg, func(o *cloudtrail.Options) {
 		o.Region = region
 		o.RetryMaxAttempts = 10 // throttles are expected at this rate; keep trying
 	})
 	limit := p.limiter(account, region)
-	pages := cloudtrail.NewLookupEventsPaginator(client, &cloudtrail.LookupEventsInput{
-		LookupAttributes: []cttypes.LookupAttribute{{AttributeKey: cttypes.LookupAttributeKeyAccessKeyId, AttributeValue: awssdk.String(key)}},
-		StartTime:        awssdk.Time(start),
-		EndTime:          awssdk.Time(end),
-		MaxResults:       awssdk.Int32(50),
-	})
-	var out []trailEvent
-	n := 0
-	for pages.HasMorePages() {
+	input := func(token string) *cloudtrail.LookupEventsInput {
+		in := &cloudtrail.LookupEventsInput{
+			LookupAttributes: []cttypes.LookupAttribute{{AttributeKey: cttypes.LookupAttributeKeyAccessKeyId, AttributeValue: awssdk.String(key)}},
+			StartTime:        awssdk.Time(start),
+			EndTime:          awssdk.Time(end),
+			MaxResults:       awssdk.Int32(50),
+		}
+		if token != "" {
+			in.NextToken = awssdk.String(token)
+		}
+		return in
+	}
+	pager := cloudtrail.NewLookupEventsPaginator(client, input(token))
+	resumed := token != ""
+	for {
 		if err := limit.Wait(ctx); err != nil {
-			return nil, err
+			send(page{err: err})
+			return
 		}
-		page, err := pages.NextPage(ctx)
+		out, err := pager.NextPage(ctx)
+		var expired *cttypes.InvalidNextTokenException
+		if err != nil && resumed && errors.As(err, &expired) {
+			// The token a dead attempt saved is no longer valid: read
+			// the region again from its first page.
+			resumed = false
+			pager = cloudtrail.NewLookupEventsPaginator(client, input(""))
+			if !send(page{restart: true}) {
+				return
+			}
+			continue
+		}
 		if err != nil {
-			return nil, classify(fmt.Errorf("cloudtrail:LookupEvents: %w", err))
+			send(page{err: classify(fmt.Errorf("cloudtrail:LookupEvents: %w", err))})
+			return
 		}
-		n++
-		for _, ev := range page.Events {
-			var e trailEvent
-			if err := json.Unmarshal([]byte(awssdk.ToString(ev.CloudTrailEvent)), &e); err != nil {
-				continue // a record we cannot read says nothing we can use
-			}
-			if e.AWSRegion == "" {
-				e.AWSRegion = region
-			}
-			for _, r := range ev.Resources {
-				e.resources = append(e.resources, map[string]any{"type": awssdk.ToString(r.ResourceType), "name": awssdk.ToString(r.ResourceName)})
-			}
-			e.key = key
-			out = append(out, e)
+		resumed = false
+		pg := page{events: trailEvents(out, region, key), last: !pager.HasMorePages()}
+		if !pg.last {
+			pg.next = awssdk.ToString(out.NextToken)
 		}
-		if env.Progress != nil {
-			env.Progress(fmt.Sprintf("%s %s: %d page(s), %d event(s)", key, region, n, len(out)))
+		if !send(pg) || pg.last {
+			return
 		}
 	}
-	return out, nil
+}
+
+// trailEvents reads the records of a page of key's events in region.
+func trailEvents(out *cloudtrail.LookupEventsOutput, region, key string) []trailEvent {
+	var events []trailEvent
+	for _, ev := range out.Events {
+		var e trailEvent
+		if err := json.Unmarshal([]byte(awssdk.ToString(ev.CloudTrailEvent)), &e); err != nil {
+			continue // a record we cannot read says nothing we can use
+		}
+		if e.AWSRegion == "" {
+			e.AWSRegion = region
+		}
+		for _, r := range ev.Resources {
+			e.resources = append(e.resources, resource{Type: awssdk.ToString(r.ResourceType), Name: awssdk.ToString(r.ResourceName)})
+		}
+		e.key = key
+		events = append(events, e)
+	}
+	return events
 }
 
 // derivedFrom describes the credential an event minted or created, in the
@@ -373,91 +504,6 @@ func derivedFrom(e trailEvent) map[string]any {
 		return map[string]any{"access_key_id": id, "kind": "access_key", "user_name": user, "created_by_event": e.EventName}
 	}
 	return nil
-}
-
-// impactSummary accumulates what the events say.
-type impactSummary struct {
-	total                int
-	first, last          time.Time
-	byEvent, byService   map[string]int
-	byRegion, byIP, byUA map[string]int
-	denied               int
-	findings             []map[string]any
-	findingCount         map[string]int
-}
-
-func newImpact() *impactSummary {
-	return &impactSummary{byEvent: map[string]int{}, byService: map[string]int{}, byRegion: map[string]int{}, byIP: map[string]int{}, byUA: map[string]int{}, findingCount: map[string]int{}}
-}
-
-func (s *impactSummary) add(e trailEvent) {
-	s.total++
-	if s.first.IsZero() || e.EventTime.Before(s.first) {
-		s.first = e.EventTime
-	}
-	if e.EventTime.After(s.last) {
-		s.last = e.EventTime
-	}
-	s.byEvent[e.EventName]++
-	s.byService[strings.TrimSuffix(e.EventSource, ".amazonaws.com")]++
-	s.byRegion[e.AWSRegion]++
-	if e.SourceIPAddress != "" {
-		s.byIP[e.SourceIPAddress]++
-	}
-	if e.UserAgent != "" {
-		s.byUA[e.UserAgent]++
-	}
-	if e.ErrorCode != "" {
-		s.denied++
-	}
-	if cat, ok := riskyEvents[e.EventName]; ok {
-		s.findingCount[cat]++
-		s.findings = append(s.findings, map[string]any{"category": cat, "event": e.EventName, "time": e.EventTime.UTC().Format(time.RFC3339),
-			"region": e.AWSRegion, "source_ip": e.SourceIPAddress, "access_key_id": e.key, "error_code": e.ErrorCode, "resources": e.resources})
-	}
-}
-
-const maxFindings = 200
-
-// outputs returns what the events say; the caller adds what it knows of
-// regions and derived credentials.
-func (s *impactSummary) outputs() *ImpactOutputs {
-	rank := map[string]int{}
-	for i, c := range findingCategories {
-		rank[c] = i
-	}
-	sort.SliceStable(s.findings, func(i, j int) bool {
-		a, b := s.findings[i], s.findings[j]
-		if ra, rb := rank[a["category"].(string)], rank[b["category"].(string)]; ra != rb {
-			return ra < rb
-		}
-		return a["time"].(string) < b["time"].(string)
-	})
-	findings := s.findings
-	if len(findings) > maxFindings {
-		findings = findings[:maxFindings]
-	}
-	if findings == nil {
-		findings = []map[string]any{}
-	}
-	out := &ImpactOutputs{
-		Events: s.total, ByEvent: s.byEvent, ByService: s.byService, ByRegion: s.byRegion,
-		BySourceIP: s.byIP, ByUserAgent: s.byUA, Denied: s.denied, FindingCounts: s.findingCount, Findings: findings,
-	}
-	if s.total > 0 {
-		out.FirstUsed, out.LastUsed = s.first.UTC().Format(time.RFC3339), s.last.UTC().Format(time.RFC3339)
-	}
-	return out
-}
-
-func (s *impactSummary) counts() []string {
-	var parts []string
-	for _, c := range findingCategories {
-		if n := s.findingCount[c]; n > 0 {
-			parts = append(parts, fmt.Sprintf("%s %d", c, n))
-		}
-	}
-	return parts
 }
 
 func sortedRegionKeys(m map[string]string) []string {

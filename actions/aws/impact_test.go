@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/internal/testkit"
 	"github.com/stanchhq/stanch/sandbox"
 )
 
@@ -111,7 +112,7 @@ func TestImpactSurvivesAFailedRegion(t *testing.T) {
 	b, _ := impactBackend(t)
 	// The account has not enabled ap-east-1: that region fails, the other
 	// is still read.
-	res, err := do(t, b.actions(t)["aws.cloudtrail_impact"], map[string]any{"access_key_id": b.leaked, "regions": []any{"us-east-1", "ap-east-1"}})
+	res, err := testkit.RunAction(t, b.actions(t)["aws.cloudtrail_impact"], testkit.Env("run_test"), map[string]any{"access_key_id": b.leaked, "regions": []any{"us-east-1", "ap-east-1"}})
 	require.NoError(t, err)
 	require.Equal(t, map[string]int{"us-east-1": 5}, res.Outputs["by_region"], "the leaked key's four events and the backdoor key's StopLogging")
 	require.Contains(t, res.Outputs["regions_failed"], "ap-east-1")

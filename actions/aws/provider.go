@@ -41,6 +41,9 @@ type Provider struct {
 	identity string                   // the ambient credentials' account, once known
 	assumed  map[string]aws.Config    // by account, with cached role credentials
 	limiters map[string]*rate.Limiter // CloudTrail lookups, by account/region
+	// checkpointEvery is how often, at most, a long step saves how far it
+	// got; tests make it every page.
+	checkpointEvery time.Duration
 }
 
 // NewProvider returns a provider.
@@ -51,7 +54,7 @@ func NewProvider(opts ProviderOptions) *Provider {
 	if opts.VerifyDelay <= 0 {
 		opts.VerifyDelay = 200 * time.Millisecond
 	}
-	return &Provider{opts: opts, assumed: map[string]aws.Config{}}
+	return &Provider{opts: opts, assumed: map[string]aws.Config{}, checkpointEvery: impactCheckpointEvery}
 }
 
 // config returns the configuration for acting in account ("" means

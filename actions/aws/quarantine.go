@@ -85,7 +85,7 @@ func quarantine(p *Provider, release bool) actions.Action {
 	if release {
 		name, summary, verb = "aws.release_quarantine", "Undo aws.quarantine: detach the quarantine policy (or delete the inline deny-all).", "release"
 	}
-	return actions.New(actions.TypedDefinition[QuarantineParams, QuarantineOutputs]{
+	return actions.New(actions.Definition[QuarantineParams, QuarantineOutputs]{
 		Name:        name,
 		Summary:     summary,
 		Permissions: quarantinePermissions,

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/internal/testkit"
 )
 
 // attached lists the managed policies of a user (or of role, when set).
@@ -68,7 +69,7 @@ func TestQuarantineAndRelease(t *testing.T) {
 					}
 					policy := map[string]string{"managed": "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV2", "inline": "StanchQuarantine"}[mode]
 
-					res, err := do(t, acts["aws.quarantine"], with)
+					res, err := testkit.RunAction(t, acts["aws.quarantine"], testkit.Env("run_test"), with)
 					require.NoError(t, err)
 					require.Equal(t, actions.Done, res.Outcome, res.Message)
 					require.Equal(t, map[string]any{"principal": principal, "policy": policy, "changed": true}, res.Outputs)
@@ -83,17 +84,17 @@ func TestQuarantineAndRelease(t *testing.T) {
 						}
 					}
 
-					again, err := do(t, acts["aws.quarantine"], with)
+					again, err := testkit.RunAction(t, acts["aws.quarantine"], testkit.Env("run_test"), with)
 					require.NoError(t, err)
 					require.Equal(t, actions.Already, again.Outcome)
 					require.Equal(t, false, again.Outputs["changed"])
 
-					out, err := do(t, acts["aws.release_quarantine"], with)
+					out, err := testkit.RunAction(t, acts["aws.release_quarantine"], testkit.Env("run_test"), with)
 					require.NoError(t, err)
 					require.Equal(t, actions.Done, out.Outcome, out.Message)
 					require.Empty(t, b.attached(t, role))
 					require.Empty(t, b.inline(t, role))
-					outAgain, err := do(t, acts["aws.release_quarantine"], with)
+					outAgain, err := testkit.RunAction(t, acts["aws.release_quarantine"], testkit.Env("run_test"), with)
 					require.NoError(t, err)
 					require.Equal(t, actions.Already, outAgain.Outcome)
 					if b.effective != nil {
@@ -118,14 +119,14 @@ func TestQuarantineReplacesAnInlinePolicyThatDoesNotDenyEverything(t *testing.T)
 			acts := b.actions(t)
 			with := map[string]any{"user_name": b.user, "mode": "inline"}
 			b.putUserPolicy(t, "StanchQuarantine", `{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"s3:*","Resource":"*"}]}`)
-			res, err := do(t, acts["aws.quarantine"], with)
+			res, err := testkit.RunAction(t, acts["aws.quarantine"], testkit.Env("run_test"), with)
 			require.NoError(t, err)
 			require.Equal(t, actions.Done, res.Outcome, "a narrower policy under the name is no quarantine")
 			require.JSONEq(t, denyAllDocument, b.userPolicy(t, "StanchQuarantine"))
 
 			// The IAM console's shape of a deny-all counts as one.
 			b.putUserPolicy(t, "StanchQuarantine", `{"Version":"2012-10-17","Statement":{"Effect":"Deny","Action":"*","Resource":"*"}}`)
-			again, err := do(t, acts["aws.quarantine"], with)
+			again, err := testkit.RunAction(t, acts["aws.quarantine"], testkit.Env("run_test"), with)
 			require.NoError(t, err)
 			require.Equal(t, actions.Already, again.Outcome)
 		})
@@ -143,11 +144,11 @@ func TestQuarantineCustomerPolicyAndOtherPoliciesStay(t *testing.T) {
 			_, err := iam.NewFromConfig(b.cfg).AttachUserPolicy(context.Background(), &iam.AttachUserPolicyInput{UserName: awssdk.String(b.user), PolicyArn: awssdk.String(readOnly)})
 			require.NoError(t, err)
 			with := map[string]any{"user_name": b.user, "policy_arn": "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV3"}
-			res, err := do(t, acts["aws.quarantine"], with)
+			res, err := testkit.RunAction(t, acts["aws.quarantine"], testkit.Env("run_test"), with)
 			require.NoError(t, err)
 			require.Equal(t, actions.Done, res.Outcome)
 			require.ElementsMatch(t, []string{readOnly, "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV3"}, b.attached(t, ""))
-			_, err = do(t, acts["aws.release_quarantine"], with)
+			_, err = testkit.RunAction(t, acts["aws.release_quarantine"], testkit.Env("run_test"), with)
 			require.NoError(t, err)
 			require.Equal(t, []string{readOnly}, b.attached(t, ""), "release detaches only the quarantine policy")
 		})
@@ -167,17 +168,17 @@ func TestQuarantineRefusesBadInput(t *testing.T) {
 			_, err = q.Decode(map[string]any{"mode": "inline"})
 			require.ErrorContains(t, err, "exactly one of user_name and role_name")
 
-			_, err = do(t, q, map[string]any{"user_name": b.user, "policy_arn": "arn:aws:iam::aws:policy/NoSuchPolicy"})
+			_, err = testkit.RunAction(t, q, testkit.Env("run_test"), map[string]any{"user_name": b.user, "policy_arn": "arn:aws:iam::aws:policy/NoSuchPolicy"})
 			require.Error(t, err)
 			require.Equal(t, actions.KindPermanent, actions.KindOf(err), "%v", err)
 			var nse *iamtypes.NoSuchEntityException
 			require.ErrorAs(t, err, &nse)
 
 			for _, mode := range []string{"managed", "inline"} {
-				_, err = do(t, q, map[string]any{"user_name": "nobody-here", "mode": mode})
+				_, err = testkit.RunAction(t, q, testkit.Env("run_test"), map[string]any{"user_name": "nobody-here", "mode": mode})
 				require.Error(t, err, mode)
 				require.Equal(t, actions.KindPermanent, actions.KindOf(err))
-				_, err = do(t, acts["aws.release_quarantine"], map[string]any{"user_name": "nobody-here", "mode": mode})
+				_, err = testkit.RunAction(t, acts["aws.release_quarantine"], testkit.Env("run_test"), map[string]any{"user_name": "nobody-here", "mode": mode})
 				require.Error(t, err, "%s: releasing a user that does not exist is not 'already released'", mode)
 				require.Equal(t, actions.KindPermanent, actions.KindOf(err))
 			}

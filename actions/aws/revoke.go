@@ -44,7 +44,7 @@ func provisionRevoke(in *RevokeSessionsParams) {
 }
 
 func revokeSessions(p *Provider) actions.Action {
-	return actions.New(actions.TypedDefinition[RevokeSessionsParams, RevokeSessionsOutputs]{
+	return actions.New(actions.Definition[RevokeSessionsParams, RevokeSessionsOutputs]{
 		Name:        "aws.revoke_sessions",
 		Summary:     "Deny every temporary credential issued before a cutoff to a user or role (AWSRevokeOlderSessions); never loosens an existing cutoff.",
 		Containment: true,

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/internal/testkit"
 )
 
 func (b backend) userPolicy(t *testing.T, name string) string {
@@ -25,9 +26,7 @@ func (b backend) userPolicy(t *testing.T, name string) string {
 
 func doAt(t *testing.T, a actions.Action, started time.Time, with map[string]any) (actions.Result, error) {
 	t.Helper()
-	p, err := a.Decode(with)
-	require.NoError(t, err)
-	return a.Do(context.Background(), actions.Env{RunID: "run_test", StepID: "revoke", Attempt: 1, StepStartedAt: started}, p)
+	return testkit.RunAction(t, a, actions.Env{RunID: "run_test", StepID: "revoke", Attempt: 1, StepStartedAt: started}, with)
 }
 
 // role returns a role of the backend for session revocation: the seeded
@@ -254,18 +253,18 @@ func TestDeleteKey(t *testing.T) {
 			t.Parallel()
 			b := mk(t)
 			acts := b.actions(t)
-			_, err := do(t, acts["aws.delete_key"], map[string]any{"access_key_id": b.leaked, "user_name": b.user})
+			_, err := testkit.RunAction(t, acts["aws.delete_key"], testkit.Env("run_test"), map[string]any{"access_key_id": b.leaked, "user_name": b.user})
 			require.Error(t, err, "an Active key is not deleted")
 			require.Equal(t, actions.KindPermanent, actions.KindOf(err))
 			require.Contains(t, err.Error(), "deactivate it first")
 
-			_, err = do(t, acts["aws.deactivate_key"], map[string]any{"access_key_id": b.leaked, "user_name": b.user})
+			_, err = testkit.RunAction(t, acts["aws.deactivate_key"], testkit.Env("run_test"), map[string]any{"access_key_id": b.leaked, "user_name": b.user})
 			require.NoError(t, err)
-			res, err := do(t, acts["aws.delete_key"], map[string]any{"access_key_id": b.leaked, "user_name": b.user})
+			res, err := testkit.RunAction(t, acts["aws.delete_key"], testkit.Env("run_test"), map[string]any{"access_key_id": b.leaked, "user_name": b.user})
 			require.NoError(t, err)
 			require.Equal(t, actions.Done, res.Outcome)
 			require.Equal(t, true, res.Outputs["deleted"])
-			again, err := do(t, acts["aws.delete_key"], map[string]any{"access_key_id": b.leaked, "user_name": b.user})
+			again, err := testkit.RunAction(t, acts["aws.delete_key"], testkit.Env("run_test"), map[string]any{"access_key_id": b.leaked, "user_name": b.user})
 			require.NoError(t, err)
 			require.Equal(t, actions.Already, again.Outcome, "already gone is success")
 			require.Equal(t, "Active", b.status(t, b.other), "only the given key is deleted")

@@ -90,7 +90,7 @@ func provisionRotate(in *RotateKeyParams) {
 }
 
 func rotateKey(p *Provider) actions.Action {
-	return actions.New(actions.TypedDefinition[RotateKeyParams, RotateKeyOutputs]{
+	return actions.New(actions.Definition[RotateKeyParams, RotateKeyOutputs]{
 		Name:    "aws.rotate_key",
 		Summary: "Create a replacement access key and deliver it to Secrets Manager (AWSPENDING, tested, then AWSCURRENT); crash-safe and never creates two.",
 		Permissions: []actions.Permission{

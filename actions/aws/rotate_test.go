@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/internal/testkit"
 	"github.com/stanchhq/stanch/sandbox"
 )
 
@@ -92,13 +92,6 @@ func stepStart() time.Time {
 	return time.Now()
 }
 
-func rotateParams(t *testing.T, a actions.Action, with map[string]any) any {
-	t.Helper()
-	p, err := a.Decode(with)
-	require.NoError(t, err)
-	return p
-}
-
 func TestRotateKeyIntoSecretsManager(t *testing.T) {
 	t.Parallel()
 	for name, mk := range backends(t) {
@@ -112,7 +105,7 @@ func TestRotateKeyIntoSecretsManager(t *testing.T) {
 			with := map[string]any{"user_name": b.user, "leaked_access_key_id": b.leaked, "secret_id": secret}
 
 			// Two keys already: stop, saying what to do.
-			_, err := rotate.Do(ctx, rotateEnv("run_a", time.Now(), nil), rotateParams(t, rotate, with))
+			_, err := rotate.Do(ctx, rotateEnv("run_a", time.Now(), nil), testkit.Decode(t, rotate, with))
 			require.Error(t, err)
 			require.Equal(t, actions.KindPermanent, actions.KindOf(err), "%v", err)
 			require.Contains(t, err.Error(), "already has two access keys")
@@ -120,18 +113,18 @@ func TestRotateKeyIntoSecretsManager(t *testing.T) {
 
 			// Allowed to delete the leaked key, but it is still Active.
 			with["when_two_keys"] = "delete_leaked_if_inactive"
-			_, err = rotate.Do(ctx, rotateEnv("run_a", time.Now(), nil), rotateParams(t, rotate, with))
+			_, err = rotate.Do(ctx, rotateEnv("run_a", time.Now(), nil), testkit.Decode(t, rotate, with))
 			require.Error(t, err)
 			require.Equal(t, actions.KindPermanent, actions.KindOf(err), "%v", err)
 			require.Contains(t, err.Error(), "is still Active: deactivate it first")
 			require.Len(t, b.keyIDs(t), 2, "nothing was changed")
 
 			// Deactivated, the leaked key may go to make room.
-			_, err = do(t, acts["aws.deactivate_key"], map[string]any{"access_key_id": b.leaked, "user_name": b.user})
+			_, err = testkit.RunAction(t, acts["aws.deactivate_key"], testkit.Env("run_test"), map[string]any{"access_key_id": b.leaked, "user_name": b.user})
 			require.NoError(t, err)
 			logs := &logBuffer{}
 			env := rotateEnv("run_b", time.Now(), logs)
-			p := rotateParams(t, rotate, with)
+			p := testkit.Decode(t, rotate, with)
 			res, err := rotate.Do(ctx, env, p)
 			require.NoError(t, err)
 			require.Equal(t, actions.Done, res.Outcome)
@@ -185,15 +178,15 @@ func TestRotateReplacesTheKeyOfAnInterruptedAttempt(t *testing.T) {
 			b := mk(t)
 			acts := b.actions(t)
 			secret := b.createSecret(t)
-			_, err := do(t, acts["aws.deactivate_key"], map[string]any{"access_key_id": b.leaked, "user_name": b.user})
+			_, err := testkit.RunAction(t, acts["aws.deactivate_key"], testkit.Env("run_test"), map[string]any{"access_key_id": b.leaked, "user_name": b.user})
 			require.NoError(t, err)
 
 			rotate := acts["aws.rotate_key"]
-			p := rotateParams(t, rotate, map[string]any{"user_name": b.user, "leaked_access_key_id": b.leaked, "secret_id": secret, "when_two_keys": "delete_leaked_if_inactive"})
+			p := testkit.Decode(t, rotate, map[string]any{"user_name": b.user, "leaked_access_key_id": b.leaked, "secret_id": secret, "when_two_keys": "delete_leaked_if_inactive"})
 			// The dead attempt: it deleted the leaked key to make room,
 			// created one, and died before PutSecretValue.
 			env := rotateEnv("run_c", stepStart(), nil)
-			_, err = do(t, acts["aws.delete_key"], map[string]any{"access_key_id": b.leaked, "user_name": b.user})
+			_, err = testkit.RunAction(t, acts["aws.delete_key"], testkit.Env("run_test"), map[string]any{"access_key_id": b.leaked, "user_name": b.user})
 			require.NoError(t, err)
 			orphan, err := iam.NewFromConfig(b.cfg).CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: awssdk.String(b.user)})
 			require.NoError(t, err)
@@ -233,9 +226,9 @@ func TestRotateKeepsAKeyTheSecretHolds(t *testing.T) {
 			b := mk(t)
 			acts := b.actions(t)
 			secret := b.createSecret(t)
-			_, err := do(t, acts["aws.deactivate_key"], map[string]any{"access_key_id": b.leaked, "user_name": b.user})
+			_, err := testkit.RunAction(t, acts["aws.deactivate_key"], testkit.Env("run_test"), map[string]any{"access_key_id": b.leaked, "user_name": b.user})
 			require.NoError(t, err)
-			_, err = do(t, acts["aws.delete_key"], map[string]any{"access_key_id": b.leaked, "user_name": b.user})
+			_, err = testkit.RunAction(t, acts["aws.delete_key"], testkit.Env("run_test"), map[string]any{"access_key_id": b.leaked, "user_name": b.user})
 			require.NoError(t, err)
 
 			env := rotateEnv("run_d", stepStart(), nil)
@@ -249,7 +242,7 @@ func TestRotateKeepsAKeyTheSecretHolds(t *testing.T) {
 			require.NoError(t, err)
 
 			rotate := acts["aws.rotate_key"]
-			_, err = rotate.Do(ctx, env, rotateParams(t, rotate, map[string]any{"user_name": b.user, "leaked_access_key_id": b.leaked, "secret_id": secret}))
+			_, err = rotate.Do(ctx, env, testkit.Decode(t, rotate, map[string]any{"user_name": b.user, "leaked_access_key_id": b.leaked, "secret_id": secret}))
 			require.Error(t, err)
 			require.Equal(t, actions.KindPermanent, actions.KindOf(err))
 			require.Contains(t, err.Error(), "already has two access keys")
@@ -271,9 +264,9 @@ func TestRotateResumesFromTheStoredVersion(t *testing.T) {
 			acts := b.actions(t)
 			secret := b.createSecret(t)
 			sm := secretsmanager.NewFromConfig(b.cfg)
-			_, err := do(t, acts["aws.deactivate_key"], map[string]any{"access_key_id": b.leaked, "user_name": b.user})
+			_, err := testkit.RunAction(t, acts["aws.deactivate_key"], testkit.Env("run_test"), map[string]any{"access_key_id": b.leaked, "user_name": b.user})
 			require.NoError(t, err)
-			_, err = do(t, acts["aws.delete_key"], map[string]any{"access_key_id": b.leaked, "user_name": b.user})
+			_, err = testkit.RunAction(t, acts["aws.delete_key"], testkit.Env("run_test"), map[string]any{"access_key_id": b.leaked, "user_name": b.user})
 			require.NoError(t, err)
 
 			env := rotateEnv("run_e", stepStart(), nil)
@@ -288,7 +281,7 @@ func TestRotateResumesFromTheStoredVersion(t *testing.T) {
 			require.NoError(t, err)
 
 			rotate := acts["aws.rotate_key"]
-			p := rotateParams(t, rotate, map[string]any{"user_name": b.user, "leaked_access_key_id": b.leaked, "secret_id": secret})
+			p := testkit.Decode(t, rotate, map[string]any{"user_name": b.user, "leaked_access_key_id": b.leaked, "secret_id": secret})
 			plan, err := rotate.Plan(ctx, env, p)
 			require.NoError(t, err)
 			require.Contains(t, plan.Summary, "would test key "+id)
@@ -340,11 +333,11 @@ func TestRotatePlanChangesNothing(t *testing.T) {
 	rotate := b.actions(t)["aws.rotate_key"]
 	env := rotateEnv("run_f", time.Now(), nil)
 
-	_, err := rotate.Plan(ctx, env, rotateParams(t, rotate, map[string]any{"user_name": b.user, "leaked_access_key_id": b.leaked, "secret_id": secret}))
+	_, err := rotate.Plan(ctx, env, testkit.Decode(t, rotate, map[string]any{"user_name": b.user, "leaked_access_key_id": b.leaked, "secret_id": secret}))
 	require.Error(t, err, "two keys and when_two_keys: stop fails the plan as it would fail the run")
 	require.Contains(t, err.Error(), "already has two access keys")
 
-	plan, err := rotate.Plan(ctx, env, rotateParams(t, rotate, map[string]any{"user_name": b.user, "leaked_access_key_id": b.leaked, "secret_id": secret, "when_two_keys": "delete_leaked_if_inactive"}))
+	plan, err := rotate.Plan(ctx, env, testkit.Decode(t, rotate, map[string]any{"user_name": b.user, "leaked_access_key_id": b.leaked, "secret_id": secret, "when_two_keys": "delete_leaked_if_inactive"}))
 	require.NoError(t, err, "the leaked key is still Active while planning: an earlier step deactivates it")
 	var ops []string
 	for _, c := range plan.Calls {
@@ -380,12 +373,11 @@ func TestRotatePlanChangesNothing(t *testing.T) {
 // secret), so it is never deleted as an orphan.
 func TestRotateKeepsAUsedKey(t *testing.T) {
 	t.Parallel()
-	seed, err := sandbox.ParseSeed("seed.yaml", []byte(`
+	sb := testkit.Sandbox(t, testkit.Seed(t, `
 accounts:
   - id: "111122223333"
     users:
-      - name: stanch-responder
-        keys: [{id: AKIAIOSFODNN7RESPOND, secret: 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}]
+      - `+sandbox.ResponderSeedUser+`
       - name: ci-bot
         keys:
           - {id: AKIAIOSFODNN7EXAMPLE, secret: wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY, status: Inactive}
@@ -393,18 +385,13 @@ accounts:
     secrets:
       - {name: iam-user/ci-bot, value: '{"UserName":"ci-bot","AccessKeyId":"AKIAIOSFODNN7EXAMPLE","SecretAccessKey":"old"}'}
 `))
-	require.NoError(t, err)
-	sb, err := sandbox.New(seed, sandbox.Options{})
-	require.NoError(t, err)
-	srv := httptest.NewServer(sb)
-	t.Cleanup(srv.Close)
-	b := backend{cfg: staticConfig(srv.URL, "AKIAIOSFODNN7RESPOND", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYRESPONDER1"), user: "ci-bot", leaked: "AKIAIOSFODNN7EXAMPLE", other: "AKIAI44QH8DHBEXAMPLE"}
+	b := backend{cfg: sb.AWSConfig(), user: "ci-bot", leaked: "AKIAIOSFODNN7EXAMPLE", other: "AKIAI44QH8DHBEXAMPLE"}
 	rotate := b.actions(t)["aws.rotate_key"]
 	logs := &logBuffer{}
 	env := rotateEnv("run_g", time.Now(), logs)
 	env.Attempt = 2
 	res, err := rotate.Do(context.Background(), env,
-		rotateParams(t, rotate, map[string]any{"user_name": b.user, "leaked_access_key_id": b.leaked, "secret_id": "iam-user/ci-bot", "when_two_keys": "delete_leaked_if_inactive"}))
+		testkit.Decode(t, rotate, map[string]any{"user_name": b.user, "leaked_access_key_id": b.leaked, "secret_id": "iam-user/ci-bot", "when_two_keys": "delete_leaked_if_inactive"}))
 	require.NoError(t, err)
 	newKey := res.Outputs["new_access_key_id"].(string)
 	require.Equal(t, map[string]string{b.other: "Active", newKey: "Active"}, b.keyIDs(t), "the used key stays; the inactive leaked key made room")
@@ -427,7 +414,7 @@ func TestRotateRefusesABadSecretAndParameters(t *testing.T) {
 	require.ErrorContains(t, err, "temporary")
 
 	_, err = rotate.Do(context.Background(), rotateEnv("run_h", time.Now(), nil),
-		rotateParams(t, rotate, map[string]any{"user_name": b.user, "leaked_access_key_id": b.leaked, "secret_id": "no-such-secret", "when_two_keys": "delete_leaked_if_inactive", "when_no_secret": "fail"}))
+		testkit.Decode(t, rotate, map[string]any{"user_name": b.user, "leaked_access_key_id": b.leaked, "secret_id": "no-such-secret", "when_two_keys": "delete_leaked_if_inactive", "when_no_secret": "fail"}))
 	require.Error(t, err)
 	require.Equal(t, actions.KindPermanent, actions.KindOf(err), "%v", err)
 	require.Contains(t, err.Error(), "there is no secret no-such-secret in account 111122223333")

@@ -3,7 +3,6 @@ package aws
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/internal/testkit"
 	"github.com/stanchhq/stanch/sandbox"
 )
 
@@ -41,8 +41,7 @@ const twinSeed = `
 accounts:
   - id: "111122223333"
     users:
-      - name: stanch-responder
-        keys: [{id: AKIAIOSFODNN7RESPOND, secret: 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}]
+      - ` + sandbox.ResponderSeedUser + `
       - name: ci-bot
         keys: [{id: AKIAOWNACCOUNTCIBOT1, secret: ownAccountCiBotSecretOwnAccountCiBotSe1}]
       - name: ci-bot-other
@@ -68,13 +67,8 @@ func twinRoles() *ResponseRoles {
 }
 
 func sandboxTwins(t *testing.T) twins {
-	seed, err := sandbox.ParseSeed("twins.yaml", []byte(twinSeed))
-	require.NoError(t, err)
-	sb, err := sandbox.New(seed, sandbox.Options{})
-	require.NoError(t, err)
-	srv := httptest.NewServer(sb)
-	t.Cleanup(srv.Close)
-	base := staticConfig(srv.URL, "AKIAIOSFODNN7RESPOND", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYRESPONDER1")
+	sb := testkit.Sandbox(t, testkit.Seed(t, twinSeed))
+	base := sb.AWSConfig()
 	p := NewProvider(ProviderOptions{Config: func(context.Context, string) (awssdk.Config, error) { return base, nil }, Roles: twinRoles(), VerifyDelay: 10 * time.Millisecond})
 	return twins{
 		name: "sandbox", p: p, user: "ci-bot", keyA: "AKIAOWNACCOUNTCIBOT1", keyB: "AKIALEAKEDACCOUNTKEY", secretB: "iam-user/ci-bot",
@@ -130,7 +124,7 @@ func motoTwins(t *testing.T) twins {
 		t.Skip("moto_server is not on PATH (the machine image provides it); the sandbox variant still runs")
 	}
 	ctx := context.Background()
-	own := staticConfig(motoURL, "AKIAMOTOTESTING00000", "testing")
+	own := testkit.AWSConfig(motoURL, "AKIAMOTOTESTING00000", "testing")
 	// moto's default account is A; B is reached with its account header
 	// for setup, and by stanch through sts:AssumeRole of B's role.
 	b := own.Copy()
@@ -189,11 +183,8 @@ func (tw twins) action(name string) actions.Action {
 
 func (tw twins) do(t *testing.T, name string, env actions.Env, with map[string]any) (actions.Result, error) {
 	t.Helper()
-	a := tw.action(name)
-	p, err := a.Decode(with)
-	require.NoError(t, err)
 	env.RunID, env.StepID, env.IdempotencyKey, env.Attempt = "run_twins", name, "run_twins/"+name, 1
-	return a.Do(context.Background(), env, p)
+	return testkit.RunAction(t, tw.action(name), env, with)
 }
 
 func TestNeverTheWrongAccount(t *testing.T) {

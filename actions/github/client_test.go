@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/internal/testkit"
 	"github.com/stanchhq/stanch/sandbox"
 )
 
@@ -27,11 +28,11 @@ func TestAppTokenMintedOnceAndReused(t *testing.T) {
 	b := setup(t, app)
 	acts := b.actions(t, b.appOptions(key))
 
-	res, err := b.do(t, acts["github.resolve_alert"], "run_1", map[string]any{"repository": repo, "alert_number": 42})
+	res, err := testkit.RunAction(t, acts["github.resolve_alert"], b.env("run_1"), map[string]any{"repository": repo, "alert_number": 42})
 	require.NoError(t, err)
 	require.Equal(t, actions.Done, res.Outcome)
 	require.Equal(t, "stanch[bot]", res.Outputs["resolved_by"], "the App's bot resolved it")
-	_, err = b.do(t, acts["github.open_issue"], "run_1", map[string]any{"repository": issueRepo, "title": "Leaked key"})
+	_, err = testkit.RunAction(t, acts["github.open_issue"], b.env("run_1"), map[string]any{"repository": issueRepo, "title": "Leaked key"})
 	require.NoError(t, err)
 	require.Equal(t, 1, b.sb.Count("CreateInstallationAccessToken"), "one token for five requests")
 	require.Equal(t, "stanch[bot]", b.sb.GitHubIssues(issueRepo)[0].User)
@@ -73,11 +74,11 @@ func TestAppTokenRenewedWhenRefused(t *testing.T) {
 	app, key := testApp(t, "")
 	b := setup(t, app)
 	acts := b.actions(t, b.appOptions(key))
-	_, err := b.do(t, acts["github.open_issue"], "run_1", map[string]any{"repository": issueRepo, "title": "Leaked key"})
+	_, err := testkit.RunAction(t, acts["github.open_issue"], b.env("run_1"), map[string]any{"repository": issueRepo, "title": "Leaked key"})
 	require.NoError(t, err)
 	b.sb.ExpireGitHubTokens()
 
-	res, err := b.do(t, acts["github.resolve_alert"], "run_1", map[string]any{"repository": repo, "alert_number": 42, "comment": "after renewal"})
+	res, err := testkit.RunAction(t, acts["github.resolve_alert"], b.env("run_1"), map[string]any{"repository": repo, "alert_number": 42, "comment": "after renewal"})
 	require.NoError(t, err)
 	require.Equal(t, actions.Done, res.Outcome)
 	require.Equal(t, 2, b.sb.Count("CreateInstallationAccessToken"))
@@ -91,7 +92,7 @@ func TestAppWithTheWrongKey(t *testing.T) {
 	b := setup(t, app)
 	_, other, err := sandbox.NewGitHubAppKey()
 	require.NoError(t, err)
-	_, err = b.do(t, b.actions(t, b.appOptions(other))["github.resolve_alert"], "run_1", map[string]any{"repository": repo, "alert_number": 42})
+	_, err = testkit.RunAction(t, b.actions(t, b.appOptions(other))["github.resolve_alert"], b.env("run_1"), map[string]any{"repository": repo, "alert_number": 42})
 	require.Error(t, err)
 	require.Equal(t, actions.KindPermanent, actions.KindOf(err), "%v", err)
 	var te *TokenError
@@ -103,7 +104,7 @@ func TestAppWithTheWrongKey(t *testing.T) {
 	opts := b.appOptions(other)
 	_, key := testApp(t, "")
 	opts.PrivateKeyPEM, opts.InstallationID = key, 1
-	_, err = b.do(t, b.actions(t, opts)["github.resolve_alert"], "run_1", map[string]any{"repository": repo, "alert_number": 42})
+	_, err = testkit.RunAction(t, b.actions(t, opts)["github.resolve_alert"], b.env("run_1"), map[string]any{"repository": repo, "alert_number": 42})
 	require.Equal(t, actions.KindPermanent, actions.KindOf(err))
 	require.ErrorContains(t, err, "404 Not Found (is the App installed there? check the installation id)")
 }

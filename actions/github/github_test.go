@@ -2,12 +2,10 @@ package github
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/internal/testkit"
 	"github.com/stanchhq/stanch/playbooks"
 	"github.com/stanchhq/stanch/sandbox"
 )
@@ -34,8 +33,7 @@ const seedYAML = `
 accounts:
   - id: "111122223333"
     users:
-      - name: stanch-responder
-        keys: [{id: AKIAIOSFODNN7RESPOND, secret: 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}]
+      - ` + sandbox.ResponderSeedUser + `
 github:
   token: ` + token + `
   alerts:
@@ -71,14 +69,16 @@ type bundle struct {
 // setup starts a sandbox; apps are added to its seed.
 func setup(t *testing.T, apps ...sandbox.SeedGitHubApp) *bundle {
 	t.Helper()
-	seed, err := sandbox.ParseSeed("seed.yaml", []byte(seedYAML))
-	require.NoError(t, err)
+	seed := testkit.Seed(t, seedYAML)
 	seed.GitHub.Apps = apps
-	sb, err := sandbox.New(seed, sandbox.Options{})
-	require.NoError(t, err)
-	srv := httptest.NewServer(sb)
-	t.Cleanup(srv.Close)
-	return &bundle{sb: sb, url: srv.URL + "/api/v3/", wire: &recorder{}, log: &bytes.Buffer{}}
+	return setupSeed(t, seed)
+}
+
+// setupSeed starts a sandbox holding seed.
+func setupSeed(t *testing.T, seed sandbox.Seed) *bundle {
+	t.Helper()
+	sb := testkit.Sandbox(t, seed)
+	return &bundle{sb: sb.Sandbox, url: sb.GitHubAPI(), wire: &recorder{}, log: &bytes.Buffer{}}
 }
 
 // app returns the seeded App's entry and its private key.
@@ -104,13 +104,6 @@ func (b *bundle) actions(t *testing.T, opts Options) map[string]actions.Action {
 
 func (b *bundle) env(runID string) actions.Env {
 	return actions.Env{RunID: runID, StepID: "step", Attempt: 1, Logger: slog.New(slog.NewTextHandler(b.log, &slog.HandlerOptions{Level: slog.LevelDebug}))}
-}
-
-func (b *bundle) do(t *testing.T, a actions.Action, runID string, with map[string]any) (actions.Result, error) {
-	t.Helper()
-	p, err := a.Decode(with)
-	require.NoError(t, err)
-	return a.Do(context.Background(), b.env(runID), p)
 }
 
 // noSecret fails when the seeded secret literal reached the client, the

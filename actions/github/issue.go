@@ -51,7 +51,7 @@ func provisionIssue(in *OpenIssueParams) {
 }
 
 func openIssue(p *Provider) actions.Action {
-	return actions.New(actions.TypedDefinition[OpenIssueParams, OpenIssueOutputs]{
+	return actions.New(actions.Definition[OpenIssueParams, OpenIssueOutputs]{
 		Name:    "github.open_issue",
 		Summary: "Open a GitHub issue once per run and key (labelled stanch); a later call edits it only where it differs.",
 		Permissions: []actions.Permission{
@@ -154,7 +154,7 @@ func (p *Provider) newIssue(env actions.Env, in *OpenIssueParams) (*wantedIssue,
 		w.body = b + "\n\n" + w.marker
 	}
 	for _, l := range append(slices.Clone(in.Labels), IssueLabel) {
-		if l = strings.TrimSpace(l); l != "" && !slices.Contains(w.labels, l) {
+		if l = strings.TrimSpace(alert.RedactText(l)); l != "" && !slices.Contains(w.labels, l) {
 			w.labels = append(w.labels, l)
 		}
 	}

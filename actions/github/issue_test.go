@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/internal/testkit"
 )
 
 const issueRepo = "acme/security-incidents"
@@ -19,7 +20,7 @@ func TestOpenIssueOncePerRunAndKey(t *testing.T) {
 	open := b.actions(t, b.tokenOptions())["github.open_issue"]
 	with := map[string]any{"repository": issueRepo, "title": "Leaked key AKIAIOSFODNN7EXAMPLE", "body": "Contained by stanch.\n", "labels": []any{"incident", "aws"}}
 
-	res, err := b.do(t, open, "run_1", with)
+	res, err := testkit.RunAction(t, open, b.env("run_1"), with)
 	require.NoError(t, err)
 	require.Equal(t, actions.Done, res.Outcome, res.Message)
 	require.Equal(t, map[string]any{"number": 1, "url": "https://github.com/acme/security-incidents/issues/1"}, res.Outputs)
@@ -31,7 +32,7 @@ func TestOpenIssueOncePerRunAndKey(t *testing.T) {
 
 	// A retry, or a resume whose journal lost the step: the marker finds the
 	// issue, and nothing differs.
-	again, err := b.do(t, open, "run_1", with)
+	again, err := testkit.RunAction(t, open, b.env("run_1"), with)
 	require.NoError(t, err)
 	require.Equal(t, actions.Already, again.Outcome)
 	require.Equal(t, res.Outputs, again.Outputs)
@@ -45,7 +46,7 @@ func TestOpenIssueOncePerRunAndKey(t *testing.T) {
 	_, _, err = client.Issues.Edit(context.Background(), "acme", "security-incidents", 1, &gh.IssueRequest{Labels: &[]string{"incident", "aws", "stanch", "triage"}})
 	require.NoError(t, err)
 	closing := map[string]any{"repository": issueRepo, "title": "Leaked key AKIAIOSFODNN7EXAMPLE (contained)", "body": "Contained by stanch.\n", "labels": []any{"incident"}, "state": "closed"}
-	edited, err := b.do(t, open, "run_1", closing)
+	edited, err := testkit.RunAction(t, open, b.env("run_1"), closing)
 	require.NoError(t, err)
 	require.Equal(t, actions.Done, edited.Outcome)
 	require.Equal(t, "edited acme/security-incidents#1: title, state open → closed", edited.Message)
@@ -56,10 +57,10 @@ func TestOpenIssueOncePerRunAndKey(t *testing.T) {
 	require.Equal(t, []string{"incident", "aws", "stanch", "triage"}, issues[0].Labels)
 
 	// Another key, or another run, is another issue.
-	other, err := b.do(t, open, "run_1", map[string]any{"repository": issueRepo, "title": "Follow-up", "key": "follow-up"})
+	other, err := testkit.RunAction(t, open, b.env("run_1"), map[string]any{"repository": issueRepo, "title": "Follow-up", "key": "follow-up"})
 	require.NoError(t, err)
 	require.Equal(t, 2, other.Outputs["number"])
-	next, err := b.do(t, open, "run_2", with)
+	next, err := testkit.RunAction(t, open, b.env("run_2"), with)
 	require.NoError(t, err)
 	require.Equal(t, 3, next.Outputs["number"])
 	require.Len(t, b.sb.GitHubIssues(issueRepo), 3)
@@ -73,7 +74,7 @@ func TestOpenIssueFindsItOnALaterPage(t *testing.T) {
 	b := setup(t)
 	open := b.actions(t, b.tokenOptions())["github.open_issue"]
 	with := map[string]any{"repository": issueRepo, "title": "Leaked key", "state": "closed"}
-	first, err := b.do(t, open, "run_1", with)
+	first, err := testkit.RunAction(t, open, b.env("run_1"), with)
 	require.NoError(t, err)
 	require.Equal(t, actions.Done, first.Outcome)
 	require.Contains(t, first.Message, "opened and edited acme/security-incidents#1: state open → closed")
@@ -89,17 +90,17 @@ func TestOpenIssueFindsItOnALaterPage(t *testing.T) {
 	require.NoError(t, err)
 
 	lists := b.sb.Count("ListIssues")
-	again, err := b.do(t, open, "run_1", with)
+	again, err := testkit.RunAction(t, open, b.env("run_1"), with)
 	require.NoError(t, err)
 	require.Equal(t, actions.Already, again.Outcome, again.Message)
 	require.Equal(t, 1, again.Outputs["number"])
 	require.Equal(t, 2, b.sb.Count("ListIssues")-lists, "the issue was on the second page")
 	require.Len(t, b.sb.GitHubIssues(issueRepo), 132, "no second issue")
 
-	plan, err := open.Plan(context.Background(), b.env("run_1"), mustDecode(t, open, with))
+	plan, err := open.Plan(context.Background(), b.env("run_1"), testkit.Decode(t, open, with))
 	require.NoError(t, err)
 	require.Equal(t, "acme/security-incidents#1 is up to date: nothing to change", plan.Summary)
-	plan, err = open.Plan(context.Background(), b.env("run_3"), mustDecode(t, open, with))
+	plan, err = open.Plan(context.Background(), b.env("run_3"), testkit.Decode(t, open, with))
 	require.NoError(t, err)
 	require.Equal(t, `would open an issue in acme/security-incidents: "Leaked key", labelled stanch`, plan.Summary)
 }
@@ -123,11 +124,4 @@ func TestOpenIssueParams(t *testing.T) {
 	}
 	_, err := open.Do(context.Background(), actions.Env{}, &OpenIssueParams{Repository: issueRepo, Title: "x"})
 	require.ErrorContains(t, err, "needs the run's id")
-}
-
-func mustDecode(t *testing.T, a actions.Action, with map[string]any) any {
-	t.Helper()
-	p, err := a.Decode(with)
-	require.NoError(t, err)
-	return p
 }

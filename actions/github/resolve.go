@@ -41,7 +41,7 @@ type ResolveAlertOutputs struct {
 }
 
 func resolveAlert(p *Provider) actions.Action {
-	return actions.New(actions.TypedDefinition[ResolveAlertParams, ResolveAlertOutputs]{
+	return actions.New(actions.Definition[ResolveAlertParams, ResolveAlertOutputs]{
 		Name:    "github.resolve_alert",
 		Summary: "Close a GitHub secret-scanning alert (as revoked by default) with a comment saying what stanch did.",
 		Permissions: []actions.Permission{

@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/internal/testkit"
 	"github.com/stanchhq/stanch/sandbox"
 )
 
@@ -16,7 +17,7 @@ func TestResolveAlertOnce(t *testing.T) {
 	resolve := b.actions(t, b.tokenOptions())["github.resolve_alert"]
 	with := map[string]any{"repository": repo, "alert_number": 42, "comment": "stanch run run_1 deactivated the key"}
 
-	res, err := b.do(t, resolve, "run_1", with)
+	res, err := testkit.RunAction(t, resolve, b.env("run_1"), with)
 	require.NoError(t, err)
 	require.Equal(t, actions.Done, res.Outcome, res.Message)
 	require.Equal(t, map[string]any{"state": "resolved", "resolution": "revoked", "resolved_by": "stanch-responder", "url": "https://github.com/acme/payments-service/security/secret-scanning/42"}, res.Outputs)
@@ -28,7 +29,7 @@ func TestResolveAlertOnce(t *testing.T) {
 	require.Equal(t, 1, b.sb.EffectiveCount("UpdateSecretScanningAlert"))
 
 	// Again, as a retry or a resume would: GitHub is read, not written.
-	again, err := b.do(t, resolve, "run_1", map[string]any{"repository": repo, "alert_number": 42, "comment": "a second comment"})
+	again, err := testkit.RunAction(t, resolve, b.env("run_1"), map[string]any{"repository": repo, "alert_number": 42, "comment": "a second comment"})
 	require.NoError(t, err)
 	require.Equal(t, actions.Already, again.Outcome)
 	require.Contains(t, again.Message, "already resolved (as revoked by stanch-responder at ")
@@ -81,7 +82,7 @@ func TestResolveAlertResolvedByAPersonStaysAsItIs(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	resolve := b.actions(t, b.tokenOptions())["github.resolve_alert"]
-	res, err := b.do(t, resolve, "run_1", map[string]any{"repository": repo, "alert_number": 43})
+	res, err := testkit.RunAction(t, resolve, b.env("run_1"), map[string]any{"repository": repo, "alert_number": 43})
 	require.NoError(t, err)
 	require.Equal(t, actions.Already, res.Outcome)
 	require.Equal(t, "false_positive", res.Outputs["resolution"])
@@ -112,23 +113,23 @@ func TestResolveAlertErrors(t *testing.T) {
 	got, _ := b.sb.GitHubAlert(repo, 42)
 	require.Equal(t, "open", got.State)
 
-	_, err = b.do(t, resolve, "run_1", map[string]any{"repository": repo, "alert_number": 99})
+	_, err = testkit.RunAction(t, resolve, b.env("run_1"), map[string]any{"repository": repo, "alert_number": 99})
 	require.Equal(t, actions.KindPermanent, actions.KindOf(err))
 	require.ErrorContains(t, err, "404 Not Found")
 	require.ErrorContains(t, err, "secret_scanning_alerts:write")
 
 	bad := b.tokenOptions()
 	bad.Token = "ghp_wrong"
-	_, err = b.do(t, b.actions(t, bad)["github.resolve_alert"], "run_1", map[string]any{"repository": repo, "alert_number": 42})
+	_, err = testkit.RunAction(t, b.actions(t, bad)["github.resolve_alert"], b.env("run_1"), map[string]any{"repository": repo, "alert_number": 42})
 	require.Equal(t, actions.KindPermanent, actions.KindOf(err))
 	require.ErrorContains(t, err, "GitHub refused stanch's credentials")
 
-	_, err = b.do(t, b.actions(t, Options{})["github.resolve_alert"], "run_1", map[string]any{"repository": repo, "alert_number": 42})
+	_, err = testkit.RunAction(t, b.actions(t, Options{})["github.resolve_alert"], b.env("run_1"), map[string]any{"repository": repo, "alert_number": 42})
 	require.ErrorIs(t, err, ErrNotConfigured)
 	require.Equal(t, actions.KindPermanent, actions.KindOf(err))
 
 	b.sb.SetFault("github", sandbox.Fault{ErrorRate: 1})
-	_, err = b.do(t, resolve, "run_1", map[string]any{"repository": repo, "alert_number": 42})
+	_, err = testkit.RunAction(t, resolve, b.env("run_1"), map[string]any{"repository": repo, "alert_number": 42})
 	require.Equal(t, actions.KindRetryable, actions.KindOf(err), "a 503 is worth retrying: %v", err)
 	require.Zero(t, b.sb.EffectiveCount("UpdateSecretScanningAlert"))
 	b.noSecret(t, err)

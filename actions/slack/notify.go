@@ -33,7 +33,7 @@ func Actions(c *slack.Client) []actions.Action {
 }
 
 func notify(c *slack.Client) actions.Action {
-	return actions.New(actions.TypedDefinition[NotifyParams, NotifyOutputs]{
+	return actions.New(actions.Definition[NotifyParams, NotifyOutputs]{
 		Name: "slack.notify",
 		Summary: "Post the run's incident message to a Slack channel, once; stanch then keeps it up to date as the run " +
 			"goes on (each step's status, the impact, who approved what) and puts step details in its thread.",

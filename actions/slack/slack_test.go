@@ -10,7 +10,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/internal/planted"
 	"github.com/stanchhq/stanch/internal/slackfixture"
+	"github.com/stanchhq/stanch/internal/testkit"
 	"github.com/stanchhq/stanch/slack"
 )
 
@@ -23,11 +25,8 @@ func slacktestClient(t *testing.T, rc *slackfixture.Recorder) *slack.Client {
 
 func doNotify(t *testing.T, c *slack.Client, attempt int) actions.Result {
 	t.Helper()
-	a := Actions(c)[0]
-	p, err := a.Decode(map[string]any{"channel": "#sec-incidents"})
-	require.NoError(t, err)
 	env := actions.Env{RunID: "run_01TEST", StepID: "tell", Attempt: attempt, Report: func(context.Context) (actions.Report, error) { return slackfixture.Report(), nil }}
-	res, err := a.Do(context.Background(), env, p)
+	res, err := testkit.RunAction(t, Actions(c)[0], env, map[string]any{"channel": "#sec-incidents"})
 	require.NoError(t, err)
 	return res
 }
@@ -56,8 +55,7 @@ func TestNotifyPostsAgainstSlacktest(t *testing.T) {
 		"✅ *deactivate*", "⚪ *delete*", "Findings: persistence 3", "[REDACTED]"} {
 		require.Contains(t, blocks, want)
 	}
-	require.NotContains(t, blocks, slackfixture.Planted)
-	require.NotContains(t, post.Get("text"), slackfixture.Planted)
+	planted.RequireNone(t, "the post", post.Get("text"), blocks)
 	var parsed slackapi.Blocks
 	require.NoError(t, json.Unmarshal([]byte(blocks), &parsed), "the blocks are valid Block Kit JSON")
 	require.NotEmpty(t, parsed.BlockSet)
@@ -97,10 +95,7 @@ func TestNotifyHonoursRetryAfter(t *testing.T) {
 }
 
 func TestNotifyWithoutSlackDoesNothing(t *testing.T) {
-	a := Actions(slack.NewClient(slack.Options{}))[0]
-	p, err := a.Decode(map[string]any{"channel": "#sec-incidents"})
-	require.NoError(t, err)
-	res, err := a.Do(context.Background(), actions.Env{RunID: "r", StepID: "tell", Attempt: 1}, p)
+	res, err := testkit.RunAction(t, Actions(slack.NewClient(slack.Options{}))[0], actions.Env{RunID: "r", StepID: "tell", Attempt: 1}, map[string]any{"channel": "#sec-incidents"})
 	require.NoError(t, err, "a missing chat token must not stop the response")
 	require.Equal(t, actions.NoOp, res.Outcome)
 	require.Contains(t, res.Message, "STANCH_SLACK_TOKEN")

@@ -21,10 +21,10 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/stretchr/testify/require"
 
+	"github.com/stanchhq/stanch/internal/testkit"
 	"github.com/stanchhq/stanch/sandbox"
 )
 
@@ -131,8 +131,7 @@ const pathsSeed = `
 accounts:
   - id: "111122223333"
     users:
-      - name: stanch-responder
-        keys: [{id: AKIAIOSFODNN7RESPOND, secret: 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}]
+      - ` + sandbox.ResponderSeedUser + `
       - name: ci-bot
         keys: [{id: AKIAIOSFODNN7EXAMPLE, secret: wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY}]
       - name: gd-eventbridge
@@ -182,8 +181,7 @@ func TestServeGuardDutyOnEveryPathAndHealthJoinsGitHub(t *testing.T) {
 	forged := strings.Replace(string(signer.Notification(topic, guardDutyFinding(t, e.root, "AKIAGDSNSPATHKEY0001", "gd-sns", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa03"), 2)), "gd-sns", "gd-sqs", 1)
 	require.NotEqual(t, http.StatusOK, post(t, base+"/hooks/aws/sns", "", "", []byte(forged)), "a message changed after signing is refused")
 
-	client := sqs.NewFromConfig(aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(e.url),
-		Credentials: credentials.NewStaticCredentialsProvider(respondKey, respondPass, "")})
+	client := sqs.NewFromConfig(testkit.AWSConfig(e.url, sandbox.ResponderKeyID, sandbox.ResponderSecret))
 	_, err = client.SendMessage(context.Background(), &sqs.SendMessageInput{QueueUrl: aws.String(queue),
 		MessageBody: aws.String(guardDutyFinding(t, e.root, "AKIAGDSQSPATHKEY0001", "gd-sqs", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa04"))})
 	require.NoError(t, err)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/stanchhq/stanch/internal/planted"
 	"github.com/stanchhq/stanch/runner"
+	"github.com/stanchhq/stanch/sandbox"
 )
 
 // The commands that only read the store never make one: a missing store is
@@ -95,7 +96,7 @@ func TestRunsShowJSONIsSnakeCaseWithTheRedactedAlert(t *testing.T) {
 
 	res := e.stanch(nil, "runs", "show", runID, "--json", "--database", e.db)
 	require.Equal(t, exitOK, res.code, res.stderr)
-	planted.Require(t, "stanch runs show --json", res.stdout)
+	planted.RequireNone(t, "stanch runs show --json", res.stdout)
 	var shown map[string]any
 	require.NoError(t, json.Unmarshal([]byte(res.stdout), &shown))
 	for _, part := range []string{"run", "alert", "steps", "approvals", "journal"} {
@@ -200,7 +201,7 @@ func TestSandboxDetachInAShell(t *testing.T) {
 	pid, err := strconv.Atoi(lines[2])
 	require.NoError(t, err, string(out))
 	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGTERM) })
-	require.Equal(t, respondKey, key, "the responder's key of the seed")
+	require.Equal(t, sandbox.ResponderKeyID, key, "the responder's key of the seed")
 
 	resp, err := http.Get(url + "/_sandbox/state")
 	require.NoError(t, err, "the sandbox serves once the shell has returned")

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/stanchhq/stanch/internal/testkit"
 	"github.com/stanchhq/stanch/sandbox"
 )
 
@@ -195,16 +195,13 @@ func runDocBlock(t *testing.T, bin, root string, b docBlock, journal map[string]
 	dir := t.TempDir()
 	seed, err := sandbox.LoadSeed(filepath.Join(root, "examples", "sandbox", "seed.yaml"))
 	require.NoError(t, err)
-	sb, err := sandbox.New(seed, sandbox.Options{})
-	require.NoError(t, err)
-	srv := httptest.NewServer(sb)
-	t.Cleanup(srv.Close)
+	sb := testkit.Sandbox(t, seed)
 	responder := seed.Accounts[0].Users[0].Keys[0]
 	env := map[string]string{
 		"PATH":                        filepath.Dir(bin) + ":" + os.Getenv("PATH"),
 		"HOME":                        dir, // the default store is in it
 		"DOCS_TMP":                    dir,
-		"AWS_ENDPOINT_URL":            srv.URL,
+		"AWS_ENDPOINT_URL":            sb.URL,
 		"AWS_REGION":                  "us-east-1",
 		"AWS_ACCESS_KEY_ID":           responder.ID,
 		"AWS_SECRET_ACCESS_KEY":       responder.Secret,

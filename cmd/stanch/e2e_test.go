@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/stanchhq/stanch/internal/testkit"
 	"github.com/stanchhq/stanch/sandbox"
 )
 
@@ -25,11 +25,9 @@ import (
 // the sandbox, so that a SIGKILL really kills a process mid-run.
 
 const (
-	leakedKey   = "AKIAIOSFODNN7EXAMPLE"
-	otherKey    = "AKIAI44QH8DHBEXAMPLE"
-	account     = "111122223333"
-	respondKey  = "AKIAIOSFODNN7RESPOND"
-	respondPass = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYRESPONDER1"
+	leakedKey = "AKIAIOSFODNN7EXAMPLE"
+	otherKey  = "AKIAI44QH8DHBEXAMPLE"
+	account   = "111122223333"
 )
 
 var (
@@ -77,16 +75,11 @@ func newE2E(t *testing.T) *e2e {
 
 func newE2EWithSeed(t *testing.T, seedData []byte) *e2e {
 	t.Helper()
-	seed, err := sandbox.ParseSeed("testdata/seed.yaml", seedData)
-	require.NoError(t, err)
-	sb, err := sandbox.New(seed, sandbox.Options{})
-	require.NoError(t, err)
-	srv := httptest.NewServer(sb)
-	t.Cleanup(srv.Close)
+	sb := testkit.Sandbox(t, testkit.Seed(t, string(seedData)))
 	dir := t.TempDir()
 	root, err := filepath.Abs("../..")
 	require.NoError(t, err)
-	return &e2e{t: t, bin: stanchBinary(t), sb: sb, url: srv.URL, dir: dir, db: "file:" + filepath.Join(dir, "stanch.db"), root: root}
+	return &e2e{t: t, bin: stanchBinary(t), sb: sb.Sandbox, url: sb.URL, dir: dir, db: "file:" + filepath.Join(dir, "stanch.db"), root: root}
 }
 
 type result struct {
@@ -106,8 +99,8 @@ func (e *e2e) stanch(env []string, args ...string) result {
 		"HOME=" + e.dir,
 		"AWS_ENDPOINT_URL=" + e.url,
 		"AWS_REGION=us-east-1",
-		"AWS_ACCESS_KEY_ID=" + respondKey,
-		"AWS_SECRET_ACCESS_KEY=" + respondPass,
+		"AWS_ACCESS_KEY_ID=" + sandbox.ResponderKeyID,
+		"AWS_SECRET_ACCESS_KEY=" + sandbox.ResponderSecret,
 		"AWS_CONFIG_FILE=/dev/null",
 		"AWS_SHARED_CREDENTIALS_FILE=/dev/null",
 		"AWS_EC2_METADATA_DISABLED=true",
@@ -183,7 +176,7 @@ func TestRunContainsLeakedKey(t *testing.T) {
 	show := e.stanch(nil, "runs", "show", runID, "--database", e.db)
 	require.Equal(t, 0, show.code, show.stderr)
 	require.Contains(t, show.stdout, "step_succeeded")
-	require.NotContains(t, show.stdout+res.stdout+res.stderr, respondPass)
+	require.NotContains(t, show.stdout+res.stdout+res.stderr, sandbox.ResponderSecret)
 }
 
 // TestCrashAnywhereLosesNothingAndRepeatsNothing kills stanch with SIGKILL
@@ -224,7 +217,7 @@ func TestCrashDuringAPICall(t *testing.T) {
 	e := newE2E(t)
 	e.sb.SetLatency(3 * time.Second)
 	cmd := exec.Command(e.bin, "run", "--playbook", "testdata/contain.yaml", "--alert", e.example("alerts/manual-aws-key.json"), "--database", e.db)
-	cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL="+e.url, "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID="+respondKey, "AWS_SECRET_ACCESS_KEY="+respondPass,
+	cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL="+e.url, "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID="+sandbox.ResponderKeyID, "AWS_SECRET_ACCESS_KEY="+sandbox.ResponderSecret,
 		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "HOME="+e.dir)
 	require.NoError(t, cmd.Start())
 	deadline := time.Now().Add(60 * time.Second)

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stanchhq/stanch/metrics/metricstest"
+	"github.com/stanchhq/stanch/sandbox"
 )
 
 // serveEnv is the environment of a stanch serve that acts in the test's
@@ -27,8 +28,8 @@ func (e *e2e) serveEnv(secret string) []string {
 		"HOME=" + e.dir,
 		"AWS_ENDPOINT_URL=" + e.url,
 		"AWS_REGION=us-east-1",
-		"AWS_ACCESS_KEY_ID=" + respondKey,
-		"AWS_SECRET_ACCESS_KEY=" + respondPass,
+		"AWS_ACCESS_KEY_ID=" + sandbox.ResponderKeyID,
+		"AWS_SECRET_ACCESS_KEY=" + sandbox.ResponderSecret,
 		"AWS_CONFIG_FILE=/dev/null",
 		"AWS_SHARED_CREDENTIALS_FILE=/dev/null",
 		"AWS_EC2_METADATA_DISABLED=true",
@@ -147,7 +148,7 @@ func TestServeMetricsAfterContainment(t *testing.T) {
 	}
 	require.True(t, messages["stanch serve starting"], "%v", messages)
 	require.True(t, messages["request rejected"], "%v", messages)
-	require.NotContains(t, serve.stderr.String(), respondPass)
+	require.NotContains(t, serve.stderr.String(), sandbox.ResponderSecret)
 }
 
 // TestServeMetricsApartShowApprovals serves /metrics on --metrics-listen,

@@ -28,6 +28,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/stretchr/testify/require"
 
+	"github.com/stanchhq/stanch/internal/testkit"
 	"github.com/stanchhq/stanch/sandbox"
 )
 
@@ -287,10 +288,7 @@ func motoTwoAccounts(t *testing.T) twoAccounts {
 			Locations: []sandbox.SeedGitHubLocation{{Path: ".github/workflows/release.yml", Line: 31, Commit: "9b2e4f6a1c3d5e7f9a0b2c4d6e8f0a1b3c5d7e9f"}},
 		}}},
 	}
-	sb, err := sandbox.New(seed, sandbox.Options{})
-	require.NoError(t, err)
-	gh := httptest.NewServer(sb)
-	t.Cleanup(gh.Close)
+	gh := testkit.Sandbox(t, seed)
 
 	const responderSecret = "motoResponderSecretMotoResponderSecret01"
 	accounts := map[string]motoAccount{a.id: a, b.id: b}
@@ -315,7 +313,7 @@ func motoTwoAccounts(t *testing.T) twoAccounts {
 		secret:    func(t *testing.T, account string) (string, string) { return accounts[account].secret(t) },
 		calls:     rec.recorded,
 		more: func(t *testing.T) {
-			alert, ok := sb.GitHubAlert("acme/build-tools", 7)
+			alert, ok := gh.GitHubAlert("acme/build-tools", 7)
 			require.True(t, ok)
 			require.Equal(t, "revoked", alert.Resolution)
 		},

@@ -15,11 +15,11 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/stretchr/testify/require"
 
 	"github.com/stanchhq/stanch/internal/planted"
+	"github.com/stanchhq/stanch/internal/testkit"
 	"github.com/stanchhq/stanch/sandbox"
 )
 
@@ -44,7 +44,7 @@ func plantedSeed(t *testing.T) []byte {
 	t.Helper()
 	var b strings.Builder
 	b.WriteString("accounts:\n  - id: \"111122223333\"\n    users:\n")
-	fmt.Fprintf(&b, "      - {name: stanch-responder, keys: [{id: %s, secret: %s}]}\n", respondKey, respondPass)
+	fmt.Fprintf(&b, "      - %s\n", sandbox.ResponderSeedUser)
 	for i, key := range plantedKeys {
 		fmt.Fprintf(&b, "      - {name: planted-%d, keys: [{id: %s, secret: seedSecretOfThePlantedUserNumber%08d}]}\n", i, key, i)
 	}
@@ -167,7 +167,7 @@ func TestPlantedSecretsGoNowhere(t *testing.T) {
 
 	// SQS: a Health event about a key exposed at a URL whose path holds a
 	// secret.
-	client := sqs.NewFromConfig(aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(e.url), Credentials: credentials.NewStaticCredentialsProvider(respondKey, respondPass, "")})
+	client := sqs.NewFromConfig(testkit.AWSConfig(e.url, sandbox.ResponderKeyID, sandbox.ResponderSecret))
 	_, err = client.SendMessage(context.Background(), &sqs.SendMessageInput{QueueUrl: aws.String(queue),
 		MessageBody: aws.String(healthEvent(t, e.root, keySQS, "planted-5", "health-sqs", "https://gist.githubusercontent.com/anon/raw/"+planted.NoDigit+"/creds.txt"))})
 	require.NoError(t, err)
@@ -235,20 +235,10 @@ func TestPlantedSecretsGoNowhere(t *testing.T) {
 	}
 
 	// The database, while serve holds it.
-	dbFiles := func(when string) {
-		files, err := filepath.Glob(filepath.Join(e.dir, "stanch.db*"))
-		require.NoError(t, err)
-		require.NotEmpty(t, files)
-		for _, f := range files {
-			data, err := os.ReadFile(f)
-			require.NoError(t, err)
-			keep(filepath.Base(f)+" "+when, string(data))
-		}
-	}
-	dbFiles("while serve runs")
+	planted.RequireNoneInFiles(t, "while serve runs", filepath.Join(e.dir, "stanch.db*"))
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, cmd.Wait())
-	dbFiles("after serve stopped")
+	planted.RequireNoneInFiles(t, "after serve stopped", filepath.Join(e.dir, "stanch.db*"))
 	keep("serve's output (debug)", serveLog.String())
 	require.Contains(t, serveLog.String(), "level=DEBUG", "serve logged at debug")
 
@@ -299,7 +289,7 @@ func TestPlantedSecretsGoNowhere(t *testing.T) {
 	}
 	slices.Sort(wheres)
 	for _, where := range wheres {
-		planted.Require(t, where, seen[where])
+		planted.RequireNone(t, where, seen[where])
 	}
 	// And the alerts still said what leaked, less the secret.
 	require.Contains(t, seen["a GitHub issue"], "AWS_SECRET_ACCESS_KEY=[REDACTED]&branch=main")

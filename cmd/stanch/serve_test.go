@@ -21,8 +21,9 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/stanchhq/stanch/internal/testkit"
+	"github.com/stanchhq/stanch/sandbox"
 	"github.com/stretchr/testify/require"
 )
 
@@ -37,7 +38,7 @@ func (e *e2e) startServeWith(t *testing.T, playbook, secret string, extra ...str
 	t.Helper()
 	cmd := exec.Command(e.bin, append([]string{"serve", "--listen", "127.0.0.1:0", "--playbooks", playbook, "--database", e.db, "--log-level", "info",
 		"--github-api-url", e.url + "/api/v3/"}, extra...)...)
-	cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL="+e.url, "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID="+respondKey, "AWS_SECRET_ACCESS_KEY="+respondPass,
+	cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL="+e.url, "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID="+sandbox.ResponderKeyID, "AWS_SECRET_ACCESS_KEY="+sandbox.ResponderSecret,
 		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "HOME="+e.dir, "STANCH_EVENTBRIDGE_SECRET="+secret,
 		"STANCH_GITHUB_WEBHOOK_SECRET="+githubSecret, "STANCH_GITHUB_TOKEN=ghp_sandboxTokenForStanchTests0000000000")
 	cmd.Env = append(cmd.Env, e.env...)
@@ -204,8 +205,7 @@ func TestServePollsSQS(t *testing.T) {
 	t.Parallel()
 	e := newE2E(t)
 	queue := e.url + "/111122223333/stanch-alerts"
-	client := sqs.NewFromConfig(aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(e.url),
-		Credentials: credentials.NewStaticCredentialsProvider(respondKey, respondPass, "")})
+	client := sqs.NewFromConfig(testkit.AWSConfig(e.url, sandbox.ResponderKeyID, sandbox.ResponderSecret))
 	event, err := os.ReadFile(filepath.Join(e.root, "triggers/testdata/health-credentials-exposed.json"))
 	require.NoError(t, err)
 	ctx := context.Background()
@@ -256,7 +256,7 @@ func TestServeKilledAfterAcknowledging(t *testing.T) {
 	t.Parallel()
 	const n = 100
 	var seed strings.Builder
-	fmt.Fprintf(&seed, "accounts:\n  - id: %q\n    users:\n      - name: stanch-responder\n        keys: [{id: %s, secret: %s}]\n", account, respondKey, respondPass)
+	fmt.Fprintf(&seed, "accounts:\n  - id: %q\n    users:\n      - %s\n", account, sandbox.ResponderSeedUser)
 	for i := range n {
 		fmt.Fprintf(&seed, "      - name: user%03d\n        keys: [{id: AKIAKILLTEST%08d, secret: killTestSecretKillTestSecretKillTest%04d}]\n", i, i, i)
 	}

@@ -5,9 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +14,8 @@ import (
 	"github.com/stanchhq/stanch/actions"
 	slackact "github.com/stanchhq/stanch/actions/slack"
 	"github.com/stanchhq/stanch/alert"
+	"github.com/stanchhq/stanch/internal/planted"
+	"github.com/stanchhq/stanch/internal/testkit"
 	"github.com/stanchhq/stanch/notify"
 	"github.com/stanchhq/stanch/playbooks"
 	"github.com/stanchhq/stanch/runner"
@@ -31,17 +31,12 @@ const (
 	alice         = "U0ALICE"   // in the security group: an approver
 	mallory       = "U0MALLORY" // not an approver
 	securityGroup = "S0SECURITY"
-	// plantedInStep is a secret an action leaks into its message; it must never
-	// reach Slack.
-	plantedInStep = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYPLANTEDKEY"
 )
 
 const slackBenchSeed = `
 accounts:
   - id: "111122223333"
-    users:
-      - name: stanch-responder
-        keys: [{id: AKIAIOSFODNN7RESPOND, secret: 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}]
+    users: [` + sandbox.ResponderSeedUser + `]
 slack:
   token: ` + botToken + `
   channels:
@@ -58,14 +53,14 @@ const tellAndAsk = `
 name: tell-and-ask
 steps:
   - id: contain
-    action: test.effect
+    action: test.mark
     with: {name: contain}
   - id: tell
     action: slack.notify
     with:
       channel: "#sec-incidents"
   - id: destroy
-    action: test.effect
+    action: test.mark
     approval:
       approvers: [` + securityGroup + `, security-oncall]
       channel: "#sec-incidents"
@@ -73,43 +68,11 @@ steps:
     with: {name: destroy}
 `
 
-// effectWorld counts the effects of test.effect, an idempotent action standing
-// in for the AWS ones, which have tests of their own.
-type effectWorld struct {
-	mu      sync.Mutex
-	effects map[string]int
-}
-
-func (w *effectWorld) count(name string) int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.effects[name]
-}
-
-type effectParams struct {
-	Name string `json:"name" required:"true"`
-}
-
-func (w *effectWorld) action() actions.Action {
-	return actions.New(actions.Definition[effectParams]{
-		Name: "test.effect",
-		PlanFunc: func(context.Context, actions.Env, *effectParams) (actions.Plan, error) {
-			return actions.Plan{}, nil
-		},
-		DoFunc: func(_ context.Context, env actions.Env, p *effectParams) (actions.Result, error) {
-			w.mu.Lock()
-			defer w.mu.Unlock()
-			w.effects[p.Name]++
-			return actions.Result{Outcome: actions.Done, Message: p.Name + " done; leaked " + plantedInStep}, nil
-		},
-	})
-}
-
 type slackBench struct {
 	sb     *sandbox.Sandbox
 	r      *runner.Runner
 	hook   string
-	world  *effectWorld
+	world  *testkit.World
 	tokens *slack.Tokens
 	pb     *playbooks.Playbook
 }
@@ -119,23 +82,20 @@ func setupSlack(t *testing.T) *slackBench { return setupSlackWith(t, tellAndAsk)
 func setupSlackWith(t *testing.T, playbook string) *slackBench {
 	t.Helper()
 	ctx := context.Background()
-	sd, err := sandbox.ParseSeed("seed.yaml", []byte(slackBenchSeed))
-	require.NoError(t, err)
-	sb, err := sandbox.New(sd, sandbox.Options{})
-	require.NoError(t, err)
-	api := httptest.NewServer(sb)
-	t.Cleanup(api.Close)
-
-	client := slack.NewClient(slack.Options{Token: botToken, APIURL: api.URL + "/slack/api/"})
+	sb := testkit.Sandbox(t, testkit.Seed(t, slackBenchSeed))
+	client := slack.NewClient(slack.Options{Token: botToken, APIURL: sb.SlackAPI()})
 	tokens, err := slack.NewTokens([]byte("approval-token-key-for-tests-0001"))
 	require.NoError(t, err)
-	w := &effectWorld{effects: map[string]int{}}
-	reg, err := actions.NewRegistry(append(slackact.Actions(client), w.action())...)
+	// test.mark leaks a secret into the message of every step it does: it
+	// must never reach Slack.
+	w := testkit.NewWorld()
+	w.Leak = planted.Random
+	reg, err := actions.NewRegistry(append(slackact.Actions(client), w.Actions()...)...)
 	require.NoError(t, err)
 	pb, err := playbooks.Parse("tell-and-ask.yaml", []byte(playbook), reg)
 	require.NoError(t, err)
 
-	db, err := runner.OpenDatabase(ctx, "file:"+filepath.Join(t.TempDir(), "stanch.db"))
+	db, err := runner.OpenDatabase(ctx, testkit.SQLiteURL(t))
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -148,7 +108,7 @@ func setupSlackWith(t *testing.T, playbook string) *slackBench {
 	h := triggers.NewSlackInteractions(signingSecret, tokens, runDecider{r}, client, nil)
 	hook := httptest.NewServer(h)
 	t.Cleanup(hook.Close)
-	return &slackBench{sb: sb, r: r, hook: hook.URL, world: w, tokens: tokens, pb: pb}
+	return &slackBench{sb: sb.Sandbox, r: r, hook: hook.URL, world: w, tokens: tokens, pb: pb}
 }
 
 // testWriter sends logs to the test's output, shown when it fails.
@@ -259,7 +219,7 @@ func TestSlackApprovalsEndToEnd(t *testing.T) {
 	require.Equal(t, mallory, eph[0].User)
 	require.Contains(t, eph[0].Text, "not an approver")
 	require.Equal(t, runner.RunWaitingApproval, b.waitRun(t, run.ID, runner.RunWaitingApproval).Status)
-	require.Zero(t, b.world.count("destroy"))
+	require.Zero(t, b.world.Calls("destroy"))
 
 	// A made-up button value, correctly signed by Slack, decides nothing.
 	req, err = b.click(alice, slack.ActionApprove, strings.Replace(approve, "v1.", "v1.x", 1), msg.TS, time.Time{}).Request(ctx)
@@ -276,7 +236,7 @@ func TestSlackApprovalsEndToEnd(t *testing.T) {
 	require.Equal(t, http.StatusOK, sendClick(t, click))
 	run = b.waitRun(t, run.ID, runner.RunSucceeded, runner.RunFailed, runner.RunCancelled)
 	require.Equal(t, runner.RunSucceeded, run.Status)
-	require.Equal(t, 1, b.world.count("destroy"))
+	require.Equal(t, 1, b.world.Calls("destroy"))
 
 	// The same request again: refused, nothing happens.
 	require.Equal(t, http.StatusUnauthorized, sendClick(t, replay))
@@ -286,7 +246,7 @@ func TestSlackApprovalsEndToEnd(t *testing.T) {
 	require.Equal(t, http.StatusOK, sendClick(t, req))
 	require.Eventually(t, func() bool { return len(b.sb.SlackEphemerals()) == 3 }, 5*time.Second, 10*time.Millisecond)
 	require.Contains(t, b.sb.SlackEphemerals()[2].Text, "Already approved by <@"+alice+">")
-	require.Equal(t, 1, b.world.count("destroy"))
+	require.Equal(t, 1, b.world.Calls("destroy"))
 
 	a, err := b.r.Store().Approval(ctx, run.ID, "destroy")
 	require.NoError(t, err)
@@ -310,16 +270,16 @@ func TestSlackApprovalsEndToEnd(t *testing.T) {
 			return false
 		}
 		incident, approval := top[0], top[1]
-		return strings.HasPrefix(approval.Text, "✋ Approval needed: destroy (test.effect) — Approved by <@"+alice+"> at ") &&
+		return strings.HasPrefix(approval.Text, "✋ Approval needed: destroy (test.mark) — Approved by <@"+alice+"> at ") &&
 			!strings.Contains(string(approval.Blocks), slack.ActionApprove) && strings.HasSuffix(incident.Text, "(succeeded)")
 	}, 10*time.Second, 20*time.Millisecond, "the messages never caught up")
 	require.Equal(t, 2, b.sb.EffectiveCount("chat.postMessage")-len(b.replies()), "two top-level posts: the incident and the approval")
 	require.NotEmpty(t, b.replies(), "step details go to the incident's thread")
 	for _, m := range b.sb.SlackMessages(channelID) {
-		require.NotContains(t, string(m.Blocks)+m.Text, plantedInStep)
+		planted.RequireNone(t, "a Slack message", m.Text, m.Blocks)
 	}
 	for _, m := range b.sb.SlackEphemerals() {
-		require.NotContains(t, m.Text, plantedInStep)
+		planted.RequireNone(t, "a Slack ephemeral message", m.Text)
 	}
 }
 
@@ -341,7 +301,7 @@ steps:
     with:
       channel: "#sec-incidents"
   - id: destroy
-    action: test.effect
+    action: test.mark
     approval:
       approvers: [` + mallory + `]
       channel: "#sec-incidents"
@@ -390,7 +350,7 @@ func TestSlackApprovalEscalates(t *testing.T) {
 	require.Equal(t, http.StatusOK, sendClick(t, req))
 	run = b.waitRun(t, run.ID, runner.RunSucceeded, runner.RunFailed, runner.RunCancelled)
 	require.Equal(t, runner.RunSucceeded, run.Status)
-	require.Equal(t, 1, b.world.count("destroy"))
+	require.Equal(t, 1, b.world.Calls("destroy"))
 }
 
 // What people do with a run shows in Slack: a cancel takes the buttons
@@ -424,7 +384,7 @@ func TestSlackShowsCancelRetryAndClose(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, sendClick(t, req))
 	require.Equal(t, runner.RunCancelled, b.waitRun(t, run.ID, runner.RunCancelled).Status)
-	require.Zero(t, b.world.count("destroy"))
+	require.Zero(t, b.world.Calls("destroy"))
 
 	_, err = b.r.Retry(ctx, run.ID, "", "carol")
 	require.NoError(t, err)
@@ -444,7 +404,7 @@ func TestSlackShowsCancelRetryAndClose(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, sendClick(t, req))
 	require.Equal(t, runner.RunSucceeded, b.waitRun(t, run.ID, runner.RunSucceeded, runner.RunFailed, runner.RunCancelled).Status)
-	require.Equal(t, 1, b.world.count("destroy"))
+	require.Equal(t, 1, b.world.Calls("destroy"))
 
 	_, err = b.r.Close(ctx, run.ID, "carol", "rotated and reviewed")
 	require.NoError(t, err)

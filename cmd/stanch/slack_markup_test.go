@@ -26,7 +26,7 @@ const markupPlaybook = `
 name: markup
 steps:
   - id: contain
-    action: test.effect
+    action: test.mark
     with: {name: "${{ alert.title }}"}
   - id: tell
     action: slack.notify
@@ -34,7 +34,7 @@ steps:
       channel: "#sec-incidents"
       title: "${{ alert.title }}"
   - id: destroy
-    action: test.effect
+    action: test.mark
     approval:
       approvers: [S0SECURITY, security-oncall]
       channel: "#sec-incidents"

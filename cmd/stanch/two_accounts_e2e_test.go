@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/stanchhq/stanch/internal/testkit"
 	"github.com/stanchhq/stanch/runner"
 	"github.com/stanchhq/stanch/sandbox"
 )
@@ -318,26 +318,21 @@ github:
       secret: %[8]s
       locations:
         - {path: .github/workflows/release.yml, line: 31, commit: 9b2e4f6a1c3d5e7f9a0b2c4d6e8f0a1b3c5d7e9f}
-`, stanchAccount, leakAccount, respondKey, respondPass, keyA, secretA, valueA, leaked, leakedSecret, backdoor, backdoorSecret, responseRoleExternalID, valueB, sandboxGitHubToken)
-	seed, err := sandbox.ParseSeed("two-accounts.yaml", []byte(seedYAML))
-	require.NoError(t, err)
-	sb, err := sandbox.New(seed, sandbox.Options{})
-	require.NoError(t, err)
-	srv := httptest.NewServer(sb)
-	t.Cleanup(srv.Close)
+`, stanchAccount, leakAccount, sandbox.ResponderKeyID, sandbox.ResponderSecret, keyA, secretA, valueA, leaked, leakedSecret, backdoor, backdoorSecret, responseRoleExternalID, valueB, sandboxGitHubToken)
+	sb := testkit.Sandbox(t, testkit.Seed(t, seedYAML))
 	_, versionA, ok := sb.SecretValue(stanchAccount, "us-east-1", ciBotSecretName, "AWSCURRENT")
 	require.True(t, ok)
 	return twoAccounts{
-		awsURL:    srv.URL,
-		githubURL: srv.URL,
-		awsEnv:    []string{"AWS_ACCESS_KEY_ID=" + respondKey, "AWS_SECRET_ACCESS_KEY=" + respondPass},
+		awsURL:    sb.URL,
+		githubURL: sb.URL,
+		awsEnv:    []string{"AWS_ACCESS_KEY_ID=" + sandbox.ResponderKeyID, "AWS_SECRET_ACCESS_KEY=" + sandbox.ResponderSecret},
 		a:         stanchAccount,
 		b:         leakAccount,
 		keyA:      keyA,
 		leaked:    leaked,
 		secretA:   valueA,
 		versionA:  versionA,
-		secrets:   []string{secretA, leakedSecret, backdoorSecret, respondPass},
+		secrets:   []string{secretA, leakedSecret, backdoorSecret, sandbox.ResponderSecret},
 		approvals: []string{"rotate", "delete", "contain_derived"},
 		keys: func(t *testing.T, account string) map[string]string {
 			for _, a := range sb.State().Accounts {

@@ -5,6 +5,10 @@
 package planted
 
 import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -55,18 +59,61 @@ func Find(text string) (piece, secret string, found bool) {
 	return "", "", false
 }
 
-// Require fails the test if text holds a piece of a planted secret, and
-// says where.
-func Require(t testing.TB, where, text string) {
+// RequireNone fails the test if any of values holds a piece of a planted
+// secret, and says where (what values are) and which piece. A string,
+// []byte or json.RawMessage is read as it is, an error as its message;
+// anything else both as fmt's %+v shows it (unexported fields too) and as
+// JSON (so that raw JSON inside, such as an alert's Raw, reads as text).
+func RequireNone(t testing.TB, where string, values ...any) {
 	t.Helper()
-	if piece, secret, found := Find(text); found {
-		i := strings.Index(text, piece)
-		context := ""
-		if i >= 0 {
-			context = text[max(0, i-80):min(len(text), i+len(piece)+80)]
+	for _, v := range values {
+		text := textOf(v)
+		if piece, secret, found := Find(text); found {
+			i := strings.Index(text, piece)
+			context := ""
+			if i >= 0 {
+				context = text[max(0, i-80):min(len(text), i+len(piece)+80)]
+			}
+			t.Errorf("%q, part of the planted secret %q, is in %s: …%s…", piece, secret, where, context)
 		}
-		t.Errorf("%q, part of the planted secret %q, is in %s: …%s…", piece, secret, where, context)
 	}
+}
+
+// RequireNoneInFiles is RequireNone for every file matching pattern (a
+// filepath.Glob pattern, such as a store's files "dir/stanch.db*"), read
+// as bytes; when says at what moment. No file matching fails the test: a
+// check of nothing passes for the wrong reason.
+func RequireNoneInFiles(t testing.TB, when, pattern string) {
+	t.Helper()
+	files, err := filepath.Glob(pattern)
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no file matches %s (%v): nothing to look for planted secrets in", pattern, err)
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatalf("read %s: %v", f, err)
+		}
+		RequireNone(t, filepath.Base(f)+" "+when, data)
+	}
+}
+
+func textOf(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case []byte:
+		return string(v)
+	case json.RawMessage:
+		return string(v)
+	case error:
+		return v.Error()
+	}
+	text := fmt.Sprintf("%+v", v)
+	if data, err := json.Marshal(v); err == nil {
+		text += "\n" + string(data)
+	}
+	return text
 }
 
 // unescape decodes %XX escapes (and + as a space if plus), leaving

@@ -1,5 +1,6 @@
 // Package slackfixture is what the Slack tests share: a run's report with
-// a planted secret in it, and a recorder of posts behind slack-go's own
+// a planted secret in it (and one with planted secrets everywhere), and a
+// recorder of posts behind slack-go's own
 // test server (slacktest), for the tests that check the wire against an
 // implementation other than stanch's sandbox.
 package slackfixture
@@ -17,13 +18,11 @@ import (
 
 	"github.com/stanchhq/stanch/actions"
 	"github.com/stanchhq/stanch/alert"
+	"github.com/stanchhq/stanch/internal/planted"
 )
 
-// Planted is a secret that must never reach Slack.
-const Planted = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYPLANTEDKEY"
-
-// Report is a running run's report: identified, contained (with Planted in
-// a step's message), its impact known, a slack.notify step running and a
+// Report is a running run's report: identified, contained (with
+// planted.Random in a step's message), its impact known, a slack.notify step running and a
 // deletion to come.
 func Report() actions.Report {
 	return actions.Report{
@@ -33,7 +32,7 @@ func Report() actions.Report {
 			Location:   alert.Location{Repo: "acme/payments", Path: "config/prod.env", Line: 12, URL: "https://github.com/acme/payments/security/secret-scanning/7"}},
 		Steps: []actions.StepReport{
 			{ID: "identify", Action: "aws.identify_key", Status: "succeeded", Outcome: "done", Message: "owned by ci-bot", Outputs: map[string]any{"user_name": "ci-bot", "account": "111122223333"}},
-			{ID: "deactivate", Action: "aws.deactivate_key", Status: "succeeded", Outcome: "done", Message: "AKIAIOSFODNN7EXAMPLE deactivated; secret was " + Planted},
+			{ID: "deactivate", Action: "aws.deactivate_key", Status: "succeeded", Outcome: "done", Message: "AKIAIOSFODNN7EXAMPLE deactivated; secret was " + planted.Random},
 			{ID: "tell", Action: "slack.notify", Status: "running"},
 			{ID: "impact", Action: "aws.cloudtrail_impact", Status: "succeeded", Outputs: map[string]any{"events": 128, "regions": []string{"us-east-1", "us-west-2"},
 				"finding_counts": map[string]int{"persistence": 3}, "findings": []map[string]any{{"event": "CreateAccessKey", "category": "persistence", "region": "us-east-1", "time": "2026-11-28T10:00:00Z", "source_ip": "198.51.100.7"}},
@@ -43,11 +42,61 @@ func Report() actions.Report {
 	}
 }
 
+// LeakyReport is a report as careless upstream code could hand it over: a
+// planted secret (each of planted.All in turn, as written, URL-encoded or
+// in a path) in every text it carries, the alert's included, and steps in
+// every state a message shows, an approval waiting and escalated among
+// them.
+func LeakyReport() actions.Report {
+	next := 0
+	leak := func(prefix string) string {
+		s := planted.All[next%len(planted.All)]
+		next++
+		return prefix + s
+	}
+	inURL := func() string {
+		return "https://ci.example.com/job/7/console?AWS_SECRET_ACCESS_KEY=" + url.QueryEscape(leak("")) + "&branch=main"
+	}
+	now := time.Now()
+	return actions.Report{
+		RunID: "run_01LEAKY", Playbook: "aws-key-leaked", Status: "failed", StartedAt: now.Add(-time.Minute), FinishedAt: now,
+		Ended:  leak("cancelled by alice: the secret was "),
+		Closed: &actions.Closure{By: "alice", At: now, Note: leak("rotated; old secret ")},
+		Owner:  actions.Owner{Account: "111122223333", User: leak("ci-bot/"), Credential: "AKIAIOSFODNN7EXAMPLE", By: "identify"},
+		Alert: alert.Alert{Source: "github", Kind: alert.KindCredentialExposed, Severity: "critical", ReceivedAt: now, DedupKey: leak("github:acme/api#"),
+			Title:      leak("Credentials used: "),
+			Credential: alert.Credential{Provider: "aws", Kind: alert.CredentialAccessKey, ID: "AKIAIOSFODNN7EXAMPLE", Account: "111122223333", Principal: leak("ci-bot/")},
+			Location:   alert.Location{Repo: "acme/payments", Path: "deploy/" + leak("") + "/settings.py", Line: 12, Commit: leak(""), URL: inURL()},
+			Raw:        json.RawMessage(`{"Secret":"` + leak("") + `"}`)},
+		Steps: []actions.StepReport{
+			{ID: "identify", Action: "aws.identify_key", Status: "succeeded", Outcome: "done", Message: leak("owned by ci-bot; secret "),
+				Outputs: map[string]any{"user_name": leak("ci-bot/"), "account": "111122223333", "nested": map[string]any{"note": inURL()}, "list": []string{leak("")}}},
+			{ID: "tell", Action: "slack.notify", Status: "succeeded", Outcome: "done", Message: "posted",
+				Outputs: map[string]any{"channel": "C0SECINCIDENTS", "ts": "1764300000.000001", "title": leak("Leak of ")}},
+			{ID: "impact", Action: "aws.cloudtrail_impact", Status: "succeeded", Outcome: "done",
+				Outputs: map[string]any{"events": 3, "regions": []string{"us-east-1"}, "finding_counts": map[string]int{"persistence": 1},
+					"findings":            []map[string]any{{"event": leak("CreateUser "), "category": "persistence", "region": "us-east-1", "time": "2026-11-28T10:00:00Z", "source_ip": "198.51.100.7"}},
+					"derived_credentials": []map[string]any{{"access_key_id": "AKIABACKDOORKEY00001", "kind": "access_key", "created_by_event": leak("CreateAccessKey ")}}}},
+			{ID: "revoke", Action: "aws.revoke_sessions", Status: "failed", Error: leak("access denied for ")},
+			{ID: "delete", Action: "aws.delete_key", Status: "waiting_approval", Approval: &actions.ApprovalReport{
+				Approvers: []string{"U0ALICE", leak("group-")}, Message: leak("Delete the key? It was "), Deadline: now.Add(time.Hour), OnTimeout: "escalate",
+				Channel: "C0SECINCIDENTS", EscalatedTo: "C0SECLEADS", EscalatedAt: now,
+				Effects: []actions.Effect{{Description: leak("delete access key AKIAIOSFODNN7EXAMPLE of user ci-bot/"), Irreversible: true}, {Description: "store " + inURL()}},
+				Plan:    leak("would delete; secret "), OnDeny: "stop"}},
+			{ID: "rotate", Action: "aws.rotate_key", Status: "denied", Approval: &actions.ApprovalReport{
+				Approvers: []string{"U0ALICE"}, Message: leak("Rotate? "), Deadline: now, OnTimeout: "deny", Decision: "denied", DecidedBy: leak("U0BOB "), DecidedAt: now, Via: "slack"}},
+			{ID: "resolve", Action: "github.resolve_alert", Status: "skipped", Message: leak("skipped: ")},
+		},
+	}
+}
+
 // Recorder is a chat.postMessage for slack-go's slacktest server that keeps
 // what was posted, as slacktest itself only queues it for its RTM feed.
 type Recorder struct {
 	mu    sync.Mutex
 	Posts []url.Values
+	// Updates are the chat.update requests, in order.
+	Updates []url.Values
 	// Limited answers this many posts with 429 first.
 	Limited int
 }
@@ -60,6 +109,10 @@ func (rc *Recorder) Start(t *testing.T) string {
 		c.Handle("/chat.postMessage", rc.postMessage)
 		c.Handle("/conversations.history", rc.history)
 		c.Handle("/chat.update", func(w http.ResponseWriter, r *http.Request) {
+			_ = r.ParseForm()
+			rc.mu.Lock()
+			rc.Updates = append(rc.Updates, r.PostForm)
+			rc.mu.Unlock()
 			_, _ = w.Write([]byte(`{"ok":true,"channel":"C0SECINCIDENTS","ts":"1764300000.000001"}`))
 		})
 		c.Handle("/conversations.list", func(w http.ResponseWriter, r *http.Request) {

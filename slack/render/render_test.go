@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/internal/planted"
 	"github.com/stanchhq/stanch/internal/slackfixture"
 	"github.com/stanchhq/stanch/slack"
 )
@@ -68,7 +69,7 @@ func TestApprovalStatesEveryEffect(t *testing.T) {
 	step.Approval = &actions.ApprovalReport{Approvers: []string{"U0ALICE"}, Message: "Rotate it?", Deadline: time.Now().Add(time.Hour), OnTimeout: "deny", OnDeny: "skip",
 		Effects: []actions.Effect{
 			{Description: "delete the leaked access key AKIAIOSFODNN7EXAMPLE of user ci-bot in account 444455556666 to make room for the new one", Irreversible: true},
-			{Description: "store the new key in secret iam-user/ci-bot of account 444455556666 (not " + slackfixture.Planted + ")"},
+			{Description: "store the new key in secret iam-user/ci-bot of account 444455556666 (not " + planted.Random + ")"},
 		}}
 	m := Approval(rep, step, tokens, false)
 	text := slack.PlainText(m)
@@ -76,7 +77,7 @@ func TestApprovalStatesEveryEffect(t *testing.T) {
 	require.Contains(t, text, "• ⚠️ delete the leaked access key AKIAIOSFODNN7EXAMPLE of user ci-bot in account 444455556666 to make room for the new one — *cannot be undone*")
 	require.Contains(t, text, "• store the new key in secret iam-user/ci-bot of account 444455556666")
 	require.Contains(t, text, "If denied, the step is skipped and the run goes on.")
-	require.NotContains(t, text+slack.BlocksJSON(m), slackfixture.Planted)
+	planted.RequireNone(t, "the approval", text, slack.BlocksJSON(m))
 	var confirm string
 	for _, b := range m.Blocks {
 		if ab, ok := b.(*slackapi.ActionBlock); ok {
