@@ -22,6 +22,7 @@ import (
 const (
 	outputsGitHubToken = "ghp_sandboxTokenForStanchTests0000000000"
 	outputsRepo        = "acme/payments-service"
+	outputsLeakedPAT   = "ghp_outputsRegistryTestToken000000000000"
 )
 
 // TestEveryActionReturnsItsDeclaredOutputs runs every action of every
@@ -43,6 +44,10 @@ func TestEveryActionReturnsItsDeclaredOutputs(t *testing.T) {
 	seed.GitHub = &sandbox.SeedGitHub{Token: outputsGitHubToken, Alerts: []sandbox.SeedGitHubAlert{
 		{Repo: outputsRepo, Number: 42, SecretType: "aws_access_key_id", Secret: "AKIAIOSFODNN7EXAMPLE"},
 	}}
+	// And a leaked GitHub token that left events in acme's audit log.
+	seed.Tokens = append(seed.Tokens, sandbox.SeedToken{Provider: "github", Value: outputsLeakedPAT, Owner: "octocat", Org: "acme", Events: []sandbox.SeedTokenEvent{
+		{Action: "git.clone", Repo: outputsRepo, Ago: "1h"}, {Action: "org.update_member", Ago: "30m", Data: map[string]any{"user": "mallory", "permission": "admin"}},
+	}})
 	sb := testkit.Sandbox(t, seed)
 	cfg := sb.AWSConfig()
 	all := awsactions.Actions(awsactions.NewProvider(awsactions.ProviderOptions{
@@ -113,6 +118,7 @@ func TestEveryActionReturnsItsDeclaredOutputs(t *testing.T) {
 	})
 	step("resolve", "github.resolve_alert", literal(map[string]any{"repository": outputsRepo, "alert_number": 42}))
 	step("issue", "github.open_issue", literal(map[string]any{"repository": "acme/security-incidents", "title": "Leaked AWS key " + leaked}))
+	step("github_impact", "github.token_impact", literal(map[string]any{"credential": alert.Fingerprint(outputsLeakedPAT), "org": "acme", "hashed_token": sandbox.GitHubHashedToken(outputsLeakedPAT)}))
 	step("tell", "slack.notify", literal(map[string]any{"channel": "#sec-incidents"}))
 
 	for _, name := range reg.Names() {

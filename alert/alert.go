@@ -17,6 +17,7 @@ const (
 	SourceHealth     = "health"
 	SourceTruffleHog = "trufflehog"
 	SourceGitleaks   = "gitleaks"
+	SourceGitSecrets = "git-secrets"
 	SourceManual     = "manual"
 )
 
@@ -75,8 +76,13 @@ type Credential struct {
 	Provider string `json:"provider" expr:"provider"`
 	// Kind is access_key, role_session or token.
 	Kind string `json:"kind" expr:"kind"`
-	// ID is the public identifier, such as an AWS access key id (AKIA…/ASIA…).
-	// Never the secret.
+	// TokenType is what kind of token the provider's prefix says it is
+	// (personal_access_token, bot_token, service_token, …; TokenKinds),
+	// for tokens only. It is public: the prefix says as much.
+	TokenType string `json:"token_type,omitempty" expr:"token_type"`
+	// ID is the public identifier, such as an AWS access key id (AKIA…/ASIA…);
+	// for a token, which has none, the fingerprint of its value
+	// (Fingerprint). Never the secret.
 	ID string `json:"id" expr:"id"`
 	// Account is the provider account that owns it (12-digit AWS account id).
 	Account string `json:"account,omitempty" expr:"account"`

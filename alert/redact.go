@@ -118,11 +118,21 @@ func (e *redactedError) Unwrap() error { return e.err }
 // one credential from another.
 func (a *Alert) Redact() {
 	for _, f := range []*string{&a.Source, &a.Kind, &a.DedupKey, &a.Severity, &a.Title,
-		&a.Credential.Provider, &a.Credential.Kind, &a.Credential.Account, &a.Credential.Principal,
+		&a.Credential.Provider, &a.Credential.Kind, &a.Credential.TokenType, &a.Credential.Account, &a.Credential.Principal,
 		&a.Location.Repo, &a.Location.Path, &a.Location.Commit, &a.Location.URL} {
 		*f = RedactText(*f)
 	}
 	if id := a.Credential.ID; RedactText(id) != id {
+		if k, ok := TokenKindOf(id); ok {
+			// A token given as the id (stanch run --alert): its shape
+			// still says whose it is once only its fingerprint is left.
+			if a.Credential.Provider == "" {
+				a.Credential.Provider = k.Provider
+			}
+			if a.Credential.TokenType == "" && a.Credential.Provider == k.Provider {
+				a.Credential.TokenType = k.Type
+			}
+		}
 		if holdsKeyID(id) {
 			a.Credential.ID = RedactText(id)
 		} else {

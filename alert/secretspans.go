@@ -78,7 +78,7 @@ func (v view) decode(plus bool) (view, bool) {
 // spans finds secrets in the view and returns them in original offsets.
 func (v view) spans() []span {
 	var out []span
-	for _, sp := range append(namedValues(v.text), randomRuns(v.text)...) {
+	for _, sp := range append(append(namedValues(v.text), randomRuns(v.text)...), markedTokens(v.text)...) {
 		if sp.end > sp.start {
 			out = append(out, span{v.from[sp.start], v.to[sp.end-1]})
 		}
@@ -207,8 +207,8 @@ func randomRuns(t string) []span {
 // tokenPrefixes start the tokens of services that mark theirs: GitHub,
 // GitLab, Slack, Stripe, npm, PyPI. A run that starts with one is a token
 // whatever the rest looks like (a made-up one reads as words).
-var tokenPrefixes = []string{"ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "xoxb-", "xoxp-", "xoxa-", "xoxs-", "xoxe-", "xapp-",
-	"sk_live_", "rk_live_", "sk_test_", "npm_", "pypi-"}
+var tokenPrefixes = []string{"ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "gldt-", "glrt-", "glft-", "glptt-", "glcbt-",
+	"xoxb-", "xoxp-", "xoxa-", "xoxs-", "xoxe-", "xoxr-", "xapp-", "sk_live_", "rk_live_", "sk_test_", "npm_", "pypi-"}
 
 // tokenPrefixed reports whether run is a marked token: a prefix and at
 // least 16 more characters.
@@ -219,6 +219,23 @@ func tokenPrefixed(run string) bool {
 		}
 	}
 	return false
+}
+
+// markedTokens finds the tokens of the kinds stanch knows (TokenKinds)
+// whose shape runs do not cover: Vault's hvs./hvb./s. tokens (the dot ends
+// a run), Slack's xoxe. tokens and webhook URLs. A legacy Vault token
+// (s. and 24 letters or digits) is only taken when it reads as random or
+// holds a digit, so that a 24-letter identifier after "s." stays.
+func markedTokens(t string) []span {
+	var out []span
+	for _, m := range tokenShapes.FindAllStringSubmatchIndex(t, -1) {
+		v := t[m[2]:m[3]]
+		if strings.HasPrefix(v, "s.") && !strings.ContainsAny(v, "0123456789") && !looksRandom(v[2:]) {
+			continue
+		}
+		out = append(out, span{m[2], m[3]})
+	}
+	return out
 }
 
 // randomPieces splits the run t[start:end] at AWS key ids and returns the

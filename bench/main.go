@@ -7,8 +7,9 @@
 // memory of waiting runs, an idle stanch serve's CPU and writes, and the
 // CloudTrail impact query against its rate limit; then the same on
 // PostgreSQL with one and three replicas, and the takeover after a kill
-// (bench/replicas.go). -only runs one part (ack, contain, idle, impact or
-// postgres) and prints it.
+// (bench/replicas.go), and 200 GitHub tokens leaked at once (bench/tokens.go).
+// -only runs one part (ack, contain, idle, impact, postgres or tokens) and
+// prints it.
 package main
 
 import (
@@ -51,7 +52,7 @@ func main() {
 	alerts := flag.Int("alerts", 200, "alerts per latency")
 	latencies := flag.String("latencies", "0ms,50ms", "injected latency per AWS call, comma-separated")
 	out := flag.String("out", "", "also write the report to this markdown file")
-	only := flag.String("only", "", "run one benchmark only and print it: ack, contain, idle, impact or postgres")
+	only := flag.String("only", "", "run one benchmark only and print it: ack, contain, idle, impact, postgres or tokens")
 	idleWindow := flag.Duration("idle", time.Minute, "how long the idle benchmark watches stanch serve")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
@@ -99,8 +100,15 @@ func main() {
 	} else if *only == "postgres" {
 		fmt.Print(postgresFigures(ctx).render())
 		return
+	} else if *only == "tokens" {
+		tokens, err := tokenRows(ctx, 200)
+		if err != nil {
+			fail(err)
+		}
+		fmt.Print(renderTokens(tokens))
+		return
 	} else if *only != "" {
-		fail(fmt.Errorf("-only %q: the benchmarks that run alone are: ack, contain, idle, impact, postgres", *only))
+		fail(fmt.Errorf("-only %q: the benchmarks that run alone are: ack, contain, idle, impact, postgres, tokens", *only))
 	}
 
 	rows, err := containRows(ctx, *latencies, *alerts)
@@ -136,8 +144,12 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
+	tokens, err := tokenRows(ctx, 200)
+	if err != nil {
+		fail(err)
+	}
 	pg := postgresFigures(ctx)
-	report := render(rows, *alerts) + renderBurst(burst, busy) + cli.render() + ack.render() + mem.render() + idle.render() + impact.render() + pg.render()
+	report := render(rows, *alerts) + renderBurst(burst, busy) + cli.render() + ack.render() + mem.render() + idle.render() + impact.render() + renderTokens(tokens) + pg.render()
 	fmt.Print(report)
 	if *out != "" {
 		if err := os.WriteFile(*out, []byte(report), 0o644); err != nil {

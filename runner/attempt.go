@@ -109,6 +109,17 @@ func (s *stepRun) failed(ctx context.Context, attempt int, err error) (playbooks
 		s.r.emit(Event{Kind: EventStepAPIError, RunID: s.run.ID, StepID: s.step.ID, Action: s.step.Action, Attempt: attempt, API: api})
 	}
 	kind := actions.KindOf(err)
+	var later RetryAfter
+	if kind != actions.KindPermanent && errors.As(err, &later) {
+		// The provider named when to come back (GitHub's hourly budget of
+		// revocations): wait for it, whatever the step's retry policy.
+		wait := max(later.RetryAfter(), time.Second)
+		if err := s.r.store.AttemptDeferred(ctx, s.run.ID, s.step.ID, attempt, err, s.r.cfg.Now().Add(wait)); err != nil {
+			return playbooks.StepState{}, err
+		}
+		s.r.emit(Event{Kind: EventStepRetrying, RunID: s.run.ID, StepID: s.step.ID, Action: s.step.Action, Attempt: attempt, Error: err.Error(), Duration: wait})
+		return playbooks.StepState{}, &retryDue{wait: wait}
+	}
 	if kind == actions.KindPermanent || attempt >= s.step.Retry.Attempts {
 		s.log.Warn("step failed", "step", s.step.ID, "action", s.step.Action, "attempt", attempt, "kind", kind.String(), "error", alert.RedactText(err.Error()))
 		return s.end(ctx, StepEnd{Attempt: attempt, Status: StepFailed, Outcome: OutcomeFailed, Error: fmt.Sprintf("%s (%s, attempt %d of %d)", err, kind, attempt, s.step.Retry.Attempts)})

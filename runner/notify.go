@@ -137,9 +137,10 @@ func (rl *runLocks) lock(runID string) func() {
 	}
 }
 
-// RetryAfter is implemented by errors of a Notifier that was told by the
-// service to come back later (Slack's 429 Retry-After): the sync sleeps
-// that long instead of counting a failed attempt.
+// RetryAfter is implemented by errors of a Notifier, or of an action, that
+// was told by the service to come back later (Slack's 429 Retry-After,
+// GitHub's spent budget of revocations): the sync or the step sleeps that
+// long instead of counting a failed attempt.
 type RetryAfter interface {
 	RetryAfter() time.Duration
 }

@@ -118,6 +118,19 @@ func (s *Store) AttemptFailed(ctx context.Context, runID, stepID string, attempt
 	})
 }
 
+// AttemptDeferred journals an attempt the provider sent away until a time
+// it named (a spent hourly budget), and records when the next one is due.
+// It does not count as an attempt: a step that must wait an hour for its
+// budget waits, rather than run out of attempts.
+func (s *Store) AttemptDeferred(ctx context.Context, runID, stepID string, attempt int, cause error, until time.Time) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := s.exec(ctx, tx, `UPDATE stanch_steps SET not_before = ?, attempts = attempts - 1 WHERE run_id = ? AND step_id = ?`, micros(until), runID, stepID); err != nil {
+			return fmt.Errorf("schedule the next attempt of step %s: %w", stepID, err)
+		}
+		return s.appendJournal(ctx, tx, runID, stepID, attempt, "attempt_deferred", fmt.Sprintf("%v (waiting until %s)", cause, until.UTC().Format(time.RFC3339)))
+	})
+}
+
 // StepEnd is the outcome of a step to record.
 type StepEnd struct {
 	Seq     int

@@ -14,6 +14,14 @@
 // button click to an interactivity endpoint. GitHub is served under
 // /api/v3/, as GitHub Enterprise Server is.
 //
+// Leaked tokens of other providers (the seed's tokens:) are answered by
+// each provider's identify and revoke endpoints: GitHub's GET /user,
+// POST /credentials/revoke and organisation audit log under /api/v3/,
+// Slack's auth.test and auth.revoke under /slack/api/, Vault's token auth
+// under /vault/v1/, GitLab's personal_access_tokens/self under
+// /gitlab/api/v4/ and the npm registry's token endpoints under /npm/. The
+// call log names a token by its fingerprint, never by its value.
+//
 // Any service can be made slow, throttling or failing (Fault): from Go
 // with SetFault, from the seed's faults: section, or at /_sandbox/faults
 // while it runs, to rehearse playbooks against a degraded AWS.

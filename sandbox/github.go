@@ -219,6 +219,9 @@ func (s *Sandbox) serveGitHub(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if s.serveGitHubToken(c, parts) {
+		return
+	}
 	if len(parts) == 4 && parts[0] == "app" && parts[1] == "installations" && parts[3] == "access_tokens" && r.Method == http.MethodPost {
 		c.call.action = "CreateInstallationAccessToken"
 		s.createInstallationToken(c, parts[2])

@@ -47,6 +47,7 @@ type request struct {
 	params  map[string]string
 	host    string // the address the client used, for URLs in answers
 	caller  *key   // the key that signed the request
+	token   string // the fingerprint of the provider token it carried
 }
 
 // result is what an operation hands back: the XML inside <XResult>, and
@@ -177,7 +178,7 @@ func (s *Sandbox) callerLocked(r *http.Request) (*key, *apiError) {
 }
 
 func (s *Sandbox) recordLocked(req *request, status int, effective bool) {
-	c := Call{Time: time.Now(), Service: req.service, Action: req.action, Region: req.region, Params: req.params, Status: status, Effective: effective}
+	c := Call{Time: time.Now(), Service: req.service, Action: req.action, Region: req.region, Params: req.params, Status: status, Effective: effective, Token: req.token}
 	if req.caller != nil {
 		c.CallerKey = req.caller.id
 		c.Account = req.caller.account.id

@@ -43,6 +43,7 @@ type Sandbox struct {
 	calls   []Call
 	github  *githubState
 	slack   *slackState
+	tokens  *tokenState
 }
 
 type account struct {
@@ -91,14 +92,17 @@ type key struct {
 
 // Call is one request the sandbox received.
 type Call struct {
-	Time      time.Time         `json:"time"`
-	Service   string            `json:"service"`
-	Action    string            `json:"action"`
-	Account   string            `json:"account,omitempty"`
-	Region    string            `json:"region,omitempty"`
-	CallerKey string            `json:"caller_key,omitempty"`
-	Params    map[string]string `json:"params,omitempty"`
-	Status    int               `json:"status"`
+	Time      time.Time `json:"time"`
+	Service   string    `json:"service"`
+	Action    string    `json:"action"`
+	Account   string    `json:"account,omitempty"`
+	Region    string    `json:"region,omitempty"`
+	CallerKey string    `json:"caller_key,omitempty"`
+	// Token is the fingerprint (alert.Fingerprint) of the provider token a
+	// call to a token endpoint carried; never the token.
+	Token  string            `json:"token,omitempty"`
+	Params map[string]string `json:"params,omitempty"`
+	Status int               `json:"status"`
 	// Effective is true when the call changed state.
 	Effective bool `json:"effective"`
 }
@@ -167,6 +171,7 @@ func New(seed Seed, opts Options) (*Sandbox, error) {
 	}
 	s.github = newGitHubState(seed.GitHub)
 	s.slack = newSlackState(seed.Slack)
+	s.tokens = newTokenState(seed.Tokens, seed.TokenLimits)
 	for service, spec := range seed.Faults {
 		s.faults[service], _ = spec.Fault() // validated above
 	}
@@ -194,6 +199,12 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveGitHub(w, r)
 	case strings.HasPrefix(r.URL.Path, slackPrefix):
 		s.serveSlack(w, r)
+	case strings.HasPrefix(r.URL.Path, vaultPrefix):
+		s.serveVault(w, r)
+	case strings.HasPrefix(r.URL.Path, gitlabPrefix):
+		s.serveGitLab(w, r)
+	case strings.HasPrefix(r.URL.Path, npmPrefix):
+		s.serveNPM(w, r)
 	case r.Method == http.MethodPost && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded"):
 		s.serveQuery(w, r)
 	case r.Method == http.MethodPost && r.Header.Get("X-Amz-Target") != "":

@@ -23,6 +23,11 @@ type Seed struct {
 	GitHub *SeedGitHub `yaml:"github" json:"github"`
 	// Slack is a Slack workspace served under /slack/api/ (the Web API).
 	Slack *SeedSlack `yaml:"slack" json:"slack"`
+	// Tokens are tokens of GitHub, Slack, Vault, GitLab and npm that may
+	// leak, answered by each provider's identify and revoke endpoints (see
+	// tokens.go); TokenLimits tune those endpoints' rate limits.
+	Tokens      []SeedToken     `yaml:"tokens" json:"tokens"`
+	TokenLimits SeedTokenLimits `yaml:"token_limits" json:"token_limits"`
 	// Faults make services slow or unreliable from the start, by service
 	// (see FaultServices): {iam: {latency: 200ms, error_rate: 0.1,
 	// throttle_rate: 0.2}}. The /_sandbox/faults endpoint changes them.
@@ -185,6 +190,9 @@ func (s Seed) validate() error {
 		return err
 	}
 	if err := validateFaults(s.Faults); err != nil {
+		return err
+	}
+	if err := validateTokens(s.Tokens, s.TokenLimits); err != nil {
 		return err
 	}
 	keys := map[string]bool{}

@@ -38,6 +38,9 @@ func (c *slackCall) flag(name string) bool {
 type slackReply struct {
 	body map[string]any
 	err  string
+	// changed is true when a method outside slackWrites changed state
+	// (auth.revoke revoking a token).
+	changed bool
 }
 
 func slackOK(body map[string]any) slackReply { return slackReply{body: body} }
@@ -53,6 +56,9 @@ func (s *Sandbox) serveSlack(w http.ResponseWriter, r *http.Request) {
 	params, token, perr := readSlackParams(w, r)
 	call.params = params
 	req.params = slackLogParams(params)
+	if s.tokens.lookup(ProviderSlack, token) != nil { // the map is not written after New
+		req.token = fingerprintOf(token)
+	}
 
 	fault := s.fault("slack")
 	if err := sleepCtx(r.Context(), fault.Latency); err != nil {
@@ -86,6 +92,8 @@ func (s *Sandbox) serveSlack(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case perr != "":
 		rep = slackErr(perr)
+	case s.tokens.lookup(ProviderSlack, token) != nil:
+		rep = s.tokens.answerSlackToken(w, call, s.tokens.lookup(ProviderSlack, token))
 	case s.slack.token == "" || token != s.slack.token:
 		rep = slackErr("invalid_auth")
 	default:
@@ -94,7 +102,7 @@ func (s *Sandbox) serveSlack(w http.ResponseWriter, r *http.Request) {
 	if rep.err != "" {
 		s.log.Debug("sandbox call refused", "service", "slack", "action", call.method, "code", rep.err)
 	}
-	s.recordLocked(req, http.StatusOK, rep.err == "" && slackWrites[call.method])
+	s.recordLocked(req, http.StatusOK, rep.err == "" && (slackWrites[call.method] || rep.changed))
 	writeSlack(w, http.StatusOK, rep)
 }
 

@@ -16,7 +16,8 @@ var ErrUnsupportedFormat = errors.New("payload format not supported")
 
 // ParseDocument reads what is handed to `stanch run --alert` or
 // `stanch ingest`: a stanch Alert, an EventBridge event or batch (GuardDuty,
-// AWS Health), truffleHog JSON lines or a gitleaks JSON report. It returns
+// AWS Health), truffleHog JSON lines, a gitleaks JSON report or the output
+// of git-secrets. It returns
 // one alert per finding it can act on and, for the others, why not; it
 // fails only when the document as a whole cannot be read. files says where
 // the scanned files are, for reports that hide their secrets.
@@ -34,8 +35,10 @@ func ParseDocument(data []byte, now time.Time, files SourceFiles) (Report, error
 		return ParseTruffleHog(data, now)
 	case FormatGitleaks:
 		return ParseGitleaks(data, now, files)
+	case FormatGitSecrets:
+		return ParseGitSecrets(data, now)
 	default:
-		return Report{}, fmt.Errorf("%w: this looks like %s; give a stanch Alert (docs/alerts.md), an EventBridge event from GuardDuty or AWS Health, truffleHog JSON lines or a gitleaks JSON report", ErrUnsupportedFormat, format)
+		return Report{}, fmt.Errorf("%w: this looks like %s; give a stanch Alert (docs/alerts.md), an EventBridge event from GuardDuty or AWS Health, truffleHog JSON lines, a gitleaks JSON report or git-secrets' output", ErrUnsupportedFormat, format)
 	}
 }
 
@@ -47,6 +50,7 @@ const (
 	FormatSNS         = "an SNS message"
 	FormatTruffleHog  = "truffleHog JSON output"
 	FormatGitleaks    = "a gitleaks JSON report"
+	FormatGitSecrets  = "git-secrets output"
 	FormatUnknown     = "an unrecognised document"
 )
 
@@ -71,6 +75,9 @@ func Recognise(data []byte) string {
 		// lines are often mixed in (2>&1).
 		if looksLikeTruffleHog(trimmed) {
 			return FormatTruffleHog
+		}
+		if looksLikeGitSecrets(trimmed) {
+			return FormatGitSecrets
 		}
 		return FormatUnknown
 	}

@@ -2,8 +2,6 @@ package triggers
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -12,6 +10,7 @@ import (
 	"github.com/google/go-github/v60/github"
 
 	"github.com/stanchhq/stanch/alert"
+	"github.com/stanchhq/stanch/leaked"
 )
 
 // GitHubResolver fetches a secret-scanning alert and its locations through
@@ -120,7 +119,9 @@ func (g *GitHubResolver) locations(ctx context.Context, owner, repo string, numb
 var keyIDTypes = map[string]bool{"aws_access_key_id": true, "aws_temporary_access_key_id": true}
 
 // githubCredential maps a GitHub secret type to a credential: AWS types
-// by the key id that is the literal, anything else by a fingerprint. It is
+// by the key id that is the literal; a token of a kind stanch knows by its
+// shape (alert.TokenKinds), remembered by this process; anything else by a
+// fingerprint, under the provider its secret type names. It is
 // false for an AWS type whose literal is not a key id (the secret access
 // key or session token alone), and an error when the literal of a key id
 // type is not one key id (two of them, or one with more around it): which
@@ -135,9 +136,19 @@ func githubCredential(secretType, secret string) (alert.Credential, bool, error)
 		}
 		return alert.Credential{}, false, nil
 	}
+	// A token: its value tells its kind, and is remembered by this process
+	// for the action that revokes it (which can also fetch the alert
+	// again: the alert keeps the repository and number).
+	if cred, ok := alert.TokenCredential(secret); ok {
+		leaked.Process.Remember(strings.TrimSpace(secret))
+		return cred, true, nil
+	}
 	provider, _, _ := strings.Cut(secretType, "_")
-	sum := sha256.Sum256([]byte(secret))
-	return alert.Credential{Provider: provider, Kind: alert.CredentialToken, ID: "sha256:" + hex.EncodeToString(sum[:8])}, true, nil
+	cred := alert.Credential{Provider: provider, Kind: alert.CredentialToken, ID: alert.Fingerprint(secret)}
+	if k, ok := githubSecretTypes[secretType]; ok {
+		cred.Provider, cred.TokenType = k.provider, k.tokenType
+	}
+	return cred, true, nil
 }
 
 // awsCredential is the credential of an AWS key id, of the kind its prefix

@@ -71,7 +71,15 @@ func gitleaksAlert(entry json.RawMessage, n int, now time.Time, files SourceFile
 	where := fmt.Sprintf("finding %d (%s:%d, %s)", n, f.File, f.StartLine, f.RuleID)
 	title := fmt.Sprintf("gitleaks rule %s matched in %s", f.RuleID, f.File)
 	var cred alert.Credential
-	if visible, ok := f.redacted(); ok {
+	_, tokenRule := gitleaksRules[f.RuleID]
+	if visible, ok := f.redacted(); ok && tokenRule {
+		token, err := files.tokenOn(f.File, f.StartLine, visible)
+		if err != nil {
+			return alert.Alert{}, &Skipped{Where: where, Reason: alert.RedactText("the report hides the token (gitleaks --redact) and " + err.Error())}
+		}
+		cred, _, _ = tokenCredential(token)
+		title += " (token read from the scanned file)"
+	} else if ok {
 		id, err := files.keyIDNear(f.File, f.StartLine, visible)
 		if err != nil {
 			return alert.Alert{}, &Skipped{Where: where, Reason: alert.RedactText("the report hides the secret (gitleaks --redact) and " + err.Error())}
@@ -80,7 +88,7 @@ func gitleaksAlert(entry json.RawMessage, n int, now time.Time, files SourceFile
 		title += " (key id read from the scanned file)"
 	} else {
 		var err error
-		if cred, err = scannedCredential(f.RuleID, f.Secret+" "+f.Match); err != nil {
+		if cred, err = scannedCredential(f.RuleID, gitleaksRules, f.Secret+" "+f.Match); err != nil {
 			return alert.Alert{}, &Skipped{Where: where, Reason: err.Error()}
 		}
 	}

@@ -97,3 +97,43 @@ func (s SourceFiles) open(path string) (*os.File, error) {
 	}
 	return nil, fmt.Errorf("%s cannot be read here (tried %s): run stanch ingest where the scanned files are, or give --source DIR, the directory that was scanned", path, strings.Join(tried, ", "))
 }
+
+// tokenOn reads the file path names and returns the token of a kind stanch
+// knows on line (gitleaks reports the token's own line): the one that
+// starts with prefer (the part a partial redaction kept) if given, else
+// the only one.
+func (s SourceFiles) tokenOn(path string, line int, prefer string) (string, error) {
+	if path == "" || line <= 0 {
+		return "", errors.New("the finding names no file and line to read the token from")
+	}
+	f, err := s.open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), maxSourceLine)
+	text, found := "", false
+	for n := 1; !found && sc.Scan(); n++ {
+		text, found = sc.Text(), n == line
+	}
+	if err := sc.Err(); err != nil {
+		return "", fmt.Errorf("%s could not be read: %w", path, err)
+	}
+	if !found {
+		return "", fmt.Errorf("%s has no line %d (it changed since the scan?)", path, line)
+	}
+	tokens := alert.TokensIn(text)
+	for _, t := range tokens {
+		if prefer != "" && strings.HasPrefix(t, prefer) {
+			return t, nil
+		}
+	}
+	switch len(tokens) {
+	case 0:
+		return "", fmt.Errorf("no token of a kind stanch knows is on line %d of %s", line, path)
+	case 1:
+		return tokens[0], nil
+	}
+	return "", fmt.Errorf("line %d of %s holds more than one token, so which one leaked is not known", line, path)
+}

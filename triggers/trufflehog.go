@@ -146,7 +146,7 @@ func truffleHogLine(line []byte, n int, now time.Time) (alert.Alert, *Skipped) {
 // detectors it fails when no one key id can be found: such a finding names
 // nothing stanch can contain.
 func truffleHogCredential(r truffleHogResult) (alert.Credential, error) {
-	cred, err := scannedCredential(r.DetectorName, r.Raw+" "+r.RawV2)
+	cred, err := scannedCredential(r.DetectorName, truffleHogDetectors, r.Raw+" "+r.RawV2)
 	if _, isKey := alert.KeyID(cred.ID); err != nil || isKey || !strings.Contains(strings.ToLower(r.DetectorName), "aws") {
 		return cred, err
 	}

@@ -46,7 +46,7 @@ func (p *Provider) Client() (*gh.Client, error) {
 
 // Actions returns every GitHub action, sharing p.
 func Actions(p *Provider) []actions.Action {
-	return []actions.Action{resolveAlert(p), openIssue(p)}
+	return []actions.Action{resolveAlert(p), openIssue(p), tokenImpact(p)}
 }
 
 // splitRepo splits owner/name.

@@ -33,6 +33,9 @@ type fileConfig struct {
 	Triggers  triggersConfig `yaml:"triggers"`
 	GitHub    githubConfig   `yaml:"github"`
 	Slack     slackConfig    `yaml:"slack"`
+	Vault     vaultConfig    `yaml:"vault"`
+	GitLab    gitlabConfig   `yaml:"gitlab"`
+	NPM       npmConfig      `yaml:"npm"`
 	AWS       awsConfig      `yaml:"aws"`
 
 	// path is the file; at says where each key's value is in it.
@@ -113,6 +116,27 @@ type slackConfig struct {
 	SigningSecretEnv  string `yaml:"signing_secret_env"`
 	SigningSecretFile string `yaml:"signing_secret_file"`
 	AlertsChannel     string `yaml:"alerts_channel"`
+}
+
+// vaultConfig is where vault.revoke_token finds Vault (docs/tokens.md).
+type vaultConfig struct {
+	Address   string `yaml:"address"`
+	Namespace string `yaml:"namespace"`
+	// Where the operator token for method: accessor is: a variable's name
+	// or a file, never the token; read only when such a step runs.
+	OperatorTokenEnv  string `yaml:"operator_token_env"`
+	OperatorTokenFile string `yaml:"operator_token_file"`
+}
+
+// gitlabConfig is where gitlab.revoke_token finds GitLab: a self-managed
+// instance (https://gitlab.example.com) or its REST base (…/api/v4).
+type gitlabConfig struct {
+	URL string `yaml:"url"`
+}
+
+// npmConfig is the registry npm.revoke_token revokes tokens at.
+type npmConfig struct {
+	Registry string `yaml:"registry"`
 }
 
 type awsConfig struct {
@@ -293,11 +317,28 @@ func (c *fileConfig) check() yamldiag.Problems {
 			add(fmt.Sprintf("triggers.sqs.queues[%d]", i), "an SQS queue URL: https://sqs.REGION.amazonaws.com/ACCOUNT/NAME", "%q is not a queue URL", q)
 		}
 	}
-	gh := c.GitHub
-	if gh.APIURL != "" {
-		if u, err := url.Parse(gh.APIURL); err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
-			add("github.api_url", "GitHub Enterprise Server's API, such as https://ghe.example.com/api/v3/", "%q is not a URL", gh.APIURL)
+	httpURL := func(key, v, hint string) {
+		if v == "" {
+			return
 		}
+		if u, err := url.Parse(v); err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
+			add(key, hint, "%q is not a URL", v)
+		} else if u.User != nil {
+			add(key, "leave credentials out of the URL: name a variable or file that holds them", "`%s` holds credentials; secrets stay out of the configuration file", key)
+		}
+	}
+	gh := c.GitHub
+	httpURL("github.api_url", gh.APIURL, "GitHub Enterprise Server's API, such as https://ghe.example.com/api/v3/")
+	httpURL("slack.api_url", c.Slack.APIURL, "Slack's Web API base, such as https://slack.com/api/")
+	httpURL("vault.address", c.Vault.Address, "Vault's address, such as https://vault.example.com:8200")
+	httpURL("gitlab.url", c.GitLab.URL, "a self-managed GitLab, such as https://gitlab.example.com (or its REST base …/api/v4)")
+	httpURL("npm.registry", c.NPM.Registry, "the registry, such as https://registry.npmjs.org/")
+	if v := c.Vault; v.OperatorTokenEnv != "" && !envNameRe.MatchString(v.OperatorTokenEnv) {
+		// Not quoted: what is there instead of a name may be the token.
+		add("vault.operator_token_env", "name the variable that holds the token, not the token", "`vault.operator_token_env` is not an environment variable's name (its value is not repeated here)")
+	}
+	if v := c.Vault; v.OperatorTokenEnv != "" && v.OperatorTokenFile != "" {
+		add("vault.operator_token_file", "", "give `operator_token_env` or `operator_token_file`, not both")
 	}
 	if gh.TokenEnv != "" && !envNameRe.MatchString(gh.TokenEnv) {
 		add("github.token_env", "name the variable that holds the token, not the token", "%q is not an environment variable's name", gh.TokenEnv)

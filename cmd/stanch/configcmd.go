@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -129,6 +130,11 @@ func (c *fileConfig) unavailableSecrets() []string {
 	}
 	source("Slack token", c.Slack.TokenEnv, envSlackToken, c.Slack.TokenFile)
 	source("Slack signing secret (approval buttons)", c.Slack.SigningSecretEnv, envSlackSecret, c.Slack.SigningSecretFile)
+	if v := c.Vault; v.OperatorTokenEnv != "" || v.OperatorTokenFile != "" {
+		// Only vault.revoke_token's method: accessor reads it: named here,
+		// it is meant to be there.
+		source("Vault operator token (vault.revoke_token method: accessor)", v.OperatorTokenEnv, "", v.OperatorTokenFile)
+	}
 	if rc := c.AWS.ResponseRoles; rc != nil {
 		source("aws.response_roles external id", rc.ExternalIDEnv, "", rc.ExternalIDFile)
 		for _, account := range sortedKeys(rc.Accounts) {
@@ -174,6 +180,11 @@ Values are names of variables and files, never secrets.`,
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 			say(tw, "SETTING\tFLAG\tVALUE\tFROM\n")
 			for _, b := range bindings {
+				if b.flag == "" {
+					value, from := g.setting(b.key)
+					say(tw, "%s\t-\t%s\t%s\n", b.key, orDash(cmp.Or(value, b.def)), from)
+					continue
+				}
 				fl := cmd.Flags().Lookup(b.flag)
 				if fl == nil {
 					continue
@@ -212,8 +223,8 @@ func orDash(s string) string {
 	return s
 }
 
-// unflaggedSetting is a setting no flag carries: Slack's, and where
-// secrets are read from.
+// unflaggedSetting is a setting no flag carries and the binding table
+// does not hold: Slack's, and where secrets are read from.
 type unflaggedSetting struct {
 	key, env, fallback, value string
 }
@@ -227,7 +238,6 @@ func unflagged(c *fileConfig) []unflaggedSetting {
 		{key: "triggers.eventbridge.secret_file", value: c.Triggers.EventBridge.SecretFile},
 		{key: "triggers.github.secret_file", value: c.Triggers.GitHub.SecretFile},
 		{key: "github.token_file", value: c.GitHub.TokenFile},
-		{key: "slack.api_url", env: envSlackAPIURL, fallback: "https://slack.com/api/", value: c.Slack.APIURL},
 		{key: "slack.token_env", fallback: envSlackToken, value: c.Slack.TokenEnv},
 		{key: "slack.token_file", value: c.Slack.TokenFile},
 		{key: "slack.signing_secret_env", fallback: envSlackSecret, value: c.Slack.SigningSecretEnv},

@@ -24,9 +24,16 @@ func newIngestCmd(g *globals) *cobra.Command {
 		Long: `Read findings and hand each to the playbooks it matches, as the webhooks do.
 
 FORMAT is trufflehog (JSON lines from 'trufflehog … --json'), gitleaks (a JSON report from
-'gitleaks … --report-format json'), eventbridge (a GuardDuty or AWS Health event, or a batch),
-alert (a stanch Alert), or auto (the default: recognised from the content). Each finding keeps
-its commit, file and line. Every alert is stored before anything runs.
+'gitleaks … --report-format json'), git-secrets (what 'git secrets --scan' or '--scan-history'
+prints, 2>&1), eventbridge (a GuardDuty or AWS Health event, or a batch), alert (a stanch
+Alert), or auto (the default: recognised from the content). Each finding keeps its commit, file
+and line. Every alert is stored before anything runs.
+
+Tokens (GitHub, Slack, GitLab, npm, Vault) are recognised by their prefix and identified by a
+fingerprint of their value (docs/alerts.md); the value is kept in this process's memory only, for
+the action that revokes it, and never stored. git-secrets prints the matched line, not a rule: a
+line that holds no AWS key id and no token of a kind stanch knows is still an alert, reported
+only, since nothing on it can be revoked automatically.
 
 A finding that cannot be acted on does not stop the others: ingest acts on every finding it can,
 then names each one it could not (file:line and rule or detector, with the reason) on stderr and
@@ -49,7 +56,7 @@ trimmed, anything else around it or a second id is refused, naming the field (do
 			return ingest(cmd.Context(), g, format, args[0], source, globs, dbURL)
 		},
 	}
-	cmd.Flags().StringVar(&format, "format", "auto", "auto, trufflehog, gitleaks, eventbridge or alert")
+	cmd.Flags().StringVar(&format, "format", "auto", "auto, trufflehog, gitleaks, git-secrets, eventbridge or alert")
 	cmd.Flags().StringVar(&source, "source", "", "the `DIR` the scanner scanned, where the files a redacted report names are read")
 	cmd.Flags().StringArrayVar(&globs, "playbooks", nil, "playbook files or globs (repeatable; required)")
 	cmd.Flags().StringVar(&dbURL, "database", runner.DefaultDatabaseURL(), "store: file:PATH (embedded SQLite) or postgres://USER@HOST/DB")
@@ -65,13 +72,15 @@ func parseFindings(format string, data []byte, files triggers.SourceFiles) (trig
 		return triggers.ParseTruffleHog(data, now)
 	case "gitleaks":
 		return triggers.ParseGitleaks(data, now, files)
+	case "git-secrets":
+		return triggers.ParseGitSecrets(data, now)
 	case "eventbridge":
 		return triggers.ParseEventBridge(data, now)
 	case "alert":
 		a, err := alert.Parse(data, now)
 		return triggers.Report{Alerts: []alert.Alert{a}}, err
 	}
-	return triggers.Report{}, usageError{fmt.Errorf("--format %q: want auto, trufflehog, gitleaks, eventbridge or alert", format)}
+	return triggers.Report{}, usageError{fmt.Errorf("--format %q: want auto, trufflehog, gitleaks, git-secrets, eventbridge or alert", format)}
 }
 
 func ingest(ctx context.Context, g *globals, format, path, source string, globs []string, dbURL string) error {
@@ -148,6 +157,9 @@ func submitFindings(ctx context.Context, g *globals, alerts []alert.Alert, globs
 		if a.Location.Path != "" {
 			say(g.stdout, " at %s:%d", a.Location.Path, a.Location.Line)
 		}
+		if why := reportedOnly(a.Credential); why != "" {
+			say(g.stdout, " (reported only: %s)", why)
+		}
 		say(g.stdout, ": %d run(s) started, %d already existed, %d joined an open run, %d playbook(s) did not apply\n", len(sub.Started), len(sub.Existing), len(sub.Joined), len(sub.NotMatched))
 		started = append(started, sub.Started...)
 	}
@@ -168,4 +180,23 @@ func submitFindings(ctx context.Context, g *globals, alerts []alert.Alert, globs
 		return nil
 	}
 	return worst
+}
+
+// reportedOnly says why stanch cannot revoke a credential, or "" when it
+// can (or may: AWS keys, and tokens of a revocable kind).
+func reportedOnly(c alert.Credential) string {
+	switch {
+	case c.Provider == "aws":
+		return ""
+	case c.Provider == "":
+		return "no credential stanch knows is in it; rotate it by hand"
+	}
+	k, ok := alert.TokenKindNamed(c.Provider, c.TokenType)
+	switch {
+	case !ok:
+		return fmt.Sprintf("stanch revokes no %s credential of this kind; rotate it by hand", c.Provider)
+	case !k.Revocable:
+		return k.Note
+	}
+	return ""
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stanchhq/stanch/leaked"
 	"github.com/stanchhq/stanch/playbooks"
 	"github.com/stanchhq/stanch/runner"
 )
@@ -23,8 +24,11 @@ func newRunCmd(g *globals) *cobra.Command {
 The alert file (or - for stdin) is a stanch Alert JSON document (docs/alerts.md), a GuardDuty
 finding or AWS Health event as EventBridge delivers it (one, or a batch), truffleHog JSON lines
 or a gitleaks JSON report: the format is recognised. A file with several findings starts a run
-for each. A credential.id must be one AWS access key id (whitespace around it is trimmed);
-anything else is refused, naming the field. Every alert is stored before anything runs. An alert whose dedup key already has a
+for each. For AWS, a credential.id must be one AWS access key id (whitespace around it is
+trimmed); anything else is refused, naming the field. For a leaked GitHub, Slack, GitLab, npm or
+Vault token, credential.id may be the token itself (examples/alerts/github-token.json): stanch
+keeps the value in this process's memory only, for the step that revokes it, and stores, prints
+and logs only its fingerprint (sha256:…; docs/tokens.md). Every alert is stored before anything runs. An alert whose dedup key already has a
 run of this playbook starts no second run: stanch says which run exists and, if it is
 unfinished (for example because the process running it was killed), resumes it without
 repeating finished steps.
@@ -36,7 +40,9 @@ then). With several alerts, a failure outranks waiting, which outranks success.
 
 With --detach, stanch run returns as soon as the alert and its run are committed to the store,
 printing the run id and how to follow it (exit 0), and leaves the run to the process that works
-the store: stanch serve, else the next stanch run, ingest, approve or runs retry on that store.`,
+the store: stanch serve, else the next stanch run, ingest, approve or runs retry on that store.
+That process never sees a token value given in the alert file (it is not stored): run without
+--detach to revoke a token, unless GitHub's secret-scanning alert still holds it.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if playbookPath == "" || alertPath == "" {
@@ -151,6 +157,9 @@ func submitDetached(ctx context.Context, g *globals, playbookPath, alertPath, db
 		}
 		if id := announce(g, pb, sub, true); id != "" && !slices.Contains(runIDs, id) {
 			runIDs = append(runIDs, id)
+			if _, held := leaked.Process.Lookup(a.Credential.ID); held {
+				say(g.stderr, "note: run %s revokes token %s, whose value only this process holds (stanch stores no token value): the process that works the run cannot revoke it unless GitHub's secret-scanning alert still holds it; run without --detach\n", id, a.Credential.ID)
+			}
 		}
 	}
 	if len(runIDs) == 0 {

@@ -41,8 +41,8 @@ endpoints below). A port already taken is reported at once.
 Calls are logged; GET /_sandbox/calls and /_sandbox/state on the same address show the call
 log and the state (never secrets).
 
-To rehearse a playbook against a slow, throttling or failing AWS (or GitHub, or Slack), give a
-service a fault: in the seed file,
+To rehearse a playbook against a slow, throttling or failing AWS (or GitHub, Slack, GitLab, npm or
+Vault), give a service a fault: in the seed file,
 
   faults:
     iam: {latency: 200ms, error_rate: 0.1, throttle_rate: 0.2}
@@ -54,8 +54,8 @@ or while it runs, at /_sandbox/faults:
   curl -X DELETE http://127.0.0.1:4566/_sandbox/faults/cloudtrail   # or /_sandbox/faults: all
 
 latency is added to every call; error_rate is the share of calls answered 503
-ServiceUnavailable, throttle_rate the share answered 400 Throttling (429 for GitHub and Slack),
-which the SDKs retry. Services: cloudtrail, ec2, github, iam, secretsmanager, slack, sqs, sts.
+ServiceUnavailable, throttle_rate the share answered 400 Throttling (429 for the token providers),
+which the SDKs retry. Services: ` + strings.Join(sandbox.FaultServices, ", ") + `.
 A PUT replaces the service's fault; a bad value is refused with the reason and changes nothing.
 The call log shows each answer's status.`,
 		Args: exactArgs(0),

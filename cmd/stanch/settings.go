@@ -25,6 +25,9 @@ import (
 // binding ties a flag of some commands to its variable and its key in the
 // file.
 type binding struct {
+	// flag is the flag that carries the setting; "" for a setting no flag
+	// carries (a provider's endpoint, which a deployment sets once), read
+	// with globals.setting from the variable, else the file.
 	flag string
 	// commands are the commands (by name) whose flag it is; empty: every
 	// command that has the flag.
@@ -34,6 +37,12 @@ type binding struct {
 	// returning ok false when the file does not set it.
 	key  string
 	file func(c *fileConfig) (values []string, ok bool)
+	// fallbackEnv is a variable of the provider's own (VAULT_ADDR) read
+	// after the file, before the default.
+	fallbackEnv string
+	// def is the default stanch config show prints for a setting no flag
+	// carries (a flag's default is the flag's).
+	def string
 }
 
 func one(s string) ([]string, bool) { return []string{s}, s != "" }
@@ -101,6 +110,60 @@ var bindings = []binding{
 	{flag: "github-poll-interval", commands: []string{"serve"}, env: "STANCH_GITHUB_POLL_INTERVAL", key: "github.poll.interval", file: func(c *fileConfig) ([]string, bool) {
 		return durationSetting(c.GitHub.Poll.Interval)
 	}},
+
+	// The token providers' endpoints (docs/tokens.md): every command that
+	// runs actions reads them, so no one command's flag carries them.
+	// GitHub's revocation endpoint follows github.api_url.
+	{env: envSlackAPIURL, key: "slack.api_url", def: "https://slack.com/api/", file: func(c *fileConfig) ([]string, bool) { return one(c.Slack.APIURL) }},
+	{env: envVaultAddr, key: "vault.address", fallbackEnv: "VAULT_ADDR", def: "https://127.0.0.1:8200", file: func(c *fileConfig) ([]string, bool) { return one(c.Vault.Address) }},
+	{env: envVaultNamespace, key: "vault.namespace", fallbackEnv: "VAULT_NAMESPACE", file: func(c *fileConfig) ([]string, bool) { return one(c.Vault.Namespace) }},
+	// Where the operator token is (method: accessor only): the name of a
+	// variable or a file, never the token; read when such a step runs.
+	{key: "vault.operator_token_env", def: envVaultOperatorToken, file: func(c *fileConfig) ([]string, bool) { return one(c.Vault.OperatorTokenEnv) }},
+	{key: "vault.operator_token_file", file: func(c *fileConfig) ([]string, bool) { return one(c.relative(c.Vault.OperatorTokenFile)) }},
+	{env: envGitLabURL, key: "gitlab.url", def: "https://gitlab.com/api/v4", file: func(c *fileConfig) ([]string, bool) { return one(c.GitLab.URL) }},
+	{env: envNPMRegistry, key: "npm.registry", def: "https://registry.npmjs.org/", file: func(c *fileConfig) ([]string, bool) { return one(c.NPM.Registry) }},
+}
+
+// The variables of the token providers' settings.
+const (
+	envVaultAddr          = "STANCH_VAULT_ADDR"
+	envVaultNamespace     = "STANCH_VAULT_NAMESPACE"
+	envVaultOperatorToken = "STANCH_VAULT_OPERATOR_TOKEN"
+	envGitLabURL          = "STANCH_GITLAB_URL"
+	envNPMRegistry        = "STANCH_NPM_REGISTRY"
+)
+
+// setting returns the value of a setting no flag carries (its file key is
+// key), and where it came from: the STANCH_* variable, else the file, else
+// the provider's own variable, else "" and "default" (the action's own
+// default applies).
+func (g *globals) setting(key string) (value, from string) {
+	b := bindingForKey(key)
+	if b.flag != "" {
+		panic("setting: --" + b.flag + " carries " + key + ": read the flag")
+	}
+	if b.env != "" && os.Getenv(b.env) != "" {
+		return os.Getenv(b.env), "$" + b.env
+	}
+	if g.cfg != nil {
+		if values, ok := b.file(g.cfg); ok && len(values) == 1 && values[0] != "" {
+			return values[0], g.cfg.origin(b.key)
+		}
+	}
+	if b.fallbackEnv != "" && os.Getenv(b.fallbackEnv) != "" {
+		return os.Getenv(b.fallbackEnv), "$" + b.fallbackEnv
+	}
+	return "", "default"
+}
+
+func bindingForKey(key string) binding {
+	for _, b := range bindings {
+		if b.key == key {
+			return b
+		}
+	}
+	panic("no binding for " + key)
 }
 
 func durationSetting(d interface{ String() string }) ([]string, bool) {
@@ -124,6 +187,9 @@ func (g *globals) applySettings(cmd *cobra.Command) error {
 	}
 	g.origins = map[string]string{}
 	for _, b := range bindings {
+		if b.flag == "" {
+			continue // read where used (setting)
+		}
 		name := cmd.Name()
 		if as := cmd.Annotations[settingsAs]; as != "" {
 			name = as

@@ -7,13 +7,19 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/stanchhq/stanch/actions"
 	awsactions "github.com/stanchhq/stanch/actions/aws"
 	ghactions "github.com/stanchhq/stanch/actions/github"
+	gitlabact "github.com/stanchhq/stanch/actions/gitlab"
+	npmact "github.com/stanchhq/stanch/actions/npm"
 	slackact "github.com/stanchhq/stanch/actions/slack"
+	vaultact "github.com/stanchhq/stanch/actions/vault"
 	"github.com/stanchhq/stanch/alert"
+	"github.com/stanchhq/stanch/leaked"
 	"github.com/stanchhq/stanch/playbooks"
 	"github.com/stanchhq/stanch/runner"
 	stanchslack "github.com/stanchhq/stanch/slack"
@@ -23,16 +29,96 @@ import (
 // newRegistry returns every action this build has: AWS actions with aws
 // (by default the SDK's own configuration: credential chain, AWS_REGION,
 // AWS_ENDPOINT_URL…, loaded on first use), GitHub actions as gh says, Slack
-// actions posting through slack.
+// actions posting through slack, and the token actions with their
+// endpoints from the environment alone (no configuration file).
 func newRegistry(aws awsactions.ProviderOptions, gh githubSettings, slack *stanchslack.Client) (*actions.Registry, error) {
+	return newRegistryWith(aws, gh, slack, (&globals{}).tokenSettings())
+}
+
+// newRegistryWith is newRegistry with the token actions configured by tok.
+func newRegistryWith(aws awsactions.ProviderOptions, gh githubSettings, slack *stanchslack.Client, tok tokenSettings) (*actions.Registry, error) {
 	ghOpts, err := gh.options()
 	if err != nil {
 		return nil, err
 	}
+	ghp := ghactions.NewProvider(ghOpts)
 	all := awsactions.Actions(awsactions.NewProvider(aws))
 	all = append(all, slackact.Actions(slack)...)
-	all = append(all, ghactions.Actions(ghactions.NewProvider(ghOpts))...)
+	all = append(all, ghactions.Actions(ghp)...)
+	all = append(all, tokenActions(ghp, tok)...)
 	return actions.NewRegistry(all...)
+}
+
+// tokenSettings are where the token actions find each provider
+// (docs/configuration.md, docs/tokens.md). Empty: the action's default.
+type tokenSettings struct {
+	slackAPIURL, vaultAddress, vaultNamespace, gitlabURL, npmRegistry string
+	// vaultOperatorToken reads the operator token from where the
+	// configuration says; called only when a method: accessor step runs.
+	vaultOperatorToken func() (string, error)
+}
+
+// tokenSettings reads the token providers' settings: each one's STANCH_*
+// variable, else the configuration file, else the provider's own variable
+// (VAULT_ADDR, VAULT_NAMESPACE). No secret is read here.
+func (g *globals) tokenSettings() tokenSettings {
+	get := func(key string) string { v, _ := g.setting(key); return v }
+	t := tokenSettings{
+		slackAPIURL:    withSlash(get("slack.api_url")),
+		vaultAddress:   get("vault.address"),
+		vaultNamespace: get("vault.namespace"),
+		gitlabURL:      gitlabAPIBase(get("gitlab.url")),
+		npmRegistry:    get("npm.registry"),
+	}
+	env, file := get("vault.operator_token_env"), get("vault.operator_token_file")
+	if env == "" {
+		env = envVaultOperatorToken
+	}
+	t.vaultOperatorToken = func() (string, error) {
+		if file != "" {
+			tok, err := readSecret("", file)
+			if err != nil {
+				return "", fmt.Errorf("the Vault operator token (vault.operator_token_file): %w", err)
+			}
+			return tok, nil
+		}
+		return os.Getenv(env), nil
+	}
+	return t
+}
+
+// withSlash ends a base URL with "/", as slack-go joins method names to it.
+func withSlash(u string) string {
+	if u == "" || strings.HasSuffix(u, "/") {
+		return u
+	}
+	return u + "/"
+}
+
+// gitlabAPIBase turns a GitLab instance's URL (https://gitlab.example.com,
+// also under a path) into its REST base, …/api/v4; a REST base is kept.
+func gitlabAPIBase(u string) string {
+	u = strings.TrimRight(u, "/")
+	if u == "" || strings.HasSuffix(u, "/api/v4") {
+		return u
+	}
+	return u + "/api/v4"
+}
+
+// tokenActions are the actions that revoke leaked GitHub, Slack, Vault,
+// GitLab and npm tokens with the tokens themselves (docs/tokens.md). They
+// reach a token they did not see through ghp's secret-scanning alerts.
+// GitHub's revocation endpoint follows ghp's API (github.api_url); the
+// others' endpoints are tok's.
+func tokenActions(ghp *ghactions.Provider, tok tokenSettings) []actions.Action {
+	fromAlert := ghp.AlertSecret()
+	all := ghactions.TokenActions(ghp)
+	all = append(all, slackact.TokenActions(slackact.TokenOptions{APIURL: tok.slackAPIURL, AlertSecret: fromAlert})...)
+	all = append(all, vaultact.Actions(vaultact.Options{Address: tok.vaultAddress, Namespace: tok.vaultNamespace, AlertSecret: fromAlert,
+		OperatorToken: tok.vaultOperatorToken})...)
+	all = append(all, gitlabact.Actions(gitlabact.Options{BaseURL: tok.gitlabURL, AlertSecret: fromAlert})...)
+	all = append(all, npmact.Actions(npmact.Options{RegistryURL: tok.npmRegistry, AlertSecret: fromAlert})...)
+	return all
 }
 
 // registry returns every action, configured from --config and the
@@ -60,7 +146,7 @@ func (g *globals) registryWith(gh githubSettings, slack *stanchslack.Client) (*a
 	if err != nil {
 		return nil, err
 	}
-	return newRegistry(opts, gh, slack)
+	return newRegistryWith(opts, gh, slack, g.tokenSettings())
 }
 
 // loadPlaybook loads and validates one playbook; an invalid one is reported
@@ -91,16 +177,48 @@ func readAlerts(g *globals, path string) ([]alert.Alert, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read alert: %w", err)
 	}
+	// Before parsing, which redacts: a token given as the alert's
+	// credential.id becomes its fingerprint there, and the action that
+	// revokes it needs the value.
+	held := rememberTokens(string(data))
 	rep, err := triggers.ParseDocument(data, time.Now(), triggers.SourceFiles{Dirs: []string{"."}})
 	if err != nil {
+		forgetUnused(held, nil)
 		return nil, fmt.Errorf("alert %s: %w", path, err)
 	}
 	reportSkipped(g.stderr, path, rep)
 	alerts := rep.Alerts
+	forgetUnused(held, alerts)
 	if len(alerts) == 0 {
 		return nil, fmt.Errorf("alert %s: no findings in it", path)
 	}
 	return alerts, nil
+}
+
+// rememberTokens keeps, in this process's memory only (leaked.Process),
+// the value of every token of a revocable kind in text, and returns their
+// fingerprints. Nothing is written anywhere: a run that this process does
+// not work (stanch run --detach) cannot revoke it with the value, and says
+// so.
+func rememberTokens(text string) []string {
+	var fps []string
+	for _, v := range alert.TokensIn(text) {
+		if k, ok := alert.TokenKindOf(v); ok && k.Revocable {
+			fps = append(fps, leaked.Process.Remember(v))
+		}
+	}
+	return fps
+}
+
+// forgetUnused drops the values rememberTokens kept that no alert names
+// as its credential: a token elsewhere in the document (a title, a
+// description) is not this run's to revoke, and is not kept.
+func forgetUnused(fps []string, alerts []alert.Alert) {
+	for _, fp := range fps {
+		if !slices.ContainsFunc(alerts, func(a alert.Alert) bool { return a.Credential.ID == fp }) {
+			leaked.Process.Forget(fp)
+		}
+	}
 }
 
 // openRunner opens the database and a runner on it.

@@ -47,7 +47,7 @@ func Find(text string) (piece, secret string, found bool) {
 			readings = append(readings, d)
 		}
 	}
-	for _, s := range All {
+	for _, s := range append(All[:len(All):len(All)], AllTokens...) {
 		for i := 0; i+PieceLength <= len(s); i++ {
 			for _, r := range readings {
 				if strings.Contains(r, s[i:i+PieceLength]) {

@@ -1,0 +1,325 @@
+// Package npm is the npm.revoke_token action: it identifies a leaked npm
+// access token (npm_) with the token itself (GET /-/whoami), finds it among
+// its user's tokens (GET /-/npm/v1/tokens, where a token is listed by its
+// key, the hex SHA-512 of the token), deletes it (DELETE
+// /-/npm/v1/tokens/token/{key}) and verifies that the registry refuses it.
+// npm has no official Go client; this is the registry's documented REST
+// API with net/http.
+package npm
+
+import (
+	"context"
+	"crypto/sha512"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/stanchhq/stanch/actions"
+	ghactions "github.com/stanchhq/stanch/actions/github"
+	"github.com/stanchhq/stanch/internal/crashpoint"
+)
+
+// Options say how stanch reaches the npm registry.
+type Options struct {
+	// RegistryURL is the registry: https://registry.npmjs.org/ (the
+	// default), or the sandbox's <sandbox>/npm/.
+	RegistryURL string
+	HTTPClient  *http.Client
+	// AlertSecret, when set, reads a token this process has not seen from
+	// the GitHub secret-scanning alert that reported it.
+	AlertSecret ghactions.AlertSecret
+}
+
+// DefaultRegistry is npm's public registry.
+const DefaultRegistry = "https://registry.npmjs.org/"
+
+// RevokeTokenParams are the parameters of npm.revoke_token.
+type RevokeTokenParams struct {
+	Credential  string `json:"credential" required:"true" doc:"the token's fingerprint (sha256:…), usually ${{ alert.credential.id }}; never the token itself"`
+	Repository  string `json:"repository" doc:"owner/name of the GitHub secret-scanning alert that reported the token, usually ${{ alert.location.repo }}: read again when this process has not seen the token"`
+	AlertNumber int    `json:"alert_number" doc:"that alert's number, usually ${{ alert.location.alert_number }}"`
+}
+
+// RevokeTokenOutputs are the outputs of npm.revoke_token.
+type RevokeTokenOutputs struct {
+	Credential string   `json:"credential" doc:"the token's fingerprint"`
+	Username   string   `json:"username" doc:"the npm user the token acts as (GET /-/whoami); empty when the registry refused it already"`
+	ReadOnly   bool     `json:"readonly" doc:"a read-only token (it could not publish)"`
+	CIDR       []string `json:"cidr_whitelist" doc:"the address ranges it was limited to, if any"`
+	Created    string   `json:"created" doc:"when it was created"`
+	Revoked    bool     `json:"revoked" doc:"the registry now refuses the token"`
+	Impact     string   `json:"impact" doc:"what npm can tell of the token's use"`
+}
+
+const (
+	noHistory    = "npm offers no usage history by token; check the user's packages' recent versions (npm view <package> time) for publishes you did not make"
+	revokeByHand = "its owner deletes it at https://www.npmjs.com/settings/<user>/tokens or with `npm token revoke`"
+)
+
+// Actions returns the npm actions: npm.revoke_token.
+func Actions(opts Options) []actions.Action {
+	return []actions.Action{revokeToken(opts)}
+}
+
+func revokeToken(opts Options) actions.Action {
+	return actions.New(actions.Definition[RevokeTokenParams, RevokeTokenOutputs]{
+		Name:        "npm.revoke_token",
+		Summary:     "Revoke a leaked npm access token (npm_) with the token itself: identify its user (/-/whoami), find it among the user's tokens, delete it, verify that the registry refuses it.",
+		Containment: true,
+		Permissions: []actions.Permission{
+			{Name: "none", Why: "the calls use the leaked token itself; an account with 2FA for writes also needs a one-time password, which stanch cannot give"},
+			{Name: "secret_scanning_alerts:read", Why: "GitHub, only when this process has not seen the token: read it again from the secret-scanning alert that reported it"},
+		},
+		Example: `- id: revoke_npm_token
+  action: npm.revoke_token
+  with:
+    credential: ${{ alert.credential.id }}
+`,
+		Validate: func(p RevokeTokenParams) error {
+			if !strings.HasPrefix(p.Credential, "sha256:") {
+				return errors.New("credential is not a token fingerprint (sha256:…): name the token by ${{ alert.credential.id }}, never by its value")
+			}
+			return nil
+		},
+		PlanFunc: func(ctx context.Context, env actions.Env, in *RevokeTokenParams) (actions.PlanOf[RevokeTokenOutputs], error) {
+			type plan = actions.PlanOf[RevokeTokenOutputs]
+			t, err := newLeakedToken(ctx, opts, in)
+			if err != nil {
+				return plan{}, err
+			}
+			user, refused, err := t.whoami(ctx)
+			if err != nil {
+				return plan{}, err
+			}
+			calls := []actions.Call{{Service: "npm", Operation: "GET /-/whoami", Params: map[string]any{"token": "the leaked token " + t.fp}, Made: true}}
+			if refused {
+				return plan{Summary: fmt.Sprintf("the registry already refuses %s: nothing to revoke", t.fp), Calls: calls, Outputs: t.outputs("", nil, true), Settled: actions.Already}, nil
+			}
+			listed, err := t.find(ctx)
+			if err != nil {
+				return plan{}, err
+			}
+			calls = append(calls,
+				actions.Call{Service: "npm", Operation: "GET /-/npm/v1/tokens", Params: map[string]any{"token": "the leaked token " + t.fp}, Made: true},
+				actions.Call{Service: "npm", Operation: "DELETE /-/npm/v1/tokens/token/{key}", Params: map[string]any{"key": "the token's key (SHA-512 of " + t.fp + ")"}, Mutates: true, Irreversible: true, Effect: "delete npm token " + t.fp + " of " + user},
+				actions.Call{Service: "npm", Operation: "GET /-/whoami", Params: map[string]any{"token": "the leaked token " + t.fp, "expect": "401"}})
+			return plan{Summary: fmt.Sprintf("would delete npm token %s of %s, then check that the registry refuses it", t.fp, user), Calls: calls, Outputs: t.outputs(user, listed, true)}, nil
+		},
+		DoFunc: func(ctx context.Context, env actions.Env, in *RevokeTokenParams) (actions.ResultOf[RevokeTokenOutputs], error) {
+			t, err := newLeakedToken(ctx, opts, in)
+			if err != nil {
+				return actions.ResultOf[RevokeTokenOutputs]{}, err
+			}
+			return t.revoke(ctx, env)
+		},
+	})
+}
+
+type leakedToken struct {
+	fp       string
+	value    string
+	key      string // hex SHA-512 of value
+	registry string // ends in /
+	client   *http.Client
+}
+
+func newLeakedToken(ctx context.Context, opts Options, in *RevokeTokenParams) (*leakedToken, error) {
+	value, err := ghactions.LeakedValue(ctx, in.Credential, in.Repository, in.AlertNumber, opts.AlertSecret, "npm token", revokeByHand)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha512.Sum512([]byte(value))
+	t := &leakedToken{fp: in.Credential, value: value, key: hex.EncodeToString(sum[:]), registry: opts.RegistryURL, client: opts.HTTPClient}
+	if t.registry == "" {
+		t.registry = DefaultRegistry
+	}
+	if !strings.HasSuffix(t.registry, "/") {
+		t.registry += "/"
+	}
+	if t.client == nil {
+		t.client = http.DefaultClient
+	}
+	return t, nil
+}
+
+// call sends one request with the token; shown is the path as errors say
+// it (never holding the token). out receives a 2xx body.
+func (t *leakedToken) call(ctx context.Context, method, path, shown string, out any) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, method, t.registry+path, nil)
+	if err != nil {
+		return 0, "", actions.Permanentf("npm registry URL %q: %s", t.registry, shown)
+	}
+	req.Header.Set("Authorization", "Bearer "+t.value)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "stanch")
+	res, err := t.client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // its text holds the URL
+		}
+		return 0, "", actions.Retryable(actions.WithAPIError(fmt.Errorf("%s %s: %w", method, shown, err), actions.APIError{Provider: "npm", Service: "registry", Code: "network"}))
+	}
+	defer res.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(res.Body, 4<<20))
+	if res.StatusCode >= 200 && res.StatusCode <= 299 {
+		if out != nil && len(data) > 0 {
+			if err := json.Unmarshal(data, out); err != nil {
+				return res.StatusCode, "", actions.Retryable(fmt.Errorf("%s %s: the registry's answer is not JSON: %w", method, shown, err))
+			}
+		}
+		return res.StatusCode, "", nil
+	}
+	var e struct {
+		Message string `json:"message"`
+		Error   string `json:"error"`
+	}
+	_ = json.Unmarshal(data, &e)
+	msg := e.Message
+	if msg == "" {
+		msg = e.Error
+	}
+	if strings.Contains(strings.ToLower(res.Header.Get("WWW-Authenticate")), "otp") {
+		msg += " (the account wants a one-time password for this: revoke the token by hand)"
+	}
+	return res.StatusCode, msg, nil
+}
+
+func fail(method, shown string, status int, msg string) error {
+	api := actions.APIError{Provider: "npm", Service: "registry", Code: fmt.Sprintf("http_%d", status)}
+	err := fmt.Errorf("%s %s: %d %s", method, shown, status, msg)
+	if status == http.StatusTooManyRequests || status >= 500 {
+		return actions.Retryable(actions.WithAPIError(err, api))
+	}
+	return actions.Permanent(actions.WithAPIError(err, api))
+}
+
+func (t *leakedToken) whoami(ctx context.Context) (string, bool, error) {
+	var who struct {
+		Username string `json:"username"`
+	}
+	status, msg, err := t.call(ctx, http.MethodGet, "-/whoami", "/-/whoami", &who)
+	switch {
+	case err != nil:
+		return "", false, err
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return "", true, nil
+	case status < 200 || status > 299:
+		return "", false, fail(http.MethodGet, "/-/whoami", status, msg)
+	}
+	return who.Username, false, nil
+}
+
+// listedToken is one entry of GET /-/npm/v1/tokens.
+type listedToken struct {
+	Key      string   `json:"key"`
+	ReadOnly bool     `json:"readonly"`
+	CIDR     []string `json:"cidr_whitelist"`
+	Created  string   `json:"created"`
+}
+
+// find looks the token up among its user's tokens by its key; nil when
+// it is not listed (a legacy token).
+func (t *leakedToken) find(ctx context.Context) (*listedToken, error) {
+	path := "-/npm/v1/tokens?perPage=100"
+	for page := 0; page < 50 && path != ""; page++ {
+		var list struct {
+			Objects []listedToken `json:"objects"`
+			URLs    struct {
+				Next string `json:"next"`
+			} `json:"urls"`
+		}
+		status, msg, err := t.call(ctx, http.MethodGet, path, "/-/npm/v1/tokens", &list)
+		if err != nil {
+			return nil, err
+		}
+		if status < 200 || status > 299 {
+			return nil, fail(http.MethodGet, "/-/npm/v1/tokens", status, msg)
+		}
+		for i := range list.Objects {
+			if list.Objects[i].Key == t.key {
+				return &list.Objects[i], nil
+			}
+		}
+		path = t.nextPage(list.URLs.Next)
+	}
+	return nil, nil
+}
+
+// nextPage returns the path (under the registry) of the next page of
+// tokens, or "" when there is none or it is not on the registry: the
+// token is never sent elsewhere.
+func (t *leakedToken) nextPage(next string) string {
+	if next == "" {
+		return ""
+	}
+	u, err := url.Parse(next)
+	base, berr := url.Parse(t.registry)
+	if err != nil || berr != nil {
+		return ""
+	}
+	if u.Host != "" && u.Host != base.Host {
+		return ""
+	}
+	rest, ok := strings.CutPrefix(u.RequestURI(), base.Path)
+	if !ok {
+		return ""
+	}
+	return rest
+}
+
+func (t *leakedToken) outputs(user string, l *listedToken, revoked bool) *RevokeTokenOutputs {
+	out := &RevokeTokenOutputs{Credential: t.fp, Username: user, Revoked: revoked, CIDR: []string{}, Impact: noHistory}
+	if l != nil {
+		out.ReadOnly, out.Created = l.ReadOnly, l.Created
+		if l.CIDR != nil {
+			out.CIDR = l.CIDR
+		}
+	}
+	return out
+}
+
+func (t *leakedToken) revoke(ctx context.Context, env actions.Env) (actions.ResultOf[RevokeTokenOutputs], error) {
+	type result = actions.ResultOf[RevokeTokenOutputs]
+	user, refused, err := t.whoami(ctx)
+	if err != nil {
+		return result{}, err
+	}
+	if refused {
+		return result{Outcome: actions.Already, Message: fmt.Sprintf("the npm registry already refuses %s: nothing revoked", t.fp), Outputs: t.outputs("", nil, true)}, nil
+	}
+	listed, err := t.find(ctx)
+	if err != nil {
+		return result{}, err
+	}
+	// By key when the token is listed; else (a legacy token) by the token
+	// itself, as the npm CLI does: the path then holds it, so no error
+	// shows the path.
+	path, shown := "-/npm/v1/tokens/token/"+t.key, "/-/npm/v1/tokens/token/{key of "+t.fp+"}"
+	if listed == nil {
+		path, shown = "-/npm/v1/tokens/token/"+url.PathEscape(t.value), "/-/npm/v1/tokens/token/{"+t.fp+"}"
+	}
+	status, msg, err := t.call(ctx, http.MethodDelete, path, shown, nil)
+	switch {
+	case err != nil:
+		return result{}, err
+	case status == http.StatusUnauthorized && msg == "": // revoked meanwhile
+	case status < 200 || status > 299:
+		return result{}, fail(http.MethodDelete, shown, status, msg)
+	}
+	crashpoint.Hit("npm:token_revoked")
+	env.Record(actions.Effect{Description: fmt.Sprintf("deleted npm token %s of %s", t.fp, user), Irreversible: true})
+	env.Log().Info("npm token deleted", "credential", t.fp, "username", user)
+	if _, refused, err := t.whoami(ctx); err != nil {
+		return result{}, fmt.Errorf("verify: %w", err)
+	} else if !refused {
+		return result{}, actions.Retryable(fmt.Errorf("the npm registry still accepts %s after its deletion (it may cache a token for up to an hour); the step checks again", t.fp))
+	}
+	out := t.outputs(user, listed, true)
+	return result{Outcome: actions.Done, Message: fmt.Sprintf("deleted npm token %s of %s; /-/whoami now refuses it. %s", t.fp, user, noHistory), Outputs: out}, nil
+}
