@@ -258,8 +258,19 @@ func (s *Store) queryRuns(ctx context.Context, q string, args ...any) ([]Run, er
 
 // SetJob records the River job that executes the run.
 func (s *Store) SetJob(ctx context.Context, runID string, jobID int64) error {
+	const q = `UPDATE stanch_runs SET job_id = ? WHERE id = ?`
+	if s.db.Dialect == SQLite {
+		// One process, no fence: one statement, the shortest hold of
+		// SQLite's write lock on the path every alert takes.
+		if _, err := s.db.SQL.ExecContext(ctx, q, jobID, runID); err != nil {
+			return fmt.Errorf("record job of run %s: %w", runID, err)
+		}
+		return nil
+	}
+	// The first write of a pass: fenced, so a replica without a live
+	// lease begins nothing.
 	return s.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := s.exec(ctx, tx, `UPDATE stanch_runs SET job_id = ? WHERE id = ?`, jobID, runID); err != nil {
+		if _, err := s.exec(ctx, tx, q, jobID, runID); err != nil {
 			return fmt.Errorf("record job of run %s: %w", runID, err)
 		}
 		return nil
