@@ -153,6 +153,10 @@ type Permission struct {
 	// as "arn:aws:secretsmanager:*:*:secret:{secret_id}*". Empty means any
 	// resource: it acts on whatever leaked.
 	Resource string
+	// Provider, when set, is whose permission it is when that is not the
+	// action's own provider: aws.rotate_key writes to Vault, whose policy
+	// `stanch permissions` lists beside the IAM policy, not in it.
+	Provider string
 }
 
 // Outcome says what Do did.

@@ -193,9 +193,17 @@ func randomRuns(t string) []span {
 		for j < len(t) && isRunChar(t[j]) {
 			j++
 		}
+		k, marked := tokenIn(t[i:j])
 		switch {
-		case tokenPrefixed(t[i:j]):
+		case marked && k == 0:
 			out = append(out, span{i, j})
+		case marked:
+			// Glued to a word ("policy-xoxb-…"): the token is from
+			// its prefix on; what comes before is judged as ever.
+			if k >= minSecret {
+				out = append(out, randomPieces(t, i, i+k)...)
+			}
+			out = append(out, span{i + k, j})
 		case j-i >= minSecret:
 			out = append(out, randomPieces(t, i, j)...)
 		}
@@ -210,15 +218,32 @@ func randomRuns(t string) []span {
 var tokenPrefixes = []string{"ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "gldt-", "glrt-", "glft-", "glptt-", "glcbt-",
 	"xoxb-", "xoxp-", "xoxa-", "xoxs-", "xoxe-", "xoxr-", "xapp-", "sk_live_", "rk_live_", "sk_test_", "npm_", "pypi-"}
 
-// tokenPrefixed reports whether run is a marked token: a prefix and at
-// least 16 more characters.
-func tokenPrefixed(run string) bool {
+// tokenIn finds a marked token in run: a prefix, at the start or after a
+// character that cannot be part of a token's body (so "policy-xoxb-…" and
+// "us-glpat-…" count), and at least 16 more characters. It returns where
+// the token starts.
+func tokenIn(run string) (int, bool) {
+	best := -1
 	for _, p := range tokenPrefixes {
-		if len(run) >= len(p)+16 && strings.HasPrefix(run, p) {
-			return true
+		from := 0
+		for {
+			k := strings.Index(run[from:], p)
+			if k < 0 {
+				break
+			}
+			k += from
+			if len(run)-k >= len(p)+16 && (k == 0 || !isAlnum(run[k-1])) && (best < 0 || k < best) {
+				best = k
+				break
+			}
+			from = k + 1
 		}
 	}
-	return false
+	return best, best >= 0
+}
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
 
 // markedTokens finds the tokens of the kinds stanch knows (TokenKinds)

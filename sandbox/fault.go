@@ -26,7 +26,7 @@ type Fault struct {
 
 // FaultServices are the services a Fault can be set for: the names the
 // call log gives them.
-var FaultServices = []string{"cloudtrail", "ec2", "github", "gitlab", "iam", "npm", "secretsmanager", "slack", "sqs", "sts", "vault"}
+var FaultServices = []string{"azurekeyvault", "cloudtrail", "ec2", "github", "gitlab", "iam", "npm", "secretsmanager", "slack", "sqs", "sts", "vault"}
 
 // maxFaultLatency bounds the latency a seed or the faults endpoint may set:
 // longer is surely a typo, and an outage is rehearsed with error_rate 1.

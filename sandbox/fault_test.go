@@ -95,7 +95,7 @@ faults:
 	require.NoError(t, err)
 	require.Equal(t, []int{200}, callsOf(f.sb, "ec2", "DescribeRegions"))
 	require.Equal(t, map[string]Fault{
-		"cloudtrail": {Latency: 10 * time.Minute}, "ec2": {}, "github": {}, "gitlab": {}, "iam": {ErrorRate: 1}, "npm": {},
+		"azurekeyvault": {}, "cloudtrail": {Latency: 10 * time.Minute}, "ec2": {}, "github": {}, "gitlab": {}, "iam": {ErrorRate: 1}, "npm": {},
 		"secretsmanager": {}, "slack": {}, "sqs": {}, "sts": {ThrottleRate: 1}, "vault": {},
 	}, f.sb.Faults())
 }
@@ -178,7 +178,7 @@ func TestFaultsEndpointRefusesBadValues(t *testing.T) {
 		want                     string
 	}{
 		{"unknown service", http.MethodPut, "/_sandbox/faults/iamm", `{"error_rate": 1}`, 404,
-			`service "iamm" is not a service the sandbox serves (cloudtrail, ec2, github, gitlab, iam, npm, secretsmanager, slack, sqs, sts, vault)`},
+			`service "iamm" is not a service the sandbox serves (azurekeyvault, cloudtrail, ec2, github, gitlab, iam, npm, secretsmanager, slack, sqs, sts, vault)`},
 		{"rate above 1", http.MethodPut, "/_sandbox/faults/iam", `{"error_rate": 1.5}`, 400,
 			"fault for iam: error_rate: 1.5 is not between 0 and 1 (the share of calls answered 503 ServiceUnavailable)"},
 		{"negative rate", http.MethodPut, "/_sandbox/faults/iam", `{"throttle_rate": -0.1}`, 400,
@@ -225,7 +225,7 @@ func TestSeedFaultsRefused(t *testing.T) {
 	faultsLine := strings.Count(string(base), "\n") + 2
 	at := func(line, col int) string { return "[" + strconv.Itoa(faultsLine+line) + ":" + strconv.Itoa(col) + "]" }
 	for _, tc := range []struct{ faults, want string }{
-		{"faults:\n  iamm: {error_rate: 1}\n", at(1, 9) + ` faults: "iamm" is not a service the sandbox serves (cloudtrail, ec2, github, gitlab, iam, npm, secretsmanager, slack, sqs, sts, vault)`},
+		{"faults:\n  iamm: {error_rate: 1}\n", at(1, 9) + ` faults: "iamm" is not a service the sandbox serves (azurekeyvault, cloudtrail, ec2, github, gitlab, iam, npm, secretsmanager, slack, sqs, sts, vault)`},
 		{"faults:\n  iam:\n    error_rate: 1.5\n", at(2, 17) + " faults: iam: error_rate: 1.5 is not between 0 and 1 (the share of calls answered 503 ServiceUnavailable)"},
 		{"faults:\n  iam: {throttle_rate: .nan}\n", at(1, 24) + " faults: iam: throttle_rate: NaN is not between 0 and 1 (the share of calls answered 400 Throttling)"},
 		{"faults:\n  cloudtrail: {latency: 200}\n", at(1, 25) + ` faults: cloudtrail: latency: "200" is not a duration such as 200ms or 2s`},

@@ -35,6 +35,11 @@ type SeedGitHub struct {
 	// the secret_scanning_alerts permission (it does not confirm that the
 	// repository or the alert exists).
 	NoAccess []string `yaml:"no_access" json:"no_access"`
+	// Repositories have files on branches (contents, refs, pull requests)
+	// and Actions secrets (github_contents.go, github_actions.go); Orgs
+	// have organisation Actions secrets.
+	Repositories []SeedGitHubRepository `yaml:"repositories" json:"repositories"`
+	Orgs         []SeedGitHubOrg        `yaml:"orgs" json:"orgs"`
 }
 
 // SeedGitHubAlert is a secret-scanning alert with its secret literal.
@@ -69,6 +74,10 @@ type githubState struct {
 	repos  map[string]*githubRepo // issues and labels, by owner/name
 	// noAccess are the repositories whose alerts nobody may read.
 	noAccess map[string]bool
+	// git holds seeded repositories' branches, commits, files and pull
+	// requests; actions the Actions secrets and key pairs, by scope.
+	git     map[string]*gitRepo
+	actions map[string]*actionsScope
 }
 
 type githubAlert struct {
@@ -81,9 +90,11 @@ type githubAlert struct {
 
 func newGitHubState(seed *SeedGitHub) *githubState {
 	st := &githubState{login: "stanch-responder", alerts: map[string]*githubAlert{}, apps: map[int64]*githubApp{}, tokens: map[string]*installationToken{}, repos: map[string]*githubRepo{}, noAccess: map[string]bool{}}
+	st.git, st.actions = map[string]*gitRepo{}, map[string]*actionsScope{}
 	if seed == nil {
 		return st
 	}
+	st.seedRepositories(seed)
 	st.token = seed.Token
 	for _, repo := range seed.NoAccess {
 		st.noAccess[repo] = true
@@ -145,7 +156,7 @@ func (g *SeedGitHub) validate() error {
 		}
 		apps[sa.ID], installations[sa.InstallationID] = true, true
 	}
-	return nil
+	return g.validateRepositories()
 }
 
 // githubCall is one request to the GitHub side, answered under s.mu.
@@ -225,6 +236,9 @@ func (s *Sandbox) serveGitHub(w http.ResponseWriter, r *http.Request) {
 	if len(parts) == 4 && parts[0] == "app" && parts[1] == "installations" && parts[3] == "access_tokens" && r.Method == http.MethodPost {
 		c.call.action = "CreateInstallationAccessToken"
 		s.createInstallationToken(c, parts[2])
+		return
+	}
+	if s.serveGitHubRepository(c, parts) {
 		return
 	}
 	if len(parts) < 4 || parts[0] != "repos" {

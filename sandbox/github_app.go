@@ -33,6 +33,12 @@ type SeedGitHubApp struct {
 	// TokenTTL is how long installation tokens live (default 1h, as on
 	// GitHub).
 	TokenTTL string `yaml:"token_ttl" json:"token_ttl"`
+	// Permissions are the installation's permissions ({secrets: write,
+	// organization_secrets: write, contents: write, pull_requests: write});
+	// when set, the Actions secrets, contents, refs and pull requests
+	// endpoints refuse an installation token without the one they need
+	// (403), and the installation token response lists them.
+	Permissions map[string]string `yaml:"permissions" json:"permissions"`
 }
 
 type githubApp struct {
@@ -41,6 +47,7 @@ type githubApp struct {
 	slug         string
 	key          *rsa.PublicKey
 	ttl          time.Duration
+	permissions  map[string]string // nil: not enforced
 }
 
 type installationToken struct {
@@ -56,7 +63,12 @@ func newGitHubApp(sa SeedGitHubApp) (*githubApp, error) {
 	if err != nil {
 		return nil, fmt.Errorf("github: app %d: public_key: %w", sa.ID, err)
 	}
-	app := &githubApp{id: sa.ID, installation: sa.InstallationID, slug: sa.Slug, key: key, ttl: time.Hour}
+	app := &githubApp{id: sa.ID, installation: sa.InstallationID, slug: sa.Slug, key: key, ttl: time.Hour, permissions: sa.Permissions}
+	for perm, level := range sa.Permissions {
+		if level != "read" && level != "write" && level != "admin" {
+			return nil, fmt.Errorf("github: app %d: permission %s: %q is not read, write or admin", sa.ID, perm, level)
+		}
+	}
 	if app.slug == "" {
 		app.slug = "stanch"
 	}
@@ -142,9 +154,13 @@ func (s *Sandbox) createInstallationToken(c *githubCall, installation string) {
 	token := "ghs_" + base64.RawURLEncoding.EncodeToString(b)
 	expires := time.Now().UTC().Add(app.ttl).Truncate(time.Second)
 	s.github.tokens[token] = &installationToken{app: app, expires: expires}
+	permissions := map[string]string{"secret_scanning_alerts": "write", "issues": "write", "metadata": "read"}
+	if app.permissions != nil {
+		permissions = app.permissions
+	}
 	c.answer(http.StatusCreated, true, map[string]any{
 		"token": token, "expires_at": expires.Format(time.RFC3339), "repository_selection": "all",
-		"permissions": map[string]string{"secret_scanning_alerts": "write", "issues": "write", "metadata": "read"},
+		"permissions": permissions,
 	})
 }
 

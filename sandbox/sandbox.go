@@ -44,6 +44,8 @@ type Sandbox struct {
 	github  *githubState
 	slack   *slackState
 	tokens  *tokenState
+	vaultKV *vaultKVState
+	azure   *azureState // nil without azure in the seed
 }
 
 type account struct {
@@ -172,6 +174,12 @@ func New(seed Seed, opts Options) (*Sandbox, error) {
 	s.github = newGitHubState(seed.GitHub)
 	s.slack = newSlackState(seed.Slack)
 	s.tokens = newTokenState(seed.Tokens, seed.TokenLimits)
+	s.vaultKV = newVaultKVState(seed.Vault)
+	azure, err := newAzureState(seed.Azure)
+	if err != nil {
+		return nil, err
+	}
+	s.azure = azure
 	for service, spec := range seed.Faults {
 		s.faults[service], _ = spec.Fault() // validated above
 	}
@@ -272,6 +280,10 @@ type StateView struct {
 	Accounts []AccountView `json:"accounts"`
 	// Slack is the Slack workspace's messages, when the seed has one.
 	Slack *SlackView `json:"slack,omitempty"`
+	// Vault is the KV v2 mounts' paths and versions, never their data.
+	Vault []VaultMountView `json:"vault,omitempty"`
+	// AzureKeyVault is the Key Vault vaults' secrets, without values.
+	AzureKeyVault []AzureVaultView `json:"azure_key_vault,omitempty"`
 }
 
 // AccountView is one account's users and roles.
@@ -322,6 +334,8 @@ func (s *Sandbox) State() StateView {
 		v.Accounts = append(v.Accounts, av)
 	}
 	v.Slack = s.slack.viewLocked()
+	v.Vault = s.vaultKV.viewLocked()
+	v.AzureKeyVault = s.azureViewLocked()
 	return v
 }
 
@@ -364,6 +378,12 @@ func serve(ctx context.Context, sb *Sandbox, seed Seed, ln net.Listener, out io.
 	}
 	fmt.Fprintf(out, "# sandbox: accounts %s; calls at %s/_sandbox/calls, state at %s/_sandbox/state\n", strings.Join(sb.order, ", "), url, url)
 	printFaults(out, seed.Faults, url)
+	stopAzure, err := sb.startAzureFor(ln, out)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stopAzure()
 	srv := &http.Server{Handler: sb, ReadHeaderTimeout: 10 * time.Second}
 	if ready != nil {
 		ready(url)

@@ -23,6 +23,12 @@ type Seed struct {
 	GitHub *SeedGitHub `yaml:"github" json:"github"`
 	// Slack is a Slack workspace served under /slack/api/ (the Web API).
 	Slack *SeedSlack `yaml:"slack" json:"slack"`
+	// Vault is HashiCorp Vault's KV v2 mounts, secrets and ACL policies,
+	// served under /vault/v1/ (see vault_kv.go).
+	Vault *SeedVault `yaml:"vault" json:"vault"`
+	// Azure is Azure Key Vault: vaults with secrets, served over HTTPS
+	// (see azure.go).
+	Azure *SeedAzure `yaml:"azure" json:"azure"`
 	// Tokens are tokens of GitHub, Slack, Vault, GitLab and npm that may
 	// leak, answered by each provider's identify and revoke endpoints (see
 	// tokens.go); TokenLimits tune those endpoints' rate limits.
@@ -193,6 +199,12 @@ func (s Seed) validate() error {
 		return err
 	}
 	if err := validateTokens(s.Tokens, s.TokenLimits); err != nil {
+		return err
+	}
+	if err := s.Vault.validate(); err != nil {
+		return err
+	}
+	if err := s.Azure.validate(); err != nil {
 		return err
 	}
 	keys := map[string]bool{}

@@ -42,6 +42,9 @@ func vaultErrors(msgs ...string) map[string][]string { return map[string][]strin
 
 func (s *Sandbox) serveVault(w http.ResponseWriter, r *http.Request) {
 	path := strings.TrimPrefix(r.URL.Path, vaultPrefix)
+	if s.serveVaultKV(w, r, path) { // a KV v2 mount's path (vault_kv_http.go)
+		return
+	}
 	value := r.Header.Get("X-Vault-Token")
 	if value == "" {
 		value = bearer(r.Header)

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/destinations"
 )
 
 // ProviderOptions configure how actions reach AWS.
@@ -29,6 +30,9 @@ type ProviderOptions struct {
 	// change took effect (IAM is eventually consistent).
 	VerifyAttempts int
 	VerifyDelay    time.Duration
+	// Destinations say how aws.rotate_key reaches the stores it writes
+	// the new key to besides Secrets Manager.
+	Destinations destinations.Deps
 }
 
 // Provider gives actions AWS clients. Nothing touches the network until an

@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/destinations"
 	"github.com/stanchhq/stanch/internal/crashpoint"
 )
 
@@ -32,6 +33,10 @@ type RotateKeyParams struct {
 	WhenNoSecret      string `json:"when_no_secret" doc:"the secret does not exist: skip (the default: no consumer reads the key from there, so no new key is created and the step ends noop), create (create the secret and store the new key in it) or fail"`
 	Account           string `json:"account" target:"account" doc:"the user's account; default: the owner's account once identified, else stanch's own"`
 	Region            string `json:"region" doc:"the secret's region (default: the configured region)"`
+	// Destinations are the other stores the key's consumers read; Secrets
+	// Manager (secret_id) comes first and holds the new key while the
+	// rotation is unfinished.
+	Destinations []destinations.Spec `json:"destinations" doc:"further stores to write the new key to, in order, after Secrets Manager and before it is promoted there: [{vault_kv: {mount, path, fields}}] (docs/rotation.md)"`
 }
 
 // secretResource is the ARN pattern of the secrets a rotation writes: the
@@ -93,7 +98,7 @@ func rotateKey(p *Provider) actions.Action {
 	return actions.New(actions.Definition[RotateKeyParams, RotateKeyOutputs]{
 		Name:    "aws.rotate_key",
 		Summary: "Create a replacement access key and deliver it to Secrets Manager (AWSPENDING, tested, then AWSCURRENT); crash-safe and never creates two.",
-		Permissions: []actions.Permission{
+		Permissions: append([]actions.Permission{
 			{Name: "iam:ListAccessKeys", Why: "see the user's keys and any left by an interrupted attempt"},
 			{Name: "iam:GetAccessKeyLastUsed", Why: "never take a key that has been used for one an interrupted attempt left"},
 			{Name: "iam:CreateAccessKey", Why: "create the replacement key"},
@@ -104,7 +109,7 @@ func rotateKey(p *Provider) actions.Action {
 			{Name: "secretsmanager:PutSecretValue", Why: "store the new key as AWSPENDING", Resource: secretResource},
 			{Name: "secretsmanager:UpdateSecretVersionStage", Why: "promote it to AWSCURRENT", Resource: secretResource},
 			{Name: "sts:GetCallerIdentity", Why: "test the new key before promoting it"},
-		},
+		}, destinations.Permissions()...),
 		Example: `- id: rotate
   action: aws.rotate_key
   approval: {approvers: [security-oncall], timeout: 4h}
@@ -127,6 +132,9 @@ func rotateKey(p *Provider) actions.Action {
 			case twoKeysStop, twoKeysDeleteLeaked:
 			default:
 				return fmt.Errorf("when_two_keys %q: want %s or %s", in.WhenTwoKeys, twoKeysStop, twoKeysDeleteLeaked)
+			}
+			if err := destinations.Check(in.Destinations); err != nil {
+				return err
 			}
 			if strings.HasPrefix(in.LeakedAccessKeyID, "ASIA") {
 				return fmt.Errorf("leaked_access_key_id %s is a temporary (role session) credential: there is no user key to rotate", in.LeakedAccessKeyID)
@@ -163,6 +171,8 @@ type rotation struct {
 	iam     *iam.Client
 	sm      *secretsmanager.Client
 	token   string // the ClientRequestToken, hence the secret version id
+	// dests are the stores written after Secrets Manager, in order.
+	dests []destinations.Destination
 }
 
 func (p *Provider) rotation(ctx context.Context, env actions.Env, in *RotateKeyParams) (*rotation, error) {
@@ -179,7 +189,11 @@ func (p *Provider) rotation(ctx context.Context, env actions.Env, in *RotateKeyP
 			o.Region = in.Region
 		}
 	})
-	return &rotation{p: p, env: env, in: in, account: account, cfg: cfg, iam: iam.NewFromConfig(cfg), sm: sm, token: tokenFor(env.IdempotencyKey)}, nil
+	dests, err := destinations.Build(in.Destinations, p.opts.Destinations)
+	if err != nil {
+		return nil, actions.Permanent(fmt.Errorf("rotate key of %s: %w", in.UserName, err))
+	}
+	return &rotation{p: p, env: env, in: in, account: account, cfg: cfg, iam: iam.NewFromConfig(cfg), sm: sm, token: tokenFor(env.IdempotencyKey), dests: dests}, nil
 }
 
 // tokenFor derives the secret version's ClientRequestToken from the run and
@@ -298,9 +312,13 @@ func (r *rotation) resume(ctx context.Context, st *rotationState) (rotateResult,
 	}
 }
 
-// finish tests the stored key and promotes it.
+// finish tests the stored key, delivers it to the other destinations and
+// promotes it.
 func (r *rotation) finish(ctx context.Context, st *rotationState, ks *keySecret) (rotateResult, error) {
 	if err := r.test(ctx, ks); err != nil {
+		return rotateResult{}, err
+	}
+	if err := r.deliver(ctx, ks); err != nil {
 		return rotateResult{}, err
 	}
 	current := st.current
@@ -399,4 +417,59 @@ func (r *rotation) done(ctx context.Context, outcome actions.Outcome, ks *keySec
 	return rotateResult{Outcome: outcome, Message: msg, Outputs: &RotateKeyOutputs{
 		NewAccessKeyID: ks.AccessKeyID, SecretARN: awssdk.ToString(desc.ARN), VersionID: r.token,
 	}}, nil
+}
+
+// deliver writes the new key to every further destination, in order,
+// skipping those that hold it already (an earlier attempt wrote them), and
+// reads each back. A destination that fails stops the step, naming what
+// holds the key and what does not: Secrets Manager keeps it as AWSPENDING,
+// and the step's next attempt goes on from there, with the same key.
+func (r *rotation) deliver(ctx context.Context, ks *keySecret) error {
+	if len(r.dests) == 0 {
+		return nil
+	}
+	cred := destinations.Credential{
+		ID:     ks.AccessKeyID,
+		Fields: map[string]string{"UserName": ks.UserName, "AccessKeyId": ks.AccessKeyID, "SecretAccessKey": ks.SecretAccessKey},
+		Secret: map[string]bool{"SecretAccessKey": true},
+	}
+	mark := destinations.Mark{RunID: r.env.RunID, StepID: r.env.StepID, Since: r.env.StepStartedAt}
+	held := []string{fmt.Sprintf("Secrets Manager secret %s (AWSPENDING)", r.in.SecretID)}
+	for i, d := range r.dests {
+		stop := func(err error) error {
+			var rest []string
+			for _, later := range r.dests[i+1:] {
+				rest = append(rest, later.Describe())
+			}
+			msg := fmt.Sprintf("new key %s: %s failed: %v. It is in: %s", ks.AccessKeyID, d.Describe(), err, strings.Join(held, ", "))
+			if len(rest) > 0 {
+				msg += "; not written yet: " + strings.Join(rest, ", ")
+			}
+			msg += "; a retry of the step goes on from there with the same key"
+			if actions.KindOf(err) == actions.KindPermanent {
+				return actions.Permanent(errors.New(msg))
+			}
+			return actions.Retryable(errors.New(msg))
+		}
+		ok, err := d.Holds(ctx, cred, mark)
+		if err != nil {
+			return stop(err)
+		}
+		if !ok {
+			what, err := d.Write(ctx, cred, mark)
+			if err != nil {
+				return stop(err)
+			}
+			crashpoint.Hit(fmt.Sprintf("rotate:delivered:%d", i))
+			r.env.Record(actions.Effect{Description: fmt.Sprintf("wrote the new key %s to %s (%s)", ks.AccessKeyID, d.Describe(), what)})
+			if ok, err = d.Holds(ctx, cred, mark); err != nil {
+				return stop(fmt.Errorf("verify: %w", err))
+			}
+			if !ok {
+				return stop(actions.Retryable(errors.New("verify: reading it back does not give the new key")))
+			}
+		}
+		held = append(held, d.Describe())
+	}
+	return nil
 }

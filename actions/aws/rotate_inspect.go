@@ -247,6 +247,9 @@ func (r *rotation) plan(ctx context.Context) (rotatePlan, error) {
 			plan.Settled = actions.Already
 		case slices.Contains(st.oursStages, stagePending):
 			plan.Summary = fmt.Sprintf("would test key %s, which an earlier attempt stored in %s as AWSPENDING, then make it AWSCURRENT", st.ours.AccessKeyID, r.in.SecretID)
+			for _, d := range r.dests {
+				plan.Calls = append(plan.Calls, d.Calls()...)
+			}
 			plan.Calls = append(plan.Calls, promote...)
 		default:
 			plan.Summary = fmt.Sprintf("key %s was rotated in and has since been replaced in %s: nothing to change", st.ours.AccessKeyID, r.in.SecretID)
@@ -278,8 +281,18 @@ func (r *rotation) plan(ctx context.Context) (rotatePlan, error) {
 			fmt.Sprintf("create a new access key for %s", r.where()), false),
 		r.write(actions.Call{Service: "secretsmanager", Operation: "PutSecretValue", Params: map[string]any{"SecretId": r.in.SecretID, "ClientRequestToken": r.token, "VersionStages": []string{stagePending}}},
 			fmt.Sprintf("store the new key in secret %s of account %s as AWSPENDING", r.in.SecretID, r.account), false))
+	for _, d := range r.dests {
+		plan.Calls = append(plan.Calls, d.Calls()...)
+	}
 	plan.Calls = append(plan.Calls, promote...)
 	plan.Summary = fmt.Sprintf("would create a new key for %s, store it in %s as AWSPENDING, test it, then make it AWSCURRENT", r.where(), r.in.SecretID)
+	if len(r.dests) > 0 {
+		var names []string
+		for _, d := range r.dests {
+			names = append(names, d.Describe())
+		}
+		plan.Summary = fmt.Sprintf("would create a new key for %s, store it in %s as AWSPENDING, test it, write it to %s, then make it AWSCURRENT", r.where(), r.in.SecretID, strings.Join(names, ", "))
+	}
 	if st.missing {
 		plan.Summary = fmt.Sprintf("would create the secret %s, then a new key for %s, store it there as AWSPENDING, test it, then make it AWSCURRENT", r.in.SecretID, r.where())
 	}

@@ -106,7 +106,7 @@ func revokeToken(opts Options) actions.Action {
 			}
 			calls = append(calls,
 				actions.Call{Service: "npm", Operation: "GET /-/npm/v1/tokens", Params: map[string]any{"token": "the leaked token " + t.fp}, Made: true},
-				actions.Call{Service: "npm", Operation: "DELETE /-/npm/v1/tokens/token/{key}", Params: map[string]any{"key": "the token's key (SHA-512 of " + t.fp + ")"}, Mutates: true, Irreversible: true, Effect: "delete npm token " + t.fp + " of " + user},
+				actions.Call{Service: "npm", Operation: "DELETE /-/npm/v1/tokens/token/{key}", Params: map[string]any{"key": keyShown(listed, t.fp)}, Mutates: true, Irreversible: true, Effect: "delete npm token " + t.fp + " of " + user},
 				actions.Call{Service: "npm", Operation: "GET /-/whoami", Params: map[string]any{"token": "the leaked token " + t.fp, "expect": "401"}})
 			return plan{Summary: fmt.Sprintf("would delete npm token %s of %s, then check that the registry refuses it", t.fp, user), Calls: calls, Outputs: t.outputs(user, listed, true)}, nil
 		},
@@ -218,14 +218,38 @@ func (t *leakedToken) whoami(ctx context.Context) (string, bool, error) {
 // listedToken is one entry of GET /-/npm/v1/tokens.
 type listedToken struct {
 	Key      string   `json:"key"`
+	Token    string   `json:"token"` // the token shortened: its first characters, maybe "…" and its last
 	ReadOnly bool     `json:"readonly"`
 	CIDR     []string `json:"cidr_whitelist"`
+	CIDRAlt  []string `json:"cidr"` // verdaccio's name for cidr_whitelist
 	Created  string   `json:"created"`
 }
 
-// find looks the token up among its user's tokens by its key; nil when
-// it is not listed (a legacy token).
+// minShown is how many characters of the token a shortened listing must
+// show (prefix and suffix together) to be taken for it.
+const minShown = 8
+
+// shows reports whether shown, a listing's shortened token ("abcde...vwxyz",
+// "abcdef…" or "abcdef"), is value shortened, revealing at least minShown
+// of its characters.
+func shows(shown, value string) bool {
+	prefix, suffix := shown, ""
+	for _, ellipsis := range []string{"…", "..."} {
+		if p, s, ok := strings.Cut(shown, ellipsis); ok {
+			prefix, suffix = p, s
+			break
+		}
+	}
+	return len(prefix)+len(suffix) >= minShown && len(prefix)+len(suffix) <= len(value) &&
+		strings.HasPrefix(value, prefix) && strings.HasSuffix(value, suffix)
+}
+
+// find looks the token up among its user's tokens by its key; else, on a
+// registry whose keys are not the token's SHA-512 (verdaccio: a random id),
+// by the one listing whose shortened token is this token's; nil when it is
+// not listed (a legacy token) or more than one listing could be it.
 func (t *leakedToken) find(ctx context.Context) (*listedToken, error) {
+	var byShown []listedToken
 	path := "-/npm/v1/tokens?perPage=100"
 	for page := 0; page < 50 && path != ""; page++ {
 		var list struct {
@@ -245,8 +269,14 @@ func (t *leakedToken) find(ctx context.Context) (*listedToken, error) {
 			if list.Objects[i].Key == t.key {
 				return &list.Objects[i], nil
 			}
+			if shows(list.Objects[i].Token, t.value) {
+				byShown = append(byShown, list.Objects[i])
+			}
 		}
 		path = t.nextPage(list.URLs.Next)
+	}
+	if len(byShown) == 1 && byShown[0].Key != "" {
+		return &byShown[0], nil
 	}
 	return nil, nil
 }
@@ -273,12 +303,31 @@ func (t *leakedToken) nextPage(next string) string {
 	return rest
 }
 
+// keyShown says in a plan which key the DELETE names.
+func keyShown(l *listedToken, fp string) string {
+	if l == nil {
+		return "the token " + fp + " itself (not listed: a legacy token)"
+	}
+	return "the key " + fp + " is listed by"
+}
+
+// keyOf is the key the registry lists the token by: listed's own, else
+// the token's SHA-512.
+func (t *leakedToken) keyOf(l *listedToken) string {
+	if l == nil || l.Key == "" {
+		return t.key
+	}
+	return l.Key
+}
+
 func (t *leakedToken) outputs(user string, l *listedToken, revoked bool) *RevokeTokenOutputs {
 	out := &RevokeTokenOutputs{Credential: t.fp, Username: user, Revoked: revoked, CIDR: []string{}, Impact: noHistory}
 	if l != nil {
 		out.ReadOnly, out.Created = l.ReadOnly, l.Created
 		if l.CIDR != nil {
 			out.CIDR = l.CIDR
+		} else if l.CIDRAlt != nil {
+			out.CIDR = l.CIDRAlt
 		}
 	}
 	return out
@@ -300,7 +349,7 @@ func (t *leakedToken) revoke(ctx context.Context, env actions.Env) (actions.Resu
 	// By key when the token is listed; else (a legacy token) by the token
 	// itself, as the npm CLI does: the path then holds it, so no error
 	// shows the path.
-	path, shown := "-/npm/v1/tokens/token/"+t.key, "/-/npm/v1/tokens/token/{key of "+t.fp+"}"
+	path, shown := "-/npm/v1/tokens/token/"+url.PathEscape(t.keyOf(listed)), "/-/npm/v1/tokens/token/{key of "+t.fp+"}"
 	if listed == nil {
 		path, shown = "-/npm/v1/tokens/token/"+url.PathEscape(t.value), "/-/npm/v1/tokens/token/{"+t.fp+"}"
 	}
@@ -318,6 +367,9 @@ func (t *leakedToken) revoke(ctx context.Context, env actions.Env) (actions.Resu
 	if _, refused, err := t.whoami(ctx); err != nil {
 		return result{}, fmt.Errorf("verify: %w", err)
 	} else if !refused {
+		if listed == nil {
+			return result{}, actions.Retryable(fmt.Errorf("the npm registry still accepts %s after its deletion by value (it may cache a token for up to an hour; and a registry that lists no such token may not delete by value at all: verdaccio does not, and its login tokens last until the password changes); the step checks again", t.fp))
+		}
 		return result{}, actions.Retryable(fmt.Errorf("the npm registry still accepts %s after its deletion (it may cache a token for up to an hour); the step checks again", t.fp))
 	}
 	out := t.outputs(user, listed, true)

@@ -54,7 +54,11 @@ func newActionsCmd(g *globals) *cobra.Command {
 				}
 				sayln(g.stdout, "  permissions:")
 				for _, p := range s.Permissions {
-					say(g.stdout, "    %-28s %s\n", p.Name, p.Why)
+					name := p.Name
+					if p.Provider != "" {
+						name = p.Provider + ": " + name
+					}
+					say(g.stdout, "    %-28s %s\n", name, p.Why)
 				}
 				if s.Example != "" {
 					sayln(g.stdout, "  example:")

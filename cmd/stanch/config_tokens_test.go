@@ -239,6 +239,9 @@ npm:
 	require.NoError(t, err)
 	require.NotEmpty(t, files)
 	for _, f := range files {
+		if info, err := os.Lstat(f); err == nil && !info.Mode().IsRegular() {
+			continue // the token hand-off socket
+		}
 		db, err := os.ReadFile(f)
 		require.NoError(t, err)
 		for provider, value := range values {

@@ -44,7 +44,10 @@ directory gitleaks scanned), else relative to the current directory.
 
 When no other stanch process works the store, the runs are worked here and followed (exit codes
 as for 'stanch run'); when one does (for example 'stanch serve'), they are queued for it, ingest
-names it (its pid) and exits 0 at once.
+names it (its pid) and exits 0 at once. The token values go to that process first, over its
+socket beside the store (stanch.db.values; docs/tokens.md): ingest says how many it handed, and
+when it could not hand them (nothing answers there), it names the tokens that process cannot
+revoke, still stores their alerts, and exits 1.
 
 A credential.id (or a finding's key id) must be one AWS access key id; whitespace around it is
 trimmed, anything else around it or a second id is refused, naming the field (docs/alerts.md).`,
@@ -147,6 +150,12 @@ func submitFindings(ctx context.Context, g *globals, alerts []alert.Alert, globs
 		return err
 	}
 	defer stop()
+	// The process that works the store gets the token values first: its
+	// runs must not start without them.
+	var unhanded *exitError
+	if holder != "" {
+		unhanded = handTokens(ctx, g, dbURL, holder, alerts)
+	}
 	var started []runner.Run
 	for _, a := range alerts {
 		sub, err := r.Submit(ctx, a, books)
@@ -165,7 +174,7 @@ func submitFindings(ctx context.Context, g *globals, alerts []alert.Alert, globs
 	}
 	if holder != "" {
 		say(g.stdout, "%d alert(s) stored; another stanch process works this store and runs them: %s\n", len(alerts), holder)
-		return nil
+		return nilIfNone(unhanded)
 	}
 	var worst *exitError
 	for _, run := range started {

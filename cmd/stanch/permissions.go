@@ -97,6 +97,9 @@ func iamPolicy(reg *actions.Registry, books []*playbooks.Playbook, roleARNs []st
 			if strings.HasPrefix(step.Action, "aws.") {
 				params := step.PatternParams(pb, outputs)
 				for _, perm := range spec.Permissions {
+					if perm.Provider != "" && perm.Provider != "aws" {
+						continue // not IAM: listed beside the policy
+					}
 					resource, reason := permissionResource(perm, params)
 					if resource == "" {
 						anywhere[perm.Name] = true
@@ -216,12 +219,19 @@ func printOtherPermissions(g *globals, reg *actions.Registry, books []*playbooks
 				}
 			}
 			a, ok := reg.Lookup(step.Action)
-			provider, _, _ := strings.Cut(step.Action, ".")
-			if !ok || provider == "aws" {
+			if !ok {
 				continue
 			}
+			provider, _, _ := strings.Cut(step.Action, ".")
 			for _, perm := range a.Spec().Permissions {
-				add(need{provider, perm.Name, step.Action, perm.Why})
+				p := provider
+				if perm.Provider != "" {
+					p = perm.Provider
+				}
+				if p == "aws" {
+					continue // in the IAM policy
+				}
+				add(need{p, perm.Name, step.Action, perm.Why})
 			}
 		}
 	}

@@ -41,8 +41,11 @@ then). With several alerts, a failure outranks waiting, which outranks success.
 With --detach, stanch run returns as soon as the alert and its run are committed to the store,
 printing the run id and how to follow it (exit 0), and leaves the run to the process that works
 the store: stanch serve, else the next stanch run, ingest, approve or runs retry on that store.
-That process never sees a token value given in the alert file (it is not stored): run without
---detach to revoke a token, unless GitHub's secret-scanning alert still holds it.`,
+A token value given in the alert file is not stored: when a process works the store, the value is
+handed to it first, over its socket beside the store (docs/tokens.md), and stanch run says so, or
+names the token it could not hand and exits 1; when none does, the process that later works the
+run never sees the value: run without --detach to revoke a token, unless GitHub's
+secret-scanning alert still holds it.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if playbookPath == "" || alertPath == "" {
@@ -147,6 +150,13 @@ func submitDetached(ctx context.Context, g *globals, playbookPath, alertPath, db
 		return err
 	}
 	defer db.Close()
+	// The process that works the store gets the token values before the
+	// alerts: its runs must not start without them.
+	holder := db.Holder()
+	var unhanded *exitError
+	if holder != nil {
+		unhanded = handTokens(ctx, g, dbURL, "stanch process "+holder.PID+" (it holds "+holder.Lock+")", alerts)
+	}
 	var runIDs []string
 	for _, a := range alerts {
 		// Submit returns once the alert, its run and the run's job are
@@ -157,15 +167,15 @@ func submitDetached(ctx context.Context, g *globals, playbookPath, alertPath, db
 		}
 		if id := announce(g, pb, sub, true); id != "" && !slices.Contains(runIDs, id) {
 			runIDs = append(runIDs, id)
-			if _, held := leaked.Process.Lookup(a.Credential.ID); held {
+			if _, held := leaked.Process.Lookup(a.Credential.ID); held && holder == nil {
 				say(g.stderr, "note: run %s revokes token %s, whose value only this process holds (stanch stores no token value): the process that works the run cannot revoke it unless GitHub's secret-scanning alert still holds it; run without --detach\n", id, a.Credential.ID)
 			}
 		}
 	}
 	if len(runIDs) == 0 {
-		return nil
+		return nilIfNone(unhanded)
 	}
-	switch holder := db.Holder(); {
+	switch {
 	case holder != nil:
 		say(g.stdout, "stored; stanch process %s (it holds %s) works this store and runs it now\n", holder.PID, holder.Lock)
 	case db.Dialect == runner.Postgres:
@@ -177,5 +187,13 @@ func submitDetached(ctx context.Context, g *globals, playbookPath, alertPath, db
 	for _, id := range runIDs {
 		say(g.stdout, "  stanch runs show %s%s\n", id, g.hint)
 	}
-	return nil
+	return nilIfNone(unhanded)
+}
+
+// nilIfNone is err as an error: nil when there is none.
+func nilIfNone(err *exitError) error {
+	if err == nil {
+		return nil
+	}
+	return err
 }

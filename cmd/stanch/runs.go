@@ -12,6 +12,7 @@ import (
 
 	"github.com/stanchhq/stanch/actions"
 	"github.com/stanchhq/stanch/runner"
+	"github.com/stanchhq/stanch/slack/render"
 )
 
 func newRunsCmd(g *globals) *cobra.Command {
@@ -146,7 +147,7 @@ func printRun(g *globals, run runner.Run, steps map[string]runner.StepRecord, jo
 		ordered = append(ordered, s)
 	}
 	sort.Slice(ordered, func(i, j int) bool { return ordered[i].Seq < ordered[j].Seq })
-	sayln(g.stdout, "\nsteps")
+	say(g.stdout, "\nsteps\n") // a format: its line breaks are stanch's
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 	for _, s := range ordered {
 		took := "-"
@@ -160,7 +161,8 @@ func printRun(g *globals, run runner.Run, steps map[string]runner.StepRecord, jo
 		say(tw, "  %s\t%s\t%s\t%s\tattempts %d\t%s\t%s\n", s.StepID, s.Action, s.Status, s.Outcome, s.Attempts, took, oneLine(detail))
 	}
 	tw.Flush()
-	sayln(g.stdout, "\njournal")
+	printImpact(g, ordered)
+	say(g.stdout, "\njournal\n") // a format: its line breaks are stanch's
 	for _, e := range journal {
 		step := ""
 		if e.StepID != "" {
@@ -170,6 +172,28 @@ func printRun(g *globals, run runner.Run, steps map[string]runner.StepRecord, jo
 			}
 		}
 		say(g.stdout, "  +%-9s %-20s%s %s\n", e.At.Sub(run.CreatedAt).Round(time.Millisecond), e.Event, step, oneLine(e.Detail))
+	}
+}
+
+// printImpact prints the run's impact section: what each provider could
+// tell of the credential's use (CloudTrail's events, a GitHub token's audit
+// log, a Vault token's lookup, or that the provider keeps no usage history
+// by token), as the incident message shows it. Nothing when no step tells.
+func printImpact(g *globals, ordered []runner.StepRecord) {
+	steps := make([]actions.StepReport, len(ordered))
+	for i, s := range ordered {
+		steps[i] = actions.StepReport{ID: s.StepID, Action: s.Action, Status: string(s.Status), Outputs: s.Outputs}
+	}
+	parts := render.Impact(steps)
+	if len(parts) == 0 {
+		return
+	}
+	say(g.stdout, "\nimpact\n") // a format: its line breaks are stanch's
+	for _, p := range parts {
+		say(g.stdout, "  %s (step %s, %s)\n", p.Title, p.StepID, p.Action)
+		for _, l := range p.Lines {
+			say(g.stdout, "    %s\n", l)
+		}
 	}
 }
 
@@ -184,7 +208,7 @@ func printApprovals(g *globals, run runner.Run, approvals map[string]runner.Appr
 		ids = append(ids, id)
 	}
 	sort.Slice(ids, func(i, j int) bool { return approvals[ids[i]].RequestedAt.Before(approvals[ids[j]].RequestedAt) })
-	sayln(g.stdout, "\napprovals")
+	say(g.stdout, "\napprovals\n") // a format: its line breaks are stanch's
 	for _, id := range ids {
 		a := approvals[id]
 		state := "waiting until " + a.Deadline.Local().Format(time.RFC3339)

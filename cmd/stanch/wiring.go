@@ -19,6 +19,7 @@ import (
 	slackact "github.com/stanchhq/stanch/actions/slack"
 	vaultact "github.com/stanchhq/stanch/actions/vault"
 	"github.com/stanchhq/stanch/alert"
+	"github.com/stanchhq/stanch/destinations"
 	"github.com/stanchhq/stanch/leaked"
 	"github.com/stanchhq/stanch/playbooks"
 	"github.com/stanchhq/stanch/runner"
@@ -42,6 +43,9 @@ func newRegistryWith(aws awsactions.ProviderOptions, gh githubSettings, slack *s
 		return nil, err
 	}
 	ghp := ghactions.NewProvider(ghOpts)
+	// aws.rotate_key writes the new key to Vault with the operator token
+	// (docs/rotation.md), read only when such a step runs.
+	aws.Destinations.Vault = destinations.VaultDeps{Address: tok.vaultAddress, Namespace: tok.vaultNamespace, Token: tok.vaultOperatorToken}
 	all := awsactions.Actions(awsactions.NewProvider(aws))
 	all = append(all, slackact.Actions(slack)...)
 	all = append(all, ghactions.Actions(ghp)...)
@@ -271,10 +275,17 @@ func startRunner(ctx context.Context, g *globals, dbURL string, reg *actions.Reg
 		db.Close()
 		return nil, nil, err
 	}
+	// This process works the store now: it takes the token values of the
+	// alerts others hand it (docs/tokens.md).
+	closeValues := func() {}
+	if db.Dialect == runner.SQLite {
+		closeValues = listenValues(g, db.Path)
+	}
 	stop := func() {
 		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
 		defer cancel()
 		_ = r.Stop(stopCtx)
+		closeValues()
 		db.Close()
 	}
 	return r, stop, nil
@@ -318,10 +329,15 @@ func joinRunner(ctx context.Context, g *globals, dbURL string, reg *actions.Regi
 		db.Close()
 		return nil, "", nil, err
 	}
+	closeValues := func() {}
+	if db.Dialect == runner.SQLite {
+		closeValues = listenValues(g, db.Path)
+	}
 	return r, "", func() {
 		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		_ = r.Stop(stopCtx)
+		closeValues()
 		db.Close()
 	}, nil
 }

@@ -90,6 +90,9 @@ func RequireNoneInFiles(t testing.TB, when, pattern string) {
 		t.Fatalf("no file matches %s (%v): nothing to look for planted secrets in", pattern, err)
 	}
 	for _, f := range files {
+		if info, err := os.Lstat(f); err == nil && !info.Mode().IsRegular() {
+			continue // the token hand-off socket beside a store holds nothing
+		}
 		data, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatalf("read %s: %v", f, err)

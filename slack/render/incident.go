@@ -14,9 +14,10 @@ import (
 )
 
 // The incident message shows one run: what leaked and where, each step of
-// the response as it happens, and what CloudTrail says the key was used
-// for. It is rebuilt from the run's Report each time it changes, so the
-// same function renders the first post and every update.
+// the response as it happens, and what each provider can tell of the
+// credential's use (impact.go). It is rebuilt from the run's Report each
+// time it changes, so the same function renders the first post and every
+// update.
 
 // IncidentTitle is the one-line summary of an alert.
 func IncidentTitle(a alert.Alert) string {
@@ -100,9 +101,7 @@ func Incident(rep actions.Report, channelTitle string) slack.Message {
 	}
 	blocks = append(blocks, slackapi.NewSectionBlock(mrkdwn(clip("*Response*\n"+strings.Join(steps, "\n"), maxSection)), nil, nil))
 
-	if impact := impactSummary(rep); impact != "" {
-		blocks = append(blocks, slackapi.NewSectionBlock(mrkdwn(clip("*What the key was used for*\n"+impact, maxSection)), nil, nil))
-	}
+	blocks = append(blocks, impactBlocks(rep)...)
 	footer := fmt.Sprintf("stanch run `%s` · playbook `%s` · updated %s", escape(rep.RunID), escape(rep.Playbook), time.Now().UTC().Format("15:04:05Z"))
 	blocks = append(blocks, slackapi.NewContextBlock("", mrkdwn(footer)))
 	return slack.Message{Text: clip(escape(title)+" ("+escape(strings.ReplaceAll(rep.Status, "_", " "))+")", 300), Blocks: blocks}
@@ -141,44 +140,4 @@ func linkTarget(raw string) (string, bool) {
 		return "", false
 	}
 	return strings.NewReplacer("&", "&amp;", "<", "%3C", ">", "%3E", "|", "%7C").Replace(alert.RedactText(u.String())), true
-}
-
-// impactSummary describes the output of the run's CloudTrail step.
-func impactSummary(rep actions.Report) string {
-	for _, s := range rep.Steps {
-		if s.Action != "aws.cloudtrail_impact" || s.Status != "succeeded" {
-			continue
-		}
-		out := normalise(s.Outputs)
-		var lines []string
-		lines = append(lines, fmt.Sprintf("%v event(s) in %d region(s), first %s, last %s; %v denied", escape(fmt.Sprint(num(out["events"]))), len(list(out["regions"])), escape(or(str(out["first_used"]), "—")), escape(or(str(out["last_used"]), "—")), escape(fmt.Sprint(num(out["denied"])))))
-		if counts, ok := out["finding_counts"].(map[string]any); ok && len(counts) > 0 {
-			var parts []string
-			for _, k := range sortedKeys(counts) {
-				parts = append(parts, fmt.Sprintf("%s %s", escape(strings.ReplaceAll(k, "_", " ")), escape(fmt.Sprint(num(counts[k])))))
-			}
-			lines = append(lines, "Findings: "+strings.Join(parts, ", "))
-		}
-		for i, f := range list(out["findings"]) {
-			if i == 5 {
-				lines = append(lines, fmt.Sprintf("…and %d more", len(list(out["findings"]))-5))
-				break
-			}
-			m, _ := f.(map[string]any)
-			lines = append(lines, fmt.Sprintf("• `%s` %s in %s from %s (%s)", escape(str(m["event"])), escape(str(m["time"])), escape(str(m["region"])), escape(or(str(m["source_ip"]), "?")), escape(strings.ReplaceAll(str(m["category"]), "_", " "))))
-		}
-		if derived := list(out["derived_credentials"]); len(derived) > 0 {
-			var ids []string
-			for _, d := range derived {
-				m, _ := d.(map[string]any)
-				ids = append(ids, fmt.Sprintf("`%s` (%s via %s)", escape(str(m["access_key_id"])), escape(str(m["kind"])), escape(str(m["created_by_event"]))))
-			}
-			lines = append(lines, "Derived credentials: "+strings.Join(ids, ", "))
-		}
-		if failed, ok := out["regions_failed"].(map[string]any); ok && len(failed) > 0 {
-			lines = append(lines, fmt.Sprintf("⚠️ %d region(s) could not be read: %s", len(failed), escape(strings.Join(sortedKeys(failed), ", "))))
-		}
-		return strings.Join(lines, "\n")
-	}
-	return ""
 }
