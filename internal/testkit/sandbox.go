@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"net/http"
 	"net/http/httptest"
 	"testing"
 
@@ -65,5 +66,11 @@ func AWSConfig(url, keyID, secret string) aws.Config {
 		Region:       "us-east-1",
 		Credentials:  credentials.NewStaticCredentialsProvider(keyID, secret, ""),
 		BaseEndpoint: aws.String(url),
+		// A connection per request: under -race with tests in parallel a
+		// kept-alive connection was seen closed under a response being
+		// read ("use of closed network connection"), and moto's server
+		// drops idle ones; the SDK then retried calls that had taken
+		// effect.
+		HTTPClient: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
 	}
 }
