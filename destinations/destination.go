@@ -63,27 +63,46 @@ type Destination interface {
 // Spec is one item of a rotation step's `destinations:`: exactly one of
 // its fields is set.
 type Spec struct {
-	VaultKV *VaultKVSpec `json:"vault_kv,omitempty"`
+	VaultKV       *VaultKVSpec       `json:"vault_kv,omitempty"`
+	AzureKeyVault *AzureKeyVaultSpec `json:"azure_key_vault,omitempty"`
+	GitHubActions *GitHubActionsSpec `json:"github_actions,omitempty"`
+	SOPS          *SOPSSpec          `json:"sops,omitempty"`
 }
 
 // Deps are what destinations need from stanch's configuration.
 type Deps struct {
-	Vault VaultDeps
+	Vault  VaultDeps
+	Azure  AzureDeps
+	GitHub GitHubDeps
+	SOPS   SOPSDeps
 }
 
 // Check reports every problem with specs at once.
 func Check(specs []Spec) error {
 	var problems []string
 	for i, s := range specs {
+		kinds := []struct {
+			name  string
+			set   bool
+			check func() error
+		}{
+			{"vault_kv", s.VaultKV != nil, func() error { return s.VaultKV.check() }},
+			{"azure_key_vault", s.AzureKeyVault != nil, func() error { return s.AzureKeyVault.check() }},
+			{"github_actions", s.GitHubActions != nil, func() error { return s.GitHubActions.check() }},
+			{"sops", s.SOPS != nil, func() error { return s.SOPS.check() }},
+		}
 		n := 0
-		if s.VaultKV != nil {
+		for _, k := range kinds {
+			if !k.set {
+				continue
+			}
 			n++
-			if err := s.VaultKV.check(); err != nil {
-				problems = append(problems, fmt.Sprintf("destinations[%d].vault_kv: %v", i, err))
+			if err := k.check(); err != nil {
+				problems = append(problems, fmt.Sprintf("destinations[%d].%s: %v", i, k.name, err))
 			}
 		}
 		if n != 1 {
-			problems = append(problems, fmt.Sprintf("destinations[%d]: name exactly one kind of destination (vault_kv)", i))
+			problems = append(problems, fmt.Sprintf("destinations[%d]: name exactly one kind of destination (vault_kv, azure_key_vault, github_actions or sops)", i))
 		}
 	}
 	if len(problems) > 0 {
@@ -96,16 +115,24 @@ func Check(specs []Spec) error {
 func Build(specs []Spec, deps Deps) ([]Destination, error) {
 	out := make([]Destination, 0, len(specs))
 	for i, s := range specs {
+		var d Destination
+		var err error
 		switch {
 		case s.VaultKV != nil:
-			d, err := newVaultKV(*s.VaultKV, deps.Vault)
-			if err != nil {
-				return nil, fmt.Errorf("destinations[%d]: %w", i, err)
-			}
-			out = append(out, d)
+			d, err = newVaultKV(*s.VaultKV, deps.Vault)
+		case s.AzureKeyVault != nil:
+			d, err = newAzureKeyVault(*s.AzureKeyVault, deps.Azure)
+		case s.GitHubActions != nil:
+			d, err = newGitHubActions(*s.GitHubActions, deps.GitHub)
+		case s.SOPS != nil:
+			d, err = newSOPS(*s.SOPS, deps.SOPS)
 		default:
 			return nil, fmt.Errorf("destinations[%d]: no destination named", i)
 		}
+		if err != nil {
+			return nil, fmt.Errorf("destinations[%d]: %w", i, err)
+		}
+		out = append(out, d)
 	}
 	return out, nil
 }
@@ -113,11 +140,14 @@ func Build(specs []Spec, deps Deps) ([]Destination, error) {
 // Permissions are what each kind of destination needs, for `stanch
 // actions` and `stanch permissions`.
 func Permissions() []actions.Permission {
-	return []actions.Permission{
+	out := []actions.Permission{
 		{Provider: "vault", Name: "read on {mount}/data/{path}, {mount}/metadata/{path}", Why: "destinations vault_kv: read the current version (check-and-set) and tell this rotation's write"},
 		{Provider: "vault", Name: "create, update on {mount}/data/{path}", Why: "destinations vault_kv: write the new credential as a new version"},
 		{Provider: "vault", Name: "patch on {mount}/metadata/{path}", Why: "destinations vault_kv: record the run in the secret's custom metadata"},
 	}
+	out = append(out, azurePermissions...)
+	out = append(out, githubActionsPermissions...)
+	return append(out, sopsPermissions...)
 }
 
 // mapped returns the values to write: fields maps a destination's key to

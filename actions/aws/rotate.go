@@ -36,7 +36,7 @@ type RotateKeyParams struct {
 	// Destinations are the other stores the key's consumers read; Secrets
 	// Manager (secret_id) comes first and holds the new key while the
 	// rotation is unfinished.
-	Destinations []destinations.Spec `json:"destinations" doc:"further stores to write the new key to, in order, after Secrets Manager and before it is promoted there: [{vault_kv: {mount, path, fields}}] (docs/rotation.md)"`
+	Destinations []destinations.Spec `json:"destinations" doc:"further stores to write the new key to, in order, after Secrets Manager and before it is promoted there: vault_kv, azure_key_vault, github_actions or sops, one per item (docs/rotation.md)"`
 }
 
 // secretResource is the ARN pattern of the secrets a rotation writes: the

@@ -34,7 +34,9 @@ type fileConfig struct {
 	GitHub    githubConfig   `yaml:"github"`
 	Slack     slackConfig    `yaml:"slack"`
 	Vault     vaultConfig    `yaml:"vault"`
+	Azure     azureConfig    `yaml:"azure"`
 	GitLab    gitlabConfig   `yaml:"gitlab"`
+	SOPS      sopsConfig     `yaml:"sops"`
 	NPM       npmConfig      `yaml:"npm"`
 	AWS       awsConfig      `yaml:"aws"`
 
@@ -339,6 +341,12 @@ func (c *fileConfig) check() yamldiag.Problems {
 	}
 	if v := c.Vault; v.OperatorTokenEnv != "" && v.OperatorTokenFile != "" {
 		add("vault.operator_token_file", "", "give `operator_token_env` or `operator_token_file`, not both")
+	}
+	httpURL("azure.keyvault_url", c.Azure.KeyVaultURL, "the vault's URL, such as https://kv-prod.vault.azure.net/")
+	if a := c.Azure; a.TokenEnv != "" && !envNameRe.MatchString(a.TokenEnv) {
+		add("azure.token_env", "name the variable that holds the token, not the token", "`azure.token_env` is not an environment variable's name (its value is not repeated here)")
+	} else if a.TokenEnv != "" && a.TokenFile != "" {
+		add("azure.token_file", "", "give `token_env` or `token_file`, not both")
 	}
 	if gh.TokenEnv != "" && !envNameRe.MatchString(gh.TokenEnv) {
 		add("github.token_env", "name the variable that holds the token, not the token", "%q is not an environment variable's name", gh.TokenEnv)

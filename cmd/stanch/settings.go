@@ -121,6 +121,14 @@ var bindings = []binding{
 	// variable or a file, never the token; read when such a step runs.
 	{key: "vault.operator_token_env", def: envVaultOperatorToken, file: func(c *fileConfig) ([]string, bool) { return one(c.Vault.OperatorTokenEnv) }},
 	{key: "vault.operator_token_file", file: func(c *fileConfig) ([]string, bool) { return one(c.relative(c.Vault.OperatorTokenFile)) }},
+	// Azure Key Vault destinations (docs/rotation.md): the token's variable
+	// or file, never the token.
+	{env: "STANCH_AZURE_KEYVAULT_URL", key: "azure.keyvault_url", file: func(c *fileConfig) ([]string, bool) { return one(c.Azure.KeyVaultURL) }},
+	{env: "STANCH_AZURE_CA_FILE", key: "azure.ca_file", file: func(c *fileConfig) ([]string, bool) { return one(c.relative(c.Azure.CAFile)) }},
+	{key: "azure.token_env", def: envAzureToken, file: func(c *fileConfig) ([]string, bool) { return one(c.Azure.TokenEnv) }},
+	{key: "azure.token_file", file: func(c *fileConfig) ([]string, bool) { return one(c.relative(c.Azure.TokenFile)) }},
+	// SOPS destinations (docs/rotation.md): the age keys file, never a key.
+	{env: "STANCH_SOPS_AGE_KEY_FILE", key: "sops.age_key_file", fallbackEnv: "SOPS_AGE_KEY_FILE", file: func(c *fileConfig) ([]string, bool) { return one(c.relative(c.SOPS.AgeKeyFile)) }},
 	{env: envGitLabURL, key: "gitlab.url", def: "https://gitlab.com/api/v4", file: func(c *fileConfig) ([]string, bool) { return one(c.GitLab.URL) }},
 	{env: envNPMRegistry, key: "npm.registry", def: "https://registry.npmjs.org/", file: func(c *fileConfig) ([]string, bool) { return one(c.NPM.Registry) }},
 }

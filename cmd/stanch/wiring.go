@@ -46,6 +46,9 @@ func newRegistryWith(aws awsactions.ProviderOptions, gh githubSettings, slack *s
 	// aws.rotate_key writes the new key to Vault with the operator token
 	// (docs/rotation.md), read only when such a step runs.
 	aws.Destinations.Vault = destinations.VaultDeps{Address: tok.vaultAddress, Namespace: tok.vaultNamespace, Token: tok.vaultOperatorToken}
+	aws.Destinations.GitHub = destinations.GitHubDeps{Client: ghp.Client}
+	aws.Destinations.Azure = tok.azure
+	aws.Destinations.SOPS = destinations.SOPSDeps{AgeKeyFile: tok.sopsAgeKeyFile, GitHub: ghp.Client}
 	all := awsactions.Actions(awsactions.NewProvider(aws))
 	all = append(all, slackact.Actions(slack)...)
 	all = append(all, ghactions.Actions(ghp)...)
@@ -60,6 +63,9 @@ type tokenSettings struct {
 	// vaultOperatorToken reads the operator token from where the
 	// configuration says; called only when a method: accessor step runs.
 	vaultOperatorToken func() (string, error)
+	azure              destinations.AzureDeps
+	// sopsAgeKeyFile holds the age identity SOPS destinations decrypt with.
+	sopsAgeKeyFile string
 }
 
 // tokenSettings reads the token providers' settings: each one's STANCH_*
@@ -73,6 +79,8 @@ func (g *globals) tokenSettings() tokenSettings {
 		vaultNamespace: get("vault.namespace"),
 		gitlabURL:      gitlabAPIBase(get("gitlab.url")),
 		npmRegistry:    get("npm.registry"),
+		sopsAgeKeyFile: get("sops.age_key_file"),
+		azure:          g.azureDeps(),
 	}
 	env, file := get("vault.operator_token_env"), get("vault.operator_token_file")
 	if env == "" {

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/stanchhq/stanch/internal/planted"
+)
+
+// githubWriterToken is the token stanch writes Actions secrets with.
+const githubWriterToken = "ghp_SANDBOXrotationWRITERtoken0000000002"
+
+// TestRotateIntoGitHubActionsCrashAfterTheWrite kills stanch right after
+// the new key was set in GitHub Actions secrets and before the journal
+// knows, then resumes: one new key, each secret set once (their
+// updated_at tells the resumed attempt that this step set them), the
+// sealed values open to the new key, and its secret half nowhere else.
+func TestRotateIntoGitHubActionsCrashAfterTheWrite(t *testing.T) {
+	t.Parallel()
+	seed, err := os.ReadFile("testdata/rotate-seed.yaml")
+	require.NoError(t, err)
+	seed = append(seed, []byte(`
+github:
+  token: `+githubWriterToken+`
+  repositories:
+    - name: acme/payments-service
+      secrets: {AWS_ACCESS_KEY_ID: AKIAIOSFODNN7EXAMPLE, AWS_SECRET_ACCESS_KEY: wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY, NPM_TOKEN: untouched}
+`)...)
+	e := newE2EWithSeed(t, seed)
+	// updated_at is in whole seconds: start the step in a later second
+	// than the seeded secrets'.
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(2 * time.Second)))
+	env := []string{"STANCH_GITHUB_API_URL=" + e.url + "/api/v3/", "STANCH_GITHUB_TOKEN=" + githubWriterToken}
+	waiting := e.stanch(env, "run", "--playbook", "testdata/rotate-github-actions.yaml", "--alert", e.example("alerts/manual-aws-key.json"), "--database", e.db)
+	require.Equal(t, 3, waiting.code, waiting.stdout+waiting.stderr)
+	i := strings.Index(waiting.stdout, "stanch approve ")
+	require.GreaterOrEqual(t, i, 0, waiting.stdout)
+	fields := strings.Fields(waiting.stdout[i:])
+	runID, step := fields[2], fields[3]
+
+	crashed := e.stanch(append(env, "STANCH_CRASHPOINT=rotate:delivered:0"), "approve", runID, step, "--by", "security-oncall", "--database", e.db)
+	require.True(t, crashed.killed, "want SIGKILL after the GitHub write: %s%s", crashed.stdout, crashed.stderr)
+	resumed := e.stanch(env, "approve", runID, step, "--by", "security-oncall", "--database", e.db)
+	require.Equal(t, 0, resumed.code, "stdout:\n%s\nstderr:\n%s", resumed.stdout, resumed.stderr)
+	require.Contains(t, resumed.stdout, "succeeded")
+
+	current, _, ok := e.sb.SecretValue(account, "us-east-1", "iam-user/ci-bot", "AWSCURRENT")
+	require.True(t, ok)
+	var stored struct{ UserName, AccessKeyId, SecretAccessKey string }
+	require.NoError(t, json.Unmarshal([]byte(current), &stored))
+	require.NotEqual(t, leakedKey, stored.AccessKeyId)
+	require.Equal(t, 1, e.sb.EffectiveCount("CreateAccessKey"), "one new key")
+	require.Equal(t, 2, e.sb.EffectiveCount("CreateOrUpdateRepoSecret"), "each secret set once")
+	key, ok := e.sb.ActionsPrivateKey("acme/payments-service")
+	require.True(t, ok)
+	for name, want := range map[string]string{"AWS_ACCESS_KEY_ID": stored.AccessKeyId, "AWS_SECRET_ACCESS_KEY": stored.SecretAccessKey, "NPM_TOKEN": "untouched"} {
+		sec, ok := e.sb.ActionsSecret("acme/payments-service", name)
+		require.True(t, ok, name)
+		plain, err := key.Open(sec.Sealed)
+		require.NoError(t, err, name)
+		require.Equal(t, want, string(plain), name)
+	}
+
+	// The new secret half is in the stores only.
+	require.Len(t, stored.SecretAccessKey, 40)
+	for _, r := range []result{waiting, crashed, resumed} {
+		require.NotContains(t, r.stdout+r.stderr, stored.SecretAccessKey)
+	}
+	files, err := filepath.Glob(filepath.Join(e.dir, "stanch.db*"))
+	require.NoError(t, err)
+	for _, f := range files {
+		if info, err := os.Lstat(f); err == nil && !info.Mode().IsRegular() {
+			continue
+		}
+		data, err := os.ReadFile(f)
+		require.NoError(t, err)
+		require.NotContains(t, string(data), stored.SecretAccessKey, f)
+		planted.RequireNone(t, filepath.Base(f), data)
+	}
+	for _, c := range e.sb.Calls() {
+		for k, v := range c.Params {
+			require.NotContains(t, v, stored.SecretAccessKey, "%s %s", c.Action, k)
+		}
+	}
+}
