@@ -24,10 +24,14 @@ func TestLookupEventsPagesAndLimits(t *testing.T) {
 		events = append(events, SeedEvent{Region: "us-west-2", Time: now.Add(-time.Duration(i) * time.Minute), Name: "DescribeInstances", AccessKeyID: leakedKey, User: "ci-bot"})
 	}
 	require.NoError(t, f.sb.AddEvents(accountID, events...))
+	// Paging within the rate: the SDK's retries stay on, for a connection
+	// that a loaded machine drops (seen under -race); nothing here is
+	// throttled, which the sandbox's call log shows below.
+	paging := cloudtrail.NewFromConfig(f.config(ResponderKeyID, ResponderSecret), func(o *cloudtrail.Options) { o.Region = "us-west-2" })
 	c := cloudtrail.NewFromConfig(f.config(ResponderKeyID, ResponderSecret), func(o *cloudtrail.Options) { o.Region = "us-west-2"; o.RetryMaxAttempts = 1 })
 	ctx := context.Background()
 	in := &cloudtrail.LookupEventsInput{LookupAttributes: []cttypes.LookupAttribute{{AttributeKey: cttypes.LookupAttributeKeyAccessKeyId, AttributeValue: aws.String(leakedKey)}}}
-	pages := cloudtrail.NewLookupEventsPaginator(c, in)
+	pages := cloudtrail.NewLookupEventsPaginator(paging, in)
 	total, n := 0, 0
 	var newest time.Time
 	for pages.HasMorePages() {
@@ -45,6 +49,11 @@ func TestLookupEventsPagesAndLimits(t *testing.T) {
 	}
 	require.Equal(t, 120, total)
 	require.Equal(t, 3, n, "50 per page")
+	for _, call := range f.sb.Calls() {
+		if call.Action == "LookupEvents" {
+			require.Equal(t, 200, call.Status, "paging within 2 requests/s is never throttled")
+		}
+	}
 	require.WithinDuration(t, now, newest, time.Second, "newest first")
 
 	// Above 2 requests/s the sandbox throttles, as CloudTrail does.
