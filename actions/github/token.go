@@ -11,6 +11,7 @@ import (
 	gh "github.com/google/go-github/v60/github"
 
 	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/actions/tokens"
 	"github.com/stanchhq/stanch/internal/crashpoint"
 )
 
@@ -73,8 +74,8 @@ func revokeToken(p *Provider) actions.Action {
     alert_number: ${{ alert.location.alert_number }}
 `,
 		Validate: func(in RevokeTokenParams) error {
-			if !strings.HasPrefix(in.Credential, "sha256:") {
-				return errors.New("credential is not a token fingerprint (sha256:…): name the token by ${{ alert.credential.id }}, never by its value")
+			if err := tokens.ValidateFingerprint(in.Credential); err != nil {
+				return err
 			}
 			if in.Repository != "" {
 				if _, _, err := splitRepo(in.Repository); err != nil {

@@ -9,7 +9,6 @@ package gitlab
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,7 +16,7 @@ import (
 
 	"github.com/stanchhq/stanch/actions"
 	ghactions "github.com/stanchhq/stanch/actions/github"
-	"github.com/stanchhq/stanch/internal/crashpoint"
+	"github.com/stanchhq/stanch/actions/tokens"
 )
 
 // Options say how stanch reaches GitLab.
@@ -36,11 +35,7 @@ type Options struct {
 const DefaultBaseURL = "https://gitlab.com/api/v4"
 
 // RevokeTokenParams are the parameters of gitlab.revoke_token.
-type RevokeTokenParams struct {
-	Credential  string `json:"credential" required:"true" doc:"the token's fingerprint (sha256:…), usually ${{ alert.credential.id }}; never the token itself"`
-	Repository  string `json:"repository" doc:"owner/name of the GitHub secret-scanning alert that reported the token, usually ${{ alert.location.repo }}: read again when this process has not seen the token"`
-	AlertNumber int    `json:"alert_number" doc:"that alert's number, usually ${{ alert.location.alert_number }}"`
-}
+type RevokeTokenParams = tokens.Params
 
 // RevokeTokenOutputs are the outputs of gitlab.revoke_token.
 type RevokeTokenOutputs struct {
@@ -57,9 +52,10 @@ type RevokeTokenOutputs struct {
 }
 
 const (
-	noHistory    = "GitLab offers no usage history by token through its API: last_used_at is all it says (audit events on Premium record some actions by user, not by token)"
 	revokeByHand = "its owner revokes it under User settings → Access tokens (a project's or group's token under its Settings → Access tokens), or an administrator in the Admin area"
 )
+
+var noHistory = tokens.NoHistory("GitLab", " through its API: last_used_at is all it says (audit events on Premium record some actions by user, not by token)")
 
 // Actions returns the GitLab actions: gitlab.revoke_token.
 func Actions(opts Options) []actions.Action {
@@ -67,52 +63,11 @@ func Actions(opts Options) []actions.Action {
 }
 
 func revokeToken(opts Options) actions.Action {
-	return actions.New(actions.Definition[RevokeTokenParams, RevokeTokenOutputs]{
-		Name:        "gitlab.revoke_token",
-		Summary:     "Revoke a leaked GitLab access token (glpat-) with the token itself: identify it (GET /personal_access_tokens/self), revoke it (DELETE the same), verify that GitLab refuses it.",
-		Containment: true,
-		Permissions: []actions.Permission{
-			{Name: "none", Why: "the self endpoints are called with the leaked token itself (GitLab 15.4 and later: any scope; 15.0–15.3: only api-scoped tokens)"},
-			{Name: "secret_scanning_alerts:read", Why: "GitHub, only when this process has not seen the token: read it again from the secret-scanning alert that reported it"},
-		},
-		Example: `- id: revoke_gitlab_token
-  action: gitlab.revoke_token
-  with:
-    credential: ${{ alert.credential.id }}
-`,
-		Validate: func(p RevokeTokenParams) error {
-			if !strings.HasPrefix(p.Credential, "sha256:") {
-				return errors.New("credential is not a token fingerprint (sha256:…): name the token by ${{ alert.credential.id }}, never by its value")
-			}
-			return nil
-		},
-		PlanFunc: func(ctx context.Context, env actions.Env, in *RevokeTokenParams) (actions.PlanOf[RevokeTokenOutputs], error) {
-			type plan = actions.PlanOf[RevokeTokenOutputs]
-			t, err := newLeakedToken(ctx, opts, in)
-			if err != nil {
-				return plan{}, err
-			}
-			self, refused, err := t.self(ctx)
-			if err != nil {
-				return plan{}, err
-			}
-			calls := []actions.Call{{Service: "gitlab", Operation: "GET /personal_access_tokens/self", Params: map[string]any{"token": "the leaked token " + t.fp}, Made: true}}
-			if refused {
-				return plan{Summary: fmt.Sprintf("GitLab already refuses %s: nothing to revoke", t.fp), Calls: calls, Outputs: t.outputs(nil, true), Settled: actions.Already}, nil
-			}
-			calls = append(calls,
-				actions.Call{Service: "gitlab", Operation: "DELETE /personal_access_tokens/self", Params: map[string]any{"token": "the leaked token " + t.fp}, Mutates: true, Irreversible: true, Effect: "revoke " + t.describe(self)},
-				actions.Call{Service: "gitlab", Operation: "GET /personal_access_tokens/self", Params: map[string]any{"token": "the leaked token " + t.fp, "expect": "401"}})
-			return plan{Summary: fmt.Sprintf("would revoke %s, then check that GitLab refuses it", t.describe(self)), Calls: calls, Outputs: t.outputs(self, true)}, nil
-		},
-		DoFunc: func(ctx context.Context, env actions.Env, in *RevokeTokenParams) (actions.ResultOf[RevokeTokenOutputs], error) {
-			t, err := newLeakedToken(ctx, opts, in)
-			if err != nil {
-				return actions.ResultOf[RevokeTokenOutputs]{}, err
-			}
-			return t.revoke(ctx, env)
-		},
-	})
+	return tokens.Action(tokens.Spec{
+		Name:    "gitlab.revoke_token",
+		Summary: "Revoke a leaked GitLab access token (glpat-) with the token itself: identify it (GET /personal_access_tokens/self), revoke it (DELETE the same), verify that GitLab refuses it.",
+		Uses:    "the self endpoints are called with the leaked token itself (GitLab 15.4 and later: any scope; 15.0–15.3: only api-scoped tokens)",
+	}, open(opts))
 }
 
 type leakedToken struct {
@@ -188,17 +143,14 @@ func (t *leakedToken) call(ctx context.Context, method string, out any) (int, st
 }
 
 func fail(method string, status int, msg string) error {
-	api := actions.APIError{Provider: "gitlab", Service: "rest", Code: fmt.Sprintf("http_%d", status)}
 	err := fmt.Errorf("%s /personal_access_tokens/self: %d %s", method, status, msg)
-	switch {
-	case status == http.StatusTooManyRequests || status >= 500:
-		return actions.Retryable(actions.WithAPIError(err, api))
-	case status == http.StatusForbidden:
-		return actions.Permanent(actions.WithAPIError(fmt.Errorf("%w (GitLab before 15.4 lets only api-scoped tokens revoke themselves; revoke it by hand)", err), api))
-	case status == http.StatusNotFound:
-		return actions.Permanent(actions.WithAPIError(fmt.Errorf("%w (this GitLab has no self endpoint: it needs GitLab 15.5 to look a token up, 15.0 to revoke it)", err), api))
+	switch status {
+	case http.StatusForbidden:
+		err = fmt.Errorf("%w (GitLab before 15.4 lets only api-scoped tokens revoke themselves; revoke it by hand)", err)
+	case http.StatusNotFound:
+		err = fmt.Errorf("%w (this GitLab has no self endpoint: it needs GitLab 15.5 to look a token up, 15.0 to revoke it)", err)
 	}
-	return actions.Permanent(actions.WithAPIError(err, api))
+	return tokens.ByStatus(err, actions.APIError{Provider: "gitlab", Service: "rest"}, status)
 }
 
 // self looks the token up; refused says GitLab no longer takes it.
@@ -241,31 +193,55 @@ func (t *leakedToken) outputs(s *selfToken, revoked bool) *RevokeTokenOutputs {
 	return out
 }
 
-func (t *leakedToken) revoke(ctx context.Context, env actions.Env) (actions.ResultOf[RevokeTokenOutputs], error) {
-	type result = actions.ResultOf[RevokeTokenOutputs]
-	s, refused, err := t.self(ctx)
-	if err != nil {
-		return result{}, err
+// open reads the leaked token and returns its revocation.
+func open(opts Options) func(context.Context, *RevokeTokenParams) (*tokens.Revocation[*selfToken, RevokeTokenOutputs], error) {
+	return func(ctx context.Context, in *RevokeTokenParams) (*tokens.Revocation[*selfToken, RevokeTokenOutputs], error) {
+		t, err := newLeakedToken(ctx, opts, in)
+		if err != nil {
+			return nil, err
+		}
+		return t.revocation(), nil
 	}
-	if refused {
-		return result{Outcome: actions.Already, Message: fmt.Sprintf("GitLab already refuses %s: nothing revoked", t.describe(s)), Outputs: t.outputs(s, true)}, nil
+}
+
+func (t *leakedToken) revocation() *tokens.Revocation[*selfToken, RevokeTokenOutputs] {
+	return &tokens.Revocation[*selfToken, RevokeTokenOutputs]{
+		Provider:     "gitlab",
+		Identify:     t.self,
+		IdentifyCall: actions.Call{Service: "gitlab", Operation: "GET /personal_access_tokens/self", Params: map[string]any{"token": "the leaked token " + t.fp}, Made: true},
+		PlanAlready: func(*selfToken) (string, *RevokeTokenOutputs) {
+			return fmt.Sprintf("GitLab already refuses %s: nothing to revoke", t.fp), t.outputs(nil, true)
+		},
+		PlanRevoke: func(s *selfToken) (string, []actions.Call, *RevokeTokenOutputs) {
+			return fmt.Sprintf("would revoke %s, then check that GitLab refuses it", t.describe(s)), []actions.Call{
+				{Service: "gitlab", Operation: "DELETE /personal_access_tokens/self", Params: map[string]any{"token": "the leaked token " + t.fp}, Mutates: true, Irreversible: true, Effect: "revoke " + t.describe(s)},
+				{Service: "gitlab", Operation: "GET /personal_access_tokens/self", Params: map[string]any{"token": "the leaked token " + t.fp, "expect": "401"}},
+			}, t.outputs(s, true)
+		},
+		Already: func(s *selfToken) (string, *RevokeTokenOutputs) {
+			return fmt.Sprintf("GitLab already refuses %s: nothing revoked", t.describe(s)), t.outputs(s, true)
+		},
+		Revoke: func(ctx context.Context, _ *selfToken) error {
+			status, msg, err := t.call(ctx, http.MethodDelete, nil)
+			switch {
+			case err != nil:
+				return err
+			case status == http.StatusUnauthorized: // revoked meanwhile
+			case status < 200 || status > 299:
+				return fail(http.MethodDelete, status, msg)
+			}
+			return nil
+		},
+		Effect: func(s *selfToken) string { return "revoked " + t.describe(s) },
+		Log: func(s *selfToken) (string, []any) {
+			return "GitLab token revoked", []any{"credential", t.fp, "token_id", s.ID, "user_id", s.UserID}
+		},
+		StillAccepted: func(*selfToken) error {
+			return actions.Retryable(fmt.Errorf("GitLab still accepts %s after the DELETE; the step checks again", t.fp))
+		},
+		Done: func(s *selfToken) (string, *RevokeTokenOutputs) {
+			out := t.outputs(s, true)
+			return fmt.Sprintf("revoked %s; GitLab now refuses it. %s", t.describe(s), out.Impact), out
+		},
 	}
-	status, msg, err := t.call(ctx, http.MethodDelete, nil)
-	switch {
-	case err != nil:
-		return result{}, err
-	case status == http.StatusUnauthorized: // revoked meanwhile
-	case status < 200 || status > 299:
-		return result{}, fail(http.MethodDelete, status, msg)
-	}
-	crashpoint.Hit("gitlab:token_revoked")
-	env.Record(actions.Effect{Description: "revoked " + t.describe(s), Irreversible: true})
-	env.Log().Info("GitLab token revoked", "credential", t.fp, "token_id", s.ID, "user_id", s.UserID)
-	if _, refused, err := t.self(ctx); err != nil {
-		return result{}, fmt.Errorf("verify: %w", err)
-	} else if !refused {
-		return result{}, actions.Retryable(fmt.Errorf("GitLab still accepts %s after the DELETE; the step checks again", t.fp))
-	}
-	out := t.outputs(s, true)
-	return result{Outcome: actions.Done, Message: fmt.Sprintf("revoked %s; GitLab now refuses it. %s", t.describe(s), out.Impact), Outputs: out}, nil
 }

@@ -2,7 +2,6 @@ package gitlab
 
 import (
 	"bytes"
-	"log/slog"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -36,10 +35,7 @@ tokens:
 
 func setup(t *testing.T) (*testkit.Fixture, actions.Action, actions.Env, *bytes.Buffer) {
 	t.Helper()
-	sb := testkit.Sandbox(t, testkit.Seed(t, seedYAML))
-	logs := &bytes.Buffer{}
-	env := testkit.Env("run-gitlab")
-	env.Logger = slog.New(slog.NewJSONHandler(logs, nil))
+	sb, env, logs := testkit.SandboxEnv(t, seedYAML, "run-gitlab")
 	return sb, revokeToken(Options{BaseURL: sb.URL + "/gitlab/api/v4"}), env, logs
 }
 

@@ -21,7 +21,7 @@ import (
 
 	"github.com/stanchhq/stanch/actions"
 	ghactions "github.com/stanchhq/stanch/actions/github"
-	"github.com/stanchhq/stanch/internal/crashpoint"
+	"github.com/stanchhq/stanch/actions/tokens"
 )
 
 // Options say how stanch reaches the npm registry.
@@ -39,11 +39,7 @@ type Options struct {
 const DefaultRegistry = "https://registry.npmjs.org/"
 
 // RevokeTokenParams are the parameters of npm.revoke_token.
-type RevokeTokenParams struct {
-	Credential  string `json:"credential" required:"true" doc:"the token's fingerprint (sha256:…), usually ${{ alert.credential.id }}; never the token itself"`
-	Repository  string `json:"repository" doc:"owner/name of the GitHub secret-scanning alert that reported the token, usually ${{ alert.location.repo }}: read again when this process has not seen the token"`
-	AlertNumber int    `json:"alert_number" doc:"that alert's number, usually ${{ alert.location.alert_number }}"`
-}
+type RevokeTokenParams = tokens.Params
 
 // RevokeTokenOutputs are the outputs of npm.revoke_token.
 type RevokeTokenOutputs struct {
@@ -57,9 +53,10 @@ type RevokeTokenOutputs struct {
 }
 
 const (
-	noHistory    = "npm offers no usage history by token; check the user's packages' recent versions (npm view <package> time) for publishes you did not make"
 	revokeByHand = "its owner deletes it at https://www.npmjs.com/settings/<user>/tokens or with `npm token revoke`"
 )
+
+var noHistory = tokens.NoHistory("npm", "; check the user's packages' recent versions (npm view <package> time) for publishes you did not make")
 
 // Actions returns the npm actions: npm.revoke_token.
 func Actions(opts Options) []actions.Action {
@@ -67,57 +64,11 @@ func Actions(opts Options) []actions.Action {
 }
 
 func revokeToken(opts Options) actions.Action {
-	return actions.New(actions.Definition[RevokeTokenParams, RevokeTokenOutputs]{
-		Name:        "npm.revoke_token",
-		Summary:     "Revoke a leaked npm access token (npm_) with the token itself: identify its user (/-/whoami), find it among the user's tokens, delete it, verify that the registry refuses it.",
-		Containment: true,
-		Permissions: []actions.Permission{
-			{Name: "none", Why: "the calls use the leaked token itself; an account with 2FA for writes also needs a one-time password, which stanch cannot give"},
-			{Name: "secret_scanning_alerts:read", Why: "GitHub, only when this process has not seen the token: read it again from the secret-scanning alert that reported it"},
-		},
-		Example: `- id: revoke_npm_token
-  action: npm.revoke_token
-  with:
-    credential: ${{ alert.credential.id }}
-`,
-		Validate: func(p RevokeTokenParams) error {
-			if !strings.HasPrefix(p.Credential, "sha256:") {
-				return errors.New("credential is not a token fingerprint (sha256:…): name the token by ${{ alert.credential.id }}, never by its value")
-			}
-			return nil
-		},
-		PlanFunc: func(ctx context.Context, env actions.Env, in *RevokeTokenParams) (actions.PlanOf[RevokeTokenOutputs], error) {
-			type plan = actions.PlanOf[RevokeTokenOutputs]
-			t, err := newLeakedToken(ctx, opts, in)
-			if err != nil {
-				return plan{}, err
-			}
-			user, refused, err := t.whoami(ctx)
-			if err != nil {
-				return plan{}, err
-			}
-			calls := []actions.Call{{Service: "npm", Operation: "GET /-/whoami", Params: map[string]any{"token": "the leaked token " + t.fp}, Made: true}}
-			if refused {
-				return plan{Summary: fmt.Sprintf("the registry already refuses %s: nothing to revoke", t.fp), Calls: calls, Outputs: t.outputs("", nil, true), Settled: actions.Already}, nil
-			}
-			listed, err := t.find(ctx)
-			if err != nil {
-				return plan{}, err
-			}
-			calls = append(calls,
-				actions.Call{Service: "npm", Operation: "GET /-/npm/v1/tokens", Params: map[string]any{"token": "the leaked token " + t.fp}, Made: true},
-				actions.Call{Service: "npm", Operation: "DELETE /-/npm/v1/tokens/token/{key}", Params: map[string]any{"key": keyShown(listed, t.fp)}, Mutates: true, Irreversible: true, Effect: "delete npm token " + t.fp + " of " + user},
-				actions.Call{Service: "npm", Operation: "GET /-/whoami", Params: map[string]any{"token": "the leaked token " + t.fp, "expect": "401"}})
-			return plan{Summary: fmt.Sprintf("would delete npm token %s of %s, then check that the registry refuses it", t.fp, user), Calls: calls, Outputs: t.outputs(user, listed, true)}, nil
-		},
-		DoFunc: func(ctx context.Context, env actions.Env, in *RevokeTokenParams) (actions.ResultOf[RevokeTokenOutputs], error) {
-			t, err := newLeakedToken(ctx, opts, in)
-			if err != nil {
-				return actions.ResultOf[RevokeTokenOutputs]{}, err
-			}
-			return t.revoke(ctx, env)
-		},
-	})
+	return tokens.Action(tokens.Spec{
+		Name:    "npm.revoke_token",
+		Summary: "Revoke a leaked npm access token (npm_) with the token itself: identify its user (/-/whoami), find it among the user's tokens, delete it, verify that the registry refuses it.",
+		Uses:    "the calls use the leaked token itself; an account with 2FA for writes also needs a one-time password, which stanch cannot give",
+	}, open(opts))
 }
 
 type leakedToken struct {
@@ -191,12 +142,7 @@ func (t *leakedToken) call(ctx context.Context, method, path, shown string, out 
 }
 
 func fail(method, shown string, status int, msg string) error {
-	api := actions.APIError{Provider: "npm", Service: "registry", Code: fmt.Sprintf("http_%d", status)}
-	err := fmt.Errorf("%s %s: %d %s", method, shown, status, msg)
-	if status == http.StatusTooManyRequests || status >= 500 {
-		return actions.Retryable(actions.WithAPIError(err, api))
-	}
-	return actions.Permanent(actions.WithAPIError(err, api))
+	return tokens.ByStatus(fmt.Errorf("%s %s: %d %s", method, shown, status, msg), actions.APIError{Provider: "npm", Service: "registry"}, status)
 }
 
 func (t *leakedToken) whoami(ctx context.Context) (string, bool, error) {
@@ -333,45 +279,79 @@ func (t *leakedToken) outputs(user string, l *listedToken, revoked bool) *Revoke
 	return out
 }
 
-func (t *leakedToken) revoke(ctx context.Context, env actions.Env) (actions.ResultOf[RevokeTokenOutputs], error) {
-	type result = actions.ResultOf[RevokeTokenOutputs]
-	user, refused, err := t.whoami(ctx)
-	if err != nil {
-		return result{}, err
-	}
-	if refused {
-		return result{Outcome: actions.Already, Message: fmt.Sprintf("the npm registry already refuses %s: nothing revoked", t.fp), Outputs: t.outputs("", nil, true)}, nil
-	}
-	listed, err := t.find(ctx)
-	if err != nil {
-		return result{}, err
-	}
-	// By key when the token is listed; else (a legacy token) by the token
-	// itself, as the npm CLI does: the path then holds it, so no error
-	// shows the path.
-	path, shown := "-/npm/v1/tokens/token/"+url.PathEscape(t.keyOf(listed)), "/-/npm/v1/tokens/token/{key of "+t.fp+"}"
-	if listed == nil {
-		path, shown = "-/npm/v1/tokens/token/"+url.PathEscape(t.value), "/-/npm/v1/tokens/token/{"+t.fp+"}"
-	}
-	status, msg, err := t.call(ctx, http.MethodDelete, path, shown, nil)
-	switch {
-	case err != nil:
-		return result{}, err
-	case status == http.StatusUnauthorized && msg == "": // revoked meanwhile
-	case status < 200 || status > 299:
-		return result{}, fail(http.MethodDelete, shown, status, msg)
-	}
-	crashpoint.Hit("npm:token_revoked")
-	env.Record(actions.Effect{Description: fmt.Sprintf("deleted npm token %s of %s", t.fp, user), Irreversible: true})
-	env.Log().Info("npm token deleted", "credential", t.fp, "username", user)
-	if _, refused, err := t.whoami(ctx); err != nil {
-		return result{}, fmt.Errorf("verify: %w", err)
-	} else if !refused {
-		if listed == nil {
-			return result{}, actions.Retryable(fmt.Errorf("the npm registry still accepts %s after its deletion by value (it may cache a token for up to an hour; and a registry that lists no such token may not delete by value at all: verdaccio does not, and its login tokens last until the password changes); the step checks again", t.fp))
+// state is what a revocation learns of the token: its user, then its
+// listing (nil for a legacy token).
+type state struct {
+	user   string
+	listed *listedToken
+}
+
+// open reads the leaked token and returns its revocation.
+func open(opts Options) func(context.Context, *RevokeTokenParams) (*tokens.Revocation[*state, RevokeTokenOutputs], error) {
+	return func(ctx context.Context, in *RevokeTokenParams) (*tokens.Revocation[*state, RevokeTokenOutputs], error) {
+		t, err := newLeakedToken(ctx, opts, in)
+		if err != nil {
+			return nil, err
 		}
-		return result{}, actions.Retryable(fmt.Errorf("the npm registry still accepts %s after its deletion (it may cache a token for up to an hour); the step checks again", t.fp))
+		return t.revocation(), nil
 	}
-	out := t.outputs(user, listed, true)
-	return result{Outcome: actions.Done, Message: fmt.Sprintf("deleted npm token %s of %s; /-/whoami now refuses it. %s", t.fp, user, noHistory), Outputs: out}, nil
+}
+
+func (t *leakedToken) revocation() *tokens.Revocation[*state, RevokeTokenOutputs] {
+	return &tokens.Revocation[*state, RevokeTokenOutputs]{
+		Provider: "npm",
+		Identify: func(ctx context.Context) (*state, bool, error) {
+			user, refused, err := t.whoami(ctx)
+			return &state{user: user}, refused, err
+		},
+		Prepare: func(ctx context.Context, s *state) (err error) {
+			s.listed, err = t.find(ctx)
+			return err
+		},
+		IdentifyCall: actions.Call{Service: "npm", Operation: "GET /-/whoami", Params: map[string]any{"token": "the leaked token " + t.fp}, Made: true},
+		PlanAlready: func(*state) (string, *RevokeTokenOutputs) {
+			return fmt.Sprintf("the registry already refuses %s: nothing to revoke", t.fp), t.outputs("", nil, true)
+		},
+		PlanRevoke: func(s *state) (string, []actions.Call, *RevokeTokenOutputs) {
+			return fmt.Sprintf("would delete npm token %s of %s, then check that the registry refuses it", t.fp, s.user), []actions.Call{
+				{Service: "npm", Operation: "GET /-/npm/v1/tokens", Params: map[string]any{"token": "the leaked token " + t.fp}, Made: true},
+				{Service: "npm", Operation: "DELETE /-/npm/v1/tokens/token/{key}", Params: map[string]any{"key": keyShown(s.listed, t.fp)}, Mutates: true, Irreversible: true, Effect: "delete npm token " + t.fp + " of " + s.user},
+				{Service: "npm", Operation: "GET /-/whoami", Params: map[string]any{"token": "the leaked token " + t.fp, "expect": "401"}},
+			}, t.outputs(s.user, s.listed, true)
+		},
+		Already: func(*state) (string, *RevokeTokenOutputs) {
+			return fmt.Sprintf("the npm registry already refuses %s: nothing revoked", t.fp), t.outputs("", nil, true)
+		},
+		Revoke: func(ctx context.Context, s *state) error {
+			// By key when the token is listed; else (a legacy token) by the
+			// token itself, as the npm CLI does: the path then holds it, so
+			// no error shows the path.
+			path, shown := "-/npm/v1/tokens/token/"+url.PathEscape(t.keyOf(s.listed)), "/-/npm/v1/tokens/token/{key of "+t.fp+"}"
+			if s.listed == nil {
+				path, shown = "-/npm/v1/tokens/token/"+url.PathEscape(t.value), "/-/npm/v1/tokens/token/{"+t.fp+"}"
+			}
+			status, msg, err := t.call(ctx, http.MethodDelete, path, shown, nil)
+			switch {
+			case err != nil:
+				return err
+			case status == http.StatusUnauthorized && msg == "": // revoked meanwhile
+			case status < 200 || status > 299:
+				return fail(http.MethodDelete, shown, status, msg)
+			}
+			return nil
+		},
+		Effect: func(s *state) string { return fmt.Sprintf("deleted npm token %s of %s", t.fp, s.user) },
+		Log: func(s *state) (string, []any) {
+			return "npm token deleted", []any{"credential", t.fp, "username", s.user}
+		},
+		StillAccepted: func(s *state) error {
+			if s.listed == nil {
+				return actions.Retryable(fmt.Errorf("the npm registry still accepts %s after its deletion by value (it may cache a token for up to an hour; and a registry that lists no such token may not delete by value at all: verdaccio does not, and its login tokens last until the password changes); the step checks again", t.fp))
+			}
+			return actions.Retryable(fmt.Errorf("the npm registry still accepts %s after its deletion (it may cache a token for up to an hour); the step checks again", t.fp))
+		},
+		Done: func(s *state) (string, *RevokeTokenOutputs) {
+			return fmt.Sprintf("deleted npm token %s of %s; /-/whoami now refuses it. %s", t.fp, s.user, noHistory), t.outputs(s.user, s.listed, true)
+		},
+	}
 }

@@ -3,7 +3,6 @@ package npm
 import (
 	"bytes"
 	"fmt"
-	"log/slog"
 	"strings"
 	"testing"
 
@@ -44,10 +43,7 @@ tokens:
 
 func setup(t *testing.T) (*testkit.Fixture, actions.Action, actions.Env, *bytes.Buffer) {
 	t.Helper()
-	sb := testkit.Sandbox(t, testkit.Seed(t, seedYAML()))
-	logs := &bytes.Buffer{}
-	env := testkit.Env("run-npm")
-	env.Logger = slog.New(slog.NewJSONHandler(logs, nil))
+	sb, env, logs := testkit.SandboxEnv(t, seedYAML(), "run-npm")
 	return sb, revokeToken(Options{RegistryURL: sb.URL + "/npm/"}), env, logs
 }
 

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -57,9 +56,7 @@ func TestRevokeNPMTokenVerdaccio(t *testing.T) {
 
 			rec := &recorder{secret: token}
 			act := revokeToken(Options{RegistryURL: reg.url + "/", HTTPClient: &http.Client{Transport: rec}})
-			logs := &bytes.Buffer{}
-			env := testkit.Env("run-npm-verdaccio")
-			env.Logger = slog.New(slog.NewJSONHandler(logs, nil))
+			env, logs := testkit.LoggedEnv("run-npm-verdaccio")
 			with := map[string]any{"credential": leaked.Process.Remember(token)}
 
 			plan, err := testkit.PlanAction(t, act, env, with)
@@ -122,9 +119,7 @@ func TestRevokeNPMLoginTokenVerdaccio(t *testing.T) {
 
 	rec := &recorder{secret: login}
 	act := revokeToken(Options{RegistryURL: reg.url, HTTPClient: &http.Client{Transport: rec}})
-	logs := &bytes.Buffer{}
-	env := testkit.Env("run-npm-verdaccio-login")
-	env.Logger = slog.New(slog.NewJSONHandler(logs, nil))
+	env, logs := testkit.LoggedEnv("run-npm-verdaccio-login")
 	res, err := testkit.RunAction(t, act, env, map[string]any{"credential": leaked.Process.Remember(login)})
 	require.Error(t, err)
 	require.Equal(t, actions.KindRetryable, actions.KindOf(err))

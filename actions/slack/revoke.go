@@ -11,7 +11,7 @@ import (
 
 	"github.com/stanchhq/stanch/actions"
 	ghactions "github.com/stanchhq/stanch/actions/github"
-	"github.com/stanchhq/stanch/internal/crashpoint"
+	"github.com/stanchhq/stanch/actions/tokens"
 )
 
 // TokenOptions say how slack.revoke_token reaches Slack. It needs no
@@ -28,11 +28,7 @@ type TokenOptions struct {
 }
 
 // RevokeTokenParams are the parameters of slack.revoke_token.
-type RevokeTokenParams struct {
-	Credential  string `json:"credential" required:"true" doc:"the token's fingerprint (sha256:…), usually ${{ alert.credential.id }}; never the token itself"`
-	Repository  string `json:"repository" doc:"owner/name of the GitHub secret-scanning alert that reported the token, usually ${{ alert.location.repo }}: read again when this process has not seen the token"`
-	AlertNumber int    `json:"alert_number" doc:"that alert's number, usually ${{ alert.location.alert_number }}"`
-}
+type RevokeTokenParams = tokens.Params
 
 // RevokeTokenOutputs are the outputs of slack.revoke_token.
 type RevokeTokenOutputs struct {
@@ -49,7 +45,7 @@ type RevokeTokenOutputs struct {
 }
 
 // noHistory is what Slack can say about what a token did.
-const noHistory = "Slack offers no usage history by token; what the token did cannot be listed (Enterprise Grid's audit logs record some actions by user, not by token)"
+var noHistory = tokens.NoHistory("Slack", "; what the token did cannot be listed (Enterprise Grid's audit logs record some actions by user, not by token)")
 
 const slackRevokeByHand = "a workspace admin removes the app or the user's token at https://api.slack.com/apps (or the token's owner calls auth.revoke with it)"
 
@@ -63,52 +59,17 @@ func TokenActions(opts TokenOptions) []actions.Action {
 }
 
 func revokeToken(opts TokenOptions) actions.Action {
-	return actions.New(actions.Definition[RevokeTokenParams, RevokeTokenOutputs]{
-		Name:        "slack.revoke_token",
-		Summary:     "Revoke a leaked Slack token (xoxb-, xoxp-, …) with the token itself: identify it (auth.test), revoke it (auth.revoke), verify that Slack refuses it.",
-		Containment: true,
-		Permissions: []actions.Permission{
-			{Name: "none", Why: "auth.test and auth.revoke are called with the leaked token itself, and need no scope"},
-			{Name: "secret_scanning_alerts:read", Why: "GitHub, only when this process has not seen the token: read it again from the secret-scanning alert that reported it"},
-		},
-		Example: `- id: revoke_slack_token
-  action: slack.revoke_token
-  with:
-    credential: ${{ alert.credential.id }}
-`,
+	return tokens.Action(tokens.Spec{
+		Name:     "slack.revoke_token",
+		Summary:  "Revoke a leaked Slack token (xoxb-, xoxp-, …) with the token itself: identify it (auth.test), revoke it (auth.revoke), verify that Slack refuses it.",
+		Uses:     "auth.test and auth.revoke are called with the leaked token itself, and need no scope",
 		Validate: validateFingerprint,
-		PlanFunc: func(ctx context.Context, env actions.Env, in *RevokeTokenParams) (actions.PlanOf[RevokeTokenOutputs], error) {
-			type plan = actions.PlanOf[RevokeTokenOutputs]
-			t, err := newLeakedToken(ctx, opts, in)
-			if err != nil {
-				return plan{}, err
-			}
-			who, refused, err := t.identify(ctx)
-			if err != nil {
-				return plan{}, err
-			}
-			calls := []actions.Call{{Service: "slack", Operation: "auth.test", Params: map[string]any{"token": "the leaked token " + t.fp}, Made: true}}
-			if refused {
-				return plan{Summary: fmt.Sprintf("Slack already refuses %s: nothing to revoke", t.describe(who)), Calls: calls, Outputs: t.outputs(who, true), Settled: actions.Already}, nil
-			}
-			calls = append(calls,
-				actions.Call{Service: "slack", Operation: "auth.revoke", Params: map[string]any{"token": "the leaked token " + t.fp}, Mutates: true, Irreversible: true, Effect: "revoke " + t.describe(who)},
-				actions.Call{Service: "slack", Operation: "auth.test", Params: map[string]any{"token": "the leaked token " + t.fp, "expect": "token_revoked or invalid_auth"}})
-			return plan{Summary: fmt.Sprintf("would revoke %s with auth.revoke, then check that auth.test refuses it", t.describe(who)), Calls: calls, Outputs: t.outputs(who, true)}, nil
-		},
-		DoFunc: func(ctx context.Context, env actions.Env, in *RevokeTokenParams) (actions.ResultOf[RevokeTokenOutputs], error) {
-			t, err := newLeakedToken(ctx, opts, in)
-			if err != nil {
-				return actions.ResultOf[RevokeTokenOutputs]{}, err
-			}
-			return t.revoke(ctx, env)
-		},
-	})
+	}, openToken(opts))
 }
 
 func validateFingerprint(in RevokeTokenParams) error {
-	if !strings.HasPrefix(in.Credential, "sha256:") {
-		return errors.New("credential is not a token fingerprint (sha256:…): name the token by ${{ alert.credential.id }}, never by its value")
+	if err := tokens.ValidateFingerprint(in.Credential); err != nil {
+		return err
 	}
 	if in.AlertNumber < 0 {
 		return fmt.Errorf("alert_number %d: GitHub numbers alerts from 1", in.AlertNumber)
@@ -172,33 +133,58 @@ func (t *leakedToken) identify(ctx context.Context) (*slackapi.AuthTestResponse,
 	return nil, false, classifyToken(fmt.Errorf("identify Slack token %s with auth.test: %w", t.fp, err))
 }
 
-func (t *leakedToken) revoke(ctx context.Context, env actions.Env) (actions.ResultOf[RevokeTokenOutputs], error) {
-	type result = actions.ResultOf[RevokeTokenOutputs]
-	who, refused, err := t.identify(ctx)
-	if err != nil {
-		return result{}, err
-	}
-	if refused {
-		return result{Outcome: actions.Already, Message: fmt.Sprintf("Slack already refuses %s (auth.test fails): nothing revoked", t.describe(nil)), Outputs: t.outputs(nil, true)}, nil
-	}
-	res, err := t.api.SendAuthRevokeContext(ctx, "")
-	if err != nil {
-		var se slackapi.SlackErrorResponse
-		if !(errors.As(err, &se) && refusedCodes[se.Err]) { // refused: revoked meanwhile
-			return result{}, classifyToken(fmt.Errorf("revoke %s with auth.revoke: %w", t.describe(who), err))
+// openToken reads the leaked token and returns its revocation.
+func openToken(opts TokenOptions) func(context.Context, *RevokeTokenParams) (*tokens.Revocation[*slackapi.AuthTestResponse, RevokeTokenOutputs], error) {
+	return func(ctx context.Context, in *RevokeTokenParams) (*tokens.Revocation[*slackapi.AuthTestResponse, RevokeTokenOutputs], error) {
+		t, err := newLeakedToken(ctx, opts, in)
+		if err != nil {
+			return nil, err
 		}
-	} else if !res.Revoked {
-		return result{}, actions.Retryable(fmt.Errorf("auth.revoke answered ok but not revoked for %s", t.describe(who)))
+		return t.revocation(), nil
 	}
-	crashpoint.Hit("slack:token_revoked")
-	env.Record(actions.Effect{Description: "revoked " + t.describe(who), Irreversible: true})
-	env.Log().Info("Slack token revoked", "credential", t.fp, "team_id", who.TeamID, "user_id", who.UserID)
-	if _, refused, err := t.identify(ctx); err != nil {
-		return result{}, fmt.Errorf("verify: %w", err)
-	} else if !refused {
-		return result{}, actions.Retryable(fmt.Errorf("auth.test still accepts %s after auth.revoke; the step checks again", t.fp))
+}
+
+func (t *leakedToken) revocation() *tokens.Revocation[*slackapi.AuthTestResponse, RevokeTokenOutputs] {
+	type who = *slackapi.AuthTestResponse
+	return &tokens.Revocation[who, RevokeTokenOutputs]{
+		Provider:     "slack",
+		Identify:     t.identify,
+		IdentifyCall: actions.Call{Service: "slack", Operation: "auth.test", Params: map[string]any{"token": "the leaked token " + t.fp}, Made: true},
+		PlanAlready: func(w who) (string, *RevokeTokenOutputs) {
+			return fmt.Sprintf("Slack already refuses %s: nothing to revoke", t.describe(w)), t.outputs(w, true)
+		},
+		PlanRevoke: func(w who) (string, []actions.Call, *RevokeTokenOutputs) {
+			return fmt.Sprintf("would revoke %s with auth.revoke, then check that auth.test refuses it", t.describe(w)), []actions.Call{
+				{Service: "slack", Operation: "auth.revoke", Params: map[string]any{"token": "the leaked token " + t.fp}, Mutates: true, Irreversible: true, Effect: "revoke " + t.describe(w)},
+				{Service: "slack", Operation: "auth.test", Params: map[string]any{"token": "the leaked token " + t.fp, "expect": "token_revoked or invalid_auth"}},
+			}, t.outputs(w, true)
+		},
+		Already: func(who) (string, *RevokeTokenOutputs) {
+			return fmt.Sprintf("Slack already refuses %s (auth.test fails): nothing revoked", t.describe(nil)), t.outputs(nil, true)
+		},
+		Revoke: func(ctx context.Context, w who) error {
+			res, err := t.api.SendAuthRevokeContext(ctx, "")
+			if err != nil {
+				var se slackapi.SlackErrorResponse
+				if !(errors.As(err, &se) && refusedCodes[se.Err]) { // refused: revoked meanwhile
+					return classifyToken(fmt.Errorf("revoke %s with auth.revoke: %w", t.describe(w), err))
+				}
+			} else if !res.Revoked {
+				return actions.Retryable(fmt.Errorf("auth.revoke answered ok but not revoked for %s", t.describe(w)))
+			}
+			return nil
+		},
+		Effect: func(w who) string { return "revoked " + t.describe(w) },
+		Log: func(w who) (string, []any) {
+			return "Slack token revoked", []any{"credential", t.fp, "team_id", w.TeamID, "user_id", w.UserID}
+		},
+		StillAccepted: func(who) error {
+			return actions.Retryable(fmt.Errorf("auth.test still accepts %s after auth.revoke; the step checks again", t.fp))
+		},
+		Done: func(w who) (string, *RevokeTokenOutputs) {
+			return fmt.Sprintf("revoked %s; auth.test now refuses it. %s", t.describe(w), noHistory), t.outputs(w, true)
+		},
 	}
-	return result{Outcome: actions.Done, Message: fmt.Sprintf("revoked %s; auth.test now refuses it. %s", t.describe(who), noHistory), Outputs: t.outputs(who, true)}, nil
 }
 
 // classifyToken marks a Slack error retryable (rate limits, server errors,
@@ -216,11 +202,7 @@ func classifyToken(err error) error {
 		api.Code = se.Err
 		return actions.Permanent(actions.WithAPIError(err, api))
 	case errors.As(err, &status):
-		api.Code = fmt.Sprintf("http_%d", status.Code)
-		if status.Code >= 500 || status.Code == http.StatusTooManyRequests {
-			return actions.Retryable(actions.WithAPIError(err, api))
-		}
-		return actions.Permanent(actions.WithAPIError(err, api))
+		return tokens.ByStatus(err, api, status.Code)
 	}
 	return actions.Retryable(err)
 }

@@ -2,7 +2,6 @@ package slack
 
 import (
 	"bytes"
-	"log/slog"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -36,10 +35,7 @@ tokens:
 
 func setupRevoke(t *testing.T) (*testkit.Fixture, actions.Action, actions.Env, *bytes.Buffer) {
 	t.Helper()
-	sb := testkit.Sandbox(t, testkit.Seed(t, tokenSeedYAML))
-	logs := &bytes.Buffer{}
-	env := testkit.Env("run-slack-tok")
-	env.Logger = slog.New(slog.NewJSONHandler(logs, nil))
+	sb, env, logs := testkit.SandboxEnv(t, tokenSeedYAML, "run-slack-tok")
 	return sb, revokeToken(TokenOptions{APIURL: sb.SlackAPI()}), env, logs
 }
 

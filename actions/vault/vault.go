@@ -18,7 +18,7 @@ import (
 
 	"github.com/stanchhq/stanch/actions"
 	ghactions "github.com/stanchhq/stanch/actions/github"
-	"github.com/stanchhq/stanch/internal/crashpoint"
+	"github.com/stanchhq/stanch/actions/tokens"
 )
 
 // Options say how stanch reaches Vault.
@@ -83,7 +83,7 @@ func revokeToken(opts Options) actions.Action {
 		Permissions: []actions.Permission{
 			{Name: "none", Why: "method self: auth/token/lookup-self and auth/token/revoke-self are called with the leaked token itself (every token may)"},
 			{Name: "auth/token/revoke-accessor (update)", Why: "method accessor only: the operator token's policy must allow update on auth/token/revoke-accessor"},
-			{Name: "secret_scanning_alerts:read", Why: "GitHub, only when this process has not seen the token: read it again from the secret-scanning alert that reported it"},
+			tokens.AlertPermission,
 		},
 		Example: `- id: revoke_vault_token
   action: vault.revoke_token
@@ -96,46 +96,16 @@ func revokeToken(opts Options) actions.Action {
 			}
 		},
 		Validate: func(p RevokeTokenParams) error {
-			if !strings.HasPrefix(p.Credential, "sha256:") {
-				return errors.New("credential is not a token fingerprint (sha256:…): name the token by ${{ alert.credential.id }}, never by its value")
+			if err := tokens.ValidateFingerprint(p.Credential); err != nil {
+				return err
 			}
 			if p.Method != "self" && p.Method != "accessor" {
 				return fmt.Errorf("method %q is not self or accessor", p.Method)
 			}
 			return nil
 		},
-		PlanFunc: func(ctx context.Context, env actions.Env, in *RevokeTokenParams) (actions.PlanOf[RevokeTokenOutputs], error) {
-			type plan = actions.PlanOf[RevokeTokenOutputs]
-			t, err := newLeakedToken(ctx, opts, in)
-			if err != nil {
-				return plan{}, err
-			}
-			look, refused, err := t.lookup(ctx)
-			if err != nil {
-				return plan{}, err
-			}
-			calls := []actions.Call{{Service: "vault", Operation: "GET /v1/auth/token/lookup-self", Params: map[string]any{"token": "the leaked token " + t.fp}, Made: true}}
-			if refused {
-				return plan{Summary: fmt.Sprintf("Vault already refuses %s: nothing to revoke", t.fp), Calls: calls, Outputs: t.outputs(nil, true), Settled: actions.Already}, nil
-			}
-			if err := t.revocable(look); err != nil {
-				return plan{}, err
-			}
-			revoke := actions.Call{Service: "vault", Operation: "PUT /v1/auth/token/revoke-self", Params: map[string]any{"token": "the leaked token " + t.fp}, Mutates: true, Irreversible: true, Effect: "revoke " + t.describe(look) + " and its child tokens and leases"}
-			if t.method == "accessor" {
-				revoke.Operation = "POST /v1/auth/token/revoke-accessor"
-				revoke.Params = map[string]any{"accessor": look.Accessor, "token": "the operator token"}
-			}
-			calls = append(calls, revoke, actions.Call{Service: "vault", Operation: "GET /v1/auth/token/lookup-self", Params: map[string]any{"token": "the leaked token " + t.fp, "expect": "403"}})
-			return plan{Summary: fmt.Sprintf("would revoke %s (%s), then check that lookup-self is refused", t.describe(look), revoke.Operation), Calls: calls, Outputs: t.outputs(look, true)}, nil
-		},
-		DoFunc: func(ctx context.Context, env actions.Env, in *RevokeTokenParams) (actions.ResultOf[RevokeTokenOutputs], error) {
-			t, err := newLeakedToken(ctx, opts, in)
-			if err != nil {
-				return actions.ResultOf[RevokeTokenOutputs]{}, err
-			}
-			return t.revoke(ctx, env)
-		},
+		PlanFunc: tokens.PlanFunc(open(opts)),
+		DoFunc:   tokens.DoFunc(open(opts)),
 	})
 }
 
@@ -280,55 +250,80 @@ func (t *leakedToken) outputs(l *lookup, revoked bool) *RevokeTokenOutputs {
 	return out
 }
 
-func (t *leakedToken) revoke(ctx context.Context, env actions.Env) (actions.ResultOf[RevokeTokenOutputs], error) {
-	type result = actions.ResultOf[RevokeTokenOutputs]
-	l, refused, err := t.lookup(ctx)
-	if err != nil {
-		return result{}, err
+// open reads the leaked token (and the operator token, for method
+// accessor) and returns its revocation.
+func open(opts Options) func(context.Context, *RevokeTokenParams) (*tokens.Revocation[*lookup, RevokeTokenOutputs], error) {
+	return func(ctx context.Context, in *RevokeTokenParams) (*tokens.Revocation[*lookup, RevokeTokenOutputs], error) {
+		t, err := newLeakedToken(ctx, opts, in)
+		if err != nil {
+			return nil, err
+		}
+		return t.revocation(), nil
 	}
-	if refused {
-		return result{Outcome: actions.Already, Message: fmt.Sprintf("Vault already refuses %s (lookup-self: 403): nothing revoked", t.fp), Outputs: t.outputs(nil, true)}, nil
-	}
-	if err := t.revocable(l); err != nil {
-		return result{}, err
-	}
+}
+
+func (t *leakedToken) revocation() *tokens.Revocation[*lookup, RevokeTokenOutputs] {
 	how := "revoke-self"
 	if t.method == "accessor" {
 		how = "revoke-accessor"
-		err = t.operator.Auth().Token().RevokeAccessorWithContext(ctx, l.Accessor)
-	} else {
-		err = t.client.Auth().Token().RevokeSelfWithContext(ctx, "")
 	}
-	if err != nil {
-		var re *vaultapi.ResponseError
-		if !(errors.As(err, &re) && re.StatusCode == http.StatusForbidden && t.method == "self") { // 403: revoked meanwhile
-			return result{}, classify(fmt.Errorf("%s %s: %w", how, t.describe(l), err))
-		}
+	return &tokens.Revocation[*lookup, RevokeTokenOutputs]{
+		Provider:     "vault",
+		Identify:     t.lookup,
+		Prepare:      func(_ context.Context, l *lookup) error { return t.revocable(l) },
+		IdentifyCall: actions.Call{Service: "vault", Operation: "GET /v1/auth/token/lookup-self", Params: map[string]any{"token": "the leaked token " + t.fp}, Made: true},
+		PlanAlready: func(*lookup) (string, *RevokeTokenOutputs) {
+			return fmt.Sprintf("Vault already refuses %s: nothing to revoke", t.fp), t.outputs(nil, true)
+		},
+		PlanRevoke: func(look *lookup) (string, []actions.Call, *RevokeTokenOutputs) {
+			revoke := actions.Call{Service: "vault", Operation: "PUT /v1/auth/token/revoke-self", Params: map[string]any{"token": "the leaked token " + t.fp}, Mutates: true, Irreversible: true, Effect: "revoke " + t.describe(look) + " and its child tokens and leases"}
+			if t.method == "accessor" {
+				revoke.Operation = "POST /v1/auth/token/revoke-accessor"
+				revoke.Params = map[string]any{"accessor": look.Accessor, "token": "the operator token"}
+			}
+			return fmt.Sprintf("would revoke %s (%s), then check that lookup-self is refused", t.describe(look), revoke.Operation),
+				[]actions.Call{revoke, {Service: "vault", Operation: "GET /v1/auth/token/lookup-self", Params: map[string]any{"token": "the leaked token " + t.fp, "expect": "403"}}},
+				t.outputs(look, true)
+		},
+		Already: func(*lookup) (string, *RevokeTokenOutputs) {
+			return fmt.Sprintf("Vault already refuses %s (lookup-self: 403): nothing revoked", t.fp), t.outputs(nil, true)
+		},
+		Revoke: func(ctx context.Context, l *lookup) error {
+			var err error
+			if t.method == "accessor" {
+				err = t.operator.Auth().Token().RevokeAccessorWithContext(ctx, l.Accessor)
+			} else {
+				err = t.client.Auth().Token().RevokeSelfWithContext(ctx, "")
+			}
+			if err != nil {
+				var re *vaultapi.ResponseError
+				if !(errors.As(err, &re) && re.StatusCode == http.StatusForbidden && t.method == "self") { // 403: revoked meanwhile
+					return classify(fmt.Errorf("%s %s: %w", how, t.describe(l), err))
+				}
+			}
+			return nil
+		},
+		Effect: func(l *lookup) string {
+			return fmt.Sprintf("revoked %s with %s, with its child tokens and leases", t.describe(l), how)
+		},
+		Log: func(l *lookup) (string, []any) {
+			return "Vault token revoked", []any{"credential", t.fp, "accessor", l.Accessor, "method", how}
+		},
+		StillAccepted: func(*lookup) error {
+			return actions.Retryable(fmt.Errorf("lookup-self still accepts %s after %s; the step checks again", t.fp, how))
+		},
+		Done: func(l *lookup) (string, *RevokeTokenOutputs) {
+			out := t.outputs(l, true)
+			return fmt.Sprintf("revoked %s with %s; lookup-self now refused. %s", t.describe(l), how, out.Impact), out
+		},
 	}
-	crashpoint.Hit("vault:token_revoked")
-	env.Record(actions.Effect{Description: fmt.Sprintf("revoked %s with %s, with its child tokens and leases", t.describe(l), how), Irreversible: true})
-	env.Log().Info("Vault token revoked", "credential", t.fp, "accessor", l.Accessor, "method", how)
-	if _, refused, err := t.lookup(ctx); err != nil {
-		return result{}, fmt.Errorf("verify: %w", err)
-	} else if !refused {
-		return result{}, actions.Retryable(fmt.Errorf("lookup-self still accepts %s after %s; the step checks again", t.fp, how))
-	}
-	out := t.outputs(l, true)
-	return result{Outcome: actions.Done, Message: fmt.Sprintf("revoked %s with %s; lookup-self now refused. %s", t.describe(l), how, out.Impact), Outputs: out}, nil
 }
 
 // classify marks a Vault error retryable (5xx, 429, network) or permanent.
 func classify(err error) error {
 	var re *vaultapi.ResponseError
 	if errors.As(err, &re) {
-		api := actions.APIError{Provider: "vault", Service: "token", Code: fmt.Sprintf("http_%d", re.StatusCode)}
-		if re.StatusCode >= 500 || re.StatusCode == http.StatusTooManyRequests {
-			return actions.Retryable(actions.WithAPIError(err, api))
-		}
-		return actions.Permanent(actions.WithAPIError(err, api))
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return actions.Retryable(err)
+		return tokens.ByStatus(err, actions.APIError{Provider: "vault", Service: "token"}, re.StatusCode)
 	}
 	return actions.Retryable(err)
 }

@@ -2,7 +2,6 @@ package vault
 
 import (
 	"bytes"
-	"log/slog"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -40,11 +39,8 @@ tokens:
 
 func setup(t *testing.T, opts Options) (*testkit.Fixture, actions.Action, actions.Env, *bytes.Buffer) {
 	t.Helper()
-	sb := testkit.Sandbox(t, testkit.Seed(t, seedYAML))
+	sb, env, logs := testkit.SandboxEnv(t, seedYAML, "run-vault")
 	opts.Address = sb.URL + "/vault"
-	logs := &bytes.Buffer{}
-	env := testkit.Env("run-vault")
-	env.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	return sb, revokeToken(opts), env, logs
 }
 

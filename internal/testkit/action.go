@@ -1,7 +1,9 @@
 package testkit
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -34,4 +36,22 @@ func RunAction(t testing.TB, a actions.Action, env actions.Env, with map[string]
 func PlanAction(t testing.TB, a actions.Action, env actions.Env, with map[string]any) (actions.Plan, error) {
 	t.Helper()
 	return a.Plan(context.Background(), env, Decode(t, a, with))
+}
+
+// LoggedEnv is Env(runID) with a logger writing JSON to the buffer it
+// returns, for tests that check what an action logs.
+func LoggedEnv(runID string) (actions.Env, *bytes.Buffer) {
+	logs := &bytes.Buffer{}
+	env := Env(runID)
+	env.Logger = slog.New(slog.NewJSONHandler(logs, nil))
+	return env, logs
+}
+
+// SandboxEnv is a sandbox seeded with seedYAML and LoggedEnv(runID): the
+// setup of the tests of an action against the sandbox.
+func SandboxEnv(t testing.TB, seedYAML, runID string) (*Fixture, actions.Env, *bytes.Buffer) {
+	t.Helper()
+	sb := Sandbox(t, Seed(t, seedYAML))
+	env, logs := LoggedEnv(runID)
+	return sb, env, logs
 }
