@@ -213,6 +213,9 @@ func TestTakenOverRunResumesFromItsCheckpointAndTheOldReplicaIsFenced(t *testing
 			require.Contains(t, e.Detail, a.member.id)
 		}
 	}
+	chain, err := b.Store().VerifyJournal(context.Background(), run.ID)
+	require.NoError(t, err)
+	require.True(t, chain.OK(), "the takeover's entry is chained: %+v", chain.Breaks)
 	w.mu.Lock()
 	require.Equal(t, []int{1, 2}, w.read["a"])
 	require.Equal(t, []int{3}, w.read["b"], "B must resume after the last checkpointed page")

@@ -29,6 +29,30 @@ func (b *bundle) eventsOf(kinds ...EventKind) []Event {
 	}
 }
 
+// collectUntil collects events of kinds until one for which last is true
+// has arrived (the run's status is committed before its event is sent:
+// waiting on the status alone races the event), then what else is queued.
+func (b *bundle) collectUntil(t *testing.T, last func(Event) bool, kinds ...EventKind) []Event {
+	t.Helper()
+	var out []Event
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case e := <-b.events:
+			for _, k := range kinds {
+				if e.Kind == k {
+					out = append(out, e)
+				}
+			}
+			if last(e) {
+				return append(out, b.eventsOf(kinds...)...)
+			}
+		case <-deadline:
+			t.Fatalf("the awaited event never came; got %+v", out)
+		}
+	}
+}
+
 func TestContainedOnceByTheFirstContainmentStep(t *testing.T) {
 	t.Parallel()
 	for name, open := range testDatabases(t) {
@@ -58,7 +82,8 @@ steps:
 			b.waitStatus(t, run.ID, RunSucceeded)
 
 			var contained, finished, submitted, steps []Event
-			for _, e := range b.eventsOf(EventRunContained, EventRunFinished, EventAlertSubmitted, EventStepSucceeded) {
+			for _, e := range b.collectUntil(t, func(e Event) bool { return e.Kind == EventRunFinished && e.RunID == run.ID },
+				EventRunContained, EventRunFinished, EventAlertSubmitted, EventStepSucceeded) {
 				switch e.Kind {
 				case EventRunContained:
 					contained = append(contained, e)

@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -23,11 +24,31 @@ type Entry struct {
 // appendJournal appends an entry in the caller's transaction, so that the
 // entry commits with the change it describes.
 func (s *Store) appendJournal(ctx context.Context, tx *sql.Tx, runID, stepID string, attempt int, event, detail string) error {
-	// One statement: on PostgreSQL every round trip counts, and entries
-	// are written on every step.
-	if _, err := s.exec(ctx, tx, `INSERT INTO stanch_journal (run_id, seq, at, step_id, attempt, event, detail)
-		SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ?, ? FROM stanch_journal WHERE run_id = ?`,
-		runID, micros(s.now()), stepID, attempt, event, alert.RedactText(detail), runID); err != nil {
+	// Two statements, both on the (run_id, seq) primary key: the last
+	// entry's seq and hash, then the entry chained to it.
+	at, detail := micros(s.now()), alert.RedactText(detail)
+	err := chainedAppend(
+		func() (int, string, error) {
+			var seq int
+			var prev string
+			err := tx.QueryRowContext(ctx, s.db.rebind(lastEntrySQL), runID).Scan(&seq, &prev)
+			if errors.Is(err, sql.ErrNoRows) {
+				return 0, "", nil
+			}
+			return seq, prev, err
+		},
+		func(seq int, prev, hash string) (bool, error) {
+			res, err := s.exec(ctx, tx, insertEntrySQL, runID, seq, at, stepID, attempt, event, detail, prev, hash)
+			if err != nil {
+				return false, err
+			}
+			n, err := res.RowsAffected()
+			return n == 1, err
+		},
+		func(seq int, prev string) string {
+			return entryHash(runID, seq, at, stepID, attempt, event, detail, prev)
+		})
+	if err != nil {
 		return fmt.Errorf("journal run %s: %w", runID, err)
 	}
 	return nil

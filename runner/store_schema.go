@@ -148,7 +148,18 @@ var migrations = []string{
 	// How far a long step got (the action's own JSON, never a secret), so
 	// that a resumed attempt goes on from there (actions.Env.Checkpoint).
 	`ALTER TABLE stanch_steps ADD COLUMN checkpoint TEXT NOT NULL DEFAULT ''`,
+	// Each journal entry carries the hash of the one before it (per run),
+	// so that an edited, deleted, reordered or inserted entry shows
+	// (store_journal_chain.go). Entries written before are chained once,
+	// right after these, and marked.
+	`ALTER TABLE stanch_journal ADD COLUMN prev_hash TEXT NOT NULL DEFAULT ''`,
+	`ALTER TABLE stanch_journal ADD COLUMN hash TEXT NOT NULL DEFAULT ''`,
+	`ALTER TABLE stanch_journal ADD COLUMN chained_at_migration INTEGER NOT NULL DEFAULT 0`,
 }
+
+// chainedFrom is the number of migrations after which the journal is
+// chained: a store migrated from before it has its entries chained then.
+const chainedFrom = 19
 
 // replicasTable holds the lease of each replica working a PostgreSQL store
 // (lease.go), in PostgreSQL's time.
@@ -194,6 +205,11 @@ func (s *Store) Migrate(ctx context.Context) error {
 		for i := done; i < len(migrations); i++ {
 			if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
 				return fmt.Errorf("migrate store (step %d): %w", i+1, err)
+			}
+		}
+		if done < chainedFrom && len(migrations) >= chainedFrom {
+			if err := chainJournals(ctx, tx, s.db.rebind); err != nil {
+				return err
 			}
 		}
 		if done < len(migrations) {

@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -164,9 +165,27 @@ func (r *Runner) takeRun(ctx context.Context, tx pgx.Tx, args RunArgs, replica s
 		return nil, fmt.Errorf("take run %s over: %w", args.RunID, err)
 	}
 	detail := fmt.Sprintf("from replica %s, whose lease expired", replica)
-	if _, err := tx.Exec(ctx, `INSERT INTO stanch_journal (run_id, seq, at, step_id, attempt, event, detail)
-		SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, '', 0, 'run_taken_over', $3 FROM stanch_journal WHERE run_id = $1`,
-		args.RunID, micros(r.cfg.Now()), detail); err != nil {
+	at := micros(r.cfg.Now())
+	err = chainedAppend(
+		func() (int, string, error) {
+			var seq int
+			var prev string
+			err := tx.QueryRow(ctx, `SELECT seq, hash FROM stanch_journal WHERE run_id = $1 ORDER BY seq DESC LIMIT 1`, args.RunID).Scan(&seq, &prev)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return 0, "", nil
+			}
+			return seq, prev, err
+		},
+		func(seq int, prev, hash string) (bool, error) {
+			tag, err := tx.Exec(ctx, `INSERT INTO stanch_journal (run_id, seq, at, step_id, attempt, event, detail, prev_hash, hash)
+				VALUES ($1, $2, $3, '', 0, 'run_taken_over', $4, $5, $6) ON CONFLICT (run_id, seq) DO NOTHING`,
+				args.RunID, seq, at, detail, prev, hash)
+			return tag.RowsAffected() == 1, err
+		},
+		func(seq int, prev string) string {
+			return entryHash(args.RunID, seq, at, "", 0, "run_taken_over", detail, prev)
+		})
+	if err != nil {
 		return nil, fmt.Errorf("journal the takeover of run %s: %w", args.RunID, err)
 	}
 	next := args
