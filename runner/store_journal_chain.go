@@ -277,3 +277,28 @@ func seqRange(from, to int) string {
 	}
 	return fmt.Sprintf("entries %d–%d", from, to)
 }
+
+// HashedEntry is a journal entry with the hashes that chain it.
+type HashedEntry struct {
+	Entry
+	PrevHash string
+	Hash     string
+	// ChainedAtMigration is set on an entry written before the store had
+	// hashes and chained when it was migrated.
+	ChainedAtMigration bool
+}
+
+// HashedJournal returns a run's journal in order with each entry's hashes,
+// and what verifying the chain found (its final hash among it), from one
+// read of the journal.
+func (s *Store) HashedJournal(ctx context.Context, runID string) ([]HashedEntry, ChainCheck, error) {
+	entries, err := journalRows(ctx, s.db.SQL, s.db.rebind, runID)
+	if err != nil {
+		return nil, ChainCheck{}, err
+	}
+	out := make([]HashedEntry, len(entries))
+	for i, e := range entries {
+		out[i] = HashedEntry{Entry: e.Entry, PrevHash: e.prevHash, Hash: e.hash, ChainedAtMigration: e.atMigration}
+	}
+	return out, verifyChain(runID, entries), nil
+}

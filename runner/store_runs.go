@@ -217,17 +217,54 @@ func (s *Store) RunByDedup(ctx context.Context, dedupKey, playbook string) (Run,
 type ListFilter struct {
 	Status RunStatus
 	Limit  int
+	// Playbook keeps the runs of this playbook; Since and Until (when set)
+	// the runs created at or after Since and before Until.
+	Playbook     string
+	Since, Until time.Time
+	// Oldest lists oldest first instead of newest first.
+	Oldest bool
+	// After, when set, keeps the runs that come after this one in the
+	// listing's order (created_at, then id): the next page of a listing
+	// that ended with it.
+	After *RunKey
 }
 
-// ListRuns returns runs, newest first.
+// RunKey is a run's place in a listing: a page of ListRuns starts after it.
+type RunKey struct {
+	CreatedAt time.Time
+	ID        string
+}
+
+// ListRuns returns runs, newest first (or oldest first, see ListFilter).
 func (s *Store) ListRuns(ctx context.Context, f ListFilter) ([]Run, error) {
-	q := `SELECT ` + runColumns + ` FROM stanch_runs`
+	q := `SELECT ` + runColumns + ` FROM stanch_runs WHERE 1 = 1`
 	var args []any
 	if f.Status != "" {
-		q += ` WHERE status = ?`
+		q += ` AND status = ?`
 		args = append(args, f.Status)
 	}
-	q += ` ORDER BY created_at DESC, id DESC`
+	if f.Playbook != "" {
+		q += ` AND playbook = ?`
+		args = append(args, f.Playbook)
+	}
+	if !f.Since.IsZero() {
+		q += ` AND created_at >= ?`
+		args = append(args, micros(f.Since))
+	}
+	if !f.Until.IsZero() {
+		q += ` AND created_at < ?`
+		args = append(args, micros(f.Until))
+	}
+	order, cmp := ` ORDER BY created_at DESC, id DESC`, `<`
+	if f.Oldest {
+		order, cmp = ` ORDER BY created_at, id`, `>`
+	}
+	if f.After != nil {
+		at := micros(f.After.CreatedAt)
+		q += ` AND (created_at ` + cmp + ` ? OR (created_at = ? AND id ` + cmp + ` ?))`
+		args = append(args, at, at, f.After.ID)
+	}
+	q += order
 	if f.Limit > 0 {
 		q += fmt.Sprintf(` LIMIT %d`, f.Limit)
 	}

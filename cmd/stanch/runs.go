@@ -113,7 +113,7 @@ func newRunsCmd(g *globals) *cobra.Command {
 		},
 	}
 	show.Flags().BoolVar(&showJSON, "json", false, "print JSON")
-	cmd.AddCommand(list, show, newRetryCmd(g, &dbURL), newCancelCmd(g, &dbURL), newCloseCmd(g, &dbURL), newVerifyCmd(g, &dbURL))
+	cmd.AddCommand(list, show, newRetryCmd(g, &dbURL), newCancelCmd(g, &dbURL), newCloseCmd(g, &dbURL), newVerifyCmd(g, &dbURL), newExportCmd(g, &dbURL))
 	return cmd
 }
 
