@@ -4,12 +4,9 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/stanchhq/stanch/internal/planted"
 )
 
 // azureWriterToken is the token stanch writes to the sandbox's Key Vault
@@ -46,16 +43,8 @@ azure:
 	require.NoError(t, os.WriteFile(caFile, e.sb.AzureCAPEM(), 0o600))
 	env := []string{"STANCH_AZURE_CA_FILE=" + caFile, "STANCH_AZURE_KEYVAULT_URL=" + e.sb.AzureURL("kv-prod"), "STANCH_AZURE_TOKEN=" + azureWriterToken}
 
-	waiting := e.stanch(env, "run", "--playbook", "testdata/rotate-azure.yaml", "--alert", e.example("alerts/manual-aws-key.json"), "--database", e.db)
-	require.Equal(t, 3, waiting.code, waiting.stdout+waiting.stderr)
-	i := strings.Index(waiting.stdout, "stanch approve ")
-	require.GreaterOrEqual(t, i, 0, waiting.stdout)
-	fields := strings.Fields(waiting.stdout[i:])
-	runID, step := fields[2], fields[3]
-
-	crashed := e.stanch(append(env, "STANCH_CRASHPOINT=rotate:delivered:0"), "approve", runID, step, "--by", "security-oncall", "--database", e.db)
-	require.True(t, crashed.killed, "want SIGKILL after the Key Vault write: %s%s", crashed.stdout, crashed.stderr)
-	resumed := e.stanch(env, "approve", runID, step, "--by", "security-oncall", "--database", e.db)
+	waiting, crashed, runID, approve := runToRotateAndCrash(t, e, env, "testdata/rotate-azure.yaml", "Key Vault")
+	resumed := approve()
 	require.Equal(t, 0, resumed.code, "stdout:\n%s\nstderr:\n%s", resumed.stdout, resumed.stderr)
 	require.Contains(t, resumed.stdout, "succeeded")
 
@@ -76,26 +65,5 @@ azure:
 	require.Equal(t, stored.SecretAccessKey, sec[1].Value)
 
 	// The new secret half is in the stores only.
-	require.Len(t, stored.SecretAccessKey, 40)
-	for _, r := range []result{waiting, crashed, resumed} {
-		require.NotContains(t, r.stdout+r.stderr, stored.SecretAccessKey)
-		require.NotContains(t, r.stdout+r.stderr, azureWriterToken)
-	}
-	files, err := filepath.Glob(filepath.Join(e.dir, "stanch.db*"))
-	require.NoError(t, err)
-	for _, f := range files {
-		if info, err := os.Lstat(f); err == nil && !info.Mode().IsRegular() {
-			continue
-		}
-		data, err := os.ReadFile(f)
-		require.NoError(t, err)
-		require.NotContains(t, string(data), stored.SecretAccessKey, f)
-		require.NotContains(t, string(data), azureWriterToken, f)
-		planted.RequireNone(t, filepath.Base(f), data)
-	}
-	for _, c := range e.sb.Calls() {
-		for k, v := range c.Params {
-			require.NotContains(t, v, stored.SecretAccessKey, "%s %s", c.Action, k)
-		}
-	}
+	requireOnlyInStores(t, e, []result{waiting, crashed, resumed}, stored.SecretAccessKey, azureWriterToken)
 }

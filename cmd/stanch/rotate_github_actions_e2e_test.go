@@ -3,14 +3,10 @@ package main
 import (
 	"encoding/json"
 	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/stanchhq/stanch/internal/planted"
 )
 
 // githubWriterToken is the token stanch writes Actions secrets with.
@@ -37,16 +33,8 @@ github:
 	// than the seeded secrets'.
 	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(2 * time.Second)))
 	env := []string{"STANCH_GITHUB_API_URL=" + e.url + "/api/v3/", "STANCH_GITHUB_TOKEN=" + githubWriterToken}
-	waiting := e.stanch(env, "run", "--playbook", "testdata/rotate-github-actions.yaml", "--alert", e.example("alerts/manual-aws-key.json"), "--database", e.db)
-	require.Equal(t, 3, waiting.code, waiting.stdout+waiting.stderr)
-	i := strings.Index(waiting.stdout, "stanch approve ")
-	require.GreaterOrEqual(t, i, 0, waiting.stdout)
-	fields := strings.Fields(waiting.stdout[i:])
-	runID, step := fields[2], fields[3]
-
-	crashed := e.stanch(append(env, "STANCH_CRASHPOINT=rotate:delivered:0"), "approve", runID, step, "--by", "security-oncall", "--database", e.db)
-	require.True(t, crashed.killed, "want SIGKILL after the GitHub write: %s%s", crashed.stdout, crashed.stderr)
-	resumed := e.stanch(env, "approve", runID, step, "--by", "security-oncall", "--database", e.db)
+	waiting, crashed, _, approve := runToRotateAndCrash(t, e, env, "testdata/rotate-github-actions.yaml", "GitHub")
+	resumed := approve()
 	require.Equal(t, 0, resumed.code, "stdout:\n%s\nstderr:\n%s", resumed.stdout, resumed.stderr)
 	require.Contains(t, resumed.stdout, "succeeded")
 
@@ -68,24 +56,5 @@ github:
 	}
 
 	// The new secret half is in the stores only.
-	require.Len(t, stored.SecretAccessKey, 40)
-	for _, r := range []result{waiting, crashed, resumed} {
-		require.NotContains(t, r.stdout+r.stderr, stored.SecretAccessKey)
-	}
-	files, err := filepath.Glob(filepath.Join(e.dir, "stanch.db*"))
-	require.NoError(t, err)
-	for _, f := range files {
-		if info, err := os.Lstat(f); err == nil && !info.Mode().IsRegular() {
-			continue
-		}
-		data, err := os.ReadFile(f)
-		require.NoError(t, err)
-		require.NotContains(t, string(data), stored.SecretAccessKey, f)
-		planted.RequireNone(t, filepath.Base(f), data)
-	}
-	for _, c := range e.sb.Calls() {
-		for k, v := range c.Params {
-			require.NotContains(t, v, stored.SecretAccessKey, "%s %s", c.Action, k)
-		}
-	}
+	requireOnlyInStores(t, e, []result{waiting, crashed, resumed}, stored.SecretAccessKey)
 }

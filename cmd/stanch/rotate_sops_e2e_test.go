@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/goccy/go-yaml"
@@ -82,21 +81,13 @@ steps:
             keys: {aws.access_key_id: AccessKeyId, aws.secret_access_key: SecretAccessKey}
 `), 0o600))
 			env := []string{"STANCH_SOPS_AGE_KEY_FILE=" + key.File, "STANCH_GITHUB_API_URL=" + e.url + "/api/v3/", "STANCH_GITHUB_TOKEN=" + sopsWriterToken}
-			waiting := e.stanch(env, "run", "--playbook", playbook, "--alert", e.example("alerts/manual-aws-key.json"), "--database", e.db)
-			require.Equal(t, 3, waiting.code, waiting.stdout+waiting.stderr)
-			i := strings.Index(waiting.stdout, "stanch approve ")
-			require.GreaterOrEqual(t, i, 0, waiting.stdout)
-			fields := strings.Fields(waiting.stdout[i:])
-			runID, step := fields[2], fields[3]
-
-			crashed := e.stanch(append(env, "STANCH_CRASHPOINT=rotate:delivered:0"), "approve", runID, step, "--by", "security-oncall", "--database", e.db)
-			require.True(t, crashed.killed, "want SIGKILL after the SOPS write: %s%s", crashed.stdout, crashed.stderr)
+			waiting, crashed, runID, approve := runToRotateAndCrash(t, e, env, playbook, "SOPS")
 			var written []byte
 			if where == "file" {
 				written, err = os.ReadFile(path)
 				require.NoError(t, err)
 			}
-			resumed := e.stanch(env, "approve", runID, step, "--by", "security-oncall", "--database", e.db)
+			resumed := approve()
 			require.Equal(t, 0, resumed.code, "stdout:\n%s\nstderr:\n%s", resumed.stdout, resumed.stderr)
 			require.Contains(t, resumed.stdout, "succeeded")
 
@@ -116,7 +107,7 @@ steps:
 				require.NoError(t, err)
 				require.Len(t, entries, 1, "no temporary file left")
 			} else {
-				branch := "stanch/" + runID + "/" + step
+				branch := "stanch/" + runID + "/rotate" // the playbook's rotate step
 				final, _, ok = e.sb.GitHubFile("acme/deploy", branch, "secrets/ci.enc.yaml")
 				require.True(t, ok)
 				require.Len(t, e.sb.GitHubCommits("acme/deploy", branch), 2, "the seed's commit and one of stanch's")
@@ -138,26 +129,7 @@ steps:
 			require.Equal(t, want, got, "the new key, and every other value as it was")
 
 			// The new secret half is in the stores only.
-			require.Len(t, stored.SecretAccessKey, 40)
-			for _, r := range []result{waiting, crashed, resumed} {
-				require.NotContains(t, r.stdout+r.stderr, stored.SecretAccessKey)
-			}
-			files, err := filepath.Glob(filepath.Join(e.dir, "stanch.db*"))
-			require.NoError(t, err)
-			for _, f := range files {
-				if info, err := os.Lstat(f); err == nil && !info.Mode().IsRegular() {
-					continue
-				}
-				data, err := os.ReadFile(f)
-				require.NoError(t, err)
-				require.NotContains(t, string(data), stored.SecretAccessKey, f)
-				planted.RequireNone(t, filepath.Base(f), data)
-			}
-			for _, c := range e.sb.Calls() {
-				for k, v := range c.Params {
-					require.NotContains(t, v, stored.SecretAccessKey, "%s %s", c.Action, k)
-				}
-			}
+			requireOnlyInStores(t, e, []result{waiting, crashed, resumed}, stored.SecretAccessKey)
 		})
 	}
 }
