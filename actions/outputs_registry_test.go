@@ -55,7 +55,7 @@ func TestEveryActionReturnsItsDeclaredOutputs(t *testing.T) {
 		VerifyDelay: 10 * time.Millisecond,
 	}))
 	all = append(all, ghactions.Actions(ghactions.NewProvider(ghactions.Options{APIURL: sb.GitHubAPI(), Token: outputsGitHubToken}))...)
-	all = append(all, slackact.Actions(slack.NewClient(slack.Options{Token: seed.Slack.Token, APIURL: sb.SlackAPI()}))...)
+	all = append(all, slackact.Actions(slack.NewClient(slack.Options{Token: seed.Slack.Token, APIURL: sb.SlackAPI()}), slackact.Options{})...)
 	reg, err := actions.NewRegistry(all...)
 	require.NoError(t, err)
 

@@ -2,6 +2,7 @@ package actions
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/stanchhq/stanch/alert"
@@ -30,7 +31,25 @@ type Report struct {
 	Alert alert.Alert
 	// Steps are all of the playbook's steps, in order; those not reached
 	// yet have the status "pending".
-	Steps []StepReport
+	Steps []StepReport // Journal is the run's journal's last entry when the report was read.
+	// A copy of it kept elsewhere (the Slack message, the GitHub comment)
+	// shows later that nothing up to it changed (stanch runs verify
+	// --anchor).
+	Journal JournalAnchor
+}
+
+// JournalAnchor names one journal entry by its number and hash.
+type JournalAnchor struct {
+	Seq  int
+	Hash string
+}
+
+// String is the anchor as people copy it: SEQ:HASH.
+func (a JournalAnchor) String() string {
+	if a.Hash == "" {
+		return ""
+	}
+	return strconv.Itoa(a.Seq) + ":" + a.Hash
 }
 
 // Closure is people's closing of an incident.

@@ -7,9 +7,11 @@
 // memory of waiting runs, an idle stanch serve's CPU and writes, and the
 // CloudTrail impact query against its rate limit; then the same on
 // PostgreSQL with one and three replicas, and the takeover after a kill
-// (bench/replicas.go), and 200 GitHub tokens leaked at once (bench/tokens.go).
-// -only runs one part (ack, contain, idle, impact, postgres or tokens) and
-// prints it.
+// (bench/replicas.go), 200 GitHub tokens leaked at once (bench/tokens.go),
+// and the memory of exporting 10,000 runs (bench/export.go), which fails the
+// benchmark over its budget.
+// -only runs one part (ack, contain, export, idle, impact, postgres or
+// tokens) and prints it.
 package main
 
 import (
@@ -52,7 +54,7 @@ func main() {
 	alerts := flag.Int("alerts", 200, "alerts per latency")
 	latencies := flag.String("latencies", "0ms,50ms", "injected latency per AWS call, comma-separated")
 	out := flag.String("out", "", "also write the report to this markdown file")
-	only := flag.String("only", "", "run one benchmark only and print it: ack, contain, idle, impact, postgres or tokens")
+	only := flag.String("only", "", "run one benchmark only and print it: ack, contain, export, idle, impact, postgres or tokens")
 	idleWindow := flag.Duration("idle", time.Minute, "how long the idle benchmark watches stanch serve")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
@@ -107,8 +109,16 @@ func main() {
 		}
 		fmt.Print(renderTokens(tokens))
 		return
+	} else if *only == "export" {
+		export, err := exportFigures(ctx, exportRunCount)
+		if err != nil {
+			fail(err)
+		}
+		fmt.Print(export.render())
+		failOver(export)
+		return
 	} else if *only != "" {
-		fail(fmt.Errorf("-only %q: the benchmarks that run alone are: ack, contain, idle, impact, postgres, tokens", *only))
+		fail(fmt.Errorf("-only %q: the benchmarks that run alone are: ack, contain, export, idle, impact, postgres, tokens", *only))
 	}
 
 	rows, err := containRows(ctx, *latencies, *alerts)
@@ -148,13 +158,26 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
+	export, err := exportFigures(ctx, exportRunCount)
+	if err != nil {
+		fail(err)
+	}
 	pg := postgresFigures(ctx)
-	report := render(rows, *alerts) + renderBurst(burst, busy) + cli.render() + ack.render() + mem.render() + idle.render() + impact.render() + renderTokens(tokens) + pg.render()
+	report := render(rows, *alerts) + renderBurst(burst, busy) + cli.render() + ack.render() + mem.render() + idle.render() + impact.render() + renderTokens(tokens) + export.render() + pg.render()
 	fmt.Print(report)
 	if *out != "" {
 		if err := os.WriteFile(*out, []byte(report), 0o644); err != nil {
 			fail(err)
 		}
+	}
+	failOver(export)
+}
+
+// failOver ends the benchmark with a failure when the export went over its
+// memory budget: the figure is a promise (issue 17), not only a measurement.
+func failOver(export exportResult) {
+	if f := export.failures(); len(f) > 0 {
+		fail(fmt.Errorf("%s", strings.Join(f, "; ")))
 	}
 }
 

@@ -77,7 +77,7 @@ func massTokens(ctx context.Context, n, workers int) (tokensResult, error) {
 	p := ghactions.NewProvider(gh)
 	all := ghactions.Actions(p)
 	all = append(all, ghactions.TokenActions(p)...)
-	all = append(all, slackact.Actions(stanchslack.NewClient(stanchslack.Options{}))...) // no Slack: tell posts nothing
+	all = append(all, slackact.Actions(stanchslack.NewClient(stanchslack.Options{}), slackact.Options{})...) // no Slack: tell posts nothing
 	reg, err := actions.NewRegistry(all...)
 	if err != nil {
 		return res, err

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stanchhq/stanch/apicall"
+
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
@@ -151,7 +153,11 @@ func (a *azureKeyVault) secrets() (*azsecrets.Client, error) {
 		return nil, actions.Permanent(fmt.Errorf("azure credential: %w", err))
 	}
 	opts := &azsecrets.ClientOptions{DisableChallengeResourceVerification: a.deps.DisableChallengeResourceVerification}
-	opts.Transport = a.deps.Transport
+	var base apicall.Doer
+	if a.deps.Transport != nil {
+		base = a.deps.Transport
+	}
+	opts.Transport = apicall.Wrap("azurekeyvault", base)
 	// A SetSecret retried inside azcore after a lost answer would add a
 	// second version; the step retries instead, and reads (Holds) first.
 	opts.Retry.MaxRetries = -1

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/stanchhq/stanch/apicall"
+
 	vaultapi "github.com/hashicorp/vault/api"
 
 	"github.com/stanchhq/stanch/actions"
@@ -86,6 +88,7 @@ func (v *vaultKV) client() (*vaultapi.KVv2, error) {
 	if v.deps.HTTPClient != nil {
 		cfg.HttpClient = v.deps.HTTPClient
 	}
+	cfg.HttpClient = apicall.Client("vault", cfg.HttpClient)
 	cfg.MaxRetries = 0 // the step retries, with the runner's backoff
 	c, err := vaultapi.NewClient(cfg)
 	if err != nil {

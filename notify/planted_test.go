@@ -59,7 +59,7 @@ func TestSlackSendsNoPlantedSecret(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	rep := slackfixture.LeakyReport()
-	want := wantedMessages(rep, tokens)
+	want := wantedMessages(rep, tokens, "")
 	require.NotEmpty(t, want)
 	for _, w := range want {
 		planted.RequireNone(t, "wanted message "+w.Key, w.Message.Text, slack.BlocksJSON(w.Message))

@@ -3,6 +3,7 @@ package notify
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/stanchhq/stanch/actions"
 	"github.com/stanchhq/stanch/playbooks"
@@ -15,6 +16,21 @@ type Slack struct {
 	client *slack.Client
 	tokens *slack.Tokens
 	log    *slog.Logger
+	// recordLink makes the link to a run's incident record that the
+	// incident message shows; nil shows none.
+	recordLink LinkMaker
+}
+
+// LinkMaker makes the link to a run's incident record from its id and its
+// creation time (the link's expiry is anchored on it, so that the message
+// drawn again later carries the same link).
+type LinkMaker func(runID string, created time.Time) string
+
+// WithRecordLink makes the incident message show a link to the run's
+// incident record, made by link (nil: none). It returns s.
+func (s *Slack) WithRecordLink(link LinkMaker) *Slack {
+	s.recordLink = link
+	return s
 }
 
 var _ runner.Notifier = (*Slack)(nil)
@@ -46,5 +62,13 @@ func (s *Slack) Sync(ctx context.Context, rep actions.Report, msgs runner.Messag
 	if !s.client.Configured() {
 		return nil // nothing can be shown; stanch approve still works
 	}
-	return s.reconcile(ctx, rep.RunID, records{msgs}, wantedMessages(rep, s.tokens))
+	return s.reconcile(ctx, rep.RunID, records{msgs}, wantedMessages(rep, s.tokens, s.recordLinkOf(rep)))
+}
+
+// recordLinkOf is the link to rep's run's incident record, "" without one.
+func (s *Slack) recordLinkOf(rep actions.Report) string {
+	if s.recordLink == nil {
+		return ""
+	}
+	return s.recordLink(rep.RunID, rep.StartedAt)
 }

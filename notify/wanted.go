@@ -27,7 +27,9 @@ type wanted struct {
 // the thread of the first of them for each finished step; and each
 // approval request (in its channel, else in that thread; nowhere, and so
 // decided with stanch approve only, without either), with its escalation.
-func wantedMessages(rep actions.Report, tokens *slack.Tokens) []wanted {
+// recordLink, when not empty, is the link to the run's incident record the
+// incident messages show.
+func wantedMessages(rep actions.Report, tokens *slack.Tokens, recordLink string) []wanted {
 	var out []wanted
 	// The first incident message: threads hang off it.
 	var threadChannel, threadTS string
@@ -41,7 +43,7 @@ func wantedMessages(rep actions.Report, tokens *slack.Tokens) []wanted {
 			continue
 		}
 		title, _ := st.Outputs["title"].(string)
-		m := render.Incident(rep, title)
+		m := render.IncidentWith(rep, title, render.IncidentOptions{RecordLink: recordLink})
 		m.Channel = channel
 		out = append(out, wanted{Key: slack.NotifyKey(st.ID), Message: m, TS: ts})
 		if threadTS == "" {

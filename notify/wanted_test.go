@@ -49,7 +49,7 @@ func TestWantedMessages(t *testing.T) {
 			Decision: "denied", DecidedBy: "U0BOB", Via: "slack", DecidedAt: time.Now()}},
 	)
 
-	want := wantedMessages(rep, tokens)
+	want := wantedMessages(rep, tokens, "")
 	const thread = "1764300000.000001"
 	require.Equal(t, []where{
 		{Key: "notify/tell", Channel: "C0SECINCIDENTS", TS: thread},
@@ -82,11 +82,35 @@ func TestWantedMessagesWithoutIncident(t *testing.T) {
 	rep := slackfixture.Report()
 	rep.Steps[4].Status = "waiting_approval"
 	rep.Steps[4].Approval = &actions.ApprovalReport{Approvers: []string{"U0ALICE"}, Message: "Delete it?", Deadline: time.Now().Add(time.Hour)}
-	require.Empty(t, wantedMessages(rep, nil))
+	require.Empty(t, wantedMessages(rep, nil, ""))
 
 	rep.Steps[4].Approval.Channel = "C0SECINCIDENTS"
-	want := wantedMessages(rep, nil)
+	want := wantedMessages(rep, nil, "")
 	require.Equal(t, []where{{Key: "approval/delete/0", Channel: "C0SECINCIDENTS"}}, places(want))
 	require.NotContains(t, slack.BlocksJSON(want[0].Message), slack.ActionApprove, "without tokens, no buttons")
 	require.Contains(t, slack.PlainText(want[0].Message), "stanch approve run_01TEST delete")
+}
+
+// With a link maker, the incident message links the run's incident record,
+// made from the run's id and creation time (so the same link every time
+// the message is drawn); the other messages do not.
+func TestWantedIncidentLinksRecord(t *testing.T) {
+	t.Parallel()
+	rep := slackfixture.Report()
+	rep.Steps[2].Status = "succeeded"
+	rep.Steps[2].Outputs = map[string]any{"channel": "C0SECINCIDENTS", "ts": "1764300000.000001"}
+	var asked []string
+	n := NewSlack(slack.NewClient(slack.Options{}), nil, nil).WithRecordLink(func(runID string, created time.Time) string {
+		asked = append(asked, runID+"@"+created.UTC().Format(time.RFC3339Nano))
+		return "https://stanch.example.com/reports/./" + runID + "?expires=1796202000&mac=00ff"
+	})
+	want := wantedMessages(rep, nil, n.recordLinkOf(rep))
+	require.Equal(t, []string{rep.RunID + "@" + rep.StartedAt.UTC().Format(time.RFC3339Nano)}, asked)
+	require.Equal(t, "notify/tell", want[0].Key)
+	require.Contains(t, slack.BlocksJSON(want[0].Message), "\\u003chttps://stanch.example.com/reports/./run_01TEST?expires=1796202000\\u0026amp;mac=00ff|Incident record\\u003e")
+	for _, w := range want[1:] {
+		require.NotContains(t, slack.BlocksJSON(w.Message), "Incident record", w.Key)
+	}
+	require.NotContains(t, slack.BlocksJSON(wantedMessages(rep, nil, NewSlack(slack.NewClient(slack.Options{}), nil, nil).recordLinkOf(rep))[0].Message), "Incident record",
+		"without a link maker, no link")
 }

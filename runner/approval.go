@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/apicall"
 	"github.com/stanchhq/stanch/playbooks"
 )
 
@@ -89,7 +90,7 @@ func (r *Runner) awaitApproval(ctx context.Context, run Run, step *playbooks.Ste
 	if step.Approval.OnTimeout == playbooks.OnTimeoutApprove {
 		decision = Approved
 	}
-	a, first, err := r.store.Decide(ctx, run.ID, step.ID, decision, "timeout", "timeout")
+	a, first, err := r.store.Decide(ctx, run.ID, step.ID, decision, Approver{ID: "timeout"}, "timeout")
 	if first {
 		r.notifyAlways(ctx, run, "approval/"+step.ID+"/decided")
 	}
@@ -101,5 +102,12 @@ func (r *Runner) awaitApproval(ctx context.Context, run Run, step *playbooks.Ste
 func (r *Runner) planForApproval(ctx context.Context, run Run, step *playbooks.Step, action actions.Action, params any) (actions.Plan, error) {
 	pctx, cancel := context.WithTimeout(ctx, min(step.Timeout, time.Minute))
 	defer cancel()
-	return action.Plan(pctx, r.env(run, step, Attempt{Number: 1, StepStarted: r.cfg.Now()}), params)
+	// The plan's read-only calls are the run's too: recorded as attempt 0,
+	// the one before the step's first.
+	calls := &callLog{}
+	plan, err := action.Plan(apicall.WithRecorder(pctx, calls.add), r.env(run, step, Attempt{Number: 1, StepStarted: r.cfg.Now()}), params)
+	if err := r.store.AddCalls(context.WithoutCancel(ctx), run.ID, step.ID, 0, calls.unsaved()); err != nil {
+		r.log.Warn("could not record API calls", "run", run.ID, "step", step.ID, "error", err)
+	}
+	return plan, err
 }

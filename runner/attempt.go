@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/stanchhq/stanch/actions"
 	"github.com/stanchhq/stanch/alert"
+	"github.com/stanchhq/stanch/apicall"
 	"github.com/stanchhq/stanch/internal/crashpoint"
 	"github.com/stanchhq/stanch/playbooks"
 )
@@ -161,11 +163,24 @@ func (r *Runner) doAttempt(ctx context.Context, run Run, step *playbooks.Step, a
 	env.Progress = func(msg string) {
 		r.emit(Event{Kind: EventStepProgress, RunID: run.ID, StepID: step.ID, Action: step.Action, Attempt: attempt, Message: msg})
 	}
+	// Every provider API call the action makes with actx is recorded: those
+	// before an effect with the effect, the rest when Do returns.
+	calls := &callLog{}
+	actx = apicall.WithRecorder(actx, calls.add)
+	saveCalls := func(made []apicall.Call) {
+		if err := r.store.AddCalls(context.WithoutCancel(ctx), run.ID, step.ID, attempt, made); err != nil {
+			r.log.Warn("could not record API calls", "run", run.ID, "step", step.ID, "error", err)
+		}
+	}
+	defer func() { saveCalls(calls.unsaved()) }()
 	env.Effect = func(e actions.Effect) {
-		// Journalled at once, outside the step's own record: an effect
-		// made by an attempt that then dies is still on record.
-		if err := r.store.Effect(context.WithoutCancel(ctx), run.ID, step.ID, attempt, e); err != nil {
+		// Journalled at once, outside the step's own record, with the
+		// calls that made it: an effect made by an attempt that then dies
+		// is still on record.
+		made := calls.unsaved()
+		if err := r.store.Effect(context.WithoutCancel(ctx), run.ID, step.ID, attempt, e, made); err != nil {
 			r.log.Warn("could not journal an effect", "run", run.ID, "step", step.ID, "error", err)
+			saveCalls(made)
 		}
 		r.emit(Event{Kind: EventStepEffect, RunID: run.ID, StepID: step.ID, Action: step.Action, Attempt: attempt, Message: e.String()})
 	}
@@ -227,4 +242,25 @@ func holdsSecrets(spec actions.Spec, outputs map[string]any) bool {
 		}
 	}
 	return false
+}
+
+// callLog holds the API calls of one attempt until they are stored.
+type callLog struct {
+	mu    sync.Mutex
+	calls []apicall.Call
+}
+
+func (l *callLog) add(c apicall.Call) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.calls = append(l.calls, c)
+}
+
+// unsaved returns the calls not yet handed out, and forgets them.
+func (l *callLog) unsaved() []apicall.Call {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.calls
+	l.calls = nil
+	return out
 }

@@ -26,9 +26,29 @@ type Decision struct {
 	// By is who decided (a Slack user id, or the name given to stanch
 	// approve --by); Via is how (cli, slack, timeout).
 	By, Via string
+	// ByName is By's display name (from Slack's users.info for a click),
+	// empty when it could not be found: the record keeps both, since an id
+	// alone means little to an auditor and a name alone is not unique.
+	ByName string
 	// MemberOf are the groups By belongs to (Slack user group ids), as the
 	// caller resolved them: a group among the approvers admits its members.
 	MemberOf []string
+}
+
+// Approver is who decided an approval: ID is what approvers lists match
+// (a Slack user id, a name given to stanch approve, "timeout"), Name their
+// display name when known.
+type Approver struct {
+	ID, Name string
+}
+
+// String is how the journal names the approver: "Alice Smith (U0123ABC)",
+// or the id alone when there is no other name.
+func (a Approver) String() string {
+	if a.Name == "" || a.Name == a.ID {
+		return a.ID
+	}
+	return a.Name + " (" + a.ID + ")"
 }
 
 // Decide records a person's decision on a waiting step and wakes the run.
@@ -63,7 +83,7 @@ func (r *Runner) Decide(ctx context.Context, d Decision) (Approval, bool, error)
 		}
 		return Approval{}, false, fmt.Errorf("%q may not decide step %s of run %s; approvers are %s: %w", d.By, d.StepID, d.RunID, strings.Join(pending.Approvers, ", "), ErrNotApprover)
 	}
-	a, first, err := r.store.Decide(ctx, d.RunID, d.StepID, d.Decision, d.By, d.Via)
+	a, first, err := r.store.Decide(ctx, d.RunID, d.StepID, d.Decision, Approver{ID: d.By, Name: d.ByName}, d.Via)
 	if err != nil {
 		return Approval{}, false, err
 	}

@@ -29,6 +29,9 @@ func (r *Runner) Report(ctx context.Context, runID string) (actions.Report, erro
 	}
 	rep := actions.Report{RunID: run.ID, Playbook: run.Playbook, Status: string(run.Status), StartedAt: run.CreatedAt, FinishedAt: run.FinishedAt, Alert: run.Alert,
 		Generation: run.Generation, Owner: run.Owner}
+	if rep.Journal.Seq, rep.Journal.Hash, err = r.store.lastEntry(ctx, run.ID); err != nil {
+		return actions.Report{}, err
+	}
 	if Terminal(run.Status) {
 		rep.Ended = run.Error
 	}

@@ -474,6 +474,23 @@ func TestAlertsAboutTheSameCredentialJoinTheOpenRun(t *testing.T) {
 				joined = joined || (e.Event == "alert_joined" && strings.Contains(e.Detail, "health:arn:event/1 from health"))
 			}
 			require.True(t, joined, "the join is in the incident's timeline")
+			// And in the incident's record: the alert that started the run,
+			// then the one that joined it, each as it was received.
+			alerts, err := b.runner.Store().RunAlerts(ctx, first.ID)
+			require.NoError(t, err)
+			require.Len(t, alerts, 2)
+			require.Equal(t, "started", alerts[0].Relation)
+			require.Equal(t, github.DedupKey, alerts[0].Alert.DedupKey)
+			require.Equal(t, "joined", alerts[1].Relation)
+			require.Equal(t, "health:arn:event/1", alerts[1].Alert.DedupKey)
+			require.Equal(t, alert.SourceHealth, alerts[1].Alert.Source)
+			require.False(t, alerts[1].ReceivedAt.Before(alerts[0].ReceivedAt))
+			// Submitted again, the joined alert is a duplicate: listed once.
+			_, err = b.runner.Submit(ctx, health, []*playbooks.Playbook{pb})
+			require.NoError(t, err)
+			alerts, err = b.runner.Store().RunAlerts(ctx, first.ID)
+			require.NoError(t, err)
+			require.Len(t, alerts, 2)
 
 			// Once the run is over, a new alert about the key starts a new run.
 			_, _, err = b.runner.Decide(ctx, Decision{RunID: first.ID, StepID: "destroy", Decision: Denied, By: "alice", Via: "cli"})
@@ -716,7 +733,7 @@ func TestDecisionWithoutWakeStillResumes(t *testing.T) {
 			run := submitOne(t, b, pb, testAlert("AKIAIOSFODNN7EXAMPLE"))
 			b.waitStatus(t, run.ID, RunWaitingApproval)
 			time.Sleep(300 * time.Millisecond) // let the job go to sleep
-			_, first, err := b.runner.Store().Decide(ctx, run.ID, "destroy", Approved, "alice", "cli")
+			_, first, err := b.runner.Store().Decide(ctx, run.ID, "destroy", Approved, Approver{ID: "alice", Name: "alice"}, "cli")
 			require.NoError(t, err)
 			require.True(t, first)
 			run = b.waitStatus(t, run.ID, RunSucceeded, RunFailed)

@@ -24,8 +24,11 @@ type Approval struct {
 	Deadline    time.Time
 	Decision    string // "", "approved", "denied"
 	DecidedBy   string
-	DecidedAt   time.Time
-	Via         string // "cli", "slack", "timeout"
+	// DecidedByName is the approver's display name, when known (Slack's
+	// users.info for a click); DecidedBy is their id.
+	DecidedByName string
+	DecidedAt     time.Time
+	Via           string // "cli", "slack", "timeout"
 	// Channel is the Slack channel where approvers are asked, if any.
 	Channel string
 	// Escalation is the second round the approval goes to when nobody
@@ -113,14 +116,14 @@ func (s *Store) RequestApproval(ctx context.Context, runID, stepID string, req A
 	return s.Approval(ctx, runID, stepID)
 }
 
-const approvalColumns = `run_id, step_id, approvers, message, requested_at, deadline, decision, decided_by, decided_at, via, channel, escalate_channel, escalate_approvers, escalate_timeout, escalated_at, effects, plan, generation`
+const approvalColumns = `run_id, step_id, approvers, message, requested_at, deadline, decision, decided_by, decided_at, via, channel, escalate_channel, escalate_approvers, escalate_timeout, escalated_at, effects, plan, generation, decided_by_name`
 
 func scanApproval(row interface{ Scan(...any) error }) (Approval, error) {
 	var a Approval
 	var approvers, escChannel, escApprovers, effects string
 	var requested, deadline, decided, escTimeout, escalated int64
 	if err := row.Scan(&a.RunID, &a.StepID, &approvers, &a.Message, &requested, &deadline, &a.Decision, &a.DecidedBy, &decided, &a.Via,
-		&a.Channel, &escChannel, &escApprovers, &escTimeout, &escalated, &effects, &a.Plan, &a.Generation); err != nil {
+		&a.Channel, &escChannel, &escApprovers, &escTimeout, &escalated, &effects, &a.Plan, &a.Generation, &a.DecidedByName); err != nil {
 		return Approval{}, err
 	}
 	if effects != "" {
@@ -220,21 +223,25 @@ func (s *Store) Escalate(ctx context.Context, runID, stepID string) (Approval, b
 	return a, escalated, err
 }
 
-// Decide records a decision on a requested approval. The first decision
-// wins: later ones change nothing, and first is false.
-func (s *Store) Decide(ctx context.Context, runID, stepID, decision, by, via string) (a Approval, first bool, err error) {
+// Decide records a decision on a requested approval, with the approver's
+// id and display name. The first decision wins: later ones change nothing,
+// and first is false.
+func (s *Store) Decide(ctx context.Context, runID, stepID, decision string, by Approver, via string) (a Approval, first bool, err error) {
 	if decision != Approved && decision != Denied {
 		return Approval{}, false, fmt.Errorf("decision %q: want %s or %s", decision, Approved, Denied)
 	}
+	// A display name is whatever its owner typed into Slack: redacted like
+	// every other text that reaches the store.
+	by.Name = alert.RedactText(by.Name)
 	err = s.db.durableTx(ctx, func(tx *sql.Tx) error {
-		res, err := s.exec(ctx, tx, `UPDATE stanch_approvals SET decision = ?, decided_by = ?, decided_at = ?, via = ? WHERE run_id = ? AND step_id = ? AND decision = ''`,
-			decision, by, micros(s.now()), via, runID, stepID)
+		res, err := s.exec(ctx, tx, `UPDATE stanch_approvals SET decision = ?, decided_by = ?, decided_by_name = ?, decided_at = ?, via = ? WHERE run_id = ? AND step_id = ? AND decision = ''`,
+			decision, by.ID, by.Name, micros(s.now()), via, runID, stepID)
 		if err != nil {
 			return fmt.Errorf("decide approval of %s: %w", stepID, err)
 		}
 		if n, _ := res.RowsAffected(); n == 1 {
 			first = true
-			return s.appendJournal(ctx, tx, runID, stepID, 0, "approval_"+decision, "by "+by+" via "+via)
+			return s.appendJournal(ctx, tx, runID, stepID, 0, "approval_"+decision, "by "+by.String()+" via "+via)
 		}
 		return nil
 	})

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stanchhq/stanch/actions"
 	"github.com/stanchhq/stanch/alert"
+	"github.com/stanchhq/stanch/apicall"
 )
 
 // Entry is one line of a run's append-only journal.
@@ -75,8 +76,12 @@ func (s *Store) Journal(ctx context.Context, runID string) ([]Entry, error) {
 }
 
 // Effect journals one change an action made.
-func (s *Store) Effect(ctx context.Context, runID, stepID string, attempt int, e actions.Effect) error {
+func (s *Store) Effect(ctx context.Context, runID, stepID string, attempt int, e actions.Effect, calls []apicall.Call) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
+		// The calls that made the effect, with it.
+		if err := s.addCalls(ctx, tx, runID, stepID, attempt, calls); err != nil {
+			return err
+		}
 		return s.appendJournal(ctx, tx, runID, stepID, attempt, "effect", e.String())
 	})
 }

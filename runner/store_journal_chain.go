@@ -161,7 +161,19 @@ func (s *Store) VerifyJournal(ctx context.Context, runID string) (ChainCheck, er
 	if err != nil {
 		return ChainCheck{}, err
 	}
-	return verifyChain(runID, entries), nil
+	return s.verify(ctx, runID, entries)
+}
+
+// verify checks the chain of entries and the calls its calls_recorded
+// entries anchor.
+func (s *Store) verify(ctx context.Context, runID string, entries []chainedEntry) (ChainCheck, error) {
+	c := verifyChain(runID, entries)
+	calls, err := s.Calls(ctx, runID)
+	if err != nil {
+		return ChainCheck{}, err
+	}
+	c.Breaks = append(c.Breaks, verifyCalls(entries, calls)...)
+	return c, nil
 }
 
 // JournalRunIDs returns the id of every run that has a journal.
@@ -300,5 +312,20 @@ func (s *Store) HashedJournal(ctx context.Context, runID string) ([]HashedEntry,
 	for i, e := range entries {
 		out[i] = HashedEntry{Entry: e.Entry, PrevHash: e.prevHash, Hash: e.hash, ChainedAtMigration: e.atMigration}
 	}
-	return out, verifyChain(runID, entries), nil
+	c, err := s.verify(ctx, runID, entries)
+	return out, c, err
+}
+
+// lastEntry returns the number and hash of a run's last journal entry.
+func (s *Store) lastEntry(ctx context.Context, runID string) (int, string, error) {
+	var seq int
+	var hash string
+	err := s.db.SQL.QueryRowContext(ctx, s.db.rebind(lastEntrySQL), runID).Scan(&seq, &hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, "", nil
+	}
+	if err != nil {
+		return 0, "", fmt.Errorf("last journal entry of run %s: %w", runID, err)
+	}
+	return seq, hash, nil
 }

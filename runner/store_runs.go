@@ -153,9 +153,14 @@ func (s *Store) createRunsTx(ctx context.Context, tx *sql.Tx, a alert.Alert, run
 			return got, fmt.Errorf("find run: %w", err)
 		}
 		var open string
-		if err := tx.QueryRowContext(ctx, s.db.rebind(`SELECT id FROM stanch_runs WHERE playbook = ? AND credential = ? AND status NOT IN (?, ?, ?)`),
-			r.Playbook, cred, RunSucceeded, RunFailed, RunCancelled).Scan(&open); err != nil {
+		// Written as stanch_runs_open_credential's condition is, so that
+		// the lookup uses that index instead of reading every run.
+		if err := tx.QueryRowContext(ctx, s.db.rebind(`SELECT id FROM stanch_runs WHERE playbook = ? AND credential = ? AND credential <> ''
+			AND status NOT IN (`+sqlList(RunSucceeded, RunFailed, RunCancelled)+`)`), r.Playbook, cred).Scan(&open); err != nil {
 			return got, fmt.Errorf("find the open run of credential %s: %w", cred, err)
+		}
+		if _, err := s.exec(ctx, tx, `INSERT INTO stanch_run_alerts (run_id, dedup_key, joined_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`, open, a.DedupKey, micros(s.now())); err != nil {
+			return got, fmt.Errorf("record alert %s joining run %s: %w", a.DedupKey, open, err)
 		}
 		if err := s.appendJournal(ctx, tx, open, "", 0, "alert_joined", fmt.Sprintf("alert %s from %s about the same credential joined this run", a.DedupKey, a.Source)); err != nil {
 			return got, err

@@ -33,6 +33,8 @@ var schema = []string{
 		UNIQUE (dedup_key, playbook)
 	)`,
 	`CREATE INDEX IF NOT EXISTS stanch_runs_status ON stanch_runs (status)`,
+	// runs list and runs export page through runs by creation (keyset).
+	`CREATE INDEX IF NOT EXISTS stanch_runs_created ON stanch_runs (created_at, id)`,
 	// One open run per playbook and credential: an alert about a credential
 	// that is already being handled joins that run (correlation).
 	`CREATE UNIQUE INDEX IF NOT EXISTS stanch_runs_open_credential ON stanch_runs (playbook, credential)
@@ -112,6 +114,32 @@ var schema = []string{
 		digest TEXT PRIMARY KEY,
 		expires BIGINT NOT NULL
 	)`,
+	// Every API call a step's actions made to a provider (store_calls.go):
+	// n numbers an attempt's calls in the order they ended.
+	`CREATE TABLE IF NOT EXISTS stanch_calls (
+		run_id TEXT NOT NULL,
+		step_id TEXT NOT NULL,
+		attempt INTEGER NOT NULL,
+		n INTEGER NOT NULL,
+		service TEXT NOT NULL,
+		operation TEXT NOT NULL,
+		account TEXT NOT NULL,
+		region TEXT NOT NULL,
+		request_id TEXT NOT NULL,
+		outcome TEXT NOT NULL,
+		error TEXT NOT NULL,
+		at BIGINT NOT NULL,
+		duration BIGINT NOT NULL,
+		PRIMARY KEY (run_id, step_id, attempt, n)
+	)`,
+	// The alerts that joined a run after the one that started it
+	// (correlation), by their key in stanch_alerts.
+	`CREATE TABLE IF NOT EXISTS stanch_run_alerts (
+		run_id TEXT NOT NULL,
+		dedup_key TEXT NOT NULL,
+		joined_at BIGINT NOT NULL,
+		PRIMARY KEY (run_id, dedup_key)
+	)`,
 }
 
 // migrations change tables that existing databases already have; each runs
@@ -155,6 +183,8 @@ var migrations = []string{
 	`ALTER TABLE stanch_journal ADD COLUMN prev_hash TEXT NOT NULL DEFAULT ''`,
 	`ALTER TABLE stanch_journal ADD COLUMN hash TEXT NOT NULL DEFAULT ''`,
 	`ALTER TABLE stanch_journal ADD COLUMN chained_at_migration INTEGER NOT NULL DEFAULT 0`,
+	// The approver's display name (Slack's users.info), beside their id.
+	`ALTER TABLE stanch_approvals ADD COLUMN decided_by_name TEXT NOT NULL DEFAULT ''`,
 }
 
 // chainedFrom is the number of migrations after which the journal is

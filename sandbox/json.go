@@ -99,6 +99,7 @@ func jsonParams(body []byte) map[string]string {
 func writeJSONError(w http.ResponseWriter, apiErr *apiError) {
 	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
 	w.Header().Set("X-Amzn-Errortype", apiErr.code)
+	w.Header().Set("X-Amzn-Requestid", newRequestID()) // refusals have one too
 	w.WriteHeader(apiErr.status)
 	_ = json.NewEncoder(w).Encode(map[string]string{"__type": apiErr.code, "message": apiErr.message})
 }

@@ -219,7 +219,7 @@ func writeQueryResult(w http.ResponseWriter, ns, action string, body any) {
 		Result   any              `xml:",omitempty"`
 		Metadata responseMetadata `xml:"ResponseMetadata"`
 	}
-	env := envelope{XMLName: xml.Name{Local: action + "Response"}, XMLNS: ns, Metadata: responseMetadata{RequestID: newRequestID()}}
+	env := envelope{XMLName: xml.Name{Local: action + "Response"}, XMLNS: ns, Metadata: responseMetadata{RequestID: queryRequestID(w)}}
 	if body != nil {
 		env.Result = wrapped{name: action + "Result", body: body}
 	}
@@ -259,7 +259,7 @@ func writeQueryError(w http.ResponseWriter, ns string, apiErr *apiError) {
 	if apiErr.status >= 500 {
 		kind = "Receiver"
 	}
-	out, _ := xml.Marshal(envelope{XMLNS: ns, Error: errorBody{Type: kind, Code: apiErr.code, Message: apiErr.message}, RequestID: newRequestID()})
+	out, _ := xml.Marshal(envelope{XMLNS: ns, Error: errorBody{Type: kind, Code: apiErr.code, Message: apiErr.message}, RequestID: queryRequestID(w)})
 	w.Header().Set("Content-Type", "text/xml")
 	w.WriteHeader(apiErr.status)
 	_, _ = w.Write([]byte(xml.Header))
@@ -275,4 +275,12 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// queryRequestID gives the answer its request id, in the
+// x-amzn-RequestId header and, as IAM and STS do, in the body too.
+func queryRequestID(w http.ResponseWriter) string {
+	id := newRequestID()
+	w.Header().Set("X-Amzn-Requestid", id)
+	return id
 }

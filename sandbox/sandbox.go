@@ -204,12 +204,18 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/_sandbox/state" && r.Method == http.MethodGet:
 		writeJSON(w, s.State())
 	case strings.HasPrefix(r.URL.Path, "/api/v3/"):
+		// Each provider names its answers as it does: GitHub's five hex
+		// fields, Slack's and GitLab's opaque ids.
+		b := newRequestID()
+		w.Header().Set("X-GitHub-Request-Id", strings.ToUpper(b[0:4]+":"+b[9:13]+":"+b[14:18]+":"+b[19:23]+":"+b[24:32]))
 		s.serveGitHub(w, r)
 	case strings.HasPrefix(r.URL.Path, slackPrefix):
+		w.Header().Set("X-Slack-Req-Id", strings.ReplaceAll(newRequestID(), "-", ""))
 		s.serveSlack(w, r)
 	case strings.HasPrefix(r.URL.Path, vaultPrefix):
 		s.serveVault(w, r)
 	case strings.HasPrefix(r.URL.Path, gitlabPrefix):
+		w.Header().Set("X-Request-Id", strings.ToUpper(strings.ReplaceAll(newRequestID(), "-", "")[:26]))
 		s.serveGitLab(w, r)
 	case strings.HasPrefix(r.URL.Path, npmPrefix):
 		s.serveNPM(w, r)

@@ -184,6 +184,8 @@ type slackState struct {
 	// unique and increasing, as in one Slack channel.
 	lastTS int64
 	limits map[string]*slackLimit // by method
+	// delays hold a method's answers back (SlackDelay), by method.
+	delays map[string]time.Duration
 }
 
 type slackChannel struct {
@@ -205,7 +207,8 @@ type slackLimit struct {
 
 func newSlackState(seed *SeedSlack) *slackState {
 	st := &slackState{team: slackDefaultTeam, byID: map[string]*slackChannel{}, byName: map[string]*slackChannel{},
-		users: map[string]SeedSlackUser{}, groups: map[string]SeedSlackUserGroup{}, limits: map[string]*slackLimit{}}
+		users: map[string]SeedSlackUser{}, groups: map[string]SeedSlackUserGroup{}, limits: map[string]*slackLimit{},
+		delays: map[string]time.Duration{}}
 	if seed == nil {
 		return st
 	}
@@ -239,6 +242,21 @@ func (s *Sandbox) SlackRateLimit(method string, times int, retryAfter time.Durat
 		return
 	}
 	s.slack.limits[method] = &slackLimit{remaining: times, retryAfter: max(retryAfter, 0)}
+}
+
+// SlackDelay makes every call of a Slack method (such as "users.info")
+// wait d before it is answered, as a slow Slack does, while the other
+// methods answer at once; d <= 0 clears it. A caller that gives up first
+// is logged with status 499. Fault latency (SetFault "slack") slows every
+// method instead.
+func (s *Sandbox) SlackDelay(method string, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d <= 0 {
+		delete(s.slack.delays, method)
+		return
+	}
+	s.slack.delays[method] = d
 }
 
 // SlackMessages returns the messages of a channel (by id, or by name with

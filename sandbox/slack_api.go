@@ -61,7 +61,10 @@ func (s *Sandbox) serveSlack(w http.ResponseWriter, r *http.Request) {
 	}
 
 	fault := s.fault("slack")
-	if err := sleepCtx(r.Context(), fault.Latency); err != nil {
+	s.mu.Lock()
+	delay := s.slack.delays[call.method]
+	s.mu.Unlock()
+	if err := sleepCtx(r.Context(), fault.Latency+delay); err != nil {
 		s.mu.Lock()
 		s.recordLocked(req, 499, false) // the client went away before the answer
 		s.mu.Unlock()

@@ -545,3 +545,30 @@ func TestServePrintsSlackEnvironment(t *testing.T) {
 	require.Contains(t, out, "export STANCH_SLACK_API_URL="+url+"/slack/api/\n")
 	require.Contains(t, out, "export STANCH_SLACK_TOKEN="+seed.Slack.Token+"\n")
 }
+
+// SlackDelay slows one method only; a caller that gives up is logged as
+// having gone away.
+func TestSlackDelayOneMethod(t *testing.T) {
+	t.Parallel()
+	f := setupSlack(t)
+	f.sb.SlackDelay("users.info", time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err := f.api.GetUserInfoContext(ctx, alice)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	_, err = f.api.AuthTestContext(context.Background())
+	require.NoError(t, err, "other methods answer at once")
+	require.Eventually(t, func() bool {
+		for _, c := range f.sb.Calls() {
+			if c.Action == "users.info" {
+				return c.Status == 499
+			}
+		}
+		return false
+	}, 5*time.Second, 10*time.Millisecond, "the abandoned call is logged")
+
+	f.sb.SlackDelay("users.info", 0)
+	u, err := f.api.GetUserInfoContext(context.Background(), alice)
+	require.NoError(t, err)
+	require.Equal(t, "alice", u.Profile.DisplayName)
+}

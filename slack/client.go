@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stanchhq/stanch/apicall"
+
 	slackapi "github.com/slack-go/slack"
 
 	"github.com/stanchhq/stanch/alert"
@@ -17,7 +19,8 @@ import (
 // Options configure the Slack client.
 type Options struct {
 	// Token is a bot token (xoxb-…) with chat:write, channels:history
-	// (groups:history for private channels) and usergroups:read.
+	// (groups:history for private channels), usergroups:read and
+	// users:read (approvers' names, see UserName).
 	Token string
 	// APIURL is the Web API base, ending in "/"; empty means Slack's own.
 	// The sandbox serves one at <sandbox>/slack/api/.
@@ -38,6 +41,8 @@ type Client struct {
 	mu       sync.Mutex
 	groups   map[string]cachedGroup
 	channels map[string]string // name → id
+
+	users userCache // display names, see UserName
 }
 
 type cachedGroup struct {
@@ -66,9 +71,9 @@ func NewClient(opts Options) *Client {
 		}
 		o = append(o, slackapi.OptionAPIURL(u))
 	}
-	if opts.HTTPClient != nil {
-		o = append(o, slackapi.OptionHTTPClient(opts.HTTPClient))
-	}
+	// Calls made for a step (slack.notify) are recorded in its run's
+	// record (apicall); the notifier's own calls carry no recorder.
+	o = append(o, slackapi.OptionHTTPClient(apicall.Client("slack", opts.HTTPClient)))
 	c.api = slackapi.New(opts.Token, o...)
 	return c
 }

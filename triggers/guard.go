@@ -8,13 +8,11 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/stanchhq/stanch/alert"
+	"github.com/stanchhq/stanch/internal/sourcelimit"
 )
 
 // MaxBody bounds every request body stanch reads from outside.
@@ -41,13 +39,9 @@ const DefaultRateLimit = 50
 type guard struct {
 	source string
 	log    *slog.Logger
+	limits *sourcelimit.Limits
 
-	mu       sync.Mutex
-	rate     rate.Limit
-	burst    int
-	trusted  []netip.Prefix
-	authed   map[string]*rate.Limiter
-	unauthed map[string]*rate.Limiter
+	mu sync.Mutex
 	// Refusals past the unauthenticated budget since the last log line.
 	quiet     int
 	quietFrom time.Time
@@ -60,114 +54,23 @@ func newGuard(source string, log *slog.Logger, perSecond float64) *guard {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g := &guard{source: source, log: log}
-	g.limit(perSecond)
-	return g
+	return &guard{source: source, log: log, limits: sourcelimit.New(perSecond)}
 }
 
 // limit sets the per-source rate of each budget: perSecond requests a
 // second, bursts of four seconds' worth; 0 turns the limits off.
-func (g *guard) limit(perSecond float64) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.rate, g.burst = rate.Limit(perSecond), int(4*perSecond)
-	if perSecond <= 0 {
-		g.rate, g.burst = rate.Inf, 0
-	}
-	g.authed, g.unauthed = map[string]*rate.Limiter{}, map[string]*rate.Limiter{}
-}
+func (g *guard) limit(perSecond float64) { g.limits.SetRate(perSecond) }
 
 // trust sets the proxies whose X-Forwarded-For is believed.
-func (g *guard) trust(proxies []netip.Prefix) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.trusted = append([]netip.Prefix(nil), proxies...)
-}
+func (g *guard) trust(proxies []netip.Prefix) { g.limits.Trust(proxies) }
 
 // ParseTrustedProxy reads a CIDR (10.0.0.0/8) or a single address as a
 // prefix of trusted proxies.
-func ParseTrustedProxy(s string) (netip.Prefix, error) {
-	if p, err := netip.ParsePrefix(s); err == nil {
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q is neither a CIDR (10.0.0.0/8) nor an IP address", s)
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
-}
+func ParseTrustedProxy(s string) (netip.Prefix, error) { return sourcelimit.ParseTrustedProxy(s) }
 
-// client is the address a request is counted against: the peer's, unless
-// the peer is a trusted proxy; then the nearest address in X-Forwarded-For
-// that is not a trusted proxy, read from the right, since each proxy
-// appends the address it received from and only what trusted proxies
-// appended can be believed. Without trusted proxies the header is ignored:
-// anyone can send it.
-func (g *guard) client(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	peer, err := netip.ParseAddr(host)
-	if err != nil {
-		return host
-	}
-	peer = peer.Unmap()
-	g.mu.Lock()
-	trusted := g.trusted
-	g.mu.Unlock()
-	if !isTrusted(trusted, peer) {
-		return peer.String()
-	}
-	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
-	nearest := peer
-	for i := len(hops) - 1; i >= 0; i-- {
-		hop := strings.TrimSpace(hops[i])
-		if hop == "" {
-			continue
-		}
-		a, err := netip.ParseAddr(hop)
-		if err != nil {
-			// What a trusted proxy recorded is unreadable: count the
-			// request against that proxy rather than guess.
-			return nearest.String()
-		}
-		a = a.Unmap()
-		if !isTrusted(trusted, a) {
-			return a.String()
-		}
-		nearest = a
-	}
-	return nearest.String()
-}
-
-func isTrusted(trusted []netip.Prefix, a netip.Addr) bool {
-	for _, p := range trusted {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
-
-// allow takes one request from addr's budget in m.
-func (g *guard) allow(m *map[string]*rate.Limiter, addr string) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	l, ok := (*m)[addr]
-	if !ok {
-		if len(*m) > 10000 {
-			// Forget everyone rather than grow without bound under a flood
-			// of source addresses; each budget is forgotten on its own, so
-			// forged requests never reset the budgets of genuine ones.
-			*m = map[string]*rate.Limiter{}
-		}
-		l = rate.NewLimiter(g.rate, g.burst)
-		(*m)[addr] = l
-	}
-	return l.Allow()
-}
+// client is the address a request is counted against (sourcelimit's
+// Client: the peer's, or the nearest untrusted one a trusted proxy names).
+func (g *guard) client(r *http.Request) string { return g.limits.Client(r) }
 
 // start checks the method. A request that is refused is charged as an
 // unauthenticated one.
@@ -202,7 +105,7 @@ func (g *guard) body(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 func (g *guard) unauthenticated(w http.ResponseWriter, r *http.Request, status int, reason string) {
 	reason = alert.RedactText(reason) // a reason is stanch's words, but may quote a field's name
 	addr := g.client(r)
-	if g.allow(&g.unauthed, addr) {
+	if g.limits.Refused(addr) {
 		g.count(refusal(status))
 		g.logRejection(r, addr, status, reason)
 		http.Error(w, reason, status)
@@ -232,7 +135,7 @@ func (g *guard) unauthenticated(w http.ResponseWriter, r *http.Request, status i
 // budget, and answers 429 when that is spent.
 func (g *guard) authenticated(w http.ResponseWriter, r *http.Request) bool {
 	addr := g.client(r)
-	if g.allow(&g.authed, addr) {
+	if g.limits.Authenticated(addr) {
 		return true
 	}
 	g.count(ResultRateLimited)

@@ -27,10 +27,17 @@ import (
 type Decider interface {
 	// Approvers returns who may decide a step's approval.
 	Approvers(ctx context.Context, runID, stepID string) ([]string, error)
-	// Decide records user's decision; groups are the approvers' user
-	// groups user belongs to. Errors wrap ErrNotApprover or ErrNotWaiting
+	// Decide records the decision of who; groups are the approvers' user
+	// groups who belongs to. Errors wrap ErrNotApprover or ErrNotWaiting
 	// where those apply.
-	Decide(ctx context.Context, runID, stepID, decision, user string, groups []string) (Decided, error)
+	Decide(ctx context.Context, runID, stepID, decision string, who Approver, groups []string) (Decided, error)
+}
+
+// Approver is who clicked: their Slack user id, which approvers lists
+// match, and the name Slack shows for them (empty when it could not be
+// found), which the record keeps for people to read.
+type Approver struct {
+	ID, Name string
 }
 
 // Decided is the state of an approval after a click.
@@ -71,7 +78,10 @@ type SlackInteractions struct {
 	// ackWithin is how long a click's handling may hold the response;
 	// Slack shows an error after 3 s.
 	ackWithin time.Duration
-	wg        sync.WaitGroup
+	// nameWithin is how long a click waits for the clicker's name
+	// (users.info) before it is decided without it.
+	nameWithin time.Duration
+	wg         sync.WaitGroup
 }
 
 // NewSlackInteractions returns the endpoint. secret is the app's signing
@@ -82,7 +92,7 @@ func NewSlackInteractions(secret string, tokens *slack.Tokens, decider Decider, 
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &SlackInteractions{secret: secret, tokens: tokens, decider: decider, slack: client, guard: newGuard("slack", log, DefaultRateLimit),
-		seen: newReplayMemory(100000), log: log, ackWithin: 2 * time.Second}
+		seen: newReplayMemory(100000), log: log, ackWithin: 2 * time.Second, nameWithin: 2 * time.Second}
 }
 
 // RateLimit sets the endpoint's limits per source address (see guard).
@@ -238,6 +248,7 @@ func (h *SlackInteractions) decide(ctx context.Context, c click) string {
 		h.log.Warn("click refused", "source", "slack", "reason", "button value is not a valid approval token", "user", c.user)
 		return "This button is not one stanch made; nothing was decided."
 	}
+	name := h.userName(ctx, c.user)
 	approvers, err := h.decider.Approvers(ctx, v.RunID, v.StepID)
 	if errors.Is(err, ErrNotWaiting) {
 		return fmt.Sprintf("Step %s of run %s is not waiting for a decision.", slack.Escape(v.StepID), slack.Escape(v.RunID))
@@ -260,7 +271,7 @@ func (h *SlackInteractions) decide(ctx context.Context, c click) string {
 			groups = append(groups, p)
 		}
 	}
-	d, err := h.decider.Decide(ctx, v.RunID, v.StepID, v.Decision, c.user, groups)
+	d, err := h.decider.Decide(ctx, v.RunID, v.StepID, v.Decision, Approver{ID: c.user, Name: <-name}, groups)
 	switch {
 	case errors.Is(err, ErrNotApprover):
 		h.log.Warn("click refused", "source", "slack", "reason", "not an approver", "user", c.user, "run", v.RunID, "step", v.StepID)
@@ -279,4 +290,27 @@ func (h *SlackInteractions) decide(ctx context.Context, c click) string {
 	}
 	h.log.Info("approval decided in Slack", "run", v.RunID, "step", v.StepID, "decision", v.Decision, "user", c.user)
 	return ""
+}
+
+// userName looks up the name of who clicked (Slack's users.info, cached by
+// the client) while decide reads the approvers and their groups, so that
+// a prompt answer adds no time to the decision. It runs in the click's
+// handling, which holds Slack's answer for at most ackWithin (see handle),
+// so a slow users.info cannot make Slack show the click as failed; and it
+// gives up after nameWithin: a name is worth a moment, not a decision, so
+// on any failure the decision goes on with the id alone.
+func (h *SlackInteractions) userName(ctx context.Context, user string) <-chan string {
+	out := make(chan string, 1) // decide may return before it reads
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		ctx, cancel := context.WithTimeout(ctx, h.nameWithin)
+		defer cancel()
+		name, err := h.slack.UserName(ctx, user)
+		if err != nil {
+			h.log.Warn("the name of who clicked was not found; the decision is recorded with their Slack id only", "user", user, "error", err)
+		}
+		out <- name
+	}()
+	return out
 }

@@ -26,7 +26,7 @@ func (d *decisions) Approvers(context.Context, string, string) ([]string, error)
 	return []string{"U0ALICE"}, nil
 }
 
-func (d *decisions) Decide(context.Context, string, string, string, string, []string) (Decided, error) {
+func (d *decisions) Decide(context.Context, string, string, string, Approver, []string) (Decided, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.calls++

@@ -85,7 +85,7 @@ func (p *Provider) accountConfig(ctx context.Context, base aws.Config, account s
 	if p.opts.Roles.SessionName != "" {
 		session = p.opts.Roles.SessionName
 	}
-	assume := stscreds.NewAssumeRoleProvider(sts.NewFromConfig(base), role.ARN, func(o *stscreds.AssumeRoleOptions) {
+	assume := stscreds.NewAssumeRoleProvider(sts.NewFromConfig(p.recorded(base, ambient)), role.ARN, func(o *stscreds.AssumeRoleOptions) {
 		o.RoleSessionName = session
 		if role.ExternalID != "" {
 			o.ExternalID = aws.String(role.ExternalID)

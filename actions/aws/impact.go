@@ -66,6 +66,9 @@ type ImpactOutputs struct {
 	DerivedCredentials []map[string]any  `json:"derived_credentials" doc:"credentials minted (GetSessionToken, GetFederationToken, AssumeRole) or created (CreateAccessKey) with the key, followed in turn"`
 	Regions            []string          `json:"regions" doc:"regions queried"`
 	RegionsFailed      map[string]string `json:"regions_failed" doc:"region → error, for regions that could not be read"`
+	// Timeline is a map rather than a struct because outputs are plain
+	// values (see actions.New); impactTimeline.output builds it.
+	Timeline map[string]any `json:"timeline" doc:"events over time, derived credentials included: bucket (the smallest of 1m, 5m, 15m, 1h, 6h, 24h, 168h that holds first_used..last_used in at most 48 points), start (first_used truncated to the bucket, UTC), points, by_region (every region) and by_event (the 8 busiest event names, the rest as other if any), each name a list of points counts, count k being the events in [start+k*bucket, start+(k+1)*bucket); no events: bucket 1m, start \"\", points 0, empty maps"`
 }
 
 // lookupRate is CloudTrail's LookupEvents limit per account and region.

@@ -9,7 +9,9 @@ import (
 )
 
 // impactStateVersion is the version of the impact step's checkpoint; a
-// state of another version is ignored and the query starts again.
+// state of another version is ignored and the query starts again. Fields
+// added since (the summaries' timeline) are optional, so that a step
+// interrupted before an upgrade still resumes from what it saved.
 const impactStateVersion = 1
 
 // impactState is how far an impact query got: what the step's checkpoint
@@ -145,11 +147,17 @@ func decodeImpactState(b []byte, in *ImpactParams) (*impactState, error) {
 			pr.Summary = newImpact()
 		}
 		pr.Summary.init()
+		if err := pr.Summary.Timeline.check(); err != nil {
+			return nil, fmt.Errorf("region %s: %w", pr.Region, err)
+		}
 	}
 	if st.Summary == nil {
 		st.Summary = newImpact()
 	}
 	st.Summary.init()
+	if err := st.Summary.Timeline.check(); err != nil {
+		return nil, err
+	}
 	if st.Failed == nil {
 		st.Failed = map[string]string{}
 	}

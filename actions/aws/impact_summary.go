@@ -24,6 +24,11 @@ type impactSummary struct {
 	// Findings are in the order the events were read, except that pruning
 	// keeps only the first maxFindings in the output's order.
 	Findings []finding `json:"findings"`
+	// Timeline is the events per time bucket. A checkpoint saved before
+	// timelines existed has none: the summary resumed from it starts an
+	// empty one, so the timeline output then lacks the events counted
+	// before (the other outputs have them).
+	Timeline *impactTimeline `json:"timeline,omitempty"`
 }
 
 // finding is one classified event, as the findings output lists it.
@@ -57,6 +62,12 @@ func (s *impactSummary) init() {
 			*m = map[string]int{}
 		}
 	}
+	if s.Timeline == nil {
+		s.Timeline = newTimeline()
+	}
+	if s.Timeline.ByRegion == nil {
+		s.Timeline.ByRegion = map[string][]int{}
+	}
 }
 
 func (s *impactSummary) add(e trailEvent) {
@@ -70,6 +81,11 @@ func (s *impactSummary) add(e trailEvent) {
 	s.ByEvent[e.EventName]++
 	s.ByService[strings.TrimSuffix(e.EventSource, ".amazonaws.com")]++
 	s.ByRegion[e.AWSRegion]++
+	// A record without a time (CloudTrail's all have one) would stretch
+	// the timeline back to year 1: it is left out of it.
+	if !e.EventTime.IsZero() {
+		s.Timeline.add(e.EventTime, e.AWSRegion, e.EventName)
+	}
 	if e.SourceIPAddress != "" {
 		s.ByIP[e.SourceIPAddress]++
 	}
@@ -107,6 +123,7 @@ func (s *impactSummary) merge(o *impactSummary) {
 			m[0][k] += n
 		}
 	}
+	s.Timeline.merge(o.Timeline)
 	s.Findings = append(s.Findings, o.Findings...)
 	if len(s.Findings) > 2*maxFindings {
 		s.prune()
@@ -159,6 +176,7 @@ func (s *impactSummary) outputs() *ImpactOutputs {
 	out := &ImpactOutputs{
 		Events: s.Total, ByEvent: s.ByEvent, ByService: s.ByService, ByRegion: s.ByRegion,
 		BySourceIP: s.ByIP, ByUserAgent: s.ByUA, Denied: s.Denied, FindingCounts: s.FindingCount, Findings: findings,
+		Timeline: s.Timeline.output(s.First, s.Last),
 	}
 	if s.Total > 0 {
 		out.FirstUsed, out.LastUsed = s.First.UTC().Format(time.RFC3339), s.Last.UTC().Format(time.RFC3339)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/apicall"
 	"github.com/stanchhq/stanch/destinations"
 )
 
@@ -64,11 +66,36 @@ func NewProvider(opts ProviderOptions) *Provider {
 // config returns the configuration for acting in account ("" means
 // stanch's own account).
 func (p *Provider) config(ctx context.Context, account string) (aws.Config, error) {
-	base, err := p.baseConfig(ctx, account)
-	if err != nil || account == "" {
-		return base, err
+	cfg, err := p.baseConfig(ctx, account)
+	if err != nil {
+		return cfg, err
 	}
-	return p.accountConfig(ctx, base, account)
+	if account != "" {
+		if cfg, err = p.accountConfig(ctx, cfg, account); err != nil {
+			return cfg, err
+		}
+	}
+	return p.recorded(cfg, account), nil
+}
+
+// recorded returns cfg recording every call its clients make for the
+// run's record (apicall), as acting in account (stanch's own when empty).
+func (p *Provider) recorded(cfg aws.Config, account string) aws.Config {
+	acting := func() string { return account }
+	if account == "" {
+		// Known once sts:GetCallerIdentity has answered: the calls made
+		// before it are recorded without their account.
+		acting = func() string {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			return p.identity
+		}
+	}
+	cfg = cfg.Copy()
+	// Clipped so that the append never writes into the array the
+	// cached configuration's options live in.
+	cfg.APIOptions = append(slices.Clip(cfg.APIOptions), apicall.AWS(acting))
+	return cfg
 }
 
 func (p *Provider) baseConfig(ctx context.Context, account string) (aws.Config, error) {

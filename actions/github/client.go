@@ -20,6 +20,8 @@ import (
 	"time"
 
 	gh "github.com/google/go-github/v60/github"
+
+	"github.com/stanchhq/stanch/apicall"
 )
 
 // Options say how stanch reaches GitHub: with a token, or as a GitHub App
@@ -42,6 +44,10 @@ type Options struct {
 	// Now is the clock for the App's JWTs and its tokens' expiry (default
 	// time.Now).
 	Now func() time.Time
+	// RecordLink, when set, makes the link to a run's report (stanch
+	// serve's /reports/{run}, signed, expiring a fixed time after the run
+	// was created) that github.resolve_alert adds to its comment.
+	RecordLink func(runID string, created time.Time) string
 }
 
 // Configured reports whether any credentials are given.
@@ -59,10 +65,9 @@ var ErrNotConfigured = errors.New("GitHub is not configured: give stanch a token
 // or for an App a cached installation token that is renewed a minute before
 // it expires. Without credentials the client is unauthenticated.
 func NewClient(opts Options) (*gh.Client, error) {
-	base := opts.Transport
-	if base == nil {
-		base = http.DefaultTransport
-	}
+	// Every request, the App's token requests too, is recorded for the
+	// run whose step makes it (apicall).
+	base := apicall.Transport("github", opts.Transport)
 	var app *appTransport
 	transport := base
 	switch {

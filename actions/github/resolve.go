@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	gh "github.com/google/go-github/v60/github"
 
@@ -21,7 +22,7 @@ type ResolveAlertParams struct {
 	Repository  string `json:"repository" required:"true" doc:"owner/name of the repository holding the alert, usually ${{ alert.location.repo }}"`
 	AlertNumber int    `json:"alert_number" required:"true" doc:"the secret-scanning alert's number, usually ${{ alert.location.alert_number }}"`
 	Resolution  string `json:"resolution" doc:"revoked (the default), false_positive, wont_fix or used_in_tests"`
-	Comment     string `json:"comment" doc:"the resolution comment, which GitHub keeps for good (default: Resolved by stanch run <run id>)"`
+	Comment     string `json:"comment" doc:"the resolution comment, which GitHub keeps for good (default: Resolved by stanch run <run id>); with report links configured, a link to the run's incident record is added"`
 }
 
 // resolutions are those GitHub accepts in a PATCH.
@@ -75,7 +76,7 @@ func resolveAlert(p *Provider) actions.Action {
 			return nil
 		},
 		PlanFunc: func(ctx context.Context, env actions.Env, in *ResolveAlertParams) (actions.PlanOf[ResolveAlertOutputs], error) {
-			r, err := p.newResolution(env, in)
+			r, err := p.newResolution(ctx, env, in)
 			if err != nil {
 				return actions.PlanOf[ResolveAlertOutputs]{}, err
 			}
@@ -101,7 +102,7 @@ func resolveAlert(p *Provider) actions.Action {
 			return plan, nil
 		},
 		DoFunc: func(ctx context.Context, env actions.Env, in *ResolveAlertParams) (actions.ResultOf[ResolveAlertOutputs], error) {
-			r, err := p.newResolution(env, in)
+			r, err := p.newResolution(ctx, env, in)
 			if err != nil {
 				return actions.ResultOf[ResolveAlertOutputs]{}, err
 			}
@@ -160,7 +161,7 @@ type resolution struct {
 	comment    string
 }
 
-func (p *Provider) newResolution(env actions.Env, in *ResolveAlertParams) (*resolution, error) {
+func (p *Provider) newResolution(ctx context.Context, env actions.Env, in *ResolveAlertParams) (*resolution, error) {
 	owner, repo, err := splitRepo(in.Repository)
 	if err != nil {
 		return nil, actions.Permanent(err)
@@ -176,10 +177,60 @@ func (p *Provider) newResolution(env actions.Env, in *ResolveAlertParams) (*reso
 	if r.comment == "" {
 		r.comment = "Resolved by stanch run " + env.RunID
 	}
+	link, anchor, err := p.recordLink(ctx, env)
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s: %w", r.name, err)
+	}
+	r.comment = withRecordLink(r.comment, link, anchor)
 	if r.client, err = p.Client(); err != nil {
 		return nil, fmt.Errorf("resolve %s: %w", r.name, err)
 	}
 	return r, nil
+}
+
+// maxComment bounds the resolution comment. GitHub's schema for
+// resolution_comment names no limit (WIRE.md neither); 65,536 characters
+// is the limit of GitHub's comment and issue bodies, taken as the bound
+// here so that a long custom comment is clipped by stanch, keeping the
+// link, rather than refused by GitHub.
+const maxComment = 65536
+
+// recordLink is the link to the run's incident record, anchored on the
+// run's creation so that it is the same link whenever it is made ("" when
+// links are not configured), and the journal's last entry, which GitHub
+// then keeps for good: a copy that shows later that the journal up to it
+// was not rewritten (stanch runs verify --anchor). Both are empty when the
+// run's report cannot be read (Plan, and tests, may have none).
+func (p *Provider) recordLink(ctx context.Context, env actions.Env) (string, actions.JournalAnchor, error) {
+	if env.Report == nil {
+		return "", actions.JournalAnchor{}, nil
+	}
+	rep, err := env.Report(ctx)
+	if err != nil {
+		return "", actions.JournalAnchor{}, actions.Retryable(fmt.Errorf("read the run's report for the link to its incident record: %w", err))
+	}
+	link := ""
+	if p.opts.RecordLink != nil {
+		link = p.opts.RecordLink(rep.RunID, rep.StartedAt)
+	}
+	return link, rep.Journal, nil
+}
+
+// withRecordLink adds the link and the journal's anchor to the comment,
+// clipping the comment (never what is added) to keep within maxComment.
+func withRecordLink(comment, link string, anchor actions.JournalAnchor) string {
+	suffix := ""
+	if link != "" {
+		suffix += " — incident record: " + link
+	}
+	if anchor.Hash != "" {
+		suffix += fmt.Sprintf(" — journal entry %d, sha256 %s", anchor.Seq, anchor.Hash)
+	}
+	if room := maxComment - utf8.RuneCountInString(suffix); utf8.RuneCountInString(comment) > room {
+		runes := []rune(comment)
+		comment = string(runes[:max(room-1, 0)]) + "…"
+	}
+	return comment + suffix
 }
 
 // get reads the alert without its secret literal.

@@ -2,12 +2,17 @@ package github
 
 import (
 	"context"
+	"net/url"
+	"strings"
 	"testing"
+	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/stanchhq/stanch/actions"
 	"github.com/stanchhq/stanch/internal/testkit"
+	"github.com/stanchhq/stanch/reportlink"
 	"github.com/stanchhq/stanch/sandbox"
 )
 
@@ -133,4 +138,64 @@ func TestResolveAlertErrors(t *testing.T) {
 	require.Equal(t, actions.KindRetryable, actions.KindOf(err), "a 503 is worth retrying: %v", err)
 	require.Zero(t, b.sb.EffectiveCount("UpdateSecretScanningAlert"))
 	b.noSecret(t, err)
+}
+
+// With report links configured, the comment, the default one and a custom
+// one alike, ends with the link to the run's incident record: anchored on
+// the run's creation (from its report), and it verifies.
+func TestResolveAlertCommentLinksRecord(t *testing.T) {
+	t.Parallel()
+	signer, err := reportlink.NewSigner([]byte("report-link-key-for-tests-0123456789abcdef"), 24*time.Hour, "https://stanch.example.com")
+	require.NoError(t, err)
+	created := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
+	for name, c := range map[string]struct{ comment, want string }{
+		"default": {want: "Resolved by stanch run run_01LINK"},
+		"custom":  {comment: "stanch run run_01LINK deactivated the key", want: "stanch run run_01LINK deactivated the key"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			opts := b.tokenOptions()
+			opts.RecordLink = signer.Link
+			resolve := b.actions(t, opts)["github.resolve_alert"]
+			env := b.env("run_01LINK")
+			anchor := actions.JournalAnchor{Seq: 23, Hash: strings.Repeat("4c1f", 16)}
+			env.Report = func(context.Context) (actions.Report, error) {
+				return actions.Report{RunID: "run_01LINK", StartedAt: created, Journal: anchor}, nil
+			}
+			with := map[string]any{"repository": repo, "alert_number": 42}
+			if c.comment != "" {
+				with["comment"] = c.comment
+			}
+			res, err := testkit.RunAction(t, resolve, env, with)
+			require.NoError(t, err)
+			require.Equal(t, actions.Done, res.Outcome, res.Message)
+			got, ok := b.sb.GitHubAlert(repo, 42)
+			require.True(t, ok)
+			comment, link, ok := strings.Cut(got.ResolutionComment, " — incident record: ")
+			require.True(t, ok, got.ResolutionComment)
+			// GitHub keeps the journal's anchor at the time for good.
+			link, journal, ok := strings.Cut(link, " — journal entry ")
+			require.True(t, ok, got.ResolutionComment)
+			require.Equal(t, "23, sha256 "+anchor.Hash, journal)
+			require.Equal(t, c.want, comment)
+			require.Equal(t, signer.Link("run_01LINK", created), link, "the same link as the Slack message's")
+			u, err := url.Parse(link)
+			require.NoError(t, err)
+			require.Equal(t, "/reports/./run_01LINK", u.Path)
+			require.NoError(t, signer.Verify("run_01LINK", u.Query().Get("expires"), u.Query().Get("mac"), created.Add(23*time.Hour)))
+			require.ErrorIs(t, signer.Verify("run_01LINK", u.Query().Get("expires"), u.Query().Get("mac"), created.Add(24*time.Hour)), reportlink.ErrExpired)
+		})
+	}
+}
+
+// A comment too long for GitHub loses its end, never the link.
+func TestRecordLinkKeepsWithinTheLimit(t *testing.T) {
+	t.Parallel()
+	link := "https://stanch.example.com/reports/./run_01LINK?expires=1&mac=00"
+	anchor := actions.JournalAnchor{Seq: 7, Hash: strings.Repeat("ab", 32)}
+	got := withRecordLink(strings.Repeat("é", maxComment), link, anchor)
+	require.Equal(t, maxComment, utf8.RuneCountInString(got))
+	require.True(t, strings.HasSuffix(got, "é… — incident record: "+link+" — journal entry 7, sha256 "+anchor.Hash), got[len(got)-200:])
+	require.Equal(t, "short", withRecordLink("short", "", actions.JournalAnchor{}), "no link, no journal: the comment as it is")
 }

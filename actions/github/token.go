@@ -12,6 +12,7 @@ import (
 
 	"github.com/stanchhq/stanch/actions"
 	"github.com/stanchhq/stanch/actions/tokens"
+	"github.com/stanchhq/stanch/apicall"
 	"github.com/stanchhq/stanch/internal/crashpoint"
 )
 
@@ -185,7 +186,7 @@ func (t *leakedToken) client() (*gh.Client, error) {
 	if transport == nil {
 		transport = http.DefaultTransport
 	}
-	c := gh.NewClient(&http.Client{Transport: transport}).WithAuthToken(t.value)
+	c := gh.NewClient(&http.Client{Transport: apicall.Transport("github", transport)}).WithAuthToken(t.value)
 	if api := t.p.opts.APIURL; api != "" {
 		var err error
 		if c, err = c.WithEnterpriseURLs(api, api); err != nil {
@@ -230,6 +231,7 @@ func (t *leakedToken) revoke(ctx context.Context, env actions.Env) (actions.Resu
 		// An earlier attempt queued the token: collect the answer.
 		select {
 		case <-rv.done:
+			apicall.Record(ctx, rv.calls...)
 			return t.revoked(ctx, env, rv.id, rv.batch, rv.err)
 		default:
 			return result{}, actions.Retryable(&BatchWait{Due: r.dueTime()})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/apicall"
 )
 
 // GitHub's credential revocation API (POST /credentials/revoke) takes at
@@ -80,6 +81,10 @@ type revocation struct {
 	done  chan struct{}
 	err   error
 	batch int // how many tokens its request carried
+	// calls are the API calls the request made, for the record of every
+	// step it carried (apicall): each step records them when it collects
+	// the answer.
+	calls []apicall.Call
 }
 
 var revokers = struct {
@@ -97,7 +102,7 @@ func revokerFor(endpoint string, transport http.RoundTripper) *revoker {
 	if transport == nil {
 		transport = http.DefaultTransport
 	}
-	r := &revoker{endpoint: endpoint, client: &http.Client{Transport: transport}, now: time.Now, remaining: -1, limit: 60}
+	r := &revoker{endpoint: endpoint, client: &http.Client{Transport: apicall.Transport("github", transport)}, now: time.Now, remaining: -1, limit: 60}
 	revokers.m[endpoint] = r
 	return r
 }
@@ -242,16 +247,16 @@ func (r *revoker) flushLocked() {
 		return
 	}
 	if e := r.spent(); e != nil {
-		finish(batch, e)
+		finish(batch, e, nil)
 		return
 	}
 	r.requests++
 	go r.send(batch)
 }
 
-func finish(batch []*revocation, err error) {
+func finish(batch []*revocation, err error, calls []apicall.Call) {
 	for _, rv := range batch {
-		rv.err, rv.batch = err, len(batch)
+		rv.err, rv.batch, rv.calls = err, len(batch), calls
 		close(rv.done)
 	}
 }
@@ -261,7 +266,17 @@ func finish(batch []*revocation, err error) {
 func (r *revoker) send(batch []*revocation) {
 	ctx, cancel := context.WithTimeout(context.Background(), revokeTimeout)
 	defer cancel()
-	finish(batch, r.post(ctx, batch))
+	var mu sync.Mutex
+	var calls []apicall.Call
+	ctx = apicall.WithRecorder(ctx, func(c apicall.Call) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls = append(calls, c)
+	})
+	err := r.post(ctx, batch)
+	mu.Lock()
+	defer mu.Unlock()
+	finish(batch, err, calls)
 }
 
 func (r *revoker) post(ctx context.Context, batch []*revocation) error {

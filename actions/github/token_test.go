@@ -15,6 +15,7 @@ import (
 
 	"github.com/stanchhq/stanch/actions"
 	"github.com/stanchhq/stanch/alert"
+	"github.com/stanchhq/stanch/apicall"
 	"github.com/stanchhq/stanch/internal/planted"
 	"github.com/stanchhq/stanch/internal/testkit"
 	"github.com/stanchhq/stanch/leaked"
@@ -211,6 +212,64 @@ func TestRevokeTokensLeakedTogetherShareOneRequest(t *testing.T) {
 	require.Equal(t, 1, RevocationRequests(b.sb.GitHubAPI()))
 }
 
+// The one request a batch makes is in the record of every step it
+// carried, with GitHub's request id, beside each step's own calls.
+func TestEveryStepABatchCarriedRecordsItsRequest(t *testing.T) {
+	t.Parallel()
+	const n = 3
+	var extra strings.Builder
+	values := make([]string, n)
+	for i := range values {
+		values[i] = fmt.Sprintf("ghp_Record%030d", i)
+		fmt.Fprintf(&extra, "  - {provider: github, value: %s, owner: ci-bot-%d}\n", values[i], i)
+	}
+	b := setupToken(t, extra.String())
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	calls := make([][]apicall.Call, n)
+	for i, v := range values {
+		fp := leaked.Process.Remember(v)
+		wg.Go(func() {
+			ctx := apicall.WithRecorder(context.Background(), func(c apicall.Call) {
+				mu.Lock()
+				defer mu.Unlock()
+				calls[i] = append(calls[i], c)
+			})
+			_, err := revokeStepIn(ctx, t, b.act, b.env, map[string]any{"credential": fp})
+			require.NoError(t, err)
+		})
+	}
+	wg.Wait()
+	require.Equal(t, 1, revokeCalls(b.sb))
+	var ids []string
+	for i := range calls {
+		var ops []string
+		for _, c := range calls[i] {
+			require.Equal(t, "github", c.Service)
+			require.NotEmpty(t, c.RequestID)
+			ops = append(ops, c.Operation)
+			if c.Operation == "POST /api/v3/credentials/revoke" {
+				ids = append(ids, c.RequestID)
+			}
+		}
+		require.Contains(t, ops, "GET /api/v3/user", "step %d identified its token", i)
+		require.Equal(t, 1, countOf(ops, "POST /api/v3/credentials/revoke"), "step %d: %v", i, ops)
+	}
+	require.Len(t, ids, n)
+	require.Equal(t, ids[0], ids[1], "the same request")
+	require.Equal(t, ids[0], ids[2])
+}
+
+func countOf(list []string, v string) int {
+	n := 0
+	for _, s := range list {
+		if s == v {
+			n++
+		}
+	}
+	return n
+}
+
 func TestRevokeTokenWaitsWhenTheHoursBudgetIsSpent(t *testing.T) {
 	t.Parallel()
 	b := setupToken(t, "")
@@ -260,9 +319,15 @@ func TestRevokeTokenSpec(t *testing.T) {
 // without counting as an attempt.
 func revokeStep(t testing.TB, a actions.Action, env actions.Env, with map[string]any) (actions.Result, error) {
 	t.Helper()
+	return revokeStepIn(context.Background(), t, a, env, with)
+}
+
+// revokeStepIn is revokeStep with every attempt made with ctx.
+func revokeStepIn(ctx context.Context, t testing.TB, a actions.Action, env actions.Env, with map[string]any) (actions.Result, error) {
+	t.Helper()
 	params := testkit.Decode(t, a, with)
 	for {
-		res, err := a.Do(context.Background(), env, params)
+		res, err := a.Do(ctx, env, params)
 		var wait *BatchWait
 		if !errors.As(err, &wait) {
 			return res, err

@@ -14,6 +14,8 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/stanchhq/stanch/apicall"
+
 	"github.com/stanchhq/stanch/actions"
 	ghactions "github.com/stanchhq/stanch/actions/github"
 	"github.com/stanchhq/stanch/actions/tokens"
@@ -86,9 +88,7 @@ func newLeakedToken(ctx context.Context, opts Options, in *RevokeTokenParams) (*
 	if t.base == "" {
 		t.base = DefaultBaseURL
 	}
-	if t.client == nil {
-		t.client = http.DefaultClient
-	}
+	t.client = apicall.Client("gitlab", t.client)
 	return t, nil
 }
 

@@ -19,6 +19,8 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/stanchhq/stanch/apicall"
+
 	"github.com/stanchhq/stanch/actions"
 	ghactions "github.com/stanchhq/stanch/actions/github"
 	"github.com/stanchhq/stanch/actions/tokens"
@@ -92,9 +94,7 @@ func newLeakedToken(ctx context.Context, opts Options, in *RevokeTokenParams) (*
 	if !strings.HasSuffix(t.registry, "/") {
 		t.registry += "/"
 	}
-	if t.client == nil {
-		t.client = http.DefaultClient
-	}
+	t.client = apicall.Client("npm", t.client)
 	return t, nil
 }
 

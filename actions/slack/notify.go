@@ -27,12 +27,20 @@ type NotifyOutputs struct {
 	Title   string `json:"title" doc:"the title parameter, kept so that updates show the same header"`
 }
 
-// Actions returns the Slack actions, posting through c.
-func Actions(c *slack.Client) []actions.Action {
-	return []actions.Action{notify(c)}
+// Options say what the incident message shows beyond the run's report.
+type Options struct {
+	// RecordLink makes the link to a run's incident record (stanch serve's
+	// signed report) from the run's id and creation time; nil shows none.
+	// The notifier draws later versions of the message with the same.
+	RecordLink func(runID string, created time.Time) string
 }
 
-func notify(c *slack.Client) actions.Action {
+// Actions returns the Slack actions, posting through c.
+func Actions(c *slack.Client, o Options) []actions.Action {
+	return []actions.Action{notify(c, o)}
+}
+
+func notify(c *slack.Client, o Options) actions.Action {
 	return actions.New(actions.Definition[NotifyParams, NotifyOutputs]{
 		Name: "slack.notify",
 		Summary: "Post the run's incident message to a Slack channel, once; stanch then keeps it up to date as the run " +
@@ -53,12 +61,12 @@ func notify(c *slack.Client) actions.Action {
 			}, nil
 		},
 		DoFunc: func(ctx context.Context, env actions.Env, in *NotifyParams) (actions.ResultOf[NotifyOutputs], error) {
-			return post(ctx, c, env, in)
+			return post(ctx, c, o, env, in)
 		},
 	})
 }
 
-func post(ctx context.Context, c *slack.Client, env actions.Env, in *NotifyParams) (actions.ResultOf[NotifyOutputs], error) {
+func post(ctx context.Context, c *slack.Client, o Options, env actions.Env, in *NotifyParams) (actions.ResultOf[NotifyOutputs], error) {
 	type result = actions.ResultOf[NotifyOutputs]
 	if !c.Configured() {
 		// Containment must not stop for want of a chat token; the outcome
@@ -73,7 +81,11 @@ func post(ctx context.Context, c *slack.Client, env actions.Env, in *NotifyParam
 	if err != nil {
 		return result{}, actions.Retryable(fmt.Errorf("read the run to report: %w", err))
 	}
-	m := render.Incident(rep, in.Title)
+	var io render.IncidentOptions
+	if o.RecordLink != nil {
+		io.RecordLink = o.RecordLink(rep.RunID, rep.StartedAt)
+	}
+	m := render.IncidentWith(rep, in.Title, io)
 	m.Channel = in.Channel
 	done := func(outcome actions.Outcome, rec slack.Record, how string) (result, error) {
 		return result{Outcome: outcome, Message: fmt.Sprintf("incident message %s in %s", how, in.Channel),

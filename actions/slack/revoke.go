@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/stanchhq/stanch/apicall"
+
 	slackapi "github.com/slack-go/slack"
 
 	"github.com/stanchhq/stanch/actions"
@@ -94,9 +96,7 @@ func newLeakedToken(ctx context.Context, opts TokenOptions, in *RevokeTokenParam
 	if opts.APIURL != "" {
 		o = append(o, slackapi.OptionAPIURL(opts.APIURL))
 	}
-	if opts.HTTPClient != nil {
-		o = append(o, slackapi.OptionHTTPClient(opts.HTTPClient))
-	}
+	o = append(o, slackapi.OptionHTTPClient(apicall.Client("slack", opts.HTTPClient)))
 	return &leakedToken{fp: in.Credential, api: slackapi.New(value, o...)}, nil
 }
 

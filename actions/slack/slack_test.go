@@ -25,8 +25,13 @@ func slacktestClient(t *testing.T, rc *slackfixture.Recorder) *slack.Client {
 
 func doNotify(t *testing.T, c *slack.Client, attempt int) actions.Result {
 	t.Helper()
+	return doNotifyWith(t, c, Options{}, attempt)
+}
+
+func doNotifyWith(t *testing.T, c *slack.Client, o Options, attempt int) actions.Result {
+	t.Helper()
 	env := actions.Env{RunID: "run_01TEST", StepID: "tell", Attempt: attempt, Report: func(context.Context) (actions.Report, error) { return slackfixture.Report(), nil }}
-	res, err := testkit.RunAction(t, Actions(c)[0], env, map[string]any{"channel": "#sec-incidents"})
+	res, err := testkit.RunAction(t, Actions(c, o)[0], env, map[string]any{"channel": "#sec-incidents"})
 	require.NoError(t, err)
 	return res
 }
@@ -95,8 +100,25 @@ func TestNotifyHonoursRetryAfter(t *testing.T) {
 }
 
 func TestNotifyWithoutSlackDoesNothing(t *testing.T) {
-	res, err := testkit.RunAction(t, Actions(slack.NewClient(slack.Options{}))[0], actions.Env{RunID: "r", StepID: "tell", Attempt: 1}, map[string]any{"channel": "#sec-incidents"})
+	res, err := testkit.RunAction(t, Actions(slack.NewClient(slack.Options{}), Options{})[0], actions.Env{RunID: "r", StepID: "tell", Attempt: 1}, map[string]any{"channel": "#sec-incidents"})
 	require.NoError(t, err, "a missing chat token must not stop the response")
 	require.Equal(t, actions.NoOp, res.Outcome)
 	require.Contains(t, res.Message, "STANCH_SLACK_TOKEN")
+}
+
+// The first post already carries the link to the run's incident record,
+// made from the run's id and creation time, as the notifier's updates do.
+func TestNotifyLinksTheIncidentRecord(t *testing.T) {
+	rc := &slackfixture.Recorder{}
+	c := slacktestClient(t, rc)
+	var asked []string
+	link := func(runID string, created time.Time) string {
+		asked = append(asked, runID+" "+created.UTC().Format(time.RFC3339))
+		return "https://stanch.example.com/reports/./" + runID + "?expires=1767225600&mac=0a1b2c"
+	}
+	doNotifyWith(t, c, Options{RecordLink: link}, 1)
+	require.Len(t, rc.Posts, 1)
+	require.Equal(t, []string{"run_01TEST " + slackfixture.Report().StartedAt.UTC().Format(time.RFC3339)}, asked)
+	// As Slack's mrkdwn wants it: <url|text>, & as &amp; (JSON-escaped).
+	require.Contains(t, rc.Posts[0].Get("blocks"), `\u003chttps://stanch.example.com/reports/./run_01TEST?expires=1767225600\u0026amp;mac=0a1b2c|Incident record\u003e`)
 }

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stanchhq/stanch/apicall"
+
 	vaultapi "github.com/hashicorp/vault/api"
 
 	"github.com/stanchhq/stanch/actions"
@@ -127,6 +129,7 @@ func newClient(opts Options, token string) (*vaultapi.Client, error) {
 	if opts.HTTPClient != nil {
 		cfg.HttpClient = opts.HTTPClient
 	}
+	cfg.HttpClient = apicall.Client("vault", cfg.HttpClient)
 	cfg.MaxRetries = 0 // the runner retries the step
 	c, err := vaultapi.NewClient(cfg)
 	if err != nil {

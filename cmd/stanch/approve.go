@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stanchhq/stanch/runner"
+	"github.com/stanchhq/stanch/slack"
 )
 
 func newApproveCmd(g *globals) *cobra.Command {
@@ -18,10 +19,12 @@ func newApproveCmd(g *globals) *cobra.Command {
 		Short: "Approve (or deny) a step that waits for approval, and resume its run",
 		Long: `Record a decision on a step that waits for approval, then resume the run.
 
-NAME must be one of the step's approvers. The first decision wins: a second one changes
-nothing and says who decided first. When no other stanch process works this database, the
-run continues here and is followed like 'stanch run' (same exit codes); otherwise the
-process that works it (for example 'stanch serve', named by its pid) resumes it at once.`,
+NAME must be one of the step's approvers. It is recorded as who decided, with the name
+Slack shows for it when NAME is a Slack user id (U…) and Slack is configured. The first
+decision wins: a second one changes nothing and says who decided first. When no other
+stanch process works this database, the run continues here and is followed like 'stanch
+run' (same exit codes); otherwise the process that works it (for example 'stanch serve',
+named by its pid) resumes it at once.`,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if by == "" {
@@ -55,7 +58,8 @@ func approve(ctx context.Context, g *globals, runID, stepID, by string, deny boo
 	if deny {
 		decision = runner.Denied
 	}
-	a, first, err := r.Decide(ctx, runner.Decision{RunID: runID, StepID: stepID, Decision: decision, By: by, Via: "cli"})
+	who := runner.Approver{ID: by, Name: approverName(ctx, g, by)}
+	a, first, err := r.Decide(ctx, runner.Decision{RunID: runID, StepID: stepID, Decision: decision, By: who.ID, ByName: who.Name, Via: "cli"})
 	if err != nil {
 		return err
 	}
@@ -64,10 +68,10 @@ func approve(ctx context.Context, g *globals, runID, stepID, by string, deny boo
 		return err
 	}
 	if first {
-		say(g.stdout, "step %s of %s %s by %s\n", stepID, runID, decision, by)
+		say(g.stdout, "step %s of %s %s by %s\n", stepID, runID, decision, who)
 	} else {
 		say(g.stdout, "step %s of %s was already %s by %s at %s (via %s); nothing changed\n",
-			stepID, runID, a.Decision, a.DecidedBy, a.DecidedAt.Format(time.RFC3339), a.Via)
+			stepID, runID, a.Decision, runner.Approver{ID: a.DecidedBy, Name: a.DecidedByName}, a.DecidedAt.Format(time.RFC3339), a.Via)
 		if a.Decision != decision {
 			// Asked for one thing, the other happened: scripts must see it.
 			settleSlack(ctx, g, r, runID)
@@ -85,4 +89,27 @@ func approve(ctx context.Context, g *globals, runID, stepID, by string, deny boo
 		return nil
 	}
 	return prog.followToEnd(ctx, g, r, runID)
+}
+
+// approverName is the name recorded beside --by. A Slack user id (the
+// same id a click records) gets the name Slack shows for it, when Slack is
+// configured, so that a decision typed and one clicked read alike; it is
+// empty when Slack cannot say, as for a click. Any other --by is a name
+// already and is recorded as it is.
+func approverName(ctx context.Context, g *globals, by string) string {
+	if !slack.IsUserID(by) {
+		return by
+	}
+	client, err := g.slackClient()
+	if err != nil || !client.Configured() {
+		return ""
+	}
+	// A name is worth a moment, not a failed approval.
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	name, err := client.UserName(ctx, by)
+	if err != nil {
+		g.logger().Warn("the approver's name was not found in Slack; the decision is recorded with the id only", "by", by, "error", err)
+	}
+	return name
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stanchhq/stanch/record"
 	"github.com/stretchr/testify/require"
 )
 
@@ -70,7 +71,7 @@ func TestCommandsBesideTheProcessThatHoldsTheStore(t *testing.T) {
 	require.Equal(t, exitOK, ingest.code, ingest.stdout+ingest.stderr)
 	var runID string
 	list := e.stanch(nil, "runs", "list", "--json", "--database", e.db)
-	var runs []runJSON
+	var runs []record.RunInfo
 	require.NoError(t, json.Unmarshal([]byte(list.stdout), &runs))
 	for _, r := range runs {
 		if r.DedupKey == "manual:second" {
@@ -107,7 +108,7 @@ func TestCommandsBesideTheProcessThatHoldsTheStore(t *testing.T) {
 func (e *e2e) onlyRun(t *testing.T) string {
 	t.Helper()
 	list := e.stanch(nil, "runs", "list", "--json", "--database", e.db)
-	var runs []runJSON
+	var runs []record.RunInfo
 	require.NoError(t, json.Unmarshal([]byte(list.stdout), &runs), list.stdout)
 	require.Len(t, runs, 1)
 	return runs[0].ID

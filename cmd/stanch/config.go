@@ -15,6 +15,7 @@ import (
 	awsactions "github.com/stanchhq/stanch/actions/aws"
 	"github.com/stanchhq/stanch/internal/strictyaml"
 	"github.com/stanchhq/stanch/internal/yamldiag"
+	"github.com/stanchhq/stanch/reportlink"
 	"github.com/stanchhq/stanch/triggers"
 )
 
@@ -39,6 +40,7 @@ type fileConfig struct {
 	SOPS      sopsConfig     `yaml:"sops"`
 	NPM       npmConfig      `yaml:"npm"`
 	AWS       awsConfig      `yaml:"aws"`
+	Report    reportConfig   `yaml:"report"`
 
 	// path is the file; at says where each key's value is in it.
 	path string
@@ -139,6 +141,19 @@ type gitlabConfig struct {
 // npmConfig is the registry npm.revoke_token revokes tokens at.
 type npmConfig struct {
 	Registry string `yaml:"registry"`
+}
+
+// reportConfig is where stanch serve answers reports, and how links to
+// them are signed (docs/configuration.md): the key and the bearer tokens
+// are named by a variable or a file, never given here.
+type reportConfig struct {
+	// BaseURL is stanch serve's public URL; without it no links are made.
+	BaseURL          string        `yaml:"base_url"`
+	LinkLifetime     time.Duration `yaml:"link_lifetime"`
+	SigningKeyEnv    string        `yaml:"signing_key_env"`
+	SigningKeyFile   string        `yaml:"signing_key_file"`
+	BearerTokensEnv  string        `yaml:"bearer_tokens_env"`
+	BearerTokensFile string        `yaml:"bearer_tokens_file"`
 }
 
 type awsConfig struct {
@@ -393,6 +408,7 @@ func (c *fileConfig) check() yamldiag.Problems {
 	if sl.AlertsChannel != "" && !slackChanRe.MatchString(sl.AlertsChannel) {
 		add("slack.alerts_channel", `a channel name such as "#sec-incidents" (quoted) or an id such as C0123ABCD`, "%q is not a Slack channel", sl.AlertsChannel)
 	}
+	c.checkReport(add, httpURL)
 	if rc := c.AWS.ResponseRoles; rc != nil {
 		if rc.ARN != "" && !strings.Contains(rc.ARN, "{account}") {
 			add("aws.response_roles.arn", "e.g. arn:aws:iam::{account}:role/stanch-responder", "`aws.response_roles.arn` %q must contain {account}", rc.ARN)
@@ -411,6 +427,27 @@ func (c *fileConfig) check() yamldiag.Problems {
 		}
 	}
 	return probs.Problems
+}
+
+// checkReport checks the report: section.
+func (c *fileConfig) checkReport(add func(key, hint, format string, args ...any), httpURL func(key, v, hint string)) {
+	rc := c.Report
+	httpURL("report.base_url", rc.BaseURL, "stanch serve's public URL, such as https://stanch.example.com")
+	if d := rc.LinkLifetime; d < 0 || d > reportlink.MaxLifetime {
+		add("report.link_lifetime", "such as 720h (30 days, the default); at most 8760h (a year)", "`report.link_lifetime` %s is not above 0 and at most a year", d)
+	}
+	for _, s := range []struct{ env, file, key string }{
+		{rc.SigningKeyEnv, rc.SigningKeyFile, "report.signing_key"},
+		{rc.BearerTokensEnv, rc.BearerTokensFile, "report.bearer_tokens"},
+	} {
+		if s.env != "" && !envNameRe.MatchString(s.env) {
+			// Not quoted: what is there instead of a name may be the secret.
+			add(s.key+"_env", "name the variable that holds the secret, not the secret", "`%s_env` is not an environment variable's name (its value is not repeated here)", s.key)
+		}
+		if s.env != "" && s.file != "" {
+			add(s.key+"_file", "", "give `%s_env` or `%s_file`, not both", s.key, s.key)
+		}
+	}
 }
 
 func countSet(values ...string) int {

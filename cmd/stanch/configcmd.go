@@ -135,6 +135,12 @@ func (c *fileConfig) unavailableSecrets() []string {
 		// it is meant to be there.
 		source("Vault operator token (vault.revoke_token method: accessor)", v.OperatorTokenEnv, "", v.OperatorTokenFile)
 	}
+	if r := c.Report; r.BaseURL != "" || r.SigningKeyEnv != "" || r.SigningKeyFile != "" {
+		source("report signing key (links to reports)", r.SigningKeyEnv, envReportSigningKey, r.SigningKeyFile)
+	}
+	if r := c.Report; r.BearerTokensEnv != "" || r.BearerTokensFile != "" {
+		source("report bearer tokens", r.BearerTokensEnv, "", r.BearerTokensFile)
+	}
 	if rc := c.AWS.ResponseRoles; rc != nil {
 		source("aws.response_roles external id", rc.ExternalIDEnv, "", rc.ExternalIDFile)
 		for _, account := range sortedKeys(rc.Accounts) {
@@ -244,6 +250,12 @@ func unflagged(c *fileConfig) []unflaggedSetting {
 		{key: "slack.signing_secret_file", value: c.Slack.SigningSecretFile},
 		{key: "slack.alerts_channel", env: envSlackAlertsChannel, value: c.Slack.AlertsChannel},
 		{key: "aws.response_roles", value: roles},
+		// Where the report link key and bearer tokens are: names, never
+		// the secrets.
+		{key: "report.signing_key_env", fallback: envReportSigningKey, value: c.Report.SigningKeyEnv},
+		{key: "report.signing_key_file", value: c.relative(c.Report.SigningKeyFile)},
+		{key: "report.bearer_tokens_env", fallback: envReportBearerTokens, value: c.Report.BearerTokensEnv},
+		{key: "report.bearer_tokens_file", value: c.relative(c.Report.BearerTokensFile)},
 	}
 }
 

@@ -24,8 +24,8 @@ func (d runDecider) Approvers(ctx context.Context, runID, stepID string) ([]stri
 	return a.Approvers, err
 }
 
-func (d runDecider) Decide(ctx context.Context, runID, stepID, decision, user string, groups []string) (triggers.Decided, error) {
-	a, first, err := d.r.Decide(ctx, runner.Decision{RunID: runID, StepID: stepID, Decision: decision, By: user, Via: "slack", MemberOf: groups})
+func (d runDecider) Decide(ctx context.Context, runID, stepID, decision string, who triggers.Approver, groups []string) (triggers.Decided, error) {
+	a, first, err := d.r.Decide(ctx, runner.Decision{RunID: runID, StepID: stepID, Decision: decision, By: who.ID, ByName: who.Name, Via: "slack", MemberOf: groups})
 	switch {
 	case errors.Is(err, runner.ErrNotApprover):
 		return triggers.Decided{}, fmt.Errorf("%w: %v", triggers.ErrNotApprover, err)

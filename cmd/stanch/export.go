@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,38 +16,13 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/stanchhq/stanch/alert"
+	"github.com/stanchhq/stanch/record"
 	"github.com/stanchhq/stanch/runner"
 )
-
-// exportSchema names the version of the export's schema (docs/export.md).
-const exportSchema = "stanch.export/v1"
 
 // exportPage is how many runs the export reads from the store at a time:
 // the runs are written one by one, never all held at once.
 const exportPage = 100
-
-// exportRunJSON is one run of stanch runs export: the run as runs show
-// --json prints it, its journal with the hashes that chain it, and the
-// chain's final hash. docs/export.md documents every field.
-type exportRunJSON struct {
-	Schema      string              `json:"schema"`
-	Run         runJSON             `json:"run"`
-	Alert       alert.Alert         `json:"alert"`
-	Steps       []stepJSON          `json:"steps"`
-	Approvals   []approvalJSON      `json:"approvals"`
-	Journal     []hashedEntryJSON   `json:"journal"`
-	FinalHash   string              `json:"final_hash"`
-	ChainOK     bool                `json:"chain_ok"`
-	ChainBreaks []runner.ChainBreak `json:"chain_breaks"`
-}
-
-type hashedEntryJSON struct {
-	entryJSON
-	PrevHash           string `json:"prev_hash"`
-	Hash               string `json:"hash"`
-	ChainedAtMigration bool   `json:"chained_at_migration,omitempty"`
-}
 
 // exportFilter is what runs export keeps.
 type exportFilter struct {
@@ -115,114 +91,125 @@ func exportTime(flag, v string) (time.Time, error) {
 // exportRuns writes the runs lf keeps (and, when credential is set, only
 // those for that credential) page by page, each run as soon as it is read.
 func exportRuns(ctx context.Context, store *runner.Store, lf runner.ListFilter, credential, format string, out io.Writer) error {
-	w := bufio.NewWriter(out)
-	first := true
-	if format == "json" {
-		if _, err := w.WriteString("["); err != nil {
-			return err
-		}
-	}
+	x := newExportWriter(out, format == "json")
 	for {
 		page, err := store.ListRuns(ctx, lf)
 		if err != nil {
 			return err
 		}
 		for _, run := range page {
+			// The credential is not a column ListRuns filters on: a page
+			// may keep none of its runs, and the next page is read all
+			// the same (the loop ends on a short page, not an empty one).
 			if credential != "" && run.Alert.Credential.ID != credential {
 				continue
 			}
-			rec, err := exportRun(ctx, store, run)
+			rec, err := record.Load(ctx, store, run)
 			if err != nil {
 				return err
 			}
-			line, err := json.Marshal(rec)
-			if err != nil {
-				return fmt.Errorf("encode run %s: %w", run.ID, err)
+			if err := x.run(rec); err != nil {
+				return fmt.Errorf("write run %s: %w", run.ID, err)
 			}
-			sep := "\n"
-			if format == "json" && !first {
-				sep = ",\n"
-			}
-			if format == "ndjson" {
-				sep = ""
-			}
-			if _, err := w.WriteString(sep + exportLine(line)); err != nil {
-				return err
-			}
-			if format == "ndjson" {
-				if err := w.WriteByte('\n'); err != nil {
-					return err
-				}
-			}
-			first = false
 		}
 		if len(page) < lf.Limit {
 			break
 		}
+		// The next page starts after the last run of this one, by
+		// (created_at, id): runs created in the same microsecond are
+		// neither skipped nor repeated.
 		last := page[len(page)-1]
 		lf.After = &runner.RunKey{CreatedAt: last.CreatedAt, ID: last.ID}
 	}
-	if format == "json" {
-		end := "]\n"
-		if !first {
-			end = "\n]\n"
-		}
-		if _, err := w.WriteString(end); err != nil {
-			return err
-		}
-	}
-	return w.Flush()
+	return x.close()
 }
 
-func exportRun(ctx context.Context, store *runner.Store, run runner.Run) (exportRunJSON, error) {
-	steps, err := store.Steps(ctx, run.ID)
-	if err != nil {
-		return exportRunJSON{}, err
-	}
-	approvals, err := store.Approvals(ctx, run.ID)
-	if err != nil {
-		return exportRunJSON{}, err
-	}
-	journal, check, err := store.HashedJournal(ctx, run.ID)
-	if err != nil {
-		return exportRunJSON{}, err
-	}
-	// The run, alert (redacted), steps and approvals as runs show --json
-	// has them; the journal with its hashes.
-	shown := runShow(run, steps, approvals, nil)
-	out := exportRunJSON{Schema: exportSchema, Run: shown.Run, Alert: shown.Alert, Steps: shown.Steps, Approvals: shown.Approvals,
-		Journal: make([]hashedEntryJSON, len(journal)), FinalHash: check.FinalHash, ChainOK: check.OK(), ChainBreaks: check.Breaks}
-	if out.ChainBreaks == nil {
-		out.ChainBreaks = []runner.ChainBreak{}
-	}
-	for i, e := range journal {
-		out.Journal[i] = hashedEntryJSON{entryJSON: entryJSON{Seq: e.Seq, At: e.At, StepID: e.StepID, Attempt: e.Attempt, Event: e.Event, Detail: e.Detail},
-			PrevHash: e.PrevHash, Hash: e.Hash, ChainedAtMigration: e.ChainedAtMigration}
-	}
-	return out, nil
+// exportWriter writes runs as NDJSON lines or as the elements of one JSON
+// array. Each run is encoded into one buffer that every run reuses, so
+// that what the export holds stays one run's worth however many it writes.
+type exportWriter struct {
+	w     *bufio.Writer
+	array bool
+	n     int          // runs written
+	buf   bytes.Buffer // the run being written
+	enc   *json.Encoder
 }
 
-// exportLine writes the control characters that JSON leaves as they
-// are (as writeJSON does) as \u escapes, so that no line of the export
-// can move a terminal's cursor or hide text.
-func exportLine(b []byte) string {
-	s := string(b)
-	if !strings.ContainsFunc(s, isControl) {
-		return s
+func newExportWriter(out io.Writer, array bool) *exportWriter {
+	x := &exportWriter{w: bufio.NewWriterSize(out, 64<<10), array: array}
+	x.enc = json.NewEncoder(&x.buf)
+	return x
+}
+
+// run writes one run: a line of NDJSON, or one element of the array on a
+// line of its own.
+func (x *exportWriter) run(rec record.Run) error {
+	x.buf.Reset()
+	if err := x.enc.Encode(rec); err != nil {
+		return fmt.Errorf("encode: %w", err)
 	}
-	var sb strings.Builder
-	for _, r := range s {
-		if !isControl(r) {
-			sb.WriteRune(r)
+	line := bytes.TrimSuffix(x.buf.Bytes(), []byte("\n"))
+	switch {
+	case !x.array:
+	case x.n == 0:
+		_, _ = x.w.WriteString("[\n")
+	default:
+		_, _ = x.w.WriteString(",\n")
+	}
+	err := writeSafeJSON(x.w, line)
+	if !x.array {
+		err = x.w.WriteByte('\n')
+	}
+	x.n++
+	// bufio.Writer keeps its first error and returns it from every later
+	// call, so the last call's error is the run's: a closed pipe stops the
+	// export at the run it happened in.
+	return err
+}
+
+// close ends the array (an empty one is "[]") and flushes.
+func (x *exportWriter) close() error {
+	if x.array {
+		if x.n == 0 {
+			_, _ = x.w.WriteString("[]\n")
+		} else {
+			_, _ = x.w.WriteString("\n]\n")
+		}
+	}
+	return x.w.Flush()
+}
+
+// writeSafeJSON writes JSON with the control characters that
+// encoding/json leaves as they are (as writeJSON does) written as \u
+// escapes, so that no line of the export can move a terminal's cursor or
+// hide text. Printable ASCII, nearly all of a run, is copied as it is.
+func writeSafeJSON(w *bufio.Writer, b []byte) error {
+	start := 0
+	for i := 0; i < len(b); {
+		c := b[i]
+		if c >= 0x20 && c < 0x7f {
+			i++
 			continue
 		}
-		if r1, r2 := utf16.EncodeRune(r); r1 != utf8.RuneError {
-			sb.WriteString(jsonEscape(r1) + jsonEscape(r2))
-		} else {
-			sb.WriteString(jsonEscape(r))
+		r, size := rune(c), 1
+		if c >= utf8.RuneSelf {
+			r, size = utf8.DecodeRune(b[i:])
 		}
+		if !isControl(r) {
+			i += size
+			continue
+		}
+		_, _ = w.Write(b[start:i])
+		if r1, r2 := utf16.EncodeRune(r); r1 != utf8.RuneError {
+			_, _ = w.WriteString(jsonEscape(r1) + jsonEscape(r2))
+		} else {
+			_, _ = w.WriteString(jsonEscape(r))
+		}
+		i += size
+		start = i
 	}
-	return sb.String()
+	_, err := w.Write(b[start:])
+	return err
 }
 
 // jsonEscape is r as JSON's \uXXXX.

@@ -34,6 +34,9 @@ type githubSettings struct {
 	// where names each App setting's origin in errors: a flag, a variable
 	// or the file's key.
 	where [3]string
+	// recordLink makes the link to a run's incident record that
+	// github.resolve_alert adds to its comment; nil adds none.
+	recordLink linkMaker
 }
 
 // githubSettings reads GitHub's settings from the configuration file and
@@ -71,7 +74,7 @@ func (g *globals) githubSettings() githubSettings {
 // options reads the token and the App's private key, and checks that they
 // make one clear configuration.
 func (s githubSettings) options() (ghactions.Options, error) {
-	opts := ghactions.Options{APIURL: s.apiURL}
+	opts := ghactions.Options{APIURL: s.apiURL, RecordLink: s.recordLink}
 	var err error
 	if opts.Token, err = readSecret(s.tokenEnv, s.tokenFile); err != nil {
 		return opts, fmt.Errorf("read the GitHub token: %w", err)

@@ -90,7 +90,7 @@ func TestResolveGitHubAlertCrash(t *testing.T) {
 			require.NotEmpty(t, runID)
 			got, _ = e.sb.GitHubAlert("acme/payments-service", 42)
 			require.Equal(t, "revoked", got.Resolution)
-			require.Equal(t, "stanch run "+runID+": access key "+leakedKey+" deactivated (done)", got.ResolutionComment)
+			require.Equal(t, "stanch run "+runID+": access key "+leakedKey+" deactivated (done)", e.anchored(t, runID, got.ResolutionComment))
 			require.Equal(t, 1, e.sb.EffectiveCount("UpdateSecretScanningAlert"), "exactly one effective PATCH")
 			if c.point == "github:patched" {
 				require.Equal(t, 1, e.sb.Count("UpdateSecretScanningAlert"), "the resumed step found the alert resolved and sent no PATCH")

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stanchhq/stanch/alert"
 	plant "github.com/stanchhq/stanch/internal/planted"
+	"github.com/stanchhq/stanch/record"
 )
 
 // The token hand-off: stanch ingest beside a stanch serve that works the
@@ -19,7 +20,7 @@ import (
 // socket beside the store, before it submits their alerts.
 
 // waitOnlyRun waits until the store's one run has status want.
-func (e *e2e) waitOnlyRun(t *testing.T, want string, log *syncBuffer) runJSON {
+func (e *e2e) waitOnlyRun(t *testing.T, want string, log *syncBuffer) record.RunInfo {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {

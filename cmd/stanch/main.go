@@ -184,6 +184,7 @@ Exit codes: 0 success, 1 failure (a failed run, an invalid playbook), 2 usage er
 		newIngestCmd(g),
 		newApproveCmd(g),
 		newRunsCmd(g),
+		newReportCmd(g),
 		newAlertsCmd(g),
 		newActionsCmd(g),
 		newPermissionsCmd(g),

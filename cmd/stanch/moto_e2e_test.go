@@ -178,6 +178,7 @@ func (rec *awsRecorder) learn(res *http.Response) error {
 		return nil
 	}
 	call.Status = res.StatusCode
+	call.RequestID = res.Header.Get("X-Amzn-Requestid")
 	if res.StatusCode != http.StatusOK || (call.Action != "AssumeRole" && call.Action != "CreateAccessKey") {
 		return nil
 	}

@@ -210,6 +210,7 @@ func printOtherPermissions(g *globals, reg *actions.Registry, books []*playbooks
 				add(need{"slack", "chat:write", "approval", "post approval messages and show the decision"})
 				add(need{"slack", "channels:history", "approval", "find an approval message an interrupted post left"})
 				add(need{"slack", "channels:read", "approval", "find a channel's id from its name"})
+				add(need{"slack", "users:read", "approval", "record the name of who decided beside their id (users.info)"})
 				approvers := slices.Clone(ap.Approvers)
 				if ap.Escalate != nil {
 					approvers = append(approvers, ap.Escalate.Approvers...)

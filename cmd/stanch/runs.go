@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/record"
 	"github.com/stanchhq/stanch/runner"
 	"github.com/stanchhq/stanch/slack/render"
 )
@@ -44,7 +45,7 @@ func newRunsCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if asJSON {
-				return writeJSON(g, runsJSON(runs))
+				return writeJSON(g, record.Runs(runs))
 			}
 			if len(runs) == 0 {
 				sayln(g.stdout, "no runs")
@@ -105,7 +106,7 @@ func newRunsCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if showJSON {
-				return writeJSON(g, runShow(run, steps, approvals, journal))
+				return writeJSON(g, record.ShowRun(run, steps, approvals, journal))
 			}
 			printRun(g, run, steps, journal)
 			printApprovals(g, run, approvals)
@@ -171,7 +172,13 @@ func printRun(g *globals, run runner.Run, steps map[string]runner.StepRecord, jo
 				step += fmt.Sprintf("#%d", e.Attempt)
 			}
 		}
-		say(g.stdout, "  +%-9s %-20s%s %s\n", e.At.Sub(run.CreatedAt).Round(time.Millisecond), e.Event, step, oneLine(e.Detail))
+		detail := e.Detail
+		if e.Event == "calls_recorded" {
+			// The digest is for runs verify and the export; people read
+			// which calls were made.
+			detail, _, _ = strings.Cut(detail, ", sha256 ")
+		}
+		say(g.stdout, "  +%-9s %-20s%s %s\n", e.At.Sub(run.CreatedAt).Round(time.Millisecond), e.Event, step, oneLine(detail))
 	}
 }
 
@@ -223,39 +230,6 @@ func printApprovals(g *globals, run runner.Run, approvals map[string]runner.Appr
 		}
 		printEffects(g, "    ", a.Effects)
 	}
-}
-
-type runJSON struct {
-	ID          string    `json:"id"`
-	Playbook    string    `json:"playbook"`
-	Status      string    `json:"status"`
-	DedupKey    string    `json:"dedup_key"`
-	Credential  string    `json:"credential"`
-	WaitingStep string    `json:"waiting_step,omitempty"`
-	FailedStep  string    `json:"failed_step,omitempty"`
-	Error       string    `json:"error,omitempty"`
-	CreatedAt   time.Time `json:"created_at"`
-	FinishedAt  time.Time `json:"finished_at,omitzero"`
-	// Owner is who the credential belongs to, once a step identified it.
-	Owner      *actions.Owner `json:"owner,omitempty"`
-	Generation int            `json:"generation,omitempty"`
-	ClosedAt   time.Time      `json:"closed_at,omitzero"`
-	ClosedBy   string         `json:"closed_by,omitempty"`
-	CloseNote  string         `json:"close_note,omitempty"`
-}
-
-func runsJSON(runs []runner.Run) []runJSON {
-	out := make([]runJSON, len(runs))
-	for i, r := range runs {
-		out[i] = runJSON{ID: r.ID, Playbook: r.Playbook, Status: string(r.Status), DedupKey: r.DedupKey, Credential: r.Alert.Credential.ID,
-			WaitingStep: r.WaitingStep, FailedStep: r.FailedStep, Error: r.Error, CreatedAt: r.CreatedAt, FinishedAt: r.FinishedAt,
-			Generation: r.Generation, ClosedAt: r.ClosedAt, ClosedBy: r.ClosedBy, CloseNote: r.CloseNote}
-		if r.Owner.Known() {
-			owner := r.Owner
-			out[i].Owner = &owner
-		}
-	}
-	return out
 }
 
 // runStatusList names every run status, for help and errors.

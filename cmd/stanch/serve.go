@@ -69,6 +69,14 @@ Endpoints:
                                 verified with the app's signing secret (v0 signatures, 5-minute
                                 window, each request accepted once, also after a restart:
                                 handled signatures are kept in the store).
+  GET  /reports/{run}           the run's report (HTML), to a link that verifies (the Slack
+                                incident message and the GitHub resolution comment carry it:
+                                signed with the key in STANCH_REPORT_SIGNING_KEY, it expires
+                                report.link_lifetime after the run was created) or to a request
+                                with Authorization: Bearer and one of STANCH_REPORT_BEARER_TOKENS.
+                                Anything else is answered 404 as an unknown path is, so that
+                                nothing tells whether a run exists. Links are made only with
+                                STANCH_REPORT_BASE_URL, stanch serve's public URL.
   GET  /healthz                 200 when the store answers.
   GET  /readyz                  200 once the runner works and while the store answers, else 503
                                 with the reason (starting, stopping, store not answering).
@@ -77,7 +85,7 @@ Endpoints:
 
 Slack (for slack.notify steps and approval messages) is configured by the configuration
 file's slack: section or, by default, from the environment: STANCH_SLACK_TOKEN (bot token:
-chat:write, channels:history, channels:read, usergroups:read), STANCH_SLACK_SIGNING_SECRET
+chat:write, channels:history, channels:read, usergroups:read, users:read), STANCH_SLACK_SIGNING_SECRET
 (turns on the buttons and the interactions endpoint) and STANCH_SLACK_API_URL (another Web
 API base, such as the sandbox's).
 

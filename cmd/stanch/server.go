@@ -20,6 +20,7 @@ import (
 	"github.com/stanchhq/stanch/actions"
 	ghactions "github.com/stanchhq/stanch/actions/github"
 	"github.com/stanchhq/stanch/playbooks"
+	"github.com/stanchhq/stanch/reportlink"
 	"github.com/stanchhq/stanch/runner"
 	"github.com/stanchhq/stanch/triggers"
 )
@@ -84,6 +85,10 @@ type server struct {
 	// messages when it is missing).
 	ghSecret, ghSecretFrom string
 	ebSecret, ebSecretFrom string
+	// reports verify the links to reports and the bearer tokens; either
+	// may be nil, and every request is then refused alike.
+	reportSigner *reportlink.Signer
+	reportTokens *reportlink.Tokens
 }
 
 // newServer checks the flags and reads the credentials and playbooks:
@@ -137,7 +142,16 @@ func newServer(g *globals, f serveFlags) (*server, error) {
 	if s.ghSecret == "" && len(f.pollRepos)+len(f.pollOrgs) > 0 {
 		return nil, usageError{fmt.Errorf("--github-poll-repo and --github-poll-org need the GitHub endpoint: its secret (%s) is not set", s.ghSecretFrom)}
 	}
+	if s.reportSigner, err = g.reportSigner(); err != nil {
+		return nil, err
+	}
+	if s.reportTokens, err = g.reportTokens(); err != nil {
+		return nil, err
+	}
 	s.slack = newSlackSetup(slackClient, signingSecret, s.log)
+	if s.reportSigner.Makes() {
+		s.slack.notifier.WithRecordLink(s.reportSigner.Link)
+	}
 	s.slack.alertsChannel = g.slackAlertsChannel()
 	s.slack.warn(s.log, s.books)
 	return s, nil
@@ -199,6 +213,7 @@ func (s *server) endpoints(r *runner.Runner, sink *runner.Dispatcher, obs *obser
 		h.CountIn(obs.metrics)
 		mux.Handle("/hooks/aws/sns", h)
 	}
+	mux.Handle("GET "+reportlink.Route+"{run}", s.reports(r))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, req *http.Request) {
 		if _, err := r.Store().ListRuns(req.Context(), runner.ListFilter{Limit: 1}); err != nil {
 			http.Error(w, "store unavailable", http.StatusServiceUnavailable)

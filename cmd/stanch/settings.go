@@ -8,6 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/stanchhq/stanch/reportlink"
 )
 
 // Every setting a flag carries can also come from a STANCH_* variable and
@@ -131,6 +133,12 @@ var bindings = []binding{
 	{env: "STANCH_SOPS_AGE_KEY_FILE", key: "sops.age_key_file", fallbackEnv: "SOPS_AGE_KEY_FILE", file: func(c *fileConfig) ([]string, bool) { return one(c.relative(c.SOPS.AgeKeyFile)) }},
 	{env: envGitLabURL, key: "gitlab.url", def: "https://gitlab.com/api/v4", file: func(c *fileConfig) ([]string, bool) { return one(c.GitLab.URL) }},
 	{env: envNPMRegistry, key: "npm.registry", def: "https://registry.npmjs.org/", file: func(c *fileConfig) ([]string, bool) { return one(c.NPM.Registry) }},
+	// Links to reports (docs/configuration.md): every command that draws
+	// an incident message or resolves a GitHub alert makes them.
+	{env: envReportBaseURL, key: "report.base_url", file: func(c *fileConfig) ([]string, bool) { return one(c.Report.BaseURL) }},
+	{env: envReportLinkLifetime, key: "report.link_lifetime", def: reportlink.DefaultLifetime.String(), file: func(c *fileConfig) ([]string, bool) {
+		return durationSetting(c.Report.LinkLifetime)
+	}},
 }
 
 // The variables of the token providers' settings.

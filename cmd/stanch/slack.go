@@ -171,7 +171,12 @@ func settleSlack(ctx context.Context, g *globals, r *runner.Runner, runID string
 	// The same buttons as stanch serve draws, so the two never undo each
 	// other's messages; without a signing secret the messages say how to
 	// decide with stanch approve.
-	n := notify.NewSlack(client, approvalTokens(secret), g.logger())
+	links, err := g.recordLinks()
+	if err != nil {
+		g.logger().Warn("Slack messages of the run are not updated", "run", runID, "error", err)
+		return
+	}
+	n := notify.NewSlack(client, approvalTokens(secret), g.logger()).WithRecordLink(links)
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if err := r.SyncMessages(ctx, n, runID); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -43,7 +44,7 @@ slack:
     - {id: ` + channelID + `, name: sec-incidents}
     - {id: C0SECLEADS, name: security-leads}
   users:
-    - {id: ` + alice + `, name: alice, real_name: Alice}
+    - {id: ` + alice + `, name: alice, real_name: Alice Liddell, display_name: Alice Smith}
     - {id: ` + mallory + `, name: mallory, real_name: Mallory}
   usergroups:
     - {id: ` + securityGroup + `, handle: security, users: [` + alice + `]}
@@ -75,6 +76,8 @@ type slackBench struct {
 	world  *testkit.World
 	tokens *slack.Tokens
 	pb     *playbooks.Playbook
+	// logs holds what the runner and the interactions endpoint logged.
+	logs *syncBuffer
 }
 
 func setupSlack(t *testing.T) *slackBench { return setupSlackWith(t, tellAndAsk) }
@@ -90,7 +93,7 @@ func setupSlackWith(t *testing.T, playbook string) *slackBench {
 	// must never reach Slack.
 	w := testkit.NewWorld()
 	w.Leak = planted.Random
-	reg, err := actions.NewRegistry(append(slackact.Actions(client), w.Actions()...)...)
+	reg, err := actions.NewRegistry(append(slackact.Actions(client, slackact.Options{}), w.Actions()...)...)
 	require.NoError(t, err)
 	pb, err := playbooks.Parse("tell-and-ask.yaml", []byte(playbook), reg)
 	require.NoError(t, err)
@@ -98,17 +101,18 @@ func setupSlackWith(t *testing.T, playbook string) *slackBench {
 	db, err := runner.OpenDatabase(ctx, testkit.SQLiteURL(t))
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, logs), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	n := notify.NewSlack(client, tokens, log)
 	r, err := runner.New(ctx, runner.Config{DB: db, Registry: reg, Notifier: n, Logger: log})
 	require.NoError(t, err)
 	require.NoError(t, r.Start(ctx))
 	t.Cleanup(func() { _ = r.Stop(context.Background()) })
 
-	h := triggers.NewSlackInteractions(signingSecret, tokens, runDecider{r}, client, nil)
+	h := triggers.NewSlackInteractions(signingSecret, tokens, runDecider{r}, client, log)
 	hook := httptest.NewServer(h)
 	t.Cleanup(hook.Close)
-	return &slackBench{sb: sb.Sandbox, r: r, hook: hook.URL, world: w, tokens: tokens, pb: pb}
+	return &slackBench{sb: sb.Sandbox, r: r, hook: hook.URL, world: w, tokens: tokens, pb: pb, logs: logs}
 }
 
 // testWriter sends logs to the test's output, shown when it fails.
@@ -251,6 +255,7 @@ func TestSlackApprovalsEndToEnd(t *testing.T) {
 	a, err := b.r.Store().Approval(ctx, run.ID, "destroy")
 	require.NoError(t, err)
 	require.Equal(t, alice, a.DecidedBy)
+	require.Equal(t, "Alice Smith", a.DecidedByName, "the display name Slack shows for her")
 	require.Equal(t, "slack", a.Via)
 	journal, err := b.r.Store().Journal(ctx, run.ID)
 	require.NoError(t, err)
@@ -260,7 +265,7 @@ func TestSlackApprovalsEndToEnd(t *testing.T) {
 			approvals = append(approvals, e.Event+" "+e.Detail)
 		}
 	}
-	require.Equal(t, []string{"approval_refused " + mallory + " is not an approver (via slack)", "approval_approved by " + alice + " via slack"}, approvals)
+	require.Equal(t, []string{"approval_refused " + mallory + " is not an approver (via slack)", "approval_approved by Alice Smith (" + alice + ") via slack"}, approvals)
 
 	// The messages catch up: the approval shows who decided, without
 	// buttons; the incident message shows the run succeeded. One of each.

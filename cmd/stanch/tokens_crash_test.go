@@ -11,6 +11,7 @@ import (
 
 	"github.com/stanchhq/stanch/alert"
 	plant "github.com/stanchhq/stanch/internal/planted"
+	"github.com/stanchhq/stanch/record"
 )
 
 // The crash tests at each token revocation's boundary: stanch is killed
@@ -111,7 +112,7 @@ func TestTokenCrashRestartWithoutValue(t *testing.T) {
 
 	_, cmd, log := e.startServeWith(t, p.playbook(e), "unused-eventbridge-secret")
 	deadline := time.Now().Add(30 * time.Second)
-	var runs []runJSON
+	var runs []record.RunInfo
 	for {
 		if out := e.stanch(nil, "runs", "list", "--json", "--database", e.db); out.code == 0 && strings.Contains(out.stdout, `"failed"`) {
 			break

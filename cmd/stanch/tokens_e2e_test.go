@@ -15,6 +15,7 @@ import (
 
 	"github.com/stanchhq/stanch/alert"
 	plant "github.com/stanchhq/stanch/internal/planted"
+	"github.com/stanchhq/stanch/record"
 )
 
 // The leaked-token tests (issue 15): for each provider, a real input (a
@@ -146,32 +147,32 @@ func (e *e2e) ingestToken(p tokenProvider, report string, env ...string) result 
 }
 
 // tokenRuns returns the runs of the store.
-func (e *e2e) tokenRuns(t *testing.T) []runJSON {
+func (e *e2e) tokenRuns(t *testing.T) []record.RunInfo {
 	t.Helper()
 	res := e.stanch(nil, "runs", "list", "--json", "--database", e.db)
 	require.Equal(t, 0, res.code, res.stderr)
-	var runs []runJSON
+	var runs []record.RunInfo
 	require.NoError(t, json.Unmarshal([]byte(res.stdout), &runs), res.stdout)
 	return runs
 }
 
 // showRun returns stanch runs show --json of id, as parsed and as printed.
-func (e *e2e) showRun(t *testing.T, id string) (runShowJSON, string) {
+func (e *e2e) showRun(t *testing.T, id string) (record.Show, string) {
 	t.Helper()
 	res := e.stanch(nil, "runs", "show", id, "--json", "--database", e.db)
 	require.Equal(t, 0, res.code, res.stderr)
-	var show runShowJSON
+	var show record.Show
 	require.NoError(t, json.Unmarshal([]byte(res.stdout), &show), res.stdout)
 	return show, res.stdout
 }
 
-func stepOf(show runShowJSON, id string) stepJSON {
+func stepOf(show record.Show, id string) record.Step {
 	for _, s := range show.Steps {
 		if s.StepID == id {
 			return s
 		}
 	}
-	return stepJSON{}
+	return record.Step{}
 }
 
 // requireRevokedOnce checks the end of a token's response: the sandbox
@@ -179,7 +180,7 @@ func stepOf(show runShowJSON, id string) stepJSON {
 // succeeded with the revoke step's outcome want, and no token value is in
 // the outputs given, the store, the run, Slack or the sandbox's state and
 // call log. It returns the run.
-func (e *e2e) requireRevokedOnce(t *testing.T, p tokenProvider, want string, outputs ...string) runShowJSON {
+func (e *e2e) requireRevokedOnce(t *testing.T, p tokenProvider, want string, outputs ...string) record.Show {
 	t.Helper()
 	require.False(t, e.sb.TokenActive(p.value), "%s: the sandbox still accepts the token", p.name)
 	require.Equal(t, 1, e.sb.EffectiveCount(p.revokeOp), "%s: exactly one effective %s", p.name, p.revokeOp)
@@ -205,7 +206,7 @@ func (e *e2e) requireRevokedOnce(t *testing.T, p tokenProvider, want string, out
 		require.True(t, ok)
 		require.Equal(t, "resolved", got.State)
 		require.Equal(t, "revoked", got.Resolution)
-		require.Equal(t, "stanch run "+runs[0].ID+" (github-token-leaked): token "+alert.Fingerprint(p.value)+" revoked ("+want+").", got.ResolutionComment)
+		require.Equal(t, "stanch run "+runs[0].ID+" (github-token-leaked): token "+alert.Fingerprint(p.value)+" revoked ("+want+").", e.anchored(t, runs[0].ID, got.ResolutionComment))
 		plant.RequireNone(t, "the GitHub alert's comment", got)
 	}
 	return show

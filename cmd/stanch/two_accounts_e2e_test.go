@@ -14,7 +14,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/stanchhq/stanch/alert"
 	"github.com/stanchhq/stanch/internal/testkit"
+	"github.com/stanchhq/stanch/record"
 	"github.com/stanchhq/stanch/runner"
 	"github.com/stanchhq/stanch/sandbox"
 )
@@ -66,8 +68,11 @@ type awsCall struct {
 	Action  string
 	Account string // the account the call acted in
 	Key     string // the access key id that signed it
-	Params  map[string]string
-	Status  int
+	// RequestID is the id the backend answered with, where the test
+	// sees the answer (moto, through the recording proxy).
+	RequestID string
+	Params    map[string]string
+	Status    int
 	// Changed is true when the call changed state; where the backend
 	// cannot tell (moto), a successful call of a state-changing action.
 	Changed bool
@@ -219,7 +224,12 @@ func respondInOtherAccount(t *testing.T, w twoAccounts) {
 		w.more(t)
 	}
 
-	// 5. No secret is printed: not the leaked key's, not the new key's.
+	// 5. The run's record has every IAM, STS and Secrets Manager call the
+	// backend answered, in the account it acted in, with the request id
+	// the backend gave where the test saw it.
+	requireCallsRecorded(t, e, env, runID, calls, report)
+
+	// 6. No secret is printed: not the leaked key's, not the new key's.
 	secrets := append([]string{stored.SecretAccessKey}, w.secrets...)
 	var storedA struct{ SecretAccessKey string }
 	if json.Unmarshal([]byte(valueA), &storedA) == nil && storedA.SecretAccessKey != "" {
@@ -470,5 +480,70 @@ func waitForRun(t *testing.T, e *e2e, env []string, serve *serveProcess) string 
 		}
 		require.True(t, time.Now().Before(deadline), "no run a minute after the webhook; serve log:\n%s", serve.stderr.String())
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// requireCallsRecorded checks the record of runID (stanch runs export)
+// against the AWS calls the backend saw.
+func requireCallsRecorded(t *testing.T, e *e2e, env []string, runID string, seen []awsCall, report string) {
+	t.Helper()
+	res := e.stanch(env, "runs", "export", "--database", e.db)
+	require.Equal(t, 0, res.code, res.stdout+res.stderr)
+	var rec record.Run
+	require.NoError(t, json.Unmarshal([]byte(strings.TrimSpace(res.stdout)), &rec))
+	require.Equal(t, runID, rec.Run.ID)
+	compared := map[string]bool{"iam": true, "sts": true, "secretsmanager": true}
+	var want, got []string
+	ids := map[string]bool{}
+	for _, c := range seen {
+		if compared[c.Service] {
+			want = append(want, c.Service+":"+c.Action)
+			// An id that looks like a secret (moto's 52 letters) is
+			// redacted like one.
+			if c.RequestID != "" && alert.RedactText(c.RequestID) == c.RequestID {
+				ids[c.RequestID] = true
+			}
+		}
+	}
+	recorded := map[string]bool{}
+	identified := false // whether STS has said whose stanch's credentials are
+	for _, c := range rec.Calls {
+		if !compared[c.Service] {
+			continue
+		}
+		got = append(got, c.Service+":"+c.Operation)
+		recorded[c.RequestID] = true
+		require.NotEmpty(t, c.RequestID, "%+v", c)
+		require.NotEmpty(t, c.StepID, "%+v", c)
+		// Only STS calls in stanch's own account made before STS said
+		// which account that is are recorded without one.
+		if c.Account == "" {
+			require.False(t, identified, "%+v", c)
+			require.Equal(t, "sts", c.Service, "%+v", c)
+		}
+		identified = identified || c.Operation == "GetCallerIdentity"
+	}
+	// The alert is resolved on GitHub: its calls are there too, each with
+	// GitHub's request id.
+	var github []string
+	for _, c := range rec.Calls {
+		if c.Service == "github" {
+			require.Regexp(t, `^[0-9A-F]{4}(:[0-9A-F]{4}){3}:[0-9A-F]{8}$`, c.RequestID, "%+v", c)
+			github = append(github, c.Operation)
+		}
+	}
+	require.Contains(t, github, "PATCH /api/v3/repos/acme/build-tools/secret-scanning/alerts/7", report)
+	slices.Sort(want)
+	slices.Sort(got)
+	require.Equal(t, want, got, "every AWS call the backend answered is in the record, and no other\n%s", report)
+	for id := range ids {
+		require.True(t, recorded[id], "the record has the backend's request id %s", id)
+	}
+	for _, c := range rec.Calls {
+		for _, s := range seen {
+			if c.RequestID != "" && c.RequestID == s.RequestID && c.Account != "" {
+				require.Equal(t, s.Account, c.Account, "call %s %s acted in %s", c.Service, c.Operation, s.Account)
+			}
+		}
 	}
 }

@@ -50,7 +50,7 @@ func newRegistryWith(aws awsactions.ProviderOptions, gh githubSettings, slack *s
 	aws.Destinations.Azure = tok.azure
 	aws.Destinations.SOPS = destinations.SOPSDeps{AgeKeyFile: tok.sopsAgeKeyFile, GitHub: ghp.Client}
 	all := awsactions.Actions(awsactions.NewProvider(aws))
-	all = append(all, slackact.Actions(slack)...)
+	all = append(all, slackact.Actions(slack, slackact.Options{RecordLink: gh.recordLink})...)
 	all = append(all, ghactions.Actions(ghp)...)
 	all = append(all, tokenActions(ghp, tok)...)
 	return actions.NewRegistry(all...)
@@ -156,6 +156,10 @@ func schemaRegistry() (*actions.Registry, error) {
 func (g *globals) registryWith(gh githubSettings, slack *stanchslack.Client) (*actions.Registry, error) {
 	opts, err := g.cfg.providerOptions()
 	if err != nil {
+		return nil, err
+	}
+	// github.resolve_alert's comment links the run's incident record.
+	if gh.recordLink, err = g.recordLinks(); err != nil {
 		return nil, err
 	}
 	return newRegistryWith(opts, gh, slack, g.tokenSettings())

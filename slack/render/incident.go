@@ -40,9 +40,21 @@ func IncidentTitle(a alert.Alert) string {
 	return title
 }
 
+// IncidentOptions are what the incident message shows beyond the report.
+type IncidentOptions struct {
+	// RecordLink is the link to the run's incident record (stanch serve's
+	// report, signed); "" shows none.
+	RecordLink string
+}
+
 // Incident renders the incident message of a run. title, when not empty,
 // replaces the default header.
 func Incident(rep actions.Report, channelTitle string) slack.Message {
+	return IncidentWith(rep, channelTitle, IncidentOptions{})
+}
+
+// IncidentWith is Incident with what o adds.
+func IncidentWith(rep actions.Report, channelTitle string, o IncidentOptions) slack.Message {
 	a := rep.Alert
 	title := IncidentTitle(a)
 	if channelTitle != "" {
@@ -102,8 +114,19 @@ func Incident(rep actions.Report, channelTitle string) slack.Message {
 	blocks = append(blocks, slackapi.NewSectionBlock(mrkdwn(clip("*Response*\n"+strings.Join(steps, "\n"), maxSection)), nil, nil))
 
 	blocks = append(blocks, impactBlocks(rep)...)
-	footer := fmt.Sprintf("stanch run `%s` · playbook `%s` · updated %s", escape(rep.RunID), escape(rep.Playbook), time.Now().UTC().Format("15:04:05Z"))
+	footer := fmt.Sprintf("stanch run `%s` · playbook `%s`", escape(rep.RunID), escape(rep.Playbook))
+	if target, ok := linkTarget(o.RecordLink); ok {
+		footer += fmt.Sprintf(" · <%s|Incident record>", target)
+	}
+	footer += " · updated " + time.Now().UTC().Format("15:04:05Z")
 	blocks = append(blocks, slackapi.NewContextBlock("", mrkdwn(footer)))
+	if !rep.FinishedAt.IsZero() && rep.Journal.Hash != "" {
+		// Slack keeps what the journal said when the run ended: a copy
+		// outside stanch's store that shows later whether anything up
+		// to it was rewritten.
+		blocks = append(blocks, slackapi.NewContextBlock("", mrkdwn(fmt.Sprintf("Journal to entry %d: sha256 `%s` · check with `stanch runs verify %s --anchor %s`",
+			rep.Journal.Seq, escape(rep.Journal.Hash), escape(rep.RunID), escape(rep.Journal.String())))))
+	}
 	return slack.Message{Text: clip(escape(title)+" ("+escape(strings.ReplaceAll(rep.Status, "_", " "))+")", 300), Blocks: blocks}
 }
 
