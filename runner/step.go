@@ -83,10 +83,12 @@ func (s *stepRun) approve(ctx context.Context, scope playbooks.Scope, action act
 	case err != nil:
 		return nil, err
 	case decision.Decision == Denied && !stops(s.step, StepDenied):
-		return &StepEnd{Status: StepDenied, Outcome: OutcomeDenied, Message: fmt.Sprintf("denied by %s via %s; the run goes on without it (on_deny: skip)", decision.DecidedBy, decision.Via)}, nil
+		by := Approver{ID: decision.DecidedBy, Name: decision.DecidedByName}
+		return &StepEnd{Status: StepDenied, Outcome: OutcomeDenied, Message: fmt.Sprintf("denied by %s via %s; the run goes on without it (on_deny: skip)", by, decision.Via)}, nil
 	case decision.Decision == Denied:
-		return &StepEnd{Status: StepDenied, Outcome: OutcomeDenied, Message: fmt.Sprintf("denied by %s via %s", decision.DecidedBy, decision.Via),
-			Error: fmt.Sprintf("step %s was denied by %s", s.step.ID, decision.DecidedBy)}, nil
+		by := Approver{ID: decision.DecidedBy, Name: decision.DecidedByName}
+		return &StepEnd{Status: StepDenied, Outcome: OutcomeDenied, Message: fmt.Sprintf("denied by %s via %s", by, decision.Via),
+			Error: fmt.Sprintf("step %s was denied by %s", s.step.ID, by)}, nil
 	}
 	return nil, nil
 }

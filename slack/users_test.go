@@ -97,7 +97,7 @@ func TestUserNameFailureRememberedBriefly(t *testing.T) {
 	_, err = c.UserName(ctx, "U0BOB")
 	var rl *slack.RateLimited
 	require.True(t, errors.As(err, &rl), "%v", err)
-	require.Less(t, time.Since(start), 5*time.Second)
+	require.Less(t, time.Since(start), 30*time.Second, "it did not wait out the hour")
 	_, err = c.UserName(ctx, "U0BOB")
 	require.True(t, errors.As(err, &rl), "%v", err)
 	require.Equal(t, 2, sb.Count("users.info"))
@@ -114,13 +114,13 @@ func TestUserNameFailureRememberedBriefly(t *testing.T) {
 func TestUserNameHonoursDeadline(t *testing.T) {
 	t.Parallel()
 	c, sb, _ := usersClient(t)
-	sb.SetFault("slack", sandbox.Fault{Latency: 3 * time.Second})
+	sb.SetFault("slack", sandbox.Fault{Latency: time.Minute})
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
 	_, err := c.UserName(ctx, "U0ALICE")
 	require.ErrorIs(t, err, context.DeadlineExceeded)
-	require.Less(t, time.Since(start), 2*time.Second)
+	require.Less(t, time.Since(start), 30*time.Second, "it did not wait for the minute Slack takes")
 }
 
 func TestUserNameRefusesWhatIsNotAUser(t *testing.T) {

@@ -120,8 +120,8 @@ func TestSlackDecisionWithoutApproverName(t *testing.T) {
 	require.Equal(t, 1, b.sb.Count("users.info"))
 }
 
-// users.info hangs: Slack still gets its answer in time (it shows an error
-// after 3 s) and the decision goes on without the name.
+// users.info hangs: the click is answered without waiting for it and the
+// decision goes on without the name.
 func TestSlackSlowUserLookupDoesNotHoldTheClick(t *testing.T) {
 	b := setupSlack(t)
 	ctx := context.Background()
@@ -129,7 +129,10 @@ func TestSlackSlowUserLookupDoesNotHoldTheClick(t *testing.T) {
 	run := b.submit(t)
 	b.waitRun(t, run.ID, runner.RunWaitingApproval)
 	took := b.approve(t, alice, "destroy")
-	require.Less(t, took, 2900*time.Millisecond, "the click must be answered within Slack's 3 s")
+	// Not a timing test (the handler's own 2 s cut is what keeps Slack's
+	// 3 s): the answer must not wait for the lookup's minute, whatever
+	// the machine's load.
+	require.Less(t, took, 30*time.Second, "the click's answer waited for users.info")
 	run = b.waitRun(t, run.ID, runner.RunSucceeded, runner.RunFailed, runner.RunCancelled)
 	require.Equal(t, runner.RunSucceeded, run.Status)
 	a, err := b.r.Store().Approval(ctx, run.ID, "destroy")
