@@ -31,6 +31,7 @@ type Metrics struct {
 	stepSeconds    *prometheus.HistogramVec
 	containSeconds *prometheus.HistogramVec
 	apiErrors      *prometheus.CounterVec
+	callsLost      prometheus.Counter
 	// apiLabels bounds the label sets of apiErrors: codes come from the
 	// providers' answers.
 	apiLabels *bounded
@@ -79,8 +80,12 @@ func New(log *slog.Logger) *Metrics {
 			Help: "Failed attempts of steps whose provider API answered an error (after the SDK's own retries), by provider, service and error code.",
 		}, []string{"provider", "service", "code"}),
 		apiLabels: &bounded{max: 200, seen: map[[3]string]bool{}},
+		callsLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "stanch_call_records_lost_total",
+			Help: "Provider API calls made by steps whose record could not be written (the store failed): runs' records and exports lack them. Should stay 0.",
+		}),
 	}
-	m.reg.MustRegister(m.requests, m.alerts, m.runsFinished, m.stepSeconds, m.containSeconds, m.apiErrors,
+	m.reg.MustRegister(m.requests, m.alerts, m.runsFinished, m.stepSeconds, m.containSeconds, m.apiErrors, m.callsLost,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -119,6 +124,8 @@ func (m *Metrics) Observe(e runner.Event) {
 		}
 	case runner.EventRunContained:
 		m.containSeconds.WithLabelValues(e.Playbook, source(e.Source)).Observe(e.Duration.Seconds())
+	case runner.EventCallsLost:
+		m.callsLost.Add(float64(e.Calls))
 	case runner.EventStepAPIError:
 		labels := m.apiLabels.labels(e.API.Provider, e.API.Service, e.API.Code)
 		m.apiErrors.WithLabelValues(labels[:]...).Inc()

@@ -328,3 +328,15 @@ func TestLabelsStayBounded(t *testing.T) {
 	require.Equal(t, 100.0, value(s, "stanch_provider_errors_total", "provider", "aws", "service", "iam", "code", "other"))
 	require.Equal(t, 1.0, value(s, "stanch_provider_errors_total", "provider", "github", "service", "rest", "code", "other"), "a code that is not a short word")
 }
+
+// Calls whose record was lost are counted, however many each event says.
+func TestLostCallRecordsAreCounted(t *testing.T) {
+	t.Parallel()
+	m := New(nil)
+	srv := httptest.NewServer(m.Handler())
+	t.Cleanup(srv.Close)
+	require.Equal(t, 0.0, value(metricstest.Get(t, srv.URL), "stanch_call_records_lost_total"), "exported at 0, so an alert can watch it")
+	m.Observe(runner.Event{Kind: runner.EventCallsLost, Calls: 3})
+	m.Observe(runner.Event{Kind: runner.EventCallsLost, Calls: 2})
+	require.Equal(t, 5.0, value(metricstest.Get(t, srv.URL), "stanch_call_records_lost_total"))
+}

@@ -106,8 +106,6 @@ func (r *Runner) planForApproval(ctx context.Context, run Run, step *playbooks.S
 	// the one before the step's first.
 	calls := &callLog{}
 	plan, err := action.Plan(apicall.WithRecorder(pctx, calls.add), r.env(run, step, Attempt{Number: 1, StepStarted: r.cfg.Now()}), params)
-	if err := r.store.AddCalls(context.WithoutCancel(ctx), run.ID, step.ID, 0, calls.unsaved()); err != nil {
-		r.log.Warn("could not record API calls", "run", run.ID, "step", step.ID, "error", err)
-	}
+	r.saveCalls(ctx, run, step, 0, calls.unsaved())
 	return plan, err
 }

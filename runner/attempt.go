@@ -167,11 +167,7 @@ func (r *Runner) doAttempt(ctx context.Context, run Run, step *playbooks.Step, a
 	// before an effect with the effect, the rest when Do returns.
 	calls := &callLog{}
 	actx = apicall.WithRecorder(actx, calls.add)
-	saveCalls := func(made []apicall.Call) {
-		if err := r.store.AddCalls(context.WithoutCancel(ctx), run.ID, step.ID, attempt, made); err != nil {
-			r.log.Warn("could not record API calls", "run", run.ID, "step", step.ID, "error", err)
-		}
-	}
+	saveCalls := func(made []apicall.Call) { r.saveCalls(ctx, run, step, attempt, made) }
 	defer func() { saveCalls(calls.unsaved()) }()
 	env.Effect = func(e actions.Effect) {
 		// Journalled at once, outside the step's own record, with the
@@ -179,7 +175,11 @@ func (r *Runner) doAttempt(ctx context.Context, run Run, step *playbooks.Step, a
 		// is still on record.
 		made := calls.unsaved()
 		if err := r.store.Effect(context.WithoutCancel(ctx), run.ID, step.ID, attempt, e, made); err != nil {
-			r.log.Warn("could not journal an effect", "run", run.ID, "step", step.ID, "error", err)
+			// Whatever failed, the effect must not wait on its calls'
+			// records: journalled alone, then the calls on their own.
+			if err := r.store.Effect(context.WithoutCancel(ctx), run.ID, step.ID, attempt, e, nil); err != nil {
+				r.log.Warn("could not journal an effect", "run", run.ID, "step", step.ID, "error", err)
+			}
 			saveCalls(made)
 		}
 		r.emit(Event{Kind: EventStepEffect, RunID: run.ID, StepID: step.ID, Action: step.Action, Attempt: attempt, Message: e.String()})
@@ -263,4 +263,16 @@ func (l *callLog) unsaved() []apicall.Call {
 	out := l.calls
 	l.calls = nil
 	return out
+}
+
+// saveCalls stores the calls an attempt made; a failure is logged and
+// counted (stanch_call_records_lost_total): the run's record then lacks
+// them, and people must be able to see that.
+func (r *Runner) saveCalls(ctx context.Context, run Run, step *playbooks.Step, attempt int, made []apicall.Call) {
+	err := r.store.AddCalls(context.WithoutCancel(ctx), run.ID, step.ID, attempt, made)
+	if err == nil {
+		return
+	}
+	r.log.Warn("could not record API calls: the run's record lacks them", "run", run.ID, "step", step.ID, "calls", len(made), "error", err)
+	r.emit(Event{Kind: EventCallsLost, RunID: run.ID, StepID: step.ID, Action: step.Action, Attempt: attempt, Calls: len(made), Error: err.Error()})
 }

@@ -184,3 +184,56 @@ func TestNoSecretReachesTheCallRecords(t *testing.T) {
 		})
 	}
 }
+
+// When the calls cannot be written (here their table is gone), the step
+// goes on, its effect is still journalled, and the loss is an event
+// (stanch_call_records_lost_total) with how many calls the record lacks.
+func TestLostCallRecordsAreCountedNotSilent(t *testing.T) {
+	t.Parallel()
+	for name, open := range testDatabases(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			database := open(t)
+			var mu sync.Mutex
+			lost := map[string]int{} // step → calls lost
+			breaking := actions.New(actions.Definition[deferParams, deferOutputs]{
+				Name: "test.breaking",
+				PlanFunc: func(context.Context, actions.Env, *deferParams) (actions.PlanOf[deferOutputs], error) {
+					return actions.PlanOf[deferOutputs]{Summary: "would update"}, nil
+				},
+				DoFunc: func(ctx context.Context, env actions.Env, _ *deferParams) (actions.ResultOf[deferOutputs], error) {
+					_, err := database.SQL.ExecContext(ctx, `DROP TABLE stanch_calls`)
+					require.NoError(t, err)
+					apicall.Record(ctx, call("UpdateAccessKey", apicall.OK))
+					env.Record(actions.Effect{Description: "updated"})
+					apicall.Record(ctx, call("ListAccessKeys", apicall.OK), call("ListAccessKeys", apicall.OK))
+					return actions.ResultOf[deferOutputs]{Outcome: actions.Done}, nil
+				},
+			})
+			reg, err := actions.NewRegistry(breaking)
+			require.NoError(t, err)
+			r, err := New(ctx, Config{DB: database, Registry: reg, Observer: func(e Event) {
+				if e.Kind == EventCallsLost {
+					mu.Lock()
+					defer mu.Unlock()
+					lost[e.StepID] += e.Calls
+				}
+			}})
+			require.NoError(t, err)
+			require.NoError(t, r.Start(ctx))
+			t.Cleanup(func() { _ = r.Stop(context.Background()) })
+			pb, err := playbooks.Parse("lost.yaml", []byte("name: lost\nsteps:\n  - id: update\n    action: test.breaking\n"), reg)
+			require.NoError(t, err)
+			sub, err := r.Submit(ctx, testAlert("AKIAIOSFODNN7LOST001"), []*playbooks.Playbook{pb})
+			require.NoError(t, err)
+			run := waitRun(t, r, sub.Started[0].ID, RunSucceeded, RunFailed)
+			require.Equal(t, RunSucceeded, run.Status, "%+v", run)
+			entries := journalEvents(t, r, run.ID)
+			require.Equal(t, 1, count(entries, "effect"), "the effect is journalled without its calls: %v", entries)
+			mu.Lock()
+			defer mu.Unlock()
+			require.Equal(t, map[string]int{"update": 3}, lost)
+		})
+	}
+}

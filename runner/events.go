@@ -38,6 +38,10 @@ const (
 	// EventStepAPIError: an attempt of a step failed with an error a
 	// provider's API answered (API says which).
 	EventStepAPIError EventKind = "step_api_error"
+	// EventCallsLost: the record of API calls an attempt made could not be
+	// written (the store failed); Calls says how many are missing from the
+	// run's record.
+	EventCallsLost EventKind = "calls_lost"
 	// EventAlertSubmitted: an alert was committed; Source is its source and
 	// Outcome what it did (AlertStarted, AlertJoined, AlertDuplicate,
 	// AlertUnmatched).
@@ -86,6 +90,8 @@ type Event struct {
 	Source string
 	// API is what a provider's API answered (step_api_error).
 	API actions.APIError
+	// Calls counts the API calls of calls_lost.
+	Calls int
 }
 
 func (r *Runner) emit(e Event) {

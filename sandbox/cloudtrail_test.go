@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudtrail"
 	cttypes "github.com/aws/aws-sdk-go-v2/service/cloudtrail/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/smithy-go"
 	"github.com/stretchr/testify/require"
 )
 
@@ -60,8 +62,16 @@ func TestLookupEventsPagesAndLimits(t *testing.T) {
 	var throttled bool
 	for range 10 {
 		_, err := c.LookupEvents(ctx, in)
+		var ae smithy.APIError
+		if err != nil && !errors.As(err, &ae) {
+			// This client does not retry, so that throttling shows: a
+			// connection a loaded machine dropped (seen under -race in
+			// CI) is not what this checks.
+			t.Logf("not an answer: %v", err)
+			continue
+		}
 		if err != nil {
-			require.Equal(t, "ThrottlingException", apiCode(t, err))
+			require.Equal(t, "ThrottlingException", ae.ErrorCode())
 			throttled = true
 		}
 	}
