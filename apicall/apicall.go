@@ -9,6 +9,8 @@ package apicall
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 )
 
@@ -43,6 +45,31 @@ type recorderKey struct{}
 // WithRecorder returns ctx carrying rec: calls made with it are recorded.
 func WithRecorder(ctx context.Context, rec Recorder) context.Context {
 	return context.WithValue(ctx, recorderKey{}, rec)
+}
+
+type gateKey struct{}
+
+// WithGate returns ctx whose calls are sent only while gate returns nil:
+// checked right before each request leaves, by AWS and HTTP clients alike,
+// so that a process that lost the right to act (a replica whose lease
+// lapsed while it was paused) stops before its next call, not after.
+func WithGate(ctx context.Context, gate func() error) context.Context {
+	return context.WithValue(ctx, gateKey{}, gate)
+}
+
+// ErrGateClosed wraps a gate's refusal: the request was not sent.
+var ErrGateClosed = errors.New("request not sent")
+
+// open says whether ctx's gate lets a request leave.
+func open(ctx context.Context) error {
+	gate, ok := ctx.Value(gateKey{}).(func() error)
+	if !ok || gate == nil {
+		return nil
+	}
+	if err := gate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrGateClosed, err)
+	}
+	return nil
 }
 
 // Record hands calls made elsewhere (a request made once for many steps)

@@ -13,8 +13,9 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
-// AWS returns an option for aws.Config.APIOptions that records every
-// attempt of every call a client made from the config sends, as acting in
+// AWS returns an option for aws.Config.APIOptions that sends no attempt
+// the context's gate refuses (WithGate) and records every attempt of every
+// call a client made from the config sends, as acting in
 // the account that account returns when the call ends (stanch's own
 // account is known only once STS has said it). It sits at the front of the
 // deserialize step, so it sees each attempt the SDK's retryer makes, with
@@ -30,6 +31,11 @@ type awsCalls struct{ account func() string }
 func (awsCalls) ID() string { return "stanch.apicall" }
 
 func (m awsCalls) HandleDeserialize(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (middleware.DeserializeOutput, middleware.Metadata, error) {
+	// Here, after signing and inside the retry loop, each attempt is
+	// checked just before it is sent.
+	if err := open(ctx); err != nil {
+		return middleware.DeserializeOutput{}, middleware.Metadata{}, err
+	}
 	if _, ok := ctx.Value(recorderKey{}).(Recorder); !ok {
 		return next.HandleDeserialize(ctx, in)
 	}

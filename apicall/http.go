@@ -21,7 +21,8 @@ var requestIDHeaders = []string{
 }
 
 // Transport returns base (http.DefaultTransport when nil) recording each
-// request made with a context that carries a Recorder, as service.
+// request made with a context that carries a Recorder, as service, and
+// sending none that the context's gate (WithGate) refuses.
 func Transport(service string, base http.RoundTripper) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
@@ -50,6 +51,12 @@ type transport struct {
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
+	if err := open(ctx); err != nil {
+		if req.Body != nil {
+			req.Body.Close() // a RoundTripper closes the body, sent or not
+		}
+		return nil, err
+	}
 	if _, ok := ctx.Value(recorderKey{}).(Recorder); !ok {
 		return t.base.RoundTrip(req)
 	}

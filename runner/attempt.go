@@ -167,6 +167,7 @@ func (r *Runner) doAttempt(ctx context.Context, run Run, step *playbooks.Step, a
 	// before an effect with the effect, the rest when Do returns.
 	calls := &callLog{}
 	actx = apicall.WithRecorder(actx, calls.add)
+	actx = apicall.WithGate(actx, leaseGate(ctx))
 	saveCalls := func(made []apicall.Call) { r.saveCalls(ctx, run, step, attempt, made) }
 	defer func() { saveCalls(calls.unsaved()) }()
 	env.Effect = func(e actions.Effect) {

@@ -61,3 +61,24 @@ func (s *Store) checkFence(ctx context.Context, tx *sql.Tx) error {
 	}
 	return nil
 }
+
+// leaseGate checks, right before each provider request of a pass leaves
+// (apicall.WithGate), that the replica still holds the lease the pass
+// began under, by its own clock. A replica paused past its lease (SIGSTOP,
+// a VM frozen) resumes with requests in flight: the lease's own timer and
+// the pass's cancellation may run after the next request is sent, and the
+// run may already be another replica's. Only the clock is read here, no
+// store: the fence (checkFence) guards the store's writes.
+func leaseGate(ctx context.Context) func() error {
+	f, ok := ctx.Value(fenceKey{}).(fence)
+	if !ok || f.term == nil {
+		return nil
+	}
+	return func() error {
+		if f.term.held() {
+			return nil
+		}
+		f.term.lapse()
+		return fmt.Errorf("run %s: %w", f.run, errLeaseLost)
+	}
+}

@@ -39,25 +39,7 @@ func TestSlackAnchorShowsARewrittenJournal(t *testing.T) {
 	t.Parallel()
 	e := newE2EWithSeed(t, slackSeed(t))
 	playbook := filepath.Join(e.dir, "tell.yaml")
-	require.NoError(t, os.WriteFile(playbook, []byte(`name: tell
-on:
-  providers: [aws]
-steps:
-  - id: identify
-    action: aws.identify_key
-    with:
-      access_key_id: ${{ alert.credential.id }}
-  - id: deactivate
-    action: aws.deactivate_key
-    with:
-      access_key_id: ${{ alert.credential.id }}
-      user_name: ${{ steps.identify.outputs.user_name }}
-      account: ${{ steps.identify.outputs.account }}
-  - id: tell
-    action: slack.notify
-    with:
-      channel: "#sec-incidents"
-`), 0o600))
+	require.NoError(t, os.WriteFile(playbook, []byte(tellPlaybook), 0o600))
 	res := e.stanch(e.slackEnv(), "run", "--playbook", playbook, "--alert", e.example("alerts/manual-aws-key.json"), "--database", e.db)
 	require.Equal(t, exitOK, res.code, res.stdout+res.stderr)
 	runID := runIDOf(t, res.stdout)

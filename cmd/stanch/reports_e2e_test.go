@@ -18,10 +18,9 @@ import (
 	"github.com/stanchhq/stanch/reportlink"
 )
 
-// reportsPlaybook contains the key, tells Slack, and resolves the GitHub
-// alert with the default comment: both carry the link to the report.
-const reportsPlaybook = `
-name: reports
+// tellPlaybook contains the key and tells Slack.
+const tellPlaybook = `
+name: contain-and-tell
 on:
   providers: [aws]
 steps:
@@ -39,7 +38,12 @@ steps:
     action: slack.notify
     with:
       channel: "#sec-incidents"
-  - id: resolve
+`
+
+// reportsPlaybook is tellPlaybook that also resolves the GitHub alert with
+// the default comment: the message and the comment carry the link to the
+// report.
+const reportsPlaybook = tellPlaybook + `  - id: resolve
     action: github.resolve_alert
     with:
       repository: ${{ alert.location.repo }}
