@@ -103,6 +103,12 @@ func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request) {
 func (s *Sandbox) serve(r *http.Request, req *request, op func(*request) (result, *apiError)) (result, *apiError, bool) {
 	req.region = signingRegion(r)
 	fault := s.fault(req.service)
+	s.mu.Lock()
+	if s.arrived == nil {
+		s.arrived = map[string]int{}
+	}
+	s.arrived[req.action]++
+	s.mu.Unlock()
 	if err := s.wait(r.Context(), fault.Latency); err != nil {
 		s.mu.Lock()
 		s.recordLocked(req, 499, false) // the client went away before the answer

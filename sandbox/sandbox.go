@@ -41,6 +41,9 @@ type Sandbox struct {
 	// account out of any key id, deleted or not.
 	deleted map[string]*account
 	calls   []Call
+	// arrived counts the AWS requests that reached the sandbox, by action,
+	// before their latency: a test can act while one is in flight.
+	arrived map[string]int
 	github  *githubState
 	slack   *slackState
 	tokens  *tokenState
@@ -242,6 +245,15 @@ func (s *Sandbox) Calls() []Call {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]Call(nil), s.calls...)
+}
+
+// Arrived returns how many AWS requests for action have reached the
+// sandbox, answered or not: with a latency set, one counted here and not
+// in Count is in flight.
+func (s *Sandbox) Arrived(action string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.arrived[action]
 }
 
 // Count returns how many calls of action were received.
