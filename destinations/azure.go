@@ -13,14 +13,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/stanchhq/stanch/apicall"
-
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
 
 	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/apicall"
 )
 
 // AzureKeyVaultSpec is a set of Azure Key Vault secrets to write the new

@@ -7,11 +7,10 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/stanchhq/stanch/apicall"
-
 	vaultapi "github.com/hashicorp/vault/api"
 
 	"github.com/stanchhq/stanch/actions"
+	"github.com/stanchhq/stanch/apicall"
 )
 
 // VaultKVSpec is a HashiCorp Vault KV version 2 secret to write the new

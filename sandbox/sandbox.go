@@ -418,6 +418,18 @@ func serve(ctx context.Context, sb *Sandbox, seed Seed, ln net.Listener, out io.
 	}
 }
 
+// writeStatusJSON answers status with v as JSON, or with no body when v is
+// nil, as the token providers' APIs (GitLab, npm, Vault) do.
+func writeStatusJSON(w http.ResponseWriter, status int, v any) {
+	if v == nil {
+		w.WriteHeader(status)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)

@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
@@ -21,16 +20,6 @@ import (
 // expired or unknown token is 401 {"message":"401 Unauthorized"}.
 
 const gitlabPrefix = "/gitlab/"
-
-func writeGitLab(w http.ResponseWriter, status int, v any) {
-	if v == nil {
-		w.WriteHeader(status)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
 
 func (s *Sandbox) serveGitLab(w http.ResponseWriter, r *http.Request) {
 	path := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, gitlabPrefix), "/")
@@ -59,7 +48,7 @@ func (s *Sandbox) serveGitLab(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	answer := func(status int, effective bool, v any) {
 		s.recordLocked(req, status, effective)
-		writeGitLab(w, status, v)
+		writeStatusJSON(w, status, v)
 	}
 	if failure != nil {
 		if failure.code == "Throttling" {

@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
@@ -22,16 +21,6 @@ import (
 // the call log names the target by its fingerprint, never by the path.
 
 const npmPrefix = "/npm/"
-
-func writeNPM(w http.ResponseWriter, status int, v any) {
-	if v == nil {
-		w.WriteHeader(status)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
 
 func (s *Sandbox) serveNPM(w http.ResponseWriter, r *http.Request) {
 	path := strings.TrimPrefix(r.URL.Path, npmPrefix)
@@ -55,7 +44,7 @@ func (s *Sandbox) serveNPM(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	answer := func(status int, effective bool, v any) {
 		s.recordLocked(req, status, effective)
-		writeNPM(w, status, v)
+		writeStatusJSON(w, status, v)
 	}
 	if failure != nil {
 		if failure.code == "Throttling" {

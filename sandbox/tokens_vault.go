@@ -28,16 +28,6 @@ func newVaultAccessor() string {
 	return strings.ToLower(newID("", 24))
 }
 
-func writeVault(w http.ResponseWriter, status int, v any) {
-	if v == nil {
-		w.WriteHeader(status)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
 func vaultErrors(msgs ...string) map[string][]string { return map[string][]string{"errors": msgs} }
 
 func (s *Sandbox) serveVault(w http.ResponseWriter, r *http.Request) {
@@ -77,7 +67,7 @@ func (s *Sandbox) serveVault(w http.ResponseWriter, r *http.Request) {
 			s.mu.Lock()
 			s.recordLocked(req, http.StatusBadRequest, false)
 			s.mu.Unlock()
-			writeVault(w, http.StatusBadRequest, vaultErrors("failed to parse JSON input: "+err.Error()))
+			writeStatusJSON(w, http.StatusBadRequest, vaultErrors("failed to parse JSON input: "+err.Error()))
 			return
 		}
 		req.params["accessor"] = body.Accessor
@@ -90,7 +80,7 @@ func (s *Sandbox) serveVault(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	answer := func(status int, effective bool, v any) {
 		s.recordLocked(req, status, effective)
-		writeVault(w, status, v)
+		writeStatusJSON(w, status, v)
 	}
 	if failure != nil {
 		if failure.code == "Throttling" {

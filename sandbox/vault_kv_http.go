@@ -91,7 +91,7 @@ func (s *Sandbox) serveVaultKV(w http.ResponseWriter, r *http.Request, path stri
 		if status == http.StatusNotFound {
 			msg = "unsupported path"
 		}
-		writeVault(w, status, vaultErrors(msg))
+		writeStatusJSON(w, status, vaultErrors(msg))
 		return true
 	}
 	if v := r.URL.Query().Get("version"); v != "" && action == "KVGet" {
@@ -102,7 +102,7 @@ func (s *Sandbox) serveVaultKV(w http.ResponseWriter, r *http.Request, path stri
 			s.mu.Lock()
 			s.recordLocked(req, http.StatusUnsupportedMediaType, false)
 			s.mu.Unlock()
-			writeVault(w, http.StatusUnsupportedMediaType, vaultErrors("PATCH requires Content-Type application/merge-patch+json"))
+			writeStatusJSON(w, http.StatusUnsupportedMediaType, vaultErrors("PATCH requires Content-Type application/merge-patch+json"))
 			return true
 		}
 	}
@@ -117,7 +117,7 @@ func (s *Sandbox) serveVaultKV(w http.ResponseWriter, r *http.Request, path stri
 			s.recordLocked(req, http.StatusBadRequest, false)
 			s.mu.Unlock()
 			// The decoder's message quotes at most a character of the body.
-			writeVault(w, http.StatusBadRequest, vaultErrors("failed to parse JSON input: "+err.Error()))
+			writeStatusJSON(w, http.StatusBadRequest, vaultErrors("failed to parse JSON input: "+err.Error()))
 			return true
 		}
 	}
@@ -129,7 +129,7 @@ func (s *Sandbox) serveVaultKV(w http.ResponseWriter, r *http.Request, path stri
 	defer s.mu.Unlock()
 	answer := func(status int, effective bool, v any) {
 		s.recordLocked(req, status, effective)
-		writeVault(w, status, v)
+		writeStatusJSON(w, status, v)
 	}
 	if failure != nil {
 		if failure.code == "Throttling" {

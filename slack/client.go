@@ -9,11 +9,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/stanchhq/stanch/apicall"
-
 	slackapi "github.com/slack-go/slack"
 
 	"github.com/stanchhq/stanch/alert"
+	"github.com/stanchhq/stanch/apicall"
 )
 
 // Options configure the Slack client.

@@ -14,11 +14,10 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/stanchhq/stanch/apicall"
-
 	"github.com/stanchhq/stanch/actions"
 	ghactions "github.com/stanchhq/stanch/actions/github"
 	"github.com/stanchhq/stanch/actions/tokens"
+	"github.com/stanchhq/stanch/apicall"
 )
 
 // Options say how stanch reaches GitLab.

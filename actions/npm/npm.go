@@ -19,11 +19,10 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/stanchhq/stanch/apicall"
-
 	"github.com/stanchhq/stanch/actions"
 	ghactions "github.com/stanchhq/stanch/actions/github"
 	"github.com/stanchhq/stanch/actions/tokens"
+	"github.com/stanchhq/stanch/apicall"
 )
 
 // Options say how stanch reaches the npm registry.

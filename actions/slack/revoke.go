@@ -7,13 +7,12 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/stanchhq/stanch/apicall"
-
 	slackapi "github.com/slack-go/slack"
 
 	"github.com/stanchhq/stanch/actions"
 	ghactions "github.com/stanchhq/stanch/actions/github"
 	"github.com/stanchhq/stanch/actions/tokens"
+	"github.com/stanchhq/stanch/apicall"
 )
 
 // TokenOptions say how slack.revoke_token reaches Slack. It needs no

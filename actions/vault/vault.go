@@ -14,13 +14,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/stanchhq/stanch/apicall"
-
 	vaultapi "github.com/hashicorp/vault/api"
 
 	"github.com/stanchhq/stanch/actions"
 	ghactions "github.com/stanchhq/stanch/actions/github"
 	"github.com/stanchhq/stanch/actions/tokens"
+	"github.com/stanchhq/stanch/apicall"
 )
 
 // Options say how stanch reaches Vault.
